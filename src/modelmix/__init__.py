@@ -1,0 +1,68 @@
+"""modelmix: one OpenAI-compatible gateway and library over open and proprietary models.
+
+Example::
+
+    from modelmix import Client
+    with Client() as client:
+        print(client.chat(model="auto", messages=[{"role": "user", "content": "Hi"}]).text)
+"""
+
+from modelmix.catalog import Config, Deployment, Hosting, Modality, Tier, load_config
+from modelmix.client import AsyncClient, Client
+from modelmix.errors import (
+    AuthenticationFailed,
+    BudgetExceeded,
+    ConfigError,
+    ContextTooLong,
+    InvalidRequest,
+    KeyRateLimited,
+    ModelmixError,
+    NoDeployment,
+    PayloadTooLarge,
+    PermissionDenied,
+    PolicyDenied,
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    UpstreamUnavailable,
+)
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelmix.routing import RouteDecision
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "Client",
+    "Config",
+    "ConfigError",
+    "ContextTooLong",
+    "Deployment",
+    "Hosting",
+    "InvalidRequest",
+    "KeyRateLimited",
+    "Modality",
+    "ModelmixError",
+    "NoDeployment",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "PolicyDenied",
+    "ProviderAuthError",
+    "ProviderBadRequest",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
+    "RouteDecision",
+    "Tier",
+    "Usage",
+    "UpstreamUnavailable",
+    "__version__",
+    "load_config",
+]

@@ -1,0 +1,248 @@
+"""Executor: call a route's deployments with timeout, retries, backoff and fallback.
+
+For each candidate of a :class:`RouteDecision`, in order: call it; on a retryable
+error (429, timeout, 5xx, connection failure) retry the same deployment up to
+``num_retries`` times after a backoff (full jitter, or the upstream's Retry-After);
+on any other error that another deployment may not share (auth, context too long)
+move to the next candidate; on a bad request, stop. Only candidates of the decision
+are ever tried, so a fallback never reaches a deployment the policy filter removed.
+Streams fall back only before their first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from modelmix._breaker import CircuitBreaker
+from modelmix.catalog import Deployment, ReliabilitySettings
+from modelmix.errors import NoDeployment, ProviderError, ProviderTimeout, RateLimited
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.providers import Provider
+from modelmix.routing import RouteDecision
+
+__all__ = ["Attempt", "Executor", "StreamStart"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call: which deployment, how long (ms), and the error if any."""
+
+    deployment: str
+    latency_ms: float
+    error: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(slots=True)
+class StreamStart:
+    """A stream that has produced its first chunk on ``deployment``."""
+
+    deployment: Deployment
+    first: ChatChunk
+    rest: AsyncIterator[ChatChunk]
+    ttft_ms: float
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+class _Budget:
+    """The request's deadline, shared by all attempts."""
+
+    def __init__(self, timeout_s: float):
+        self.deadline = time.monotonic() + timeout_s
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Executor:
+    """Runs calls against :class:`Provider` adapters with the reliability settings.
+
+    ``sleep`` and ``rng`` are injectable so tests can observe backoff without waiting.
+    """
+
+    def __init__(
+        self,
+        providers: dict[str, Provider],
+        settings: ReliabilitySettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ):
+        self.providers = providers
+        self.settings = settings
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._sleep = sleep
+        self._rng = rng
+
+    def health(self, dep: Deployment) -> str | None:
+        """None when ``dep``'s circuit lets calls through, else why not."""
+        return self.breaker(dep.name).blocked_reason()
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The circuit breaker of deployment ``name`` (created closed on first use)."""
+        found = self.breakers.get(name)
+        if found is None:
+            found = self.breakers[name] = CircuitBreaker(self.settings.circuit_breaker)
+        return found
+
+    def backoff_s(self, retry: int, error: ProviderError) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return min(error.retry_after, self.settings.backoff_max_s * 4)
+        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (retry - 1))
+        return self._rng() * cap
+
+    def _semaphore(self, dep: Deployment) -> asyncio.Semaphore | None:
+        if dep.max_concurrency is None:
+            return None
+        sem = self._limits.get(dep.name)
+        if sem is None:
+            sem = self._limits[dep.name] = asyncio.Semaphore(dep.max_concurrency)
+        return sem
+
+    async def _attempt(self, dep: Deployment, call: Callable[[], Awaitable[_T]],
+                       budget: _Budget) -> _T:
+        timeout = min(dep.timeout_s or self.settings.timeout_s, budget.left())
+        if timeout <= 0:
+            raise ProviderTimeout(f"{dep.name}: request deadline passed", deployment=dep.name)
+        sem = self._semaphore(dep)
+        try:
+            async with asyncio.timeout(timeout):
+                if sem is None:
+                    return await call()
+                async with sem:
+                    return await call()
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                f"{dep.name}: no answer within {timeout:.1f}s", deployment=dep.name
+            ) from exc
+
+    async def _run(
+        self,
+        decision: RouteDecision,
+        call: Callable[[Deployment], Callable[[], Awaitable[_T]]],
+        timeout_s: float | None,
+    ) -> tuple[_T, Deployment, list[Attempt]]:
+        budget = _Budget(timeout_s or self.settings.timeout_s)
+        attempts: list[Attempt] = []
+        last: ProviderError | None = None
+        for dep in decision.candidates:
+            breaker = self.breaker(dep.name)
+            for retry in range(self.settings.num_retries + 1):
+                if not breaker.acquire():
+                    break
+                started = time.perf_counter()
+                try:
+                    result = await self._attempt(dep, call(dep), budget)
+                except ProviderError as exc:
+                    exc.deployment = exc.deployment or dep.name
+                    attempts.append(_failed(dep, started, exc))
+                    last = exc
+                    _judge(breaker, exc)
+                    if not exc.fallbackable:
+                        exc.attempts = attempts
+                        raise
+                    if not exc.retryable or retry == self.settings.num_retries:
+                        break
+                    wait = self.backoff_s(retry + 1, exc)
+                    if wait >= budget.left() or wait > self.settings.backoff_max_s * 4:
+                        break
+                    await self._sleep(wait)
+                    continue
+                except BaseException:
+                    breaker.release()
+                    raise
+                breaker.record_success()
+                attempts.append(Attempt(dep.name, _ms(started)))
+                return result, dep, attempts
+        if last is None:
+            raise NoDeployment(
+                "every candidate deployment's circuit is open",
+                status_code=503,
+                code="no_deployment_available",
+            )
+        last.attempts = attempts
+        raise last
+
+    async def complete(
+        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None
+    ) -> tuple[ChatResponse, Deployment, list[Attempt]]:
+        """Non-streaming call with retries and fallback. Raises the last ProviderError."""
+
+        def call(dep: Deployment) -> Callable[[], Awaitable[ChatResponse]]:
+            return lambda: self.providers[dep.name].complete(request)
+
+        return await self._run(decision, call, timeout_s)
+
+    async def stream(
+        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None
+    ) -> StreamStart:
+        """Start a stream: retries and fallback apply until the first chunk arrives."""
+        started = time.perf_counter()
+
+        def call(dep: Deployment) -> Callable[[], Awaitable[tuple[ChatChunk, AsyncIterator[ChatChunk]]]]:
+            async def first() -> tuple[ChatChunk, AsyncIterator[ChatChunk]]:
+                it = aiter(self.providers[dep.name].stream(request))
+                try:
+                    chunk = await anext(it)
+                except StopAsyncIteration:
+                    raise ProviderError(f"{dep.name}: empty stream", deployment=dep.name) from None
+                except BaseException:
+                    await _close(it)
+                    raise
+                return chunk, it
+
+            return first
+
+        (first, rest), dep, attempts = await self._run(decision, call, timeout_s)
+        idle = dep.timeout_s or self.settings.timeout_s
+        return StreamStart(dep, first, _idle_guard(rest, idle, dep.name), _ms(started), attempts)
+
+
+async def _idle_guard(it: AsyncIterator[ChatChunk], idle_s: float, name: str
+                      ) -> AsyncIterator[ChatChunk]:
+    """Re-yield ``it``, raising ProviderTimeout if the upstream goes quiet for ``idle_s``."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(idle_s):
+                    chunk = await anext(it)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise ProviderTimeout(f"{name}: stream idle for {idle_s:.0f}s",
+                                      deployment=name) from exc
+            yield chunk
+    finally:
+        await _close(it)
+
+
+async def _close(it: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _judge(breaker: CircuitBreaker, exc: ProviderError) -> None:
+    """Deployment faults count against the circuit; the request's own faults do not."""
+    if exc.retryable or exc.code == "upstream_auth_error":
+        breaker.record_failure()
+    else:
+        breaker.release()
+
+
+def _failed(dep: Deployment, started: float, exc: ProviderError) -> Attempt:
+    return Attempt(dep.name, _ms(started), exc.message, type(exc).__name__)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+

@@ -1,0 +1,268 @@
+"""The chat service: route, admit, execute, record. The gateway and the library's
+:class:`~modelmix.AsyncClient` are both thin shells over :class:`ChatService`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from modelmix._executor import Attempt, Executor
+from modelmix.catalog import Config, Deployment
+from modelmix.errors import ModelmixError, ProviderError
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelmix.providers import Provider, create_provider
+from modelmix.routing import RouteDecision, Router
+from modelmix.store import NullSink, UsageRecord, UsageSink
+
+__all__ = ["Admission", "CallContext", "ChatService", "Completion", "StreamCompletion"]
+
+
+class _LazyProviders(dict[str, Provider]):
+    """Adapters built on first use, so unused SDKs are never imported."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self._config = config
+
+    def __missing__(self, name: str) -> Provider:
+        provider = self[name] = create_provider(self._config.deployment(name))
+        return provider
+
+
+class Admission(Protocol):
+    """Budget and rate-limit gate for one key (implemented by the gateway's key store).
+
+    ``admit`` reserves the request's maximum cost before any upstream call and raises
+    BudgetExceeded / KeyRateLimited; ``settle`` replaces the reservation by the actual
+    cost and tokens once the call ends (success or failure).
+    """
+
+    async def admit(self, decision: RouteDecision, request: ChatRequest) -> object: ...
+
+    def settle(self, reservation: object, cost_usd: float, tokens: int) -> None: ...
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Per-request facts from outside routing: who calls, what they may use, deadline."""
+
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key_id: str | None = None
+    allowed_models: frozenset[str] | None = None
+    tags: frozenset[str] = frozenset()
+    timeout_s: float | None = None
+    admission: Admission | None = None
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished non-streaming call with what routed and served it."""
+
+    response: ChatResponse
+    decision: RouteDecision
+    deployment: Deployment
+    attempts: list[Attempt]
+    cost_usd: float
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class StreamCompletion:
+    """A started stream: ``chunks`` yields OpenAI chunks and records usage at its end."""
+
+    decision: RouteDecision
+    deployment: Deployment
+    chunks: AsyncIterator[ChatChunk]
+
+
+class ChatService:
+    """Routes and executes chat requests over a catalog; records every request.
+
+    Args:
+        config: the validated catalog and settings.
+        providers: adapters by deployment name (built from the catalog when omitted;
+            tests pass :class:`modelmix.testing.FakeProvider` instances).
+        usage: where usage records go (discarded when omitted).
+        sleep: the executor's backoff sleep (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        providers: Mapping[str, Provider] | None = None,
+        usage: UsageSink | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ):
+        self.config = config
+        built = _LazyProviders(config)
+        built.update(providers or {})
+        self.providers = built
+        kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+        self.executor = Executor(built, config.reliability, **kw)
+        self.router = Router(config, health=self._health)
+        self.usage: UsageSink = usage or NullSink()
+        self._availability: dict[str, str | None] = {}
+
+    def _health(self, dep: Deployment) -> str | None:
+        if dep.name not in self._availability:
+            avail = self.config.availability(dep)
+            self._availability[dep.name] = None if avail.available else avail.reason
+        return self._availability[dep.name] or self.executor.health(dep)
+
+    def refresh_availability(self) -> None:
+        """Re-read API key variables and model files on the next request."""
+        self._availability.clear()
+
+    def route(self, request: ChatRequest, ctx: CallContext) -> RouteDecision:
+        return self.router.route(
+            request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags
+        )
+
+    async def complete(self, request: ChatRequest, ctx: CallContext | None = None) -> Completion:
+        """Route and run a non-streaming request. Raises ModelmixError subclasses."""
+        ctx = ctx or CallContext()
+        rec = self._record(request, ctx)
+        reservation = None
+        try:
+            decision = self.route(request, ctx)
+            rec.route_reason = decision.reason
+            if ctx.admission is not None:
+                reservation = await ctx.admission.admit(decision, request)
+            response, dep, attempts = await self.executor.complete(
+                decision, request, timeout_s=ctx.timeout_s
+            )
+        except ModelmixError as exc:
+            self._fail(rec, exc, ctx, reservation)
+            raise
+        cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
+        return Completion(response, decision, dep, attempts, cost, rec.latency_ms)
+
+    async def stream(self, request: ChatRequest, ctx: CallContext | None = None
+                     ) -> StreamCompletion:
+        """Route and start a stream; errors before the first chunk raise here."""
+        ctx = ctx or CallContext()
+        rec = self._record(request, ctx)
+        rec.stream = True
+        reservation = None
+        try:
+            decision = self.route(request, ctx)
+            rec.route_reason = decision.reason
+            if ctx.admission is not None:
+                reservation = await ctx.admission.admit(decision, request)
+            start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s)
+        except ModelmixError as exc:
+            self._fail(rec, exc, ctx, reservation)
+            raise
+        rec.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+        chunks = self._relay(start.first, start.rest, request, rec, start.deployment,
+                             start.attempts, ctx, reservation)
+        return StreamCompletion(decision, start.deployment, chunks)
+
+    async def _relay(
+        self,
+        first: ChatChunk,
+        rest: AsyncIterator[ChatChunk],
+        request: ChatRequest,
+        rec: UsageRecord,
+        dep: Deployment,
+        attempts: list[Attempt],
+        ctx: CallContext,
+        reservation: object,
+    ) -> AsyncIterator[ChatChunk]:
+        usage: Usage | None = None
+        finished = False
+        try:
+            chunk: ChatChunk | None = first
+            while chunk is not None:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.choices or request.include_usage:
+                    yield chunk
+                chunk = await anext(rest, None)
+            finished = True
+        except ProviderError as exc:
+            rec.deployment = dep.name
+            self._fail(rec, exc, ctx, reservation, usage=usage, attempts=attempts)
+            raise
+        finally:
+            if finished:
+                self._finish(rec, dep, usage, attempts, ctx, reservation)
+            elif rec.error is None:  # the consumer stopped early (client disconnect)
+                rec.error, rec.error_type, rec.status_code = "client disconnected", "cancelled", 499
+                self._finish(rec, dep, usage, attempts, ctx, reservation)
+
+    def _record(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
+        return UsageRecord(
+            request_id=ctx.request_id,
+            created_at=ctx.created_at,
+            requested_model=request.model,
+            key_id=ctx.key_id,
+        )
+
+    def _finish(
+        self,
+        rec: UsageRecord,
+        dep: Deployment,
+        usage: Usage | None,
+        attempts: list[Attempt],
+        ctx: CallContext,
+        reservation: object,
+    ) -> float:
+        rec.deployment, rec.provider = dep.name, dep.provider
+        if usage is not None:
+            rec.prompt_tokens, rec.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        rec.cost_usd = dep.cost_usd(rec.prompt_tokens, rec.completion_tokens)
+        rec.attempts = len(attempts)
+        rec.latency_ms = (time.perf_counter() - ctx.started) * 1000
+        if ctx.admission is not None and reservation is not None:
+            ctx.admission.settle(reservation, rec.cost_usd,
+                                 rec.prompt_tokens + rec.completion_tokens)
+        self.usage.record(rec)
+        return rec.cost_usd
+
+    def _fail(
+        self,
+        rec: UsageRecord,
+        exc: ModelmixError,
+        ctx: CallContext,
+        reservation: object,
+        *,
+        usage: Usage | None = None,
+        attempts: list[Attempt] | None = None,
+    ) -> None:
+        attempts = attempts if attempts is not None else getattr(exc, "attempts", [])
+        if isinstance(exc, ProviderError) and exc.deployment and rec.deployment is None:
+            rec.deployment = exc.deployment
+        if rec.deployment:
+            dep = self.config.deployment(rec.deployment)
+            rec.provider = dep.provider
+            if usage is not None:
+                rec.prompt_tokens = usage.prompt_tokens
+                rec.completion_tokens = usage.completion_tokens
+            rec.cost_usd = dep.cost_usd(rec.prompt_tokens, rec.completion_tokens)
+        rec.status_code = exc.status_code
+        rec.error, rec.error_type = exc.message[:1000], type(exc).__name__
+        rec.attempts = len(attempts)
+        rec.latency_ms = (time.perf_counter() - ctx.started) * 1000
+        if ctx.admission is not None and reservation is not None:
+            ctx.admission.settle(reservation, rec.cost_usd,
+                                 rec.prompt_tokens + rec.completion_tokens)
+        self.usage.record(rec)
+
+    def record_rejected(self, ctx: CallContext, exc: ModelmixError,
+                        model: str | None = None) -> None:
+        """Record a request refused before routing (bad JSON, auth, size...)."""
+        rec = UsageRecord(request_id=ctx.request_id, created_at=ctx.created_at,
+                          requested_model=model, key_id=ctx.key_id)
+        self._fail(rec, exc, ctx, None)
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        self.usage.close()

@@ -1,0 +1,34 @@
+"""Catalog: deployments, groups and settings, loaded from YAML and validated."""
+
+from modelmix.catalog._config import Availability, Config, config_from_dict, load_config
+from modelmix.catalog._default import default_config
+from modelmix.catalog._models import (
+    OPENAI_COMPATIBLE_PROVIDERS,
+    PROVIDERS,
+    CircuitBreakerSettings,
+    Deployment,
+    Hosting,
+    Modality,
+    ReliabilitySettings,
+    ServerSettings,
+    StoreSettings,
+    Tier,
+)
+
+__all__ = [
+    "OPENAI_COMPATIBLE_PROVIDERS",
+    "PROVIDERS",
+    "Availability",
+    "CircuitBreakerSettings",
+    "Config",
+    "Deployment",
+    "Hosting",
+    "Modality",
+    "ReliabilitySettings",
+    "ServerSettings",
+    "StoreSettings",
+    "Tier",
+    "config_from_dict",
+    "default_config",
+    "load_config",
+]

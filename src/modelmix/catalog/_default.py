@@ -1,0 +1,89 @@
+"""The embedded default catalog: a local open model plus proprietary deployments that
+become available when their API key variable is set.
+
+Prices are list prices in USD per 1M tokens as published by each vendor (checked
+2026-11); edit your own config for negotiated prices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelmix.catalog._config import Config, config_from_dict
+
+__all__ = ["DEFAULT_CONFIG", "default_config"]
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "deployments": [
+        {
+            "name": "smollm2-local",
+            "provider": "local",
+            "model": "SmolLM2-135M-Instruct",
+            "context_window": 4096,
+            "max_concurrency": 1,
+        },
+        {
+            "name": "gpt-4.1",
+            "provider": "openai",
+            "model": "gpt-4.1",
+            "api_key_env": "OPENAI_API_KEY",
+            "region": "us",
+            "input_modalities": ["text", "image"],
+            "context_window": 1_047_576,
+            "supports_tools": True,
+            "supports_json_mode": True,
+            "input_cost_per_mtok": 2.0,
+            "output_cost_per_mtok": 8.0,
+        },
+        {
+            "name": "claude-sonnet-4-5",
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "api_key_env": "ANTHROPIC_API_KEY",
+            "region": "us",
+            "input_modalities": ["text", "image"],
+            "context_window": 200_000,
+            "max_output_tokens": 64_000,
+            "supports_tools": True,
+            "supports_json_mode": False,
+            "input_cost_per_mtok": 3.0,
+            "output_cost_per_mtok": 15.0,
+        },
+        {
+            "name": "gemini-2.5-flash",
+            "provider": "gemini",
+            "model": "gemini-2.5-flash",
+            "api_key_env": "GEMINI_API_KEY",
+            "region": "us",
+            "input_modalities": ["text", "image", "audio"],
+            "context_window": 1_048_576,
+            "supports_tools": True,
+            "supports_json_mode": True,
+            "input_cost_per_mtok": 0.30,
+            "output_cost_per_mtok": 2.50,
+        },
+        {
+            "name": "nim-llama-3.3-70b",
+            "provider": "nim",
+            "model": "meta/llama-3.3-70b-instruct",
+            "api_key_env": "NVIDIA_API_KEY",
+            "tier": "open",
+            "hosting": "cloud",
+            "region": "us",
+            "context_window": 128_000,
+            "supports_tools": True,
+            "supports_json_mode": True,
+            "input_cost_per_mtok": 0.60,
+            "output_cost_per_mtok": 0.60,
+        },
+    ],
+    "groups": {
+        "open": ["smollm2-local", "nim-llama-3.3-70b"],
+        "proprietary": ["gpt-4.1", "claude-sonnet-4-5", "gemini-2.5-flash"],
+    },
+}
+
+
+def default_config() -> Config:
+    """The embedded default catalog as a validated :class:`Config`."""
+    return config_from_dict(DEFAULT_CONFIG, source="<embedded default>")

@@ -1,0 +1,195 @@
+"""Typed catalog entries: deployments, groups and the settings around them."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "OPENAI_COMPATIBLE_PROVIDERS",
+    "PROVIDERS",
+    "CircuitBreakerSettings",
+    "Deployment",
+    "Hosting",
+    "Modality",
+    "ReliabilitySettings",
+    "ServerSettings",
+    "StoreSettings",
+    "Tier",
+]
+
+
+class Tier(StrEnum):
+    """Whether a model's weights are open (self-hostable) or proprietary."""
+
+    OPEN = "open"
+    PROPRIETARY = "proprietary"
+
+
+class Hosting(StrEnum):
+    """Where a deployment runs: in-process, on infrastructure you run, or a vendor cloud."""
+
+    LOCAL = "local"
+    SELF_HOSTED = "self-hosted"
+    CLOUD = "cloud"
+
+
+class Modality(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+#: Providers that speak the OpenAI Chat Completions wire protocol, with their default base URL.
+OPENAI_COMPATIBLE_PROVIDERS: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "openai-compatible": None,
+    "vllm": None,
+    "nim": "https://integrate.api.nvidia.com/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "llamacpp": "http://127.0.0.1:8080/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "together": "https://api.together.xyz/v1",
+}
+
+#: Every provider name a deployment may use.
+PROVIDERS: frozenset[str] = frozenset(
+    {*OPENAI_COMPATIBLE_PROVIDERS, "anthropic", "gemini", "local"}
+)
+
+_PROPRIETARY_PROVIDERS = {"openai", "anthropic", "gemini"}
+_CLOUD_PROVIDERS = {"openai", "anthropic", "gemini", "nim", "openrouter", "together"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deployment(_Strict):
+    """One model served by one provider at one place.
+
+    Prices are USD per 1M tokens; ``context_window`` is in tokens; ``timeout_s`` in
+    seconds. ``tier`` and ``hosting`` default from the provider (``openai``,
+    ``anthropic``, ``gemini`` -> proprietary / cloud; ``local`` -> open / local;
+    other OpenAI-compatible servers -> open / self-hosted, or cloud for hosted APIs).
+
+    Example::
+
+        Deployment(name="vllm-llama", provider="vllm",
+                   base_url="http://10.0.0.5:8000/v1", model="meta-llama/Llama-3.1-8B-Instruct")
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    provider: str
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    tier: Tier = None  # type: ignore[assignment]  # filled by _defaults
+    hosting: Hosting = None  # type: ignore[assignment]
+    region: str | None = None
+    input_modalities: tuple[Modality, ...] = (Modality.TEXT,)
+    output_modalities: tuple[Modality, ...] = (Modality.TEXT,)
+    context_window: int = Field(default=8192, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    supports_tools: bool = False
+    supports_json_mode: bool = False
+    input_cost_per_mtok: float = Field(default=0.0, ge=0)
+    output_cost_per_mtok: float = Field(default=0.0, ge=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    model_path: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; expected one of {sorted(PROVIDERS)}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        provider = data.get("provider")
+        if data.get("tier") is None:
+            data["tier"] = "proprietary" if provider in _PROPRIETARY_PROVIDERS else "open"
+        if data.get("hosting") is None:
+            if provider == "local":
+                data["hosting"] = "local"
+            elif provider in _CLOUD_PROVIDERS:
+                data["hosting"] = "cloud"
+            else:
+                data["hosting"] = "self-hosted"
+        if data.get("base_url") is None and provider in OPENAI_COMPATIBLE_PROVIDERS:
+            data["base_url"] = OPENAI_COMPATIBLE_PROVIDERS[provider]
+        return data
+
+    @model_validator(mode="after")
+    def _needs_base_url(self) -> Deployment:
+        if self.provider in OPENAI_COMPATIBLE_PROVIDERS and not self.base_url:
+            raise ValueError(f"provider {self.provider!r} needs a base_url")
+        return self
+
+    @property
+    def openai_compatible(self) -> bool:
+        return self.provider in OPENAI_COMPATIBLE_PROVIDERS
+
+    def api_key(self) -> str | None:
+        """The API key read from ``api_key_env`` now, or None when unset."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Cost of one call in USD from catalog prices (USD per 1M tokens)."""
+        return (
+            prompt_tokens * self.input_cost_per_mtok
+            + completion_tokens * self.output_cost_per_mtok
+        ) / 1_000_000
+
+
+class CircuitBreakerSettings(_Strict):
+    """Open after ``failure_threshold`` consecutive failures; probe after ``cooldown_s``."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class ReliabilitySettings(_Strict):
+    """Retries (exponential backoff with full jitter), per-request timeout, circuit breaker.
+
+    Backoff before retry *n* (1-based) is ``uniform(0, min(max, base * 2**(n-1)))``
+    seconds ("full jitter", AWS Architecture Blog, *Exponential Backoff and Jitter*,
+    2015), or the upstream's Retry-After when it sent one (capped at ``backoff_max_s``
+    times 4).
+    """
+
+    num_retries: int = Field(default=2, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.25, ge=0)
+    backoff_max_s: float = Field(default=8.0, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+
+
+class ServerSettings(_Strict):
+    """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    master_key_env: str = "MODELMIX_MASTER_KEY"
+    max_tokens_limit: int = Field(default=1_000_000, gt=0)
+
+
+class StoreSettings(_Strict):
+    """Usage / audit store. ``url`` is a SQLAlchemy URL (``sqlite:///path`` or
+    ``postgresql+psycopg://...``); ``MODELMIX_DB_URL`` overrides it."""
+
+    url: str = "sqlite:///modelmix_usage.db"
+    enabled: bool = True

@@ -1,0 +1,259 @@
+"""The modelmix error hierarchy.
+
+Every error modelmix raises derives from :class:`ModelmixError` and knows how to
+render itself as an OpenAI error body (``{"error": {"message", "type", "param",
+"code"}}``) with an HTTP status code, so the gateway translates errors in one place.
+
+::
+
+    ModelmixError
+    ├── ConfigError              bad catalog / config file (raised at start)
+    ├── InvalidRequest (400)     malformed request: the caller's mistake
+    │   └── PayloadTooLarge (413)
+    ├── AuthenticationFailed (401)
+    ├── PermissionDenied (403)   key not allowed to use this model
+    ├── BudgetExceeded (429)     virtual key budget spent
+    ├── KeyRateLimited (429)     virtual key RPM / TPM limit hit
+    ├── PolicyDenied (403)       policy forbids every candidate
+    ├── NoDeployment (404/503)   unknown model, or no healthy deployment
+    └── ProviderError (502)      an upstream call failed
+        ├── RateLimited (429)        retryable; may carry ``retry_after`` (s)
+        ├── ProviderTimeout (504)    retryable
+        ├── UpstreamUnavailable (502) retryable: 5xx, connection reset
+        ├── ContextTooLong (400)     not retryable on the same deployment
+        ├── ProviderAuthError (401)  not retryable: bad upstream key
+        └── ProviderBadRequest (400) not retryable
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "ConfigError",
+    "ContextTooLong",
+    "InvalidRequest",
+    "KeyRateLimited",
+    "ModelmixError",
+    "NoDeployment",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "PolicyDenied",
+    "ProviderAuthError",
+    "ProviderBadRequest",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
+    "UpstreamUnavailable",
+]
+
+
+class ModelmixError(Exception):
+    """Root of all modelmix errors.
+
+    Attributes:
+        message: human-readable explanation, safe to show to the API caller.
+        status_code: HTTP status the gateway answers with.
+        error_type: OpenAI ``error.type`` string.
+        code: OpenAI ``error.code`` string, or None.
+        param: the request field at fault, or None.
+    """
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def to_openai(self) -> dict[str, Any]:
+        """Return the OpenAI error body: ``{"error": {...}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying (or falling back) may succeed."""
+        return False
+
+
+class ConfigError(ModelmixError):
+    """The catalog or config file is invalid; names the file, deployment and field."""
+
+    error_type = "config_error"
+
+
+class InvalidRequest(ModelmixError):
+    """The request is malformed (bad JSON, missing or mistyped field...)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body exceeds the configured limit (bytes)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+
+class AuthenticationFailed(ModelmixError):
+    """Missing or unknown API key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(ModelmixError):
+    """The key may not use the requested model."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class BudgetExceeded(ModelmixError):
+    """The virtual key's USD budget is spent (or would be by this request)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+
+class KeyRateLimited(ModelmixError):
+    """The virtual key's requests- or tokens-per-minute limit is reached."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PolicyDenied(ModelmixError):
+    """Policy forbids every deployment that could serve the request."""
+
+    status_code = 403
+    error_type = "policy_error"
+    default_code = "policy_denied"
+
+
+class NoDeployment(ModelmixError):
+    """No deployment can serve the request (unknown model or none available)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+    def __init__(self, message: str, *, status_code: int = 404, code: str | None = None):
+        super().__init__(message, param="model", code=code)
+        self.status_code = status_code  # type: ignore[misc]
+
+
+class ProviderError(ModelmixError):
+    """An upstream provider call failed.
+
+    Attributes:
+        deployment: name of the deployment that failed, when known.
+        upstream_status: HTTP status the upstream answered, when there was one.
+    """
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deployment: str | None = None,
+        upstream_status: int | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, code=code)
+        self.deployment = deployment
+        self.upstream_status = upstream_status
+        #: The executor's attempt log when the error ends a routed call.
+        self.attempts: list[Any] = []
+
+    @property
+    def fallbackable(self) -> bool:
+        """Whether another deployment may succeed where this one failed."""
+        return True
+
+
+class RateLimited(ProviderError):
+    """The upstream answered 429; ``retry_after`` is its Retry-After in seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "upstream_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProviderTimeout(ProviderError):
+    """The upstream did not answer within the per-request timeout."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "upstream_timeout"
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class UpstreamUnavailable(ProviderError):
+    """The upstream failed transiently: 5xx, connection refused or reset, broken stream."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ContextTooLong(ProviderError):
+    """The prompt plus ``max_tokens`` exceeds the deployment's context window."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "context_length_exceeded"
+
+
+class ProviderAuthError(ProviderError):
+    """The upstream rejected modelmix's credentials (a configuration problem)."""
+
+    status_code = 502
+    default_code = "upstream_auth_error"
+
+
+class ProviderBadRequest(ProviderError):
+    """The upstream rejected the request as invalid."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "upstream_bad_request"
+
+    @property
+    def fallbackable(self) -> bool:
+        return False

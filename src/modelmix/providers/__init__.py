@@ -1,0 +1,17 @@
+"""Provider adapters: one per wire protocol, all behind :class:`Provider`."""
+
+from modelmix.providers.base import (
+    PROVIDER_CLASSES,
+    Provider,
+    create_provider,
+    error_from_status,
+    parse_retry_after,
+)
+
+__all__ = [
+    "PROVIDER_CLASSES",
+    "Provider",
+    "create_provider",
+    "error_from_status",
+    "parse_retry_after",
+]

@@ -1,0 +1,183 @@
+"""Adapter for OpenAI and every server that speaks its Chat Completions protocol
+(vLLM, NVIDIA NIM, Ollama, llama.cpp server, OpenRouter, Together...).
+
+The gateway already speaks this protocol, so the adapter forwards the request body and
+reads the response with aiohttp and orjson instead of the openai SDK: the SDK's
+per-response model construction measurably cut gateway throughput (see
+docs/decisions/0002-openai-compatible-transport.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from modelmix.catalog import Deployment
+from modelmix.errors import ProviderError, ProviderTimeout, UpstreamUnavailable
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.providers.base import Provider, error_from_status, parse_retry_after
+
+__all__ = ["OpenAICompatProvider"]
+
+
+class OpenAICompatProvider(Provider):
+    """Calls ``{base_url}/chat/completions`` with the deployment's model id.
+
+    The API key, when the deployment names ``api_key_env``, is read at each call so a
+    rotated key takes effect without a restart.
+    """
+
+    def __init__(self, deployment: Deployment):
+        super().__init__(deployment)
+        base = (deployment.base_url or "").rstrip("/")
+        self._url = f"{base}/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.deployment.headers}
+        key = self.deployment.api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+        body = await resp.read()
+        message = _error_message(body) or resp.reason or ""
+        raise error_from_status(
+            resp.status,
+            message,
+            deployment=self.deployment.name,
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        body = request.to_upstream(self.deployment.model)
+        body["stream"] = False
+        body.pop("stream_options", None)
+        with _translate(self.deployment.name):
+            async with self._client().post(
+                self._url, data=orjson.dumps(body), headers=self._headers()
+            ) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp)
+                raw = await resp.read()
+        try:
+            return ChatResponse.model_validate(orjson.loads(raw))
+        except ValueError as exc:
+            raise UpstreamUnavailable(
+                f"{self.deployment.name}: upstream sent an invalid completion: {exc}"[:500],
+                deployment=self.deployment.name,
+            ) from exc
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = request.to_upstream(self.deployment.model)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        with _translate(self.deployment.name):
+            async with self._client().post(
+                self._url, data=orjson.dumps(body), headers=self._headers()
+            ) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp)
+                done = False
+                async for data in _sse_data(resp.content):
+                    if data == b"[DONE]":
+                        done = True
+                        break
+                    yield _parse_chunk(data, self.deployment.name)
+                if not done:
+                    raise UpstreamUnavailable(
+                        f"{self.deployment.name}: stream ended before [DONE]",
+                        deployment=self.deployment.name,
+                    )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Yield the ``data:`` payloads of a server-sent event stream (WHATWG SSE spec)."""
+    buf: list[bytes] = []
+    async for raw_line in content:
+        line = raw_line.rstrip(b"\r\n")
+        if not line:
+            if buf:
+                yield b"\n".join(buf)
+                buf = []
+            continue
+        if line.startswith(b"data:"):
+            buf.append(line[5:].lstrip(b" "))
+        elif line.startswith(b"{") and not buf:  # some servers omit the blank line
+            buf.append(line)
+    if buf:
+        yield b"\n".join(buf)
+
+
+def _parse_chunk(data: bytes, deployment: str) -> ChatChunk:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamUnavailable(
+            f"{deployment}: invalid stream event", deployment=deployment
+        ) from exc
+    if isinstance(payload, dict) and "error" in payload:
+        err = payload["error"]
+        msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+        raise UpstreamUnavailable(f"{deployment}: error mid-stream: {msg}", deployment=deployment)
+    try:
+        return ChatChunk.model_validate(payload)
+    except ValueError as exc:
+        raise UpstreamUnavailable(
+            f"{deployment}: malformed stream chunk", deployment=deployment
+        ) from exc
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:500].decode("utf-8", "replace")
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        return str(err)
+    return str(payload)[:500]
+
+
+class _translate:
+    """Translate aiohttp / OS failures into the modelmix taxonomy (one place)."""
+
+    def __init__(self, deployment: str):
+        self.deployment = deployment
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if exc is None or isinstance(exc, ProviderError):
+            return False
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            raise ProviderTimeout(f"{self.deployment}: upstream timed out",
+                                  deployment=self.deployment) from exc
+        if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
+            raise UpstreamUnavailable(
+                f"{self.deployment}: connection failed: {type(exc).__name__}: {exc}"[:500],
+                deployment=self.deployment,
+            ) from exc
+        return False

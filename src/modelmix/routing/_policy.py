@@ -1,0 +1,93 @@
+"""Policy filter: which deployments MAY serve a request.
+
+Checks, in order: availability (API key set, model file present), circuit state,
+the caller's allow-list, modalities, context window, tools and JSON mode. Later
+checks (data class vs hosting/region) plug in as extra :class:`Rule` callables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from modelmix.catalog import Deployment, Modality
+from modelmix.protocol import RequestNeeds
+
+__all__ = ["PolicyContext", "Rule", "capability_rules", "filter_candidates"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What the filter knows about one request.
+
+    Attributes:
+        needs: what the request needs from a deployment.
+        allowed_models: the key's allow-list of deployment or group names (None: all).
+        requested: the model name the client asked for.
+    """
+
+    needs: RequestNeeds
+    requested: str = ""
+    allowed_models: frozenset[str] | None = None
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+#: A rule returns None when ``dep`` may serve the request, else a short reason.
+Rule = Callable[[Deployment, PolicyContext], str | None]
+
+
+def _modalities(dep: Deployment, ctx: PolicyContext) -> str | None:
+    if ctx.needs.image_input and Modality.IMAGE not in dep.input_modalities:
+        return "no image input"
+    if ctx.needs.audio_input and Modality.AUDIO not in dep.input_modalities:
+        return "no audio input"
+    return None
+
+
+def _context(dep: Deployment, ctx: PolicyContext) -> str | None:
+    need = ctx.needs.prompt_tokens_estimate + ctx.needs.max_output_tokens
+    if need > dep.context_window:
+        return f"context window {dep.context_window} < ~{need} tokens needed"
+    if dep.max_output_tokens and ctx.needs.max_output_tokens > dep.max_output_tokens:
+        return f"max output {dep.max_output_tokens} < {ctx.needs.max_output_tokens} asked"
+    return None
+
+
+def _features(dep: Deployment, ctx: PolicyContext) -> str | None:
+    if ctx.needs.tools and not dep.supports_tools:
+        return "no tool calling"
+    if ctx.needs.json_mode and not dep.supports_json_mode:
+        return "no JSON mode"
+    return None
+
+
+def _allow_list(dep: Deployment, ctx: PolicyContext) -> str | None:
+    if ctx.allowed_models is None:
+        return None
+    if dep.name in ctx.allowed_models or ctx.requested in ctx.allowed_models:
+        return None
+    return "not allowed for this key"
+
+
+def capability_rules() -> list[Rule]:
+    """The built-in rules: allow-list, modalities, context window, features."""
+    return [_allow_list, _modalities, _context, _features]
+
+
+def filter_candidates(
+    candidates: Sequence[Deployment],
+    ctx: PolicyContext,
+    rules: Sequence[Rule],
+) -> tuple[list[Deployment], dict[str, str]]:
+    """Split ``candidates`` into (allowed, {excluded name: reason}), keeping order."""
+    allowed: list[Deployment] = []
+    excluded: dict[str, str] = {}
+    for dep in candidates:
+        for rule in rules:
+            why = rule(dep, ctx)
+            if why is not None:
+                excluded[dep.name] = why
+                break
+        else:
+            allowed.append(dep)
+    return allowed, excluded

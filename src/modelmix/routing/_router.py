@@ -1,0 +1,134 @@
+"""Router: resolve the requested model name to candidates, filter by policy, order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from modelmix.catalog import Config, Deployment, Tier
+from modelmix.errors import InvalidRequest, NoDeployment, PolicyDenied
+from modelmix.protocol import RequestNeeds
+from modelmix.routing._decision import RouteDecision
+from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
+from modelmix.routing._strategies import STRATEGIES, OrderedStrategy, Strategy
+
+__all__ = ["HealthCheck", "Router"]
+
+#: Returns None when a deployment can take calls now, else why not.
+HealthCheck = Callable[[Deployment], str | None]
+
+_CAPABILITY_WORDS = ("input", "context", "max output", "tool", "JSON")
+
+
+class Router:
+    """Turns (model name, request needs) into a :class:`RouteDecision`.
+
+    ``auto`` uses the configured strategy (``config.router``, default ``rules``) over all
+    deployments; ``open`` / ``proprietary`` (unless defined in ``groups``) are every
+    deployment of that tier; other groups keep their configured order; a deployment
+    name is that deployment followed by its configured ``fallbacks``.
+
+    Raises:
+        NoDeployment: unknown model name (404) or nothing healthy (503).
+        InvalidRequest: no candidate can take this request (e.g. context too long).
+        PolicyDenied: candidates exist but policy forbids all of them (403).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        health: HealthCheck,
+        extra_rules: Sequence[Rule] = (),
+        strategies: dict[str, Strategy] | None = None,
+    ):
+        self.config = config
+        self._health = health
+        self._rules = [*capability_rules(), *extra_rules]
+        self._strategies = strategies or {}
+        self._ordered = OrderedStrategy()
+
+    def strategy(self, name: str) -> Strategy:
+        if name not in self._strategies:
+            if name not in STRATEGIES:
+                raise InvalidRequest(f"unknown routing strategy {name!r}")
+            self._strategies[name] = STRATEGIES[name]()
+        return self._strategies[name]
+
+    def candidates(self, model: str) -> tuple[list[Deployment], Strategy]:
+        """The deployments a model name stands for and how to order them."""
+        cfg = self.config
+        if model in cfg.groups:
+            members = [cfg.deployment(n) for n in cfg.groups[model]]
+            strat = self.strategy(cfg.router) if model == "auto" else self._ordered
+            return members, strat
+        if model == "auto":
+            return list(cfg.deployments), self.strategy(cfg.router)
+        if model in ("open", "proprietary"):
+            tier = Tier(model)
+            return [d for d in cfg.deployments if d.tier is tier], self.strategy("cheapest")
+        try:
+            dep = cfg.deployment(model)
+        except KeyError:
+            raise NoDeployment(
+                f"The model '{model}' does not exist. Available: "
+                f"{', '.join(cfg.model_names())}",
+            ) from None
+        chain = [dep, *(cfg.deployment(n) for n in cfg.fallbacks.get(model, ()))]
+        return chain, self._ordered
+
+    def route(
+        self,
+        model: str,
+        needs: RequestNeeds,
+        *,
+        allowed_models: frozenset[str] | None = None,
+        tags: frozenset[str] = frozenset(),
+    ) -> RouteDecision:
+        """Choose deployments for one request; see the class docstring for errors."""
+        members, strategy = self.candidates(model)
+        ctx = PolicyContext(needs=needs, requested=model, allowed_models=allowed_models,
+                            tags=tags)
+        if allowed_models is not None and model not in allowed_models and not any(
+            d.name in allowed_models for d in members
+        ):
+            from modelmix.errors import PermissionDenied
+
+            raise PermissionDenied(f"this key may not use model '{model}'")
+        allowed, excluded = filter_candidates(members, ctx, self._rules)
+        healthy = []
+        for dep in allowed:
+            why = self._health(dep)
+            if why is None:
+                healthy.append(dep)
+            else:
+                excluded[dep.name] = why
+        if not healthy:
+            raise _nothing_left(model, allowed, excluded)
+        return strategy.decide(healthy, needs, excluded)
+
+
+def _nothing_left(model: str, allowed: list[Deployment], excluded: dict[str, str]) -> Exception:
+    detail = "; ".join(f"{name}: {why}" for name, why in excluded.items())
+    if allowed:  # capable deployments exist, but none is healthy now
+        return NoDeployment(
+            f"no deployment for '{model}' is available now ({detail})",
+            status_code=503,
+            code="no_deployment_available",
+        )
+    if any("not allowed" in why for why in excluded.values()) and all(
+        "not allowed" in why or "not set" in why for why in excluded.values()
+    ):
+        return PolicyDenied(f"policy forbids every deployment for '{model}' ({detail})")
+    if excluded and all(
+        any(w in why for w in _CAPABILITY_WORDS) or "not set" in why or "not found" in why
+        for why in excluded.values()
+    ) and any(any(w in why for w in _CAPABILITY_WORDS) for why in excluded.values()):
+        code = "context_length_exceeded" if "context" in detail else "unsupported_request"
+        return InvalidRequest(
+            f"no deployment for '{model}' can take this request ({detail})", code=code
+        )
+    return NoDeployment(
+        f"no deployment for '{model}' is available now ({detail})",
+        status_code=503,
+        code="no_deployment_available",
+    )

@@ -1,0 +1,127 @@
+"""Routing strategies: given the allowed candidates, order them and say why.
+
+Each strategy implements one method, :meth:`Strategy.order`; the base class builds the
+:class:`RouteDecision`. Strategies are registered by name in :data:`STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from modelmix.catalog import Deployment, Tier
+from modelmix.protocol import RequestNeeds
+from modelmix.routing._decision import RouteDecision
+
+__all__ = [
+    "STRATEGIES",
+    "CheapestStrategy",
+    "OrderedStrategy",
+    "RandomStrategy",
+    "RulesStrategy",
+    "Strategy",
+]
+
+
+def _price(dep: Deployment) -> float:
+    """Blended price used for ordering: input + output USD per 1M tokens."""
+    return dep.input_cost_per_mtok + dep.output_cost_per_mtok
+
+
+class Strategy(ABC):
+    """Orders allowed candidates. Knows nothing of HTTP."""
+
+    name: str = ""
+
+    @abstractmethod
+    def order(
+        self, candidates: Sequence[Deployment], needs: RequestNeeds, excluded: dict[str, str]
+    ) -> tuple[list[Deployment], str, float | None]:
+        """Return (ordered candidates, reason, score)."""
+
+    def decide(
+        self, candidates: Sequence[Deployment], needs: RequestNeeds, excluded: dict[str, str]
+    ) -> RouteDecision:
+        """Order ``candidates`` (non-empty) into a decision with fallbacks."""
+        ordered, reason, score = self.order(candidates, needs, excluded)
+        return RouteDecision(
+            deployment=ordered[0],
+            reason=reason,
+            score=score,
+            fallbacks=tuple(ordered[1:]),
+            excluded=dict(excluded),
+        )
+
+
+class OrderedStrategy(Strategy):
+    """Keep the configured order: first listed serves, the rest are fallbacks."""
+
+    name = "ordered"
+
+    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+        return list(candidates), "configured order", None
+
+
+class CheapestStrategy(Strategy):
+    """Cheapest first by catalog price (input + output USD per 1M tokens)."""
+
+    name = "cheapest"
+
+    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+        ordered = sorted(candidates, key=_price)
+        return ordered, "cheapest available", None
+
+
+class RandomStrategy(Strategy):
+    """Uniformly random first choice; a baseline for router evaluation."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None):
+        self._rng = random.Random(seed)
+
+    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+        ordered = list(candidates)
+        self._rng.shuffle(ordered)
+        return ordered, "random", None
+
+
+class RulesStrategy(Strategy):
+    """Open first; proprietary only when the request needs what no open deployment offers.
+
+    Open deployments come first (local, then self-hosted, then cloud; cheapest first
+    within each), then proprietary ones by price, so a failing open deployment falls
+    back to a proprietary one that policy allows.
+    """
+
+    name = "rules"
+
+    _HOSTING_RANK = {"local": 0, "self-hosted": 1, "cloud": 2}
+
+    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+        def key(dep: Deployment) -> tuple[int, int, float]:
+            return (
+                0 if dep.tier is Tier.OPEN else 1,
+                self._HOSTING_RANK[dep.hosting.value],
+                _price(dep),
+            )
+
+        ordered = sorted(candidates, key=key)
+        first = ordered[0]
+        if first.tier is Tier.OPEN:
+            return ordered, "rules: open model by default", None
+        open_reasons = sorted({why for why in excluded.values()})
+        why = "; ".join(open_reasons) if open_reasons else "no open deployment available"
+        return ordered, f"rules: proprietary needed ({why})", None
+
+
+#: Strategy name -> class. The learned router registers itself here in its own module.
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (OrderedStrategy, CheapestStrategy, RandomStrategy, RulesStrategy)
+}

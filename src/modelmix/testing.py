@@ -1,0 +1,93 @@
+"""Test doubles shipped with the library: :class:`FakeProvider` implements
+:class:`~modelmix.providers.Provider` without any network, so routing, policy and
+reliability can be tested in-process.
+
+Example::
+
+    fake = FakeProvider(dep, reply="hello", fail_times=2, error=UpstreamUnavailable("boom"))
+    client = AsyncClient(config, providers={dep.name: fake})
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from modelmix.catalog import Deployment
+from modelmix.errors import ProviderError
+from modelmix.protocol import (
+    ChatChoice,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    ResponseMessage,
+    Usage,
+    new_completion_id,
+    now,
+)
+from modelmix.providers import Provider
+
+__all__ = ["FakeProvider"]
+
+
+class FakeProvider(Provider):
+    """Answers ``reply`` (split on spaces when streaming) after failing ``fail_times``.
+
+    Attributes:
+        calls: requests received, in order.
+    """
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        reply: str = "ok",
+        fail_times: int = 0,
+        error: ProviderError | None = None,
+        delay_s: float = 0.0,
+        prompt_tokens: int = 10,
+    ):
+        super().__init__(deployment)
+        self.reply = reply
+        self.fail_times = fail_times
+        self.error = error or ProviderError("fake failure", deployment=deployment.name)
+        self.delay_s = delay_s
+        self.prompt_tokens = prompt_tokens
+        self.calls: list[ChatRequest] = []
+
+    async def _maybe_fail(self, request: ChatRequest) -> None:
+        self.calls.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise self.error
+
+    def _usage(self) -> Usage:
+        completion = len(self.reply.split())
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
+                     total_tokens=self.prompt_tokens + completion)
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        await self._maybe_fail(request)
+        return ChatResponse(
+            id=new_completion_id(), created=now(), model=self.deployment.model,
+            choices=[ChatChoice(message=ResponseMessage(content=self.reply),
+                                finish_reason="stop")],
+            usage=self._usage(),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        await self._maybe_fail(request)
+        cid, created, model = new_completion_id(), now(), self.deployment.model
+        words = self.reply.split(" ")
+        for i, word in enumerate(words):
+            text = word if i == 0 else " " + word
+            yield ChatChunk(id=cid, created=created, model=model,
+                            choices=[ChunkChoice(delta=Delta(content=text))])
+        yield ChatChunk(id=cid, created=created, model=model,
+                        choices=[ChunkChoice(delta=Delta(), finish_reason="stop")])
+        yield ChatChunk(id=cid, created=created, model=model, choices=[],
+                        usage=self._usage())
