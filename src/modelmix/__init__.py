@@ -61,8 +61,8 @@ __all__ = [
     "RateLimited",
     "RouteDecision",
     "Tier",
-    "Usage",
     "UpstreamUnavailable",
+    "Usage",
     "__version__",
     "load_config",
 ]

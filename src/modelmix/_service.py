@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 from modelmix._executor import Attempt, Executor
 from modelmix.catalog import Config, Deployment
-from modelmix.errors import ModelmixError, ProviderError
+from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, create_provider
 from modelmix.routing import RouteDecision, Router
@@ -140,6 +141,9 @@ class ChatService:
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
+        except asyncio.CancelledError:
+            self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation)
+            raise
         cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
         return Completion(response, decision, dep, attempts, cost, rec.latency_ms)
 
@@ -159,6 +163,9 @@ class ChatService:
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
+        except asyncio.CancelledError:
+            self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation)
+            raise
         rec.ttft_ms = (time.perf_counter() - ctx.started) * 1000
         chunks = self._relay(start.first, start.rest, request, rec, start.deployment,
                              start.attempts, ctx, reservation)
@@ -177,6 +184,7 @@ class ChatService:
     ) -> AsyncIterator[ChatChunk]:
         usage: Usage | None = None
         finished = False
+        rec.deployment = dep.name
         try:
             chunk: ChatChunk | None = first
             while chunk is not None:
@@ -187,15 +195,14 @@ class ChatService:
                 chunk = await anext(rest, None)
             finished = True
         except ProviderError as exc:
-            rec.deployment = dep.name
             self._fail(rec, exc, ctx, reservation, usage=usage, attempts=attempts)
             raise
         finally:
             if finished:
                 self._finish(rec, dep, usage, attempts, ctx, reservation)
             elif rec.error is None:  # the consumer stopped early (client disconnect)
-                rec.error, rec.error_type, rec.status_code = "client disconnected", "cancelled", 499
-                self._finish(rec, dep, usage, attempts, ctx, reservation)
+                self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
+                           reservation, usage=usage, attempts=attempts)
 
     def _record(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
         return UsageRecord(

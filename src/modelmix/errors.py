@@ -10,6 +10,7 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     ├── ConfigError              bad catalog / config file (raised at start)
     ├── InvalidRequest (400)     malformed request: the caller's mistake
     │   └── PayloadTooLarge (413)
+    ├── ClientDisconnected (499) the caller left; recorded, never sent
     ├── AuthenticationFailed (401)
     ├── PermissionDenied (403)   key not allowed to use this model
     ├── BudgetExceeded (429)     virtual key budget spent
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
+    "ClientDisconnected",
     "ConfigError",
     "ContextTooLong",
     "InvalidRequest",
@@ -106,6 +108,15 @@ class PayloadTooLarge(InvalidRequest):
 
     status_code = 413
     default_code = "request_too_large"
+
+
+class ClientDisconnected(ModelmixError):
+    """The client went away before the answer was complete (recorded as status 499,
+    the nginx convention for "client closed request")."""
+
+    status_code = 499
+    error_type = "client_closed_request"
+    default_code = "client_disconnected"
 
 
 class AuthenticationFailed(ModelmixError):

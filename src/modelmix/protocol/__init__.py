@@ -17,8 +17,10 @@ from modelmix.protocol._chat import (
     new_completion_id,
     now,
 )
+from modelmix.protocol._sse import DONE_EVENT, chunk_event, error_event, response_json
 
 __all__ = [
+    "DONE_EVENT",
     "ChatChoice",
     "ChatChunk",
     "ChatMessage",
@@ -31,7 +33,10 @@ __all__ = [
     "ResponseMessage",
     "StreamOptions",
     "Usage",
+    "chunk_event",
+    "error_event",
     "estimate_tokens",
     "new_completion_id",
     "now",
+    "response_json",
 ]

@@ -1,0 +1,114 @@
+"""The ASGI app: routes connect HTTP to :class:`~modelmix.server._gateway.Gateway`.
+
+Run it with ``modelmix serve`` or ``uvicorn --factory modelmix.server.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelmix._service import ChatService
+from modelmix.catalog import Config, load_config
+from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
+from modelmix.server._auth import Authenticator, MasterKeyAuth
+from modelmix.server._gateway import Gateway, error_response
+from modelmix.store import UsageSink
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("modelmix.server")
+
+
+def create_app(
+    config: Config | None = None,
+    *,
+    service: ChatService | None = None,
+    auth: Authenticator | None = None,
+    usage: UsageSink | None = None,
+) -> Starlette:
+    """Build the gateway app.
+
+    Args:
+        config: the catalog; ``MODELMIX_CONFIG`` (a YAML path) or the embedded default
+            when omitted.
+        service: a prebuilt chat service (tests inject fakes through it).
+        auth: how keys are checked; master key from ``server.master_key_env`` by default.
+        usage: where usage records go when ``service`` is not given.
+    """
+    if service is None:
+        config = config or load_config(os.environ.get("MODELMIX_CONFIG") or None)
+        service = ChatService(config, usage=usage)
+    config = service.config
+    if auth is None:
+        auth = MasterKeyAuth(os.environ.get(config.server.master_key_env) or None)
+    gateway = Gateway(service, auth)
+
+    async def chat_completions(request: Request) -> Response:
+        return await gateway.chat_completions(request)
+
+    async def models(request: Request) -> Response:
+        try:
+            await gateway.auth.authenticate(request.headers.get("authorization"))
+        except ModelmixError as exc:
+            return error_response(exc)
+        return JSONResponse(gateway.models())
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        ok, names = gateway.ready()
+        return JSONResponse({"status": "ready" if ok else "unavailable",
+                             "available_deployments": names},
+                            status_code=200 if ok else 503)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await service.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+        ],
+        exception_handlers={
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: ModelmixError = NoDeployment(f"unknown path {request.url.path}",
+                                          code="not_found")
+    else:
+        err = InvalidRequest(str(exc.detail))
+        err.status_code = exc.status_code  # type: ignore[misc]
+    return error_response(err)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    body = {"error": {"message": "internal error; see the gateway log",
+                      "type": "api_error", "param": None, "code": "internal_error"}}
+    return JSONResponse(body, status_code=500)
