@@ -1,0 +1,106 @@
+"""The gateway over fake providers, on a real loopback server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from _servers import serve_app
+from modelmix._service import ChatService
+from modelmix.catalog import config_from_dict
+from modelmix.server import create_app
+from modelmix.testing import FakeProvider
+
+CONFIG = {
+    "deployments": [
+        {"name": "open-a", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1",
+         "model": "m-open", "context_window": 2048},
+        {"name": "prop-b", "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
+         "model": "m-prop", "tier": "proprietary", "hosting": "cloud",
+         "input_modalities": ["text", "image"], "context_window": 100000,
+         "supports_tools": True, "input_cost_per_mtok": 2, "output_cost_per_mtok": 8},
+    ],
+    "server": {"max_body_bytes": 4096},
+}
+
+
+@pytest.fixture()
+def base_url() -> Iterator[str]:
+    cfg = config_from_dict(CONFIG)
+    fakes = {d.name: FakeProvider(d, reply=f"hello from {d.name}") for d in cfg.deployments}
+    with serve_app(create_app(service=ChatService(cfg, providers=fakes))) as url:
+        yield url
+
+
+def test_auto_routes_open_by_default(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="x")
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-modelmix-deployment"] == "open-a"
+    assert raw.parse().choices[0].message.content == "hello from open-a"
+
+
+def test_auto_routes_images_to_proprietary(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="x")
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
+    assert raw.headers["x-modelmix-deployment"] == "prop-b"
+    assert "no image input" in raw.headers["x-modelmix-route-reason"]
+
+
+def test_stream_matches_openai_sse(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="x")
+    chunks = list(client.chat.completions.create(
+        model="open-a", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "hello from open-a"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+    raw = httpx.post(base_url + "/v1/chat/completions", json={
+        "model": "open-a", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    assert raw.text.endswith("data: [DONE]\n\n")
+    assert '"usage"' not in raw.text  # not asked for
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"model": "auto"}', 400, "messages"),
+        (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', 400, "model"),
+        (b'{"model": "auto", "messages": [{"role": "robot", "content": "x"}]}', 400, "role"),
+        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "nope"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400,
+         "UTF-8"),
+        (b'{"model": "auto", "max_tokens": 1e30, "messages": [{"role": "user", "content": "x"}]}',
+         400, "max_tokens"),
+        (b'{"model": "auto", "max_tokens": -3, "messages": [{"role": "user", "content": "x"}]}',
+         400, "max_tokens"),
+        (b'{"model": "auto", "max_tokens": 500000, "messages": [{"role": "user", "content": "x"}]}',
+         400, "context"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"a" * 5000 + b'"}]}',
+         413, "exceeds"),
+    ],
+)
+def test_bad_input_gets_openai_error(base_url: str, body: bytes, status: int, needle: str) -> None:
+    resp = httpx.post(base_url + "/v1/chat/completions", content=body,
+                      headers={"content-type": "application/json"})
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert needle.lower() in err["message"].lower()
+    assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_models_lists_groups_and_availability(base_url: str) -> None:
+    data = httpx.get(base_url + "/v1/models").json()["data"]
+    ids = [m["id"] for m in data]
+    assert ids[:2] == ["open-a", "prop-b"] and "auto" in ids
+    assert data[0]["modelmix"]["available"] is True
