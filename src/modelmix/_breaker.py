@@ -63,7 +63,8 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         self.failures += 1
         self._probe_in_flight = False
-        if self.state is BreakerState.HALF_OPEN or self.failures >= self._settings.failure_threshold:
+        tripped = self.failures >= self._settings.failure_threshold
+        if self.state is BreakerState.HALF_OPEN or tripped:
             self.state = BreakerState.OPEN
             self._opened_at = self._clock()
 

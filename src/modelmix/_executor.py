@@ -28,6 +28,7 @@ from modelmix.routing import RouteDecision
 __all__ = ["Attempt", "Executor", "StreamStart"]
 
 _T = TypeVar("_T")
+_Started = tuple[ChatChunk, AsyncIterator[ChatChunk]]
 
 
 @dataclass(slots=True)
@@ -97,8 +98,8 @@ class Executor:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return min(error.retry_after, self.settings.backoff_max_s * 4)
-        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (retry - 1))
-        return self._rng() * cap
+        cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2.0 ** (retry - 1))
+        return float(self._rng() * cap)
 
     def _semaphore(self, dep: Deployment) -> asyncio.Semaphore | None:
         if dep.max_concurrency is None:
@@ -188,8 +189,8 @@ class Executor:
         """Start a stream: retries and fallback apply until the first chunk arrives."""
         started = time.perf_counter()
 
-        def call(dep: Deployment) -> Callable[[], Awaitable[tuple[ChatChunk, AsyncIterator[ChatChunk]]]]:
-            async def first() -> tuple[ChatChunk, AsyncIterator[ChatChunk]]:
+        def call(dep: Deployment) -> Callable[[], Awaitable[_Started]]:
+            async def first() -> _Started:
                 it = aiter(self.providers[dep.name].stream(request))
                 try:
                     chunk = await anext(it)

@@ -57,7 +57,7 @@ class Provider(ABC):
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Stream chat completion chunks. Raises ProviderError subclasses."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook, empty by default)
         """Release connections and other resources."""
 
 
@@ -124,17 +124,17 @@ def error_from_status(
     retry_after: float | None = None,
 ) -> ProviderError:
     """Map an upstream HTTP status (and message) to the modelmix error taxonomy."""
-    kw: dict[str, object] = {"deployment": deployment, "upstream_status": status}
     text = f"{deployment or 'upstream'}: HTTP {status}: {message}"[:2000]
     lowered = message.lower()
     if status == 429:
-        return RateLimited(text, retry_after=retry_after, **kw)  # type: ignore[arg-type]
+        return RateLimited(text, retry_after=retry_after, deployment=deployment,
+                           upstream_status=status)
     if status in (408, 504):
-        return ProviderTimeout(text, **kw)  # type: ignore[arg-type]
+        return ProviderTimeout(text, deployment=deployment, upstream_status=status)
     if status in (401, 403):
-        return ProviderAuthError(text, **kw)  # type: ignore[arg-type]
+        return ProviderAuthError(text, deployment=deployment, upstream_status=status)
     if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
-        return ContextTooLong(text, **kw)  # type: ignore[arg-type]
+        return ContextTooLong(text, deployment=deployment, upstream_status=status)
     if 400 <= status < 500:
-        return ProviderBadRequest(text, **kw)  # type: ignore[arg-type]
-    return UpstreamUnavailable(text, **kw)  # type: ignore[arg-type]
+        return ProviderBadRequest(text, deployment=deployment, upstream_status=status)
+    return UpstreamUnavailable(text, deployment=deployment, upstream_status=status)

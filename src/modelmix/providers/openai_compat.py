@@ -169,9 +169,9 @@ class _translate:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
+                 tb: object) -> None:
         if exc is None or isinstance(exc, ProviderError):
-            return False
+            return None
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             raise ProviderTimeout(f"{self.deployment}: upstream timed out",
                                   deployment=self.deployment) from exc
@@ -180,4 +180,4 @@ class _translate:
                 f"{self.deployment}: connection failed: {type(exc).__name__}: {exc}"[:500],
                 deployment=self.deployment,
             ) from exc
-        return False
+        return None

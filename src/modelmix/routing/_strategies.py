@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 from modelmix.catalog import Deployment, Tier
 from modelmix.protocol import RequestNeeds
@@ -100,7 +101,7 @@ class RulesStrategy(Strategy):
 
     name = "rules"
 
-    _HOSTING_RANK = {"local": 0, "self-hosted": 1, "cloud": 2}
+    _HOSTING_RANK: ClassVar[dict[str, int]] = {"local": 0, "self-hosted": 1, "cloud": 2}
 
     def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
               excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
