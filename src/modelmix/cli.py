@@ -101,6 +101,23 @@ def chat(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    n: Annotated[int, typer.Option("--n", help="Workload prompts (MMLU + GSM8K).")] = 60,
+    max_tokens: Annotated[int, typer.Option(help="Completion token limit per prompt.")] = 48,
+    compare_to: Annotated[str | None, typer.Option(
+        help="Proprietary deployment to price the workload against.")] = None,
+) -> None:
+    """Start the gateway on loopback and send a real workload through it."""
+    from modelmix.demo import run_demo
+
+    cfg = _config(config)
+    code = run_demo(config=cfg, config_path=str(config) if config else None, n=n,
+                    max_tokens=max_tokens, compare_to=compare_to)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
