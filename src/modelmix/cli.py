@@ -18,7 +18,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(help="modelmix: one OpenAI-compatible gateway over open and proprietary "
                        "models.", no_args_is_help=True, add_completion=False)
-console = Console()
+# Wide enough for tables when output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[
@@ -34,7 +35,8 @@ def _config(path: Path | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
+        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True, markup=True,
+                          highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -121,8 +121,12 @@ def config_from_dict(raw: Any, *, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
+        errors = exc.errors()
+        item_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "deployments" for e in errors)
         lines = []
-        for err in exc.errors():
+        for err in errors:
+            if item_errors and tuple(err["loc"]) == ("deployments",) and err["type"] == "too_short":
+                continue  # a consequence of the item errors already listed
             where = _describe_location(raw, err["loc"])
             lines.append(f"{source}: {where}: {err['msg']}")
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from exc

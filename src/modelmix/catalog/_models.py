@@ -189,7 +189,10 @@ class ServerSettings(_Strict):
 
 class StoreSettings(_Strict):
     """Usage / audit store. ``url`` is a SQLAlchemy URL (``sqlite:///path`` or
-    ``postgresql+psycopg://...``); ``MODELMIX_DB_URL`` overrides it."""
+    ``postgresql+psycopg://...``); ``MODELMIX_DB_URL`` overrides it. ``spill_path`` is the
+    JSONL file records go to while the database is unreachable (replayed on the next start);
+    by default ``<db file>.spill.jsonl`` for SQLite, ``./modelmix_usage.spill.jsonl`` else."""
 
     url: str = "sqlite:///modelmix_usage.db"
     enabled: bool = True
+    spill_path: str | None = None
