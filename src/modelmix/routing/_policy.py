@@ -24,11 +24,14 @@ class PolicyContext:
         needs: what the request needs from a deployment.
         allowed_models: the key's allow-list of deployment or group names (None: all).
         requested: the model name the client asked for.
+        requested_is_group: whether ``requested`` names a group (so allowing it allows
+            its members) rather than a deployment (whose fallbacks must be allowed too).
     """
 
     needs: RequestNeeds
     requested: str = ""
     allowed_models: frozenset[str] | None = None
+    requested_is_group: bool = False
     tags: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -64,8 +67,10 @@ def _features(dep: Deployment, ctx: PolicyContext) -> str | None:
 def _allow_list(dep: Deployment, ctx: PolicyContext) -> str | None:
     if ctx.allowed_models is None:
         return None
-    if dep.name in ctx.allowed_models or ctx.requested in ctx.allowed_models:
+    if dep.name in ctx.allowed_models:
         return None
+    if ctx.requested_is_group and ctx.requested in ctx.allowed_models:
+        return None  # a key allowed a group may use every member of it
     return "not allowed for this key"
 
 

@@ -46,6 +46,7 @@ class Router:
         self._rules = [*capability_rules(), *extra_rules]
         self._strategies = strategies or {}
         self._ordered = OrderedStrategy()
+        self._deployment_names = frozenset(d.name for d in config.deployments)
 
     def strategy(self, name: str) -> Strategy:
         if name not in self._strategies:
@@ -86,8 +87,9 @@ class Router:
     ) -> RouteDecision:
         """Choose deployments for one request; see the class docstring for errors."""
         members, strategy = self.candidates(model)
+        is_group = model not in self._deployment_names
         ctx = PolicyContext(needs=needs, requested=model, allowed_models=allowed_models,
-                            tags=tags)
+                            tags=tags, requested_is_group=is_group)
         if allowed_models is not None and model not in allowed_models and not any(
             d.name in allowed_models for d in members
         ):

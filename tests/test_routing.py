@@ -1,0 +1,99 @@
+"""Router: name resolution, policy filter, rules strategy."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelmix.catalog import Deployment, config_from_dict
+from modelmix.errors import InvalidRequest, NoDeployment, PermissionDenied
+from modelmix.protocol import ChatRequest, RequestNeeds
+from modelmix.routing import Router
+
+CFG = config_from_dict({
+    "deployments": [
+        {"name": "local", "provider": "openai-compatible", "base_url": "http://l/v1",
+         "model": "s", "hosting": "local", "context_window": 4096},
+        {"name": "vllm", "provider": "vllm", "base_url": "http://v/v1", "model": "l",
+         "context_window": 32000, "input_cost_per_mtok": 0.1, "output_cost_per_mtok": 0.1},
+        {"name": "gpt", "provider": "openai", "model": "g", "api_key_env": "MM_TEST_KEY",
+         "input_modalities": ["text", "image"], "context_window": 1000000,
+         "supports_tools": True, "input_cost_per_mtok": 2, "output_cost_per_mtok": 8},
+        {"name": "claude", "provider": "anthropic", "model": "c",
+         "input_modalities": ["text", "image"], "context_window": 200000,
+         "supports_tools": True, "input_cost_per_mtok": 3, "output_cost_per_mtok": 15},
+    ],
+    "fallbacks": {"vllm": ["claude"]},
+})
+
+
+def healthy(dep: Deployment) -> str | None:
+    return None
+
+
+def needs(text: str = "hi", **kw: object) -> RequestNeeds:
+    req = ChatRequest.model_validate({"model": "auto",
+                                      "messages": [{"role": "user", "content": text}], **kw})
+    return req.needs()
+
+
+def test_auto_prefers_local_open_then_proprietary_by_price() -> None:
+    d = Router(CFG, health=healthy).route("auto", needs())
+    assert [x.name for x in d.candidates] == ["local", "vllm", "gpt", "claude"]
+    assert d.reason == "rules: open model by default"
+
+
+def test_long_context_skips_small_windows() -> None:
+    d = Router(CFG, health=healthy).route("auto", needs("word " * 40000))
+    assert [x.name for x in d.candidates] == ["gpt", "claude"]
+    assert "context window" in d.reason
+
+
+def test_tools_go_proprietary_and_reason_says_why() -> None:
+    d = Router(CFG, health=healthy).route(
+        "auto", needs(tools=[{"type": "function", "function": {"name": "f"}}]))
+    assert d.deployment.name == "gpt" and "no tool calling" in d.reason
+
+
+def test_unhealthy_deployments_are_excluded_with_reason() -> None:
+    router = Router(CFG, health=lambda d: "circuit open" if d.name == "local" else None)
+    d = router.route("auto", needs())
+    assert d.deployment.name == "vllm" and d.excluded["local"] == "circuit open"
+
+
+def test_named_deployment_uses_configured_fallbacks() -> None:
+    d = Router(CFG, health=healthy).route("vllm", needs())
+    assert [x.name for x in d.candidates] == ["vllm", "claude"]
+
+
+def test_unknown_model_is_404() -> None:
+    with pytest.raises(NoDeployment) as info:
+        Router(CFG, health=healthy).route("gpt-9", needs())
+    assert info.value.status_code == 404
+
+
+def test_nothing_fits_is_400_context_length() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        Router(CFG, health=healthy).route("local", needs(max_tokens=100000))
+    assert info.value.code == "context_length_exceeded"
+
+
+def test_nothing_healthy_is_503() -> None:
+    with pytest.raises(NoDeployment) as info:
+        Router(CFG, health=lambda d: "down").route("auto", needs())
+    assert info.value.status_code == 503
+
+
+def test_allow_list_limits_candidates_and_forbids_others() -> None:
+    router = Router(CFG, health=healthy)
+    d = router.route("auto", needs(), allowed_models=frozenset({"auto", "vllm"}))
+    assert d.deployment.name == "local"  # allowed through the group name
+    d = router.route("vllm", needs(), allowed_models=frozenset({"vllm"}))
+    assert [x.name for x in d.candidates] == ["vllm"]  # fallback not on the allow-list
+    with pytest.raises(PermissionDenied):
+        router.route("gpt", needs(), allowed_models=frozenset({"vllm"}))
+
+
+def test_tier_groups() -> None:
+    router = Router(CFG, health=healthy)
+    assert [x.name for x in router.route("proprietary", needs()).candidates] == ["gpt", "claude"]
+    assert [x.name for x in router.route("open", needs()).candidates] == ["local", "vllm"]
