@@ -53,6 +53,13 @@ def serve(
     from modelmix.server import create_app
 
     cfg = _config(config)
+    bind = host or cfg.server.host
+    if bind not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(
+        cfg.server.master_key_env
+    ):
+        err_console.print(f"[yellow]warning:[/yellow] binding {bind} without "
+                          f"{cfg.server.master_key_env}: anyone who can reach this port can "
+                          "spend your API keys. Set a master key.")
     application = create_app(cfg)
     uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
                 log_level=log_level, access_log=False)
