@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,7 +18,14 @@ from modelmix.providers import Provider, create_provider
 from modelmix.routing import RouteDecision, Router
 from modelmix.store import NullSink, UsageRecord, UsageSink
 
-__all__ = ["Admission", "CallContext", "ChatService", "Completion", "StreamCompletion"]
+__all__ = [
+    "Admission",
+    "CallContext",
+    "ChatService",
+    "Completion",
+    "ServiceObserver",
+    "StreamCompletion",
+]
 
 
 class _LazyProviders(dict[str, Provider]):
@@ -44,6 +51,18 @@ class Admission(Protocol):
     async def admit(self, decision: RouteDecision, request: ChatRequest) -> object: ...
 
     def settle(self, reservation: object, cost_usd: float, tokens: int) -> None: ...
+
+
+class ServiceObserver(Protocol):
+    """Hooks for metrics, logs and traces. Called on the request path: keep them cheap
+    (microseconds) and never raise from them."""
+
+    def routed(self, request: ChatRequest, ctx: CallContext,
+               decision: RouteDecision | None, seconds: float) -> None:
+        """Routing took ``seconds``; ``decision`` is None when it raised."""
+
+    def finished(self, rec: UsageRecord, attempts: Sequence[Attempt]) -> None:
+        """The request ended (success or failure); ``rec`` goes to the sink next."""
 
 
 @dataclass(slots=True)
@@ -74,11 +93,24 @@ class Completion:
 
 @dataclass(slots=True)
 class StreamCompletion:
-    """A started stream: ``chunks`` yields OpenAI chunks and records usage at its end."""
+    """A started stream: ``chunks`` yields OpenAI chunks and records usage at its end.
+
+    Call :meth:`aclose` when done with it, even if ``chunks`` was never iterated (the
+    client left early): it closes the upstream stream and records the request.
+    """
 
     decision: RouteDecision
     deployment: Deployment
-    chunks: AsyncIterator[ChatChunk]
+    chunks: AsyncGenerator[ChatChunk, None]
+    _close: Callable[[], Awaitable[None]]
+
+    async def aclose(self) -> None:
+        await self._close()
+
+
+@dataclass(slots=True)
+class _RelayState:
+    started: bool = False
 
 
 class ChatService:
@@ -90,6 +122,10 @@ class ChatService:
             tests pass :class:`modelmix.testing.FakeProvider` instances).
         usage: where usage records go (discarded when omitted).
         sleep: the executor's backoff sleep (tests pass a recorder).
+
+    Attributes:
+        observers: hooks told of routing time and of each finished request
+            (the gateway appends its metrics and tracing here).
     """
 
     def __init__(
@@ -108,6 +144,7 @@ class ChatService:
         self.executor = Executor(built, config.reliability, **kw)
         self.router = Router(config, health=self._health)
         self.usage: UsageSink = usage or NullSink()
+        self.observers: list[ServiceObserver] = []
         self._availability: dict[str, str | None] = {}
 
     def _health(self, dep: Deployment) -> str | None:
@@ -121,28 +158,38 @@ class ChatService:
         self._availability.clear()
 
     def route(self, request: ChatRequest, ctx: CallContext) -> RouteDecision:
-        return self.router.route(
-            request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags
-        )
+        if request.timeout is not None:
+            ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
+        started = time.perf_counter()
+        decision: RouteDecision | None = None
+        try:
+            decision = self.router.route(
+                request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags
+            )
+            return decision
+        finally:
+            for observer in self.observers:
+                observer.routed(request, ctx, decision, time.perf_counter() - started)
 
     async def complete(self, request: ChatRequest, ctx: CallContext | None = None) -> Completion:
         """Route and run a non-streaming request. Raises ModelmixError subclasses."""
         ctx = ctx or CallContext()
         rec = self._record(request, ctx)
         reservation = None
+        log: list[Attempt] = []
         try:
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
                 reservation = await ctx.admission.admit(decision, request)
             response, dep, attempts = await self.executor.complete(
-                decision, request, timeout_s=ctx.timeout_s
+                decision, request, timeout_s=ctx.timeout_s, attempts=log
             )
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
         except asyncio.CancelledError:
-            self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation)
+            self._cancelled(rec, ctx, reservation, log)
             raise
         cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
         return Completion(response, decision, dep, attempts, cost, rec.latency_ms)
@@ -154,22 +201,32 @@ class ChatService:
         rec = self._record(request, ctx)
         rec.stream = True
         reservation = None
+        log: list[Attempt] = []
         try:
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
                 reservation = await ctx.admission.admit(decision, request)
-            start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s)
+            start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s,
+                                               attempts=log)
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
         except asyncio.CancelledError:
-            self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation)
+            self._cancelled(rec, ctx, reservation, log)
             raise
         rec.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+        state = _RelayState()
         chunks = self._relay(start.first, start.rest, request, rec, start.deployment,
-                             start.attempts, ctx, reservation)
-        return StreamCompletion(decision, start.deployment, chunks)
+                             start.attempts, ctx, reservation, state)
+
+        async def close() -> None:
+            await chunks.aclose()
+            if not state.started:  # the client left before the first chunk was sent
+                self._fail(rec, ClientDisconnected("client disconnected before the stream"),
+                           ctx, reservation, attempts=start.attempts)
+
+        return StreamCompletion(decision, start.deployment, chunks, close)
 
     async def _relay(
         self,
@@ -181,7 +238,9 @@ class ChatService:
         attempts: list[Attempt],
         ctx: CallContext,
         reservation: object,
-    ) -> AsyncIterator[ChatChunk]:
+        state: _RelayState,
+    ) -> AsyncGenerator[ChatChunk, None]:
+        state.started = True
         usage: Usage | None = None
         finished = False
         rec.deployment = dep.name
@@ -230,6 +289,8 @@ class ChatService:
         if ctx.admission is not None and reservation is not None:
             ctx.admission.settle(reservation, rec.cost_usd,
                                  rec.prompt_tokens + rec.completion_tokens)
+        for observer in self.observers:
+            observer.finished(rec, attempts)
         self.usage.record(rec)
         return rec.cost_usd
 
@@ -260,7 +321,18 @@ class ChatService:
         if ctx.admission is not None and reservation is not None:
             ctx.admission.settle(reservation, rec.cost_usd,
                                  rec.prompt_tokens + rec.completion_tokens)
+        for observer in self.observers:
+            observer.finished(rec, attempts)
         self.usage.record(rec)
+
+    def _cancelled(self, rec: UsageRecord, ctx: CallContext, reservation: object,
+                   attempts: list[Attempt]) -> None:
+        """Record a request cancelled before an answer (499), naming the deployment
+        whose call was abandoned."""
+        if attempts:
+            rec.deployment = attempts[-1].deployment
+        self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation,
+                   attempts=attempts)
 
     def record_rejected(self, ctx: CallContext, exc: ModelmixError,
                         model: str | None = None) -> None:

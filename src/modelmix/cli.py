@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelmix._logging import LogFormat, configure_logging
 from modelmix.catalog import Config, load_config
 from modelmix.errors import ConfigError, ModelmixError
+
+if TYPE_CHECKING:
+    from modelmix.store import GroupField, SummaryRow
+
+if TYPE_CHECKING:
+    from modelmix.server.keys import KeyStore
 
 __all__ = ["app", "main"]
 
@@ -46,6 +53,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    log_format: Annotated[LogFormat, typer.Option(
+        help="json: one JSON object per line; text: for terminals.")] = LogFormat.JSON,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import uvicorn
@@ -60,9 +69,13 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] binding {bind} without "
                           f"{cfg.server.master_key_env}: anyone who can reach this port can "
                           "spend your API keys. Set a master key.")
-    application = create_app(cfg)
-    uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
-                log_level=log_level, access_log=False)
+    listener = configure_logging(log_format, log_level)
+    try:
+        application = create_app(cfg)
+        uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
+                    log_level=log_level, access_log=False, log_config=None)
+    finally:
+        listener.stop()
 
 
 @app.command()
@@ -125,6 +138,147 @@ def demo(
     code = run_demo(config=cfg, config_path=str(config) if config else None, n=n,
                     max_tokens=max_tokens, compare_to=compare_to)
     raise typer.Exit(code)
+
+
+@app.command()
+def usage(
+    config: ConfigOpt = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: "
+                  "$MODELMIX_DB_URL, else store.url from the config).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only the last 30m, 1h, 24h, 7d...")] = None,
+    by: Annotated[str, typer.Option(help="Group by deployment, key, model or provider; "
+                  "comma-separate several.")] = "deployment",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+) -> None:
+    """Summarise recorded usage: requests, errors, tokens, cost, p50/p95 latency.
+
+    Example: ``modelmix usage --since 24h --by deployment,key``
+    """
+    import json
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelmix.store import parse_window, resolve_db_url
+
+    fields = cast("tuple[GroupField, ...]", tuple(f.strip() for f in by.split(",") if f.strip()))
+    try:
+        start = time.time() - parse_window(since) if since else None
+        url = db or resolve_db_url(_config(config).store)
+        rows, total = _usage_rows(url, start, fields)
+    except (ValueError, ConfigError) as exc:
+        err_console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+        raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:
+        err_console.print(f"[red]database error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"since": start, "group_by": list(fields),
+                          "rows": [r.to_dict() for r in rows], "total": total.to_dict()},
+                         indent=2))
+    else:
+        console.print(_usage_table(fields, rows, total))
+
+
+def _usage_rows(url: str, since: float | None, fields: tuple[GroupField, ...]
+                ) -> tuple[list[SummaryRow], SummaryRow]:
+    """Summary rows and the total row. A SQLite file that does not exist is an error."""
+    from sqlalchemy.engine import make_url
+
+    from modelmix.store import UsageStore
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(str(parsed.database)).expanduser().exists():
+            raise ConfigError(f"no usage database at {parsed.database}")
+    store = UsageStore(url)
+    try:
+        store.create_all()
+        return store.summary(since=since, group_by=fields), store.summary(since, group_by=())[0]
+    finally:
+        store.close()
+
+
+def _usage_table(fields: tuple[str, ...], rows: list[SummaryRow], total: SummaryRow) -> Table:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    table = Table(*fields, "requests", "errors", "prompt tok", "completion tok", "cost USD",
+                  "p50 ms", "p95 ms", "p50 TTFT ms", title="usage")
+    for row in [*rows, total]:
+        label = ["-" if v is None else v for v in row.group.values()]
+        if row is total:
+            label = ["[bold]total[/bold]", *[""] * (len(fields) - 1)]
+        table.add_row(*label, f"{row.requests:,}", f"{row.errors:,}", f"{row.prompt_tokens:,}",
+                      f"{row.completion_tokens:,}", f"{row.cost_usd:,.6f}",
+                      ms(row.p50_latency_ms), ms(row.p95_latency_ms), ms(row.p50_ttft_ms))
+    return table
+
+
+keys_app = typer.Typer(help="Manage virtual keys (stored hashed in the store database: "
+                            "$MODELMIX_DB_URL or store.url).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _keystore(cfg: Config) -> KeyStore:
+    from modelmix.server.keys import KeyStore
+
+    return KeyStore.from_config(cfg)
+
+
+@keys_app.command("create")
+def keys_create(
+    config: ConfigOpt = None,
+    alias: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated deployments / groups the key may use (default: all).")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Budget in USD.")] = None,
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+) -> None:
+    """Create a virtual key and print it (once: only its hash is stored)."""
+    cfg = _config(config)
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    unknown = sorted(set(allowed or ()) - set(cfg.model_names()))
+    if unknown:
+        err_console.print(f"[red]error:[/red] unknown models {unknown}")
+        raise typer.Exit(2)
+    store = _keystore(cfg)
+    key, record = store.create(alias=alias, models=allowed, budget_usd=budget, rpm=rpm, tpm=tpm)
+    store.close()
+    print(key)
+    err_console.print(f"key id {record.id}: store the key now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """List virtual keys (never the keys themselves)."""
+    store = _keystore(_config(config))
+    table = Table("id", "alias", "key", "models", "budget USD", "spent USD", "rpm", "tpm",
+                  "status")
+    for k in store.list_keys():
+        table.add_row(k.id, k.alias or "", k.key_prefix + "...",
+                      ",".join(sorted(k.allowed_models)) if k.allowed_models else "all",
+                      "-" if k.budget_usd is None else f"{k.budget_usd:g}",
+                      f"{k.spent_usd:.6f}", str(k.rpm or "-"), str(k.tpm or "-"),
+                      "revoked" if k.revoked else "active")
+    store.close()
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `keys list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a virtual key (running gateways notice within seconds)."""
+    store = _keystore(_config(config))
+    record = store.revoke(key_id)
+    store.close()
+    if record is None:
+        err_console.print(f"[red]error:[/red] no virtual key with id {key_id!r}")
+        raise typer.Exit(1)
+    console.print(f"revoked {record.id}")
 
 
 def main() -> None:

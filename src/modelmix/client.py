@@ -90,8 +90,11 @@ class AsyncClient:
         """Stream chat completion chunks."""
         started = await self.service.stream(_request(model, messages, True, params),
                                             CallContext())
-        async for chunk in started.chunks:
-            yield chunk
+        try:
+            async for chunk in started.chunks:
+                yield chunk
+        finally:
+            await started.aclose()
 
     async def aclose(self) -> None:
         await self.service.aclose()

@@ -110,6 +110,9 @@ class ChatRequest(_Open):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    #: modelmix extension: the request's deadline in seconds, retries included (sent as
+    #: ``extra_body={"timeout": 30}`` from the OpenAI SDK). Never forwarded upstream.
+    timeout: float | None = Field(default=None, gt=0, le=3600)
 
     @field_validator("stop")
     @classmethod
@@ -149,7 +152,7 @@ class ChatRequest(_Open):
 
     def to_upstream(self, model: str) -> dict[str, Any]:
         """The body to send an OpenAI-compatible upstream serving ``model``."""
-        body = self.model_dump(exclude_none=True, exclude={"model"})
+        body = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
         body["model"] = model
         return body
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from modelmix._service import CallContext, ChatService
+from modelmix._service import CallContext, ChatService, StreamCompletion
 from modelmix.catalog import Config
 from modelmix.errors import ClientDisconnected, InvalidRequest, ModelmixError, PayloadTooLarge
 from modelmix.protocol import (
@@ -32,6 +32,8 @@ from modelmix.server._auth import Authenticator, KeyInfo
 __all__ = ["Gateway", "error_response"]
 
 log = logging.getLogger("modelmix.gateway")
+
+_T = TypeVar("_T")
 
 HEADER_DEPLOYMENT = "x-modelmix-deployment"
 HEADER_REASON = "x-modelmix-route-reason"
@@ -116,6 +118,23 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
+async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
+    """Await ``work``, racing it against ``http.disconnect``: when the client leaves
+    first, cancel ``work`` (and so the upstream call) and raise ClientDisconnected."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():  # the client left, or this handler was cancelled
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientDisconnected("client disconnected")
+    return task.result()
+
+
 class Gateway:
     """Chat completions over HTTP: auth, parse, route, run, answer."""
 
@@ -146,18 +165,8 @@ class Gateway:
 
     async def _complete(self, request: Request, chat: ChatRequest, ctx: CallContext
                         ) -> Response:
-        work = asyncio.ensure_future(self.service.complete(chat, ctx))
-        watch = asyncio.ensure_future(_wait_disconnect(request))
         try:
-            await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-        if not work.done():  # client left: cancel the upstream call
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            return error_response(ClientDisconnected("client disconnected"), ctx.request_id)
-        try:
-            done = work.result()
+            done = await _unless_disconnected(request, self.service.complete(chat, ctx))
         except ModelmixError as exc:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
@@ -167,12 +176,12 @@ class Gateway:
     async def _stream(self, request: Request, chat: ChatRequest, ctx: CallContext
                       ) -> Response:
         try:
-            started = await self.service.stream(chat, ctx)
+            started = await _unless_disconnected(request, self.service.stream(chat, ctx))
         except ModelmixError as exc:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(started.decision, started.deployment.name, ctx.request_id)
         headers["cache-control"] = "no-cache"
-        return StreamingResponse(_sse(started.chunks, chat.include_usage),
+        return _SSEResponse(started, _sse(started.chunks, chat.include_usage),
                                  media_type="text/event-stream", headers=headers)
 
     def models(self) -> dict[str, Any]:
@@ -208,6 +217,22 @@ def _apply_key(ctx: CallContext, key: KeyInfo) -> None:
     ctx.key_id = key.key_id
     ctx.allowed_models = key.allowed_models
     ctx.admission = key.admission
+
+
+class _SSEResponse(StreamingResponse):
+    """A streaming response that always closes its stream, even when the client left
+    before the first byte, so the upstream call ends and the request is recorded."""
+
+    def __init__(self, started: StreamCompletion, content: AsyncIterator[bytes],
+                 **kw: Any):
+        super().__init__(content, **kw)
+        self._started = started
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._started.aclose()
 
 
 async def _sse(chunks: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:

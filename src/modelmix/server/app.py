@@ -17,10 +17,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelmix._service import ChatService
+from modelmix._tracing import Tracing
 from modelmix.catalog import Config, load_config
 from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
-from modelmix.server._auth import Authenticator, MasterKeyAuth
+from modelmix.server._auth import Authenticator
 from modelmix.server._gateway import Gateway, error_response
+from modelmix.server._metrics import instrument
+from modelmix.server.keys import KeyStore, VirtualKeyAuth, key_admin_routes
 from modelmix.store import UsageSink
 
 __all__ = ["create_app"]
@@ -34,6 +37,7 @@ def create_app(
     service: ChatService | None = None,
     auth: Authenticator | None = None,
     usage: UsageSink | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -41,16 +45,29 @@ def create_app(
         config: the catalog; ``MODELMIX_CONFIG`` (a YAML path) or the embedded default
             when omitted.
         service: a prebuilt chat service (tests inject fakes through it).
-        auth: how keys are checked; master key from ``server.master_key_env`` by default.
-        usage: where usage records go when ``service`` is not given.
+        auth: how keys are checked; by default :class:`VirtualKeyAuth` with the master
+            key from ``server.master_key_env`` and virtual keys in the store database
+            (``MODELMIX_DB_URL`` or ``store.url``). A VirtualKeyAuth also mounts the
+            ``/key/*`` admin routes.
+        usage: where usage records go when ``service`` is not given; by default the
+            store named by ``config.store`` (``$MODELMIX_DB_URL`` overrides its URL).
+        tracing: OpenTelemetry tracing; from the ``OTEL_*`` variables when omitted, and
+            off (nothing imported) when they say nothing. See docs/observability.md.
     """
     if service is None:
         config = config or load_config(os.environ.get("MODELMIX_CONFIG") or None)
+        if usage is None:
+            from modelmix.store import build_usage_sink
+
+            usage = build_usage_sink(config.store)
         service = ChatService(config, usage=usage)
     config = service.config
     if auth is None:
-        auth = MasterKeyAuth(os.environ.get(config.server.master_key_env) or None)
+        auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
+                              KeyStore.from_config(config))
     gateway = Gateway(service, auth)
+    tracing = tracing or Tracing.from_env(os.environ)
+    metrics, middleware = instrument(service, tracing)
 
     async def chat_completions(request: Request) -> Response:
         return await gateway.chat_completions(request)
@@ -65,6 +82,9 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return metrics.response(request.headers.get("accept", ""))
+
     async def ready(request: Request) -> Response:
         ok, names = gateway.ready()
         return JSONResponse({"status": "ready" if ok else "unavailable",
@@ -77,6 +97,10 @@ def create_app(
             yield
         finally:
             await service.aclose()
+            if tracing is not None:
+                tracing.close()
+            if isinstance(auth, VirtualKeyAuth):
+                await auth.aclose()
 
     app = Starlette(
         routes=[
@@ -85,14 +109,18 @@ def create_app(
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *(key_admin_routes(auth, config) if isinstance(auth, VirtualKeyAuth) else []),
         ],
         exception_handlers={
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.metrics = metrics
     return app
 
 

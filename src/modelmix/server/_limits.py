@@ -1,0 +1,245 @@
+"""Per-key admission: USD budget with in-flight reservations, RPM and TPM windows.
+
+A :class:`KeyLimiter` is the :class:`~modelmix._service.Admission` of one virtual key.
+``admit`` runs its checks and takes its reservations without awaiting anything, so in
+one event loop no other request can slip in between check and reserve: the key's
+spend can never pass its budget by more than what the in-flight requests reserved
+(and since each reservation is that request's maximum cost, not at all, as long as
+the prompt estimate holds; see ``docs/keys.md``).
+
+Example::
+
+    limiter = KeyLimiter("k1", KeyLimits(budget_usd=5.0, rpm=60, tpm=100_000))
+    reservation = await limiter.admit(decision, request)   # BudgetExceeded / KeyRateLimited
+    ...
+    limiter.settle(reservation, cost_usd=0.0123, tokens=812)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from modelmix.catalog import Deployment
+from modelmix.errors import BudgetExceeded, KeyRateLimited
+from modelmix.protocol import ChatRequest, RequestNeeds
+from modelmix.routing import RouteDecision
+
+__all__ = [
+    "WINDOW_S",
+    "KeyLimiter",
+    "KeyLimits",
+    "Reservation",
+    "max_output_tokens",
+    "max_request_cost",
+]
+
+#: Length of the RPM / TPM sliding window, seconds.
+WINDOW_S = 60.0
+
+#: Rounding slack (USD) when comparing spend with a budget, so that a budget of
+#: exactly N times a request's cost admits N requests despite float sums.
+_EPSILON_USD = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """One key's limits; None means unlimited.
+
+    Attributes:
+        budget_usd: total spend allowed, USD.
+        rpm: requests admitted per sliding 60 s window.
+        tpm: tokens (prompt + completion) per sliding 60 s window.
+    """
+
+    budget_usd: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(slots=True)
+class _TokenEntry:
+    at: float
+    tokens: int
+    live: bool = True
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What ``admit`` took for one request; handed back to ``settle``.
+
+    Attributes:
+        key_id: the key that admitted it.
+        cost_usd: reserved maximum cost, USD.
+        tokens: reserved token estimate (prompt estimate + ``max_tokens`` if given).
+        settled: whether ``settle`` has released it (a second settle is ignored).
+    """
+
+    key_id: str
+    cost_usd: float
+    tokens: int
+    entry: _TokenEntry | None = None
+    settled: bool = False
+
+
+def max_output_tokens(dep: Deployment, needs: RequestNeeds) -> int:
+    """The most completion tokens ``dep`` may produce for a request.
+
+    The request's ``max_tokens`` when given; else the deployment's
+    ``max_output_tokens``; else its context window minus the prompt estimate.
+    """
+    if needs.max_output_tokens:
+        return needs.max_output_tokens
+    if dep.max_output_tokens:
+        return dep.max_output_tokens
+    return max(dep.context_window - needs.prompt_tokens_estimate, 0)
+
+
+def max_request_cost(candidates: Sequence[Deployment], needs: RequestNeeds) -> float:
+    """Maximum cost of a request in USD: the dearest candidate at the prompt estimate
+    plus :func:`max_output_tokens` (any candidate may end up serving, via fallback)."""
+    return max(
+        (dep.cost_usd(needs.prompt_tokens_estimate, max_output_tokens(dep, needs))
+         for dep in candidates),
+        default=0.0,
+    )
+
+
+class KeyLimiter:
+    """Budget, RPM and TPM gate of one virtual key, exact within one event loop.
+
+    Args:
+        key_id: the key's id (for messages and ``on_spend``).
+        limits: the key's limits.
+        spent_usd: spend already recorded (loaded from the key store), USD.
+        on_spend: called with (key_id, cost USD) for each settled cost, to persist it;
+            must not block.
+        clock: monotonic seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        key_id: str,
+        limits: KeyLimits,
+        *,
+        spent_usd: float = 0.0,
+        on_spend: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.key_id = key_id
+        self.limits = limits
+        self._spent = spent_usd
+        self._reserved = 0.0
+        self._in_flight = 0
+        self._on_spend = on_spend
+        self._clock = clock
+        self._requests: deque[float] = deque()
+        self._tokens: deque[_TokenEntry] = deque()
+        self._token_sum = 0
+
+    @property
+    def spent_usd(self) -> float:
+        """USD spent by settled requests (including spend loaded at start)."""
+        return self._spent
+
+    @property
+    def reserved_usd(self) -> float:
+        """USD reserved by requests admitted and not yet settled."""
+        return self._reserved
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet settled."""
+        return self._in_flight
+
+    async def admit(self, decision: RouteDecision, request: ChatRequest) -> Reservation:
+        """Check every limit, then reserve, with no await in between.
+
+        Raises:
+            BudgetExceeded: spent + reserved + this request's maximum cost > budget.
+            KeyRateLimited: the RPM or TPM window is full; ``retry_after`` in seconds.
+        """
+        needs = request.needs()
+        cost = max_request_cost(decision.candidates, needs)
+        tokens = needs.prompt_tokens_estimate + needs.max_output_tokens
+        now = self._clock()
+        self._check_budget(cost)
+        self._check_rpm(now)
+        self._check_tpm(now, tokens)
+        return self._reserve(now, cost, tokens)
+
+    def settle(self, reservation: object, cost_usd: float, tokens: int) -> None:
+        """Release ``reservation`` and record the actual cost (USD) and tokens."""
+        if not isinstance(reservation, Reservation) or reservation.settled:
+            return
+        reservation.settled = True
+        self._in_flight -= 1
+        self._reserved = self._reserved - reservation.cost_usd if self._in_flight else 0.0
+        self._spent += cost_usd
+        entry = reservation.entry
+        if entry is not None:
+            if entry.live:
+                self._token_sum += tokens - entry.tokens
+            entry.tokens = tokens
+        if cost_usd and self._on_spend is not None:
+            self._on_spend(self.key_id, cost_usd)
+
+    def _check_budget(self, cost: float) -> None:
+        budget = self.limits.budget_usd
+        if budget is None:
+            return
+        if self._spent + self._reserved + cost > budget + _EPSILON_USD:
+            raise BudgetExceeded(
+                f"budget of key {self.key_id} would be exceeded: budget ${budget:.6f}, "
+                f"spent ${self._spent:.6f}, reserved ${self._reserved:.6f} by "
+                f"{self._in_flight} in-flight requests, this request may cost up to "
+                f"${cost:.6f}"
+            )
+
+    def _check_rpm(self, now: float) -> None:
+        rpm = self.limits.rpm
+        while self._requests and self._requests[0] <= now - WINDOW_S:
+            self._requests.popleft()
+        if rpm is not None and len(self._requests) >= rpm:
+            retry = self._requests[len(self._requests) - rpm] + WINDOW_S - now
+            raise KeyRateLimited(
+                f"key {self.key_id} reached its limit of {rpm} requests per minute",
+                retry_after=max(retry, 0.0),
+            )
+
+    def _check_tpm(self, now: float, tokens: int) -> None:
+        while self._tokens and self._tokens[0].at <= now - WINDOW_S:
+            old = self._tokens.popleft()
+            old.live = False
+            self._token_sum -= old.tokens
+        tpm = self.limits.tpm
+        if tpm is None or self._token_sum + tokens <= tpm:
+            return
+        if tokens > tpm:
+            raise KeyRateLimited(
+                f"request needs ~{tokens} tokens, more than key {self.key_id}'s limit of "
+                f"{tpm} tokens per minute; lower max_tokens"
+            )
+        freed = 0
+        retry = WINDOW_S
+        for entry in self._tokens:
+            freed += entry.tokens
+            if self._token_sum - freed + tokens <= tpm:
+                retry = entry.at + WINDOW_S - now
+                break
+        raise KeyRateLimited(
+            f"key {self.key_id} reached its limit of {tpm} tokens per minute "
+            f"({self._token_sum} used in the last minute, ~{tokens} needed)",
+            retry_after=max(retry, 0.0),
+        )
+
+    def _reserve(self, now: float, cost: float, tokens: int) -> Reservation:
+        self._reserved += cost
+        self._in_flight += 1
+        self._requests.append(now)
+        entry = _TokenEntry(now, tokens)
+        self._tokens.append(entry)
+        self._token_sum += tokens
+        return Reservation(self.key_id, cost, tokens, entry)

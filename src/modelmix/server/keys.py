@@ -1,0 +1,320 @@
+"""Virtual keys: authentication, per-key limits and the LiteLLM-style admin endpoints.
+
+:class:`VirtualKeyAuth` is the gateway's default :class:`~modelmix.server.Authenticator`:
+
+* the master key (``MODELMIX_MASTER_KEY``) is the admin: any model, no limits, and the
+  only key that may call ``/key/generate``, ``/key/list`` and ``/key/revoke``;
+* a virtual key (``sk-mm-...``, stored hashed in ``virtual_keys``) gets its allow-list
+  and a :class:`~modelmix.server._limits.KeyLimiter` (budget, RPM, TPM);
+* with no master key and no virtual key in the database, everyone is admitted (the
+  loopback laptop default, as :class:`~modelmix.server.MasterKeyAuth` does).
+
+Limits are kept per gateway process; see ``docs/keys.md``.
+
+Example::
+
+    store = KeyStore("sqlite:///modelmix_usage.db")
+    auth = VirtualKeyAuth(os.environ.get("MODELMIX_MASTER_KEY"), store)
+    app = create_app(config, auth=auth)       # also mounts the /key/* routes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelmix.catalog import Config
+from modelmix.errors import AuthenticationFailed, InvalidRequest, ModelmixError, PermissionDenied
+from modelmix.server._auth import KeyInfo, bearer_token
+from modelmix.server._gateway import error_response, read_body
+from modelmix.server._keystore import (
+    KEY_PREFIX,
+    KeyStore,
+    SpendLedger,
+    VirtualKey,
+    database_url,
+    hash_key,
+)
+from modelmix.server._limits import KeyLimiter, KeyLimits, Reservation, max_request_cost
+
+__all__ = [
+    "KEY_PREFIX",
+    "KeyLimiter",
+    "KeyLimits",
+    "KeyNotFound",
+    "KeyStore",
+    "Reservation",
+    "VirtualKey",
+    "VirtualKeyAuth",
+    "database_url",
+    "key_admin_routes",
+    "key_view",
+    "max_request_cost",
+]
+
+#: Largest admin request body, bytes.
+_ADMIN_BODY_LIMIT = 64 * 1024
+
+
+class KeyNotFound(InvalidRequest):
+    """No virtual key has the given id (404)."""
+
+    status_code = 404
+    default_code = "key_not_found"
+
+
+class VirtualKeyAuth:
+    """Master key plus hashed virtual keys from a :class:`KeyStore`.
+
+    Args:
+        master_key: the admin key, or None (then keys are needed only once one exists).
+        store: where virtual keys live.
+        refresh_s: how long (s) a key looked up from the database is trusted before it is
+            read again, so keys revoked or created by another process (the CLI) take
+            effect within this time. Revocation through :meth:`revoke_key` is immediate.
+        flush_delay_s: seconds spend is batched before it is written to the database.
+        clock: monotonic seconds, for the cache and the limiters (tests pass a fake).
+
+    Raises (from ``authenticate``):
+        AuthenticationFailed: missing, unknown or revoked key.
+    """
+
+    def __init__(
+        self,
+        master_key: str | None,
+        store: KeyStore,
+        *,
+        refresh_s: float = 5.0,
+        flush_delay_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self._master = master_key
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._ledger = SpendLedger(store, delay_s=flush_delay_s)
+        self._cache: dict[str, tuple[VirtualKey, float]] = {}
+        self._limiters: dict[str, KeyLimiter] = {}
+        self._any_keys = False
+        self._counted_at: float | None = None
+
+    def __repr__(self) -> str:
+        master = "set" if self._master else "unset"
+        return f"VirtualKeyAuth(master_key={master}, store={self.store!r})"
+
+    async def authenticate(self, authorization: str | None) -> KeyInfo:
+        if self._master is None and not await self._keys_exist():
+            return KeyInfo(key_id=None, is_admin=True)
+        token = bearer_token(authorization)
+        if token is None:
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+        if self._master is not None and hmac.compare_digest(token.encode(),
+                                                            self._master.encode()):
+            return KeyInfo(key_id="master", is_admin=True)
+        key = await self._lookup(token)
+        if key is None:
+            raise AuthenticationFailed("invalid API key")
+        if key.revoked:
+            raise AuthenticationFailed("this API key was revoked", code="revoked_api_key")
+        return KeyInfo(key_id=key.id, allowed_models=key.allowed_models,
+                       admission=self._limiter(key))
+
+    async def _keys_exist(self) -> bool:
+        """Whether any virtual key exists (sticky once true; re-counted every refresh_s)."""
+        if self._any_keys:
+            return True
+        now = self._clock()
+        if self._counted_at is None or now - self._counted_at >= self._refresh_s:
+            self._counted_at = now
+            self._any_keys = self._any_keys or await asyncio.to_thread(self.store.count) > 0
+        return self._any_keys
+
+    async def _lookup(self, token: str) -> VirtualKey | None:
+        if not token.startswith(KEY_PREFIX):
+            return None
+        digest = hash_key(token)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[1] < self._refresh_s:
+            key = cached[0]
+        else:
+            found = await asyncio.to_thread(self.store.get_by_hash, digest)
+            if found is None:
+                self._cache.pop(digest, None)
+                return None
+            key = found
+            self._cache[digest] = (key, now)
+        # The database found the row by hash already; compare again in constant time in
+        # case its collation is case-insensitive.
+        return key if hmac.compare_digest(key.key_hash, digest) else None
+
+    def _limiter(self, key: VirtualKey) -> KeyLimiter:
+        limits = KeyLimits(budget_usd=key.budget_usd, rpm=key.rpm, tpm=key.tpm)
+        limiter = self._limiters.get(key.id)
+        if limiter is None:
+            limiter = KeyLimiter(key.id, limits, spent_usd=key.spent_usd,
+                                 on_spend=self._ledger.add, clock=self._clock)
+            self._limiters[key.id] = limiter
+        elif limiter.limits != limits:
+            limiter.limits = limits
+        return limiter
+
+    def limiter(self, key_id: str) -> KeyLimiter | None:
+        """The live limiter of a key this process has seen, or None."""
+        return self._limiters.get(key_id)
+
+    async def create_key(
+        self,
+        *,
+        alias: str | None = None,
+        models: list[str] | None = None,
+        budget_usd: float | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> tuple[str, VirtualKey]:
+        """Create a virtual key; returns (the key, shown only now; its record)."""
+        create = functools.partial(self.store.create, alias=alias, models=models,
+                                   budget_usd=budget_usd, rpm=rpm, tpm=tpm)
+        key, record = await asyncio.to_thread(create)
+        self._any_keys = True
+        return key, record
+
+    async def list_keys(self) -> list[VirtualKey]:
+        """Every stored key, revoked ones included."""
+        return await asyncio.to_thread(self.store.list_keys)
+
+    async def revoke_key(self, key_id: str) -> VirtualKey:
+        """Revoke a key now in this process (other processes: within ``refresh_s``).
+
+        Raises:
+            KeyNotFound: no key has this id.
+        """
+        record = await asyncio.to_thread(self.store.revoke, key_id)
+        if record is None:
+            raise KeyNotFound(f"no virtual key with id {key_id!r}", param="key_id")
+        self._cache[record.key_hash] = (record, self._clock())
+        return record
+
+    async def aclose(self) -> None:
+        """Write pending spend and release the database."""
+        await self._ledger.aclose()
+        await asyncio.to_thread(self.store.close)
+
+
+def key_view(key: VirtualKey, limiter: KeyLimiter | None = None) -> dict[str, Any]:
+    """A key as the admin API shows it (never the key or its hash); ``spend`` is the live
+    in-process figure when ``limiter`` is given. Amounts in USD, times in Unix seconds."""
+    return {
+        "key_id": key.id,
+        "key_alias": key.alias,
+        "key_prefix": key.key_prefix,
+        "models": sorted(key.allowed_models) if key.allowed_models is not None else None,
+        "max_budget": key.budget_usd,
+        "spend": limiter.spent_usd if limiter is not None else key.spent_usd,
+        "reserved": limiter.reserved_usd if limiter is not None else 0.0,
+        "in_flight": limiter.in_flight if limiter is not None else 0,
+        "rpm_limit": key.rpm,
+        "tpm_limit": key.tpm,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class GenerateKeyRequest(BaseModel):
+    """``POST /key/generate`` body (LiteLLM names). ``models`` None or empty: all models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = None
+    max_budget: float | None = Field(default=None, ge=0)
+    rpm_limit: int | None = Field(default=None, gt=0)
+    tpm_limit: int | None = Field(default=None, gt=0)
+    key_alias: str | None = Field(default=None, max_length=200)
+
+
+class RevokeKeyRequest(BaseModel):
+    """``POST /key/revoke`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key_id: str = Field(min_length=1)
+
+
+def _parse(body: bytes, model: type[_M]) -> _M:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequest(f"{loc or 'body'}: {first['msg']}", param=loc,
+                             code="invalid_value") from exc
+
+
+Handler = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+class _KeyAdmin:
+    """The admin endpoints' logic; every call needs the admin (master) key."""
+
+    def __init__(self, auth: VirtualKeyAuth, config: Config):
+        self.auth = auth
+        self.model_names = frozenset(config.model_names())
+
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                info = await self.auth.authenticate(request.headers.get("authorization"))
+                if not info.is_admin:
+                    raise PermissionDenied("key management needs the master key",
+                                           code="admin_key_required")
+                return JSONResponse(await handler(request))
+            except ModelmixError as exc:
+                return error_response(exc)
+        return endpoint
+
+    async def generate(self, request: Request) -> dict[str, Any]:
+        body = _parse(await read_body(request, _ADMIN_BODY_LIMIT), GenerateKeyRequest)
+        unknown = sorted(set(body.models or ()) - self.model_names)
+        if unknown:
+            raise InvalidRequest(f"unknown models {unknown}; known: "
+                                 f"{sorted(self.model_names)}", param="models",
+                                 code="invalid_value")
+        key, record = await self.auth.create_key(
+            alias=body.key_alias, models=body.models or None, budget_usd=body.max_budget,
+            rpm=body.rpm_limit, tpm=body.tpm_limit)
+        return {"key": key, **key_view(record)}
+
+    async def list(self, request: Request) -> dict[str, Any]:
+        keys = await self.auth.list_keys()
+        return {"keys": [key_view(k, self.auth.limiter(k.id)) for k in keys]}
+
+    async def revoke(self, request: Request) -> dict[str, Any]:
+        body = _parse(await read_body(request, _ADMIN_BODY_LIMIT), RevokeKeyRequest)
+        record = await self.auth.revoke_key(body.key_id)
+        return key_view(record, self.auth.limiter(record.id))
+
+
+def key_admin_routes(auth: VirtualKeyAuth, config: Config) -> list[Route]:
+    """``POST /key/generate``, ``GET /key/list`` and ``POST /key/revoke``, master key only.
+
+    ``/key/generate`` takes ``{"models", "max_budget" (USD), "rpm_limit", "tpm_limit",
+    "key_alias"}`` (all optional) and answers the key once, with its ``key_id``.
+    """
+    admin = _KeyAdmin(auth, config)
+    return [
+        Route("/key/generate", admin.guarded(admin.generate), methods=["POST"]),
+        Route("/key/list", admin.guarded(admin.list), methods=["GET"]),
+        Route("/key/revoke", admin.guarded(admin.revoke), methods=["POST"]),
+    ]
