@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_client import needs_local
-
 from modelmix.demo import load_prompts
+from test_client import needs_local
 
 
 def test_bundled_prompts_mix_mmlu_and_gsm8k() -> None:

@@ -154,10 +154,7 @@ class Gateway:
             chat = parse_chat_request(body, self.config)
             model = chat.model
         except ModelmixError as exc:
-            self.service.record_rejected(ctx, exc, model)
-            log.info("request rejected", extra={"request_id": ctx.request_id,
-                                                "status": exc.status_code,
-                                                "error": exc.message})
+            self.service.record_rejected(ctx, exc, model)  # also logged by the log sink
             return error_response(exc, ctx.request_id)
         if chat.stream:
             return await self._stream(request, chat, ctx)
