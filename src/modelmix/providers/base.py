@@ -133,7 +133,7 @@ def error_from_status(
         return ProviderTimeout(text, deployment=deployment, upstream_status=status)
     if status in (401, 403):
         return ProviderAuthError(text, deployment=deployment, upstream_status=status)
-    if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
+    if status in (400, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
         return ContextTooLong(text, deployment=deployment, upstream_status=status)
     if 400 <= status < 500:
         return ProviderBadRequest(text, deployment=deployment, upstream_status=status)

@@ -10,6 +10,7 @@ docs/decisions/0002-openai-compatible-transport.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ import orjson
 
 from modelmix.catalog import Deployment
 from modelmix.errors import ProviderError, ProviderTimeout, UpstreamUnavailable
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers.base import Provider, error_from_status, parse_retry_after
 
 __all__ = ["OpenAICompatProvider"]
@@ -93,20 +94,52 @@ class OpenAICompatProvider(Provider):
                 if resp.status != 200:
                     await self._raise_for(resp)
                 done = False
+                tally = _StreamTally(request.needs().prompt_tokens_estimate)
                 async for data in _sse_data(resp.content):
                     if data == b"[DONE]":
                         done = True
                         break
-                    yield _parse_chunk(data, self.deployment.name)
+                    yield tally.see(_parse_chunk(data, self.deployment.name))
                 if not done:
                     raise UpstreamUnavailable(
                         f"{self.deployment.name}: stream ended before [DONE]",
                         deployment=self.deployment.name,
                     )
+        missing = tally.usage_chunk()
+        if missing is not None:
+            yield missing
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@dataclass(slots=True)
+class _StreamTally:
+    """What a stream carried, to estimate usage when the upstream sends none (the
+    llama.cpp Python server ignores ``stream_options.include_usage``): one completion
+    token per content chunk, prompt tokens from the ~4 characters per token rule."""
+
+    prompt_estimate: int
+    last: ChatChunk | None = None
+    content_chunks: int = 0
+    usage_seen: bool = False
+
+    def see(self, chunk: ChatChunk) -> ChatChunk:
+        self.last = chunk
+        self.usage_seen = self.usage_seen or chunk.usage is not None
+        if any(c.delta.content or c.delta.tool_calls for c in chunk.choices):
+            self.content_chunks += 1
+        return chunk
+
+    def usage_chunk(self) -> ChatChunk | None:
+        """A final usage chunk (empty ``choices``), or None when the upstream sent one."""
+        if self.usage_seen or self.last is None:
+            return None
+        usage = Usage(prompt_tokens=self.prompt_estimate, completion_tokens=self.content_chunks,
+                      total_tokens=self.prompt_estimate + self.content_chunks)
+        return ChatChunk(id=self.last.id, created=self.last.created, model=self.last.model,
+                         choices=[], usage=usage)
 
 
 async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
