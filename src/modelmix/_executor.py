@@ -131,9 +131,10 @@ class Executor:
         decision: RouteDecision,
         call: Callable[[Deployment], Callable[[], Awaitable[_T]]],
         timeout_s: float | None,
+        attempts: list[Attempt] | None = None,
     ) -> tuple[_T, Deployment, list[Attempt]]:
         budget = _Budget(timeout_s or self.settings.timeout_s)
-        attempts: list[Attempt] = []
+        attempts = [] if attempts is None else attempts
         last: ProviderError | None = None
         for dep in decision.candidates:
             breaker = self.breaker(dep.name)
@@ -158,8 +159,10 @@ class Executor:
                         break
                     await self._sleep(wait)
                     continue
-                except BaseException:
+                except BaseException as exc:  # cancelled (client left) or a bug
                     breaker.release()
+                    attempts.append(Attempt(dep.name, _ms(started), "call abandoned",
+                                            type(exc).__name__))
                     raise
                 breaker.record_success()
                 attempts.append(Attempt(dep.name, _ms(started)))
@@ -174,19 +177,26 @@ class Executor:
         raise last
 
     async def complete(
-        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None
+        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
+        attempts: list[Attempt] | None = None,
     ) -> tuple[ChatResponse, Deployment, list[Attempt]]:
-        """Non-streaming call with retries and fallback. Raises the last ProviderError."""
+        """Non-streaming call with retries and fallback. Raises the last ProviderError.
+
+        ``attempts``, when given, is filled as calls end, so a caller that is cancelled
+        still knows which deployments were called.
+        """
 
         def call(dep: Deployment) -> Callable[[], Awaitable[ChatResponse]]:
             return lambda: self.providers[dep.name].complete(request)
 
-        return await self._run(decision, call, timeout_s)
+        return await self._run(decision, call, timeout_s, attempts)
 
     async def stream(
-        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None
+        self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
+        attempts: list[Attempt] | None = None,
     ) -> StreamStart:
-        """Start a stream: retries and fallback apply until the first chunk arrives."""
+        """Start a stream: retries and fallback apply until the first chunk arrives.
+        ``attempts`` as for :meth:`complete`."""
         started = time.perf_counter()
 
         def call(dep: Deployment) -> Callable[[], Awaitable[_Started]]:
@@ -203,9 +213,9 @@ class Executor:
 
             return first
 
-        (first, rest), dep, attempts = await self._run(decision, call, timeout_s)
+        (first, rest), dep, log = await self._run(decision, call, timeout_s, attempts)
         idle = dep.timeout_s or self.settings.timeout_s
-        return StreamStart(dep, first, _idle_guard(rest, idle, dep.name), _ms(started), attempts)
+        return StreamStart(dep, first, _idle_guard(rest, idle, dep.name), _ms(started), log)
 
 
 async def _idle_guard(it: AsyncIterator[ChatChunk], idle_s: float, name: str
