@@ -111,7 +111,7 @@ class Executor:
 
     async def _attempt(self, dep: Deployment, call: Callable[[], Awaitable[_T]],
                        budget: _Budget) -> _T:
-        timeout = min(dep.timeout_s or self.settings.timeout_s, budget.left())
+        timeout = min(dep.timeout_s or self.settings.attempt_timeout_s, budget.left())
         if timeout <= 0:
             raise ProviderTimeout(f"{dep.name}: request deadline passed", deployment=dep.name)
         sem = self._semaphore(dep)
@@ -214,7 +214,7 @@ class Executor:
             return first
 
         (first, rest), dep, log = await self._run(decision, call, timeout_s, attempts)
-        idle = dep.timeout_s or self.settings.timeout_s
+        idle = dep.timeout_s or self.settings.attempt_timeout_s
         return StreamStart(dep, first, _idle_guard(rest, idle, dep.name), _ms(started), log)
 
 

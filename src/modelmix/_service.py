@@ -254,6 +254,8 @@ class ChatService:
                 chunk = await anext(rest, None)
             finished = True
         except ProviderError as exc:
+            if exc.retryable:  # a stream that breaks mid-way counts against its circuit
+                self.executor.breaker(dep.name).record_failure()
             self._fail(rec, exc, ctx, reservation, usage=usage, attempts=attempts)
             raise
         finally:

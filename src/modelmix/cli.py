@@ -16,10 +16,8 @@ from modelmix.catalog import Config, load_config
 from modelmix.errors import ConfigError, ModelmixError
 
 if TYPE_CHECKING:
-    from modelmix.store import GroupField, SummaryRow
-
-if TYPE_CHECKING:
     from modelmix.server.keys import KeyStore
+    from modelmix.store import GroupField, SummaryRow
 
 __all__ = ["app", "main"]
 

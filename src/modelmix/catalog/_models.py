@@ -162,7 +162,11 @@ class CircuitBreakerSettings(_Strict):
 
 
 class ReliabilitySettings(_Strict):
-    """Retries (exponential backoff with full jitter), per-request timeout, circuit breaker.
+    """Retries (exponential backoff with full jitter), timeouts, circuit breaker.
+
+    ``timeout_s`` is the whole request's deadline, retries and fallbacks included;
+    ``attempt_timeout_s`` bounds one upstream call (for streams: the wait for the first
+    chunk and for each next one), unless the deployment sets its own ``timeout_s``.
 
     Backoff before retry *n* (1-based) is ``uniform(0, min(max, base * 2**(n-1)))``
     seconds ("full jitter", AWS Architecture Blog, *Exponential Backoff and Jitter*,
@@ -173,7 +177,8 @@ class ReliabilitySettings(_Strict):
     num_retries: int = Field(default=2, ge=0, le=10)
     backoff_base_s: float = Field(default=0.25, ge=0)
     backoff_max_s: float = Field(default=8.0, ge=0)
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    attempt_timeout_s: float = Field(default=300.0, gt=0)
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
 
 

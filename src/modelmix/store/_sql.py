@@ -1,0 +1,265 @@
+"""The ``usage`` table (SQLAlchemy Core) and :class:`UsageStore`, its reads and writes.
+
+SQLite (the default, in WAL mode so the CLI can read while the gateway writes) and
+PostgreSQL (``postgresql://`` URLs use psycopg 3: ``pip install 'modelmix[postgres]'``)
+run the same statements; percentiles are computed in Python so both give equal numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from modelmix.errors import ConfigError
+from modelmix.store._records import UsageRecord
+from modelmix.store._summary import GroupStats, SummaryRow, build_rows
+
+__all__ = [
+    "GROUP_FIELDS",
+    "METADATA",
+    "USAGE_TABLE",
+    "GroupField",
+    "UsageStore",
+    "create_store_engine",
+    "normalize_url",
+]
+
+GroupField = Literal["deployment", "key", "model", "provider"]
+
+METADATA = sa.MetaData()
+
+#: One row per request; columns mirror :class:`~modelmix.store.UsageRecord` field by field.
+USAGE_TABLE = sa.Table(
+    "usage",
+    METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("request_id", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),  # Unix time, seconds
+    sa.Column("requested_model", sa.Text()),
+    sa.Column("key_id", sa.Text()),
+    sa.Column("deployment", sa.Text()),
+    sa.Column("provider", sa.Text()),
+    sa.Column("route_reason", sa.Text()),
+    sa.Column("stream", sa.Boolean(), nullable=False, default=False),
+    sa.Column("prompt_tokens", sa.BigInteger(), nullable=False, default=0),
+    sa.Column("completion_tokens", sa.BigInteger(), nullable=False, default=0),
+    sa.Column("cost_usd", sa.Double(), nullable=False, default=0.0),
+    sa.Column("latency_ms", sa.Double(), nullable=False, default=0.0),
+    sa.Column("ttft_ms", sa.Double()),
+    sa.Column("status_code", sa.Integer(), nullable=False, default=200),
+    sa.Column("error", sa.Text()),
+    sa.Column("error_type", sa.Text()),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Index("ix_usage_created_at", "created_at"),
+    sa.Index("ix_usage_deployment", "deployment"),
+    sa.Index("ix_usage_key_id", "key_id"),
+    sa.Index("ix_usage_request_id", "request_id"),
+)
+
+#: ``group_by`` names -> columns of :data:`USAGE_TABLE`.
+GROUP_FIELDS: dict[str, str] = {
+    "deployment": "deployment",
+    "key": "key_id",
+    "model": "requested_model",
+    "provider": "provider",
+}
+
+_RECORD_FIELDS = tuple(c.name for c in USAGE_TABLE.columns if c.name != "id")
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a SQLAlchemy URL; bare ``postgres(ql)://`` means the psycopg 3 driver.
+
+    Raises:
+        ConfigError: the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def create_store_engine(url: str | URL) -> Engine:
+    """An engine for ``url``: SQLite in WAL mode (parent folder created), or PostgreSQL.
+
+    In-memory SQLite shares one connection across threads (tests only).
+
+    Raises:
+        ConfigError: bad URL, unknown dialect, or the driver is not installed.
+    """
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {}
+    backend = parsed.get_backend_name()
+    if _is_memory_sqlite(parsed):
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    elif backend == "sqlite":
+        Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 30}}
+    elif backend == "postgresql":
+        kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"unsupported database URL {_safe(parsed)}: {exc}") from exc
+    except ImportError as exc:
+        hint = " (pip install 'modelmix[postgres]')" if backend == "postgresql" else ""
+        raise ConfigError(f"no driver for {_safe(parsed)}: {exc}{hint}") from exc
+    if backend == "sqlite" and not _is_memory_sqlite(parsed):
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cursor.close()
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+class UsageStore:
+    """Reads and writes the ``usage`` table. Blocking: call it off the event loop.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///usage.db``, ``postgresql://user@host/db``)
+            or an engine.
+
+    Raises:
+        ConfigError: from the constructor, for a bad URL or a missing driver.
+
+    Example::
+
+        store = UsageStore("sqlite:///usage.db")
+        store.create_all()
+        store.insert_many([UsageRecord(request_id="r1", created_at=time.time())])
+        for row in store.summary(since=time.time() - 86400, group_by=("deployment",)):
+            print(row.group, row.requests, row.cost_usd, row.p95_latency_ms)
+    """
+
+    def __init__(self, url: str | URL | Engine):
+        self.engine = url if isinstance(url, Engine) else create_store_engine(url)
+
+    def __repr__(self) -> str:
+        return f"UsageStore({_safe(self.engine.url)!r})"
+
+    def __enter__(self) -> UsageStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> URL:
+        return self.engine.url
+
+    def create_all(self) -> None:
+        """Create the table and indexes when missing (no migrations: the schema is v1)."""
+        METADATA.create_all(self.engine, checkfirst=True)
+
+    def insert_many(self, records: Sequence[UsageRecord]) -> int:
+        """Insert ``records`` in one transaction (all or none); returns the row count."""
+        if not records:
+            return 0
+        rows = [rec.to_dict() for rec in records]
+        with self.engine.begin() as conn:
+            conn.execute(USAGE_TABLE.insert(), rows)
+        return len(rows)
+
+    def existing(self, records: Iterable[UsageRecord]) -> set[tuple[str, float]]:
+        """The ``(request_id, created_at)`` pairs of ``records`` already stored."""
+        ids = sorted({rec.request_id for rec in records})
+        col = USAGE_TABLE.c
+        found: set[tuple[str, float]] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(col.request_id, col.created_at).where(
+                    col.request_id.in_(ids[start:start + 500]))
+                found.update((str(r[0]), float(r[1])) for r in conn.execute(query))
+        return found
+
+    def records(self, since: float | None = None) -> list[UsageRecord]:
+        """Stored records (oldest first), those at or after ``since`` (Unix s) if given."""
+        query = sa.select(*(USAGE_TABLE.c[name] for name in _RECORD_FIELDS))
+        query = _since(query, since).order_by(USAGE_TABLE.c.created_at, USAGE_TABLE.c.id)
+        with self.engine.connect() as conn:
+            return [UsageRecord(**dict(row._mapping)) for row in conn.execute(query)]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(USAGE_TABLE))
+                       .scalar_one())
+
+    def summary(
+        self, since: float | None = None, group_by: Sequence[GroupField] = ("deployment",)
+    ) -> list[SummaryRow]:
+        """Per-group requests, errors, tokens, cost and latency percentiles.
+
+        Args:
+            since: only requests that arrived at or after this Unix time (s).
+            group_by: fields to group by, in order; ``()`` gives one total row.
+
+        Returns:
+            Rows sorted by cost (USD) descending. Latency percentiles (ms) cover
+            successful requests only; see :mod:`modelmix.store._summary` for the method.
+
+        Raises:
+            ValueError: an unknown ``group_by`` field.
+        """
+        keys = [_group_column(name) for name in group_by]
+        col = USAGE_TABLE.c
+        failed = sa.or_(col.error.is_not(None), col.status_code >= 400)
+        totals = _since(sa.select(
+            *keys,
+            sa.func.count(),
+            sa.func.sum(sa.case((failed, 1), else_=0)),
+            sa.func.sum(col.prompt_tokens),
+            sa.func.sum(col.completion_tokens),
+            sa.func.sum(col.cost_usd),
+        ), since).group_by(*keys)
+        timings = _since(sa.select(*keys, col.latency_ms, col.ttft_ms), since).where(~failed)
+        stats: dict[tuple[str | None, ...], GroupStats] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(totals):
+                n = len(keys)
+                stats[tuple(row[:n])] = GroupStats(
+                    requests=int(row[n]), errors=int(row[n + 1] or 0),
+                    prompt_tokens=int(row[n + 2] or 0), completion_tokens=int(row[n + 3] or 0),
+                    cost_usd=float(row[n + 4] or 0.0))
+            for row in conn.execute(timings):
+                group = stats[tuple(row[:len(keys)])]
+                group.add_timing(float(row[-2]), None if row[-1] is None else float(row[-1]))
+        return build_rows(tuple(group_by), stats)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+
+def _group_column(name: str) -> sa.Column[Any]:
+    if name not in GROUP_FIELDS:
+        raise ValueError(f"unknown group_by field {name!r}; expected one of "
+                         f"{sorted(GROUP_FIELDS)}")
+    return USAGE_TABLE.c[GROUP_FIELDS[name]]
+
+
+def _since(query: sa.Select[Any], since: float | None) -> sa.Select[Any]:
+    return query if since is None else query.where(USAGE_TABLE.c.created_at >= since)
