@@ -45,6 +45,28 @@ def test_bad_file_names_file_deployment_and_field(tmp_path: Path) -> None:
         ({"deployments": [{"name": "a", "provider": "openai", "model": "m"},
                           {"name": "a", "provider": "openai", "model": "n"}]}, "duplicate"),
         ("just a string", "mapping"),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+          "router": "smartest"}, "unknown routing strategy 'smartest'"),
+        ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
+                           "base_url": "not a url"}]}, "not an http"),
+        ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
+                           "base_url": "ftp://host/v1"}]}, "not an http"),
+        ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
+                           "base_url": "http:///v1"}]}, "not an http"),
+        ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
+                           "base_url": "http://host:99999/v1"}]}, "not an http"),
+        ({"deployments": [{"name": "open", "provider": "openai", "model": "m"}]},
+         "reserved"),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+          "groups": {"g": []}}, "group 'g' is empty"),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m",
+                           "context_window": 100, "max_output_tokens": 200}]},
+         r"max_output_tokens \(200\) is larger than context_window \(100\)"),
+        ({"deployments": {"a": {"provider": "openai"}}},
+         'field "deployments": Input should be a list$'),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+          "groups": {"g": {"a": 1}}}, 'field "groups.g": Input should be a list$'),
+        ({"deployments": ["a"]}, 'deployment #1: Input should be a mapping$'),
     ],
 )
 def test_invalid_configs(raw: object, needle: str) -> None:
@@ -52,13 +74,47 @@ def test_invalid_configs(raw: object, needle: str) -> None:
         config_from_dict(raw, source="t.yaml")
 
 
+def test_router_accepts_every_registered_strategy() -> None:
+    from modelmix.routing import STRATEGIES
+
+    dep = {"name": "a", "provider": "openai", "model": "m"}
+    assert {"rules", "cheapest", "random", "ordered"} <= set(STRATEGIES)
+    for name in STRATEGIES:
+        assert config_from_dict({"deployments": [dep], "router": name}).router == name
+
+
+def test_valid_base_urls_and_output_limit() -> None:
+    for url in ("http://127.0.0.1:8000/v1", "https://api.example.com/v1", "http://[::1]:80"):
+        dep = {"name": "a", "provider": "vllm", "model": "m", "base_url": url,
+               "context_window": 100, "max_output_tokens": 100}
+        assert config_from_dict({"deployments": [dep]}).deployment("a").base_url == url
+    cfg = config_from_dict({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+                            "groups": {"open": ["a"], "auto": ["a"]}})
+    assert cfg.groups["open"] == ("a",)  # the built-in groups may be narrowed, not taken
+
+
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("deployments: [unclosed")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_config(path)
+    assert f'in "{path}", line 1' in info.value.message
+    assert "<unicode string>" not in info.value.message
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_invalid_utf8_and_deep_nesting_are_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"deployments:\n  - name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8: byte 0xe9 at offset 26") as info:
+        load_config(path)
+    assert info.value.message.startswith(str(path))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply") as info:
+        load_config(deep)
+    assert info.value.message.startswith(str(deep))
 
 
 def test_unset_api_key_makes_deployment_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,6 +88,21 @@ def test_stream_matches_openai_sse(base_url: str) -> None:
          400, "context"),
         (b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"a" * 5000 + b'"}]}',
          413, "exceeds"),
+        (b'{"model": "auto", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}',
+         400, "stream"),
+        (b'{"model": "auto", "max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}',
+         400, "max_tokens"),
+        (b'{"model": "auto", "response_format": {"type": "xml"}, '
+         b'"messages": [{"role": "user", "content": "x"}]}', 400, "response_format"),
+        (b'{"model": "auto", "tool_choice": {"foo": 1}, '
+         b'"messages": [{"role": "user", "content": "x"}]}', 400, "tool_choice"),
+        (b'{"model": "auto", "tools": [{"type": "function"}], '
+         b'"messages": [{"role": "user", "content": "x"}]}', 400, "tools"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": null}]}', 400, "content"),
+        (b'{"model": "auto", "messages": [{"role": "tool", "content": "r"}]}', 400,
+         "tool_call_id"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": 5}]}', 400,
+         "messages.0.content"),
     ],
 )
 def test_bad_input_gets_openai_error(base_url: str, body: bytes, status: int, needle: str) -> None:
@@ -97,6 +112,37 @@ def test_bad_input_gets_openai_error(base_url: str, body: bytes, status: int, ne
     err = resp.json()["error"]
     assert needle.lower() in err["message"].lower()
     assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_byte_order_mark_is_ignored_and_request_ids_are_sanitised(base_url: str) -> None:
+    body = b"\xef\xbb\xbf" + b'{"model": "auto", "messages": [{"role": "user", "content": "x"}]}'
+    resp = httpx.post(base_url + "/v1/chat/completions", content=body,
+                      headers={"x-request-id": "abc-123"})
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == "abc-123"
+    resp = httpx.post(base_url + "/v1/chat/completions", content=body,
+                      headers={"x-request-id": "x" * 500})
+    assert resp.status_code == 200 and len(resp.headers["x-request-id"]) == 32
+
+
+def test_unknown_path_is_openai_404_without_param(base_url: str) -> None:
+    resp = httpx.get(base_url + "/v2/nothing")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["param"] is None
+
+
+def test_slow_body_gets_408() -> None:
+    import socket
+
+    cfg = config_from_dict({**CONFIG, "server": {"body_timeout_s": 0.5}})
+    fakes = {d.name: FakeProvider(d) for d in cfg.deployments}
+    with serve_app(create_app(service=ChatService(cfg, providers=fakes))) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100\r\nContent-Type: application/json\r\n\r\n{")
+            reply = sock.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 408")
+    assert "request_timeout" in reply
 
 
 def test_models_lists_groups_and_availability(base_url: str) -> None:

@@ -273,20 +273,45 @@ def test_master_key_is_required_when_set(gw: Gateway) -> None:
 def test_open_mode_until_the_first_virtual_key(
         db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELMIX_MASTER_KEY")
-    app = _serve(db)
+    store = KeyStore(f"sqlite:///{db}")
+    cfg = config_from_dict(CONFIG)
+    service = ChatService(cfg, providers={d.name: FakeProvider(d) for d in cfg.deployments})
+    app = create_app(service=service, auth=VirtualKeyAuth(None, store, refresh_s=0))
     with serve_app(app) as url:
         assert httpx.post(url + "/v1/chat/completions", json=chat_body()).status_code == 200
         assert not db.exists()  # nothing written just to find there are no keys
-        created = httpx.post(url + "/key/generate", json={"key_alias": "first"})
-        assert created.status_code == 200, created.text
-        key = created.json()["key"]
+        key, _ = KeyStore(f"sqlite:///{db}").create(alias="first")  # as `modelmix keys`
         resp = httpx.post(url + "/v1/chat/completions", json=chat_body())
         assert resp.status_code == 401
         resp = httpx.post(url + "/v1/chat/completions", json=chat_body(), headers=bearer(key))
         assert resp.status_code == 200
         admin = httpx.get(url + "/key/list", headers=bearer(key))
         assert admin.status_code == 403
-        assert admin.json()["error"]["code"] == "admin_key_required"
+        assert admin.json()["error"]["code"] == "master_key_not_configured"
+
+
+def test_admin_endpoints_refuse_everyone_without_a_master_key(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One anonymous /key/generate must not lock every other client out."""
+    monkeypatch.delenv("MODELMIX_MASTER_KEY")
+    with serve_app(_serve(db)) as url:
+        for headers in ({}, bearer("anything"), bearer(MASTER)):
+            created = httpx.post(url + "/key/generate", json={"key_alias": "x"},
+                                 headers=headers)
+            assert created.status_code == 403, created.text
+            err = created.json()["error"]
+            assert set(err) == {"message", "type", "param", "code"}
+            assert err["type"] == "permission_error"
+            assert err["code"] == "master_key_not_configured"
+            assert "MODELMIX_MASTER_KEY" in err["message"]
+            assert "server.master_key_env" in err["message"]
+            assert httpx.get(url + "/key/list", headers=headers).status_code == 403
+            revoke = httpx.post(url + "/key/revoke", json={"key_id": "x"}, headers=headers)
+            assert revoke.status_code == 403
+        # open mode itself is unchanged: anyone may still chat and list models
+        assert httpx.post(url + "/v1/chat/completions", json=chat_body()).status_code == 200
+        assert httpx.get(url + "/v1/models").status_code == 200
+    assert KeyStore(f"sqlite:///{db}").count() == 0
 
 
 def test_admin_endpoints_generate_list_revoke(gw: Gateway) -> None:
@@ -316,13 +341,47 @@ def test_admin_endpoints_generate_list_revoke(gw: Gateway) -> None:
 @pytest.mark.parametrize(("body", "needle"), [
     ({"models": ["no-such-model"]}, "unknown models"),
     ({"max_budget": -1}, "max_budget"),
+    ({"max_budget": 1e10}, "max_budget"),
     ({"rpm_limit": 0}, "rpm_limit"),
+    ({"rpm_limit": 10**7}, "rpm_limit"),
+    ({"tpm_limit": 10**10}, "tpm_limit"),
+    ({"tpm_limit": 1.5}, "tpm_limit"),
     ({"duration": "30d"}, "duration"),
+    (b'{"max_budget": 1e309}', "max_budget"),
+    (b'{"max_budget": NaN}', "max_budget"),
+    (b'{"max_budget": Infinity}', "max_budget"),
+    (b'{"max_budget": -Infinity}', "max_budget"),
 ])
-def test_generate_rejects_bad_bodies(gw: Gateway, body: dict[str, Any], needle: str) -> None:
-    resp = httpx.post(gw.url + "/key/generate", json=body, headers=bearer(MASTER))
+def test_generate_rejects_bad_bodies(gw: Gateway, body: dict[str, Any] | bytes,
+                                     needle: str) -> None:
+    raw = body if isinstance(body, bytes) else None
+    resp = httpx.post(gw.url + "/key/generate", content=raw,
+                      json=None if raw else body,
+                      headers={**bearer(MASTER), "content-type": "application/json"})
     assert resp.status_code == 400, resp.text
     assert needle in resp.json()["error"]["message"]
+    listed = httpx.get(gw.url + "/key/list", headers=bearer(MASTER))
+    assert listed.status_code == 200 and listed.json() == {"keys": []}  # nothing created
+
+
+def test_store_refuses_out_of_range_limits(tmp_path: Path) -> None:
+    store = KeyStore(f"sqlite:///{tmp_path / 'k.db'}")
+    for kw in ({"budget_usd": float("inf")}, {"budget_usd": float("nan")},
+               {"budget_usd": -0.01}, {"budget_usd": 2e9}, {"rpm": 0}, {"tpm": 2**31}):
+        with pytest.raises(ValueError, match="between"):
+            store.create(**kw)
+    assert store.count() == 0 and not (tmp_path / "k.db").exists()
+    _, record = store.create(budget_usd=1e9, rpm=1_000_000, tpm=1_000_000_000)
+    assert record.budget_usd == 1e9
+    store.close()
+
+
+def test_list_survives_a_stored_infinite_budget(gw: Gateway) -> None:
+    _, key_id = gw.new_key(max_budget=1.0)
+    with sqlite3.connect(gw.db) as conn:  # a row written before limits were validated
+        conn.execute("UPDATE virtual_keys SET budget_usd = ? WHERE id = ?",
+                     (float("inf"), key_id))
+    assert gw.key_info(key_id)["max_budget"] is None
 
 
 def test_allowed_models_are_enforced(gw: Gateway) -> None:
@@ -471,3 +530,14 @@ def test_cli_create_list_revoke(db: Path, monkeypatch: pytest.MonkeyPatch) -> No
     bad = runner.invoke(cli_app, ["keys", "create", "--models", "no-such-model"])
     assert bad.exit_code == 2
     store.close()
+
+
+@pytest.mark.parametrize("args", [
+    ["--budget", "inf"], ["--budget", "1e309"], ["--budget", "nan"], ["--budget", "1e10"],
+    ["--budget", "-1"], ["--rpm", "0"], ["--rpm", "10000000"], ["--tpm", "10000000000"],
+])
+def test_cli_create_rejects_out_of_range_limits(db: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(cli_app, ["keys", "create", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not result.stdout.startswith("sk-mm-")
+    assert KeyStore(f"sqlite:///{db}").count() == 0

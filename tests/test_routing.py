@@ -23,6 +23,7 @@ CFG = config_from_dict({
          "supports_tools": True, "input_cost_per_mtok": 3, "output_cost_per_mtok": 15},
     ],
     "fallbacks": {"vllm": ["claude"]},
+    "router": "rules",  # these tests pin the rules strategy; test_router_gateway.py: learned
 })
 
 

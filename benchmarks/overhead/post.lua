@@ -5,6 +5,10 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("BENCH_AUTH")
+if auth then
+  wrk.headers["Authorization"] = auth
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

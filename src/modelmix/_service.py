@@ -15,10 +15,11 @@ from modelmix.catalog import Config, Deployment
 from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, create_provider
-from modelmix.routing import RouteDecision, Router
+from modelmix.routing import RouteDecision, Router, RoutingHints, Strategy, prompt_text
 from modelmix.store import NullSink, UsageRecord, UsageSink
 
 __all__ = [
+    "KEPT_TEXT_CHARS",
     "Admission",
     "CallContext",
     "ChatService",
@@ -67,7 +68,8 @@ class ServiceObserver(Protocol):
 
 @dataclass(slots=True)
 class CallContext:
-    """Per-request facts from outside routing: who calls, what they may use, deadline."""
+    """Per-request facts from outside routing: who calls, what they may use, deadline,
+    and the caller's routing hints (``extra_body={"router": {...}}`` at the gateway)."""
 
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     key_id: str | None = None
@@ -75,6 +77,7 @@ class CallContext:
     tags: frozenset[str] = frozenset()
     timeout_s: float | None = None
     admission: Admission | None = None
+    hints: RoutingHints | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 
@@ -108,9 +111,22 @@ class StreamCompletion:
         await self._close()
 
 
+#: Longest prompt or answer text (characters) kept when ``store.keep_prompts`` /
+#: ``store.keep_responses`` are on.
+KEPT_TEXT_CHARS = 32_000
+
+
 @dataclass(slots=True)
 class _RelayState:
     started: bool = False
+    content_chunks: int = 0
+    parts: list[str] | None = None  # the answer's text, kept when store.keep_responses
+
+    def partial_usage(self) -> Usage:
+        """Completion tokens of a stream cut short, counted as one per content chunk
+        (what OpenAI-compatible servers send); the prompt's count is unknown (0)."""
+        return Usage(completion_tokens=self.content_chunks,
+                     total_tokens=self.content_chunks)
 
 
 class ChatService:
@@ -122,6 +138,8 @@ class ChatService:
             tests pass :class:`modelmix.testing.FakeProvider` instances).
         usage: where usage records go (discarded when omitted).
         sleep: the executor's backoff sleep (tests pass a recorder).
+        strategies: routing strategies by name, used instead of building them from
+            the config (tests pass a learned strategy over a fake predictor).
 
     Attributes:
         observers: hooks told of routing time and of each finished request
@@ -135,6 +153,7 @@ class ChatService:
         providers: Mapping[str, Provider] | None = None,
         usage: UsageSink | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
     ):
         self.config = config
         built = _LazyProviders(config)
@@ -142,7 +161,7 @@ class ChatService:
         self.providers = built
         kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.executor = Executor(built, config.reliability, **kw)
-        self.router = Router(config, health=self._health)
+        self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
         self._availability: dict[str, str | None] = {}
@@ -164,7 +183,8 @@ class ChatService:
         decision: RouteDecision | None = None
         try:
             decision = self.router.route(
-                request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags
+                request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags,
+                prompt=prompt_text(request), hints=ctx.hints,
             )
             return decision
         finally:
@@ -191,6 +211,8 @@ class ChatService:
         except asyncio.CancelledError:
             self._cancelled(rec, ctx, reservation, log)
             raise
+        if self.config.store.keep_responses:
+            rec.response = response.text[:KEPT_TEXT_CHARS]
         cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
         return Completion(response, decision, dep, attempts, cost, rec.latency_ms)
 
@@ -216,7 +238,7 @@ class ChatService:
             self._cancelled(rec, ctx, reservation, log)
             raise
         rec.ttft_ms = (time.perf_counter() - ctx.started) * 1000
-        state = _RelayState()
+        state = _RelayState(parts=[] if self.config.store.keep_responses else None)
         chunks = self._relay(start.first, start.rest, request, rec, start.deployment,
                              start.attempts, ctx, reservation, state)
 
@@ -249,6 +271,10 @@ class ChatService:
             while chunk is not None:
                 if chunk.usage is not None:
                     usage = chunk.usage
+                elif chunk.choices and chunk.choices[0].delta.content:
+                    state.content_chunks += 1
+                    if state.parts is not None:
+                        state.parts.append(chunk.choices[0].delta.content)
                 if chunk.choices or request.include_usage:
                     yield chunk
                 chunk = await anext(rest, None)
@@ -256,14 +282,18 @@ class ChatService:
         except ProviderError as exc:
             if exc.retryable:  # a stream that breaks mid-way counts against its circuit
                 self.executor.breaker(dep.name).record_failure()
-            self._fail(rec, exc, ctx, reservation, usage=usage, attempts=attempts)
+            self._fail(rec, exc, ctx, reservation, usage=usage or state.partial_usage(),
+                       attempts=attempts)
             raise
         finally:
             if finished:
+                if state.parts is not None:
+                    rec.response = "".join(state.parts)[:KEPT_TEXT_CHARS]
                 self._finish(rec, dep, usage, attempts, ctx, reservation)
             elif rec.error is None:  # the consumer stopped early (client disconnect)
                 self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
-                           reservation, usage=usage, attempts=attempts)
+                           reservation, usage=usage or state.partial_usage(),
+                           attempts=attempts)
 
     def _record(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
         return UsageRecord(
@@ -271,6 +301,8 @@ class ChatService:
             created_at=ctx.created_at,
             requested_model=request.model,
             key_id=ctx.key_id,
+            prompt=(prompt_text(request, KEPT_TEXT_CHARS) if self.config.store.keep_prompts
+                    else None),
         )
 
     def _finish(

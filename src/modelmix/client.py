@@ -120,6 +120,9 @@ class Client:
         self._async = self._run(_build(config, kw))
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if not self._loop.is_running():
+            coro.close()
+            raise RuntimeError("this modelmix Client is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     @property
@@ -135,16 +138,23 @@ class Client:
         return self._run(self._async.chat(model=model, messages=messages, **params))
 
     def _iterate(self, agen: AsyncIterator[ChatChunk]) -> Iterator[ChatChunk]:
-        out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=64)
+        # Unbounded, so the event loop never blocks on a consumer that stopped reading.
+        out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 
         async def pump() -> None:
             try:
                 async for chunk in agen:
-                    await asyncio.to_thread(out.put, ("chunk", chunk))
+                    out.put(("chunk", chunk))
                 out.put(("end", None))
             except BaseException as exc:
                 out.put(("error", exc))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            finally:
+                await agen.aclose()  # type: ignore[attr-defined]
 
+        if not self._loop.is_running():
+            raise RuntimeError("this modelmix Client is closed")
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
             while True:

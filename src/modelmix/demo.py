@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -21,15 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich import box
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from modelmix.catalog import Config, Deployment, Tier
+from modelmix.errors import ConfigError
 
 __all__ = ["DemoResult", "load_prompts", "run_demo"]
 
 SYSTEM = "Answer briefly. For multiple choice, give the letter first."
+
+#: Characters of an answer shown in the requests table (one line per request).
+ANSWER_WIDTH = 40
+
+#: Characters of an error message shown in the malformed-requests table.
+MESSAGE_WIDTH = 110
 
 
 @dataclass(slots=True)
@@ -76,6 +86,7 @@ class _Gateway:
         self.log_path = workdir / "demo_gateway.log"
         env = dict(os.environ)
         env.setdefault("MODELMIX_DB_URL", f"sqlite:///{workdir / 'demo_usage.db'}")
+        self.db_url = env["MODELMIX_DB_URL"]
         cmd = [sys.executable, "-m", "modelmix", "serve", "--host", "127.0.0.1",
                "--port", str(port)]
         if config_path:
@@ -177,44 +188,79 @@ def _malformed(base: str) -> list[tuple[str, int, str]]:
             message = resp.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = resp.text[:80]
-        out.append((label, resp.status_code, message[:90]))
+        out.append((label, resp.status_code, message))
     return out
 
 
-def _reference(config: Config, name: str | None) -> Deployment:
+def _shorten(text: str, width: int) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis beyond ``width``."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = textwrap.shorten(flat, width, placeholder=" …")
+    return flat[: width - 1] + "…" if cut == "…" else cut  # "…": the first word is too long
+
+
+def _reference(config: Config, name: str | None) -> Deployment | None:
+    """The deployment to price the workload against: ``name``, else the first proprietary
+    deployment, else None (the summary then says there is nothing to compare with).
+
+    Raises:
+        ConfigError: ``name`` is not a deployment of ``config``.
+    """
     if name:
-        return config.deployment(name)
+        try:
+            return config.deployment(name)
+        except KeyError:
+            valid = ", ".join(d.name for d in config.deployments)
+            raise ConfigError(f"--compare-to {name!r} is not a deployment; "
+                              f"valid names: {valid}") from None
     prop = [d for d in config.deployments if d.tier is Tier.PROPRIETARY]
-    if not prop:
-        raise ValueError("the catalog has no proprietary deployment to compare against")
-    return prop[0]
+    return prop[0] if prop else None
 
 
 def _results_table(results: list[DemoResult]) -> Table:
-    table = Table(title="Requests", show_lines=False)
-    for col in ("#", "set", "mode", "status", "deployment", "route reason", "in tok", "out tok",
+    """One line per request (nothing wraps), about 160 columns wide."""
+    table = Table(title="Requests", box=box.SIMPLE_HEAD, collapse_padding=True,
+                  pad_edge=False)
+    widths = {"route reason": 28, "answer": ANSWER_WIDTH}
+    for col in ("#", "set", "mode", "status", "deployment", "route reason", "tok in / out",
                 "latency ms", "TTFT ms", "cost USD", "answer"):
-        table.add_column(col, overflow="fold" if col == "answer" else "ellipsis",
-                         no_wrap=col != "answer", max_width=36 if col == "answer" else None)
+        table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=widths.get(col))
     for r in results:
         table.add_row(
             str(r.index), r.source, "stream" if r.stream else "sync", str(r.status),
-            r.deployment, r.reason, str(r.prompt_tokens), str(r.completion_tokens),
+            r.deployment, r.reason, f"{r.prompt_tokens} / {r.completion_tokens}",
             f"{r.latency_ms:,.0f}", f"{r.ttft_ms:,.0f}" if r.ttft_ms is not None else "-",
-            f"{r.cost_usd:.6f}", (r.answer or r.error).replace("\n", " ")[:70],
+            f"{r.cost_usd:.6f}", _shorten(r.answer or r.error, ANSWER_WIDTH),
         )
     return table
 
 
-def _summary(results: list[DemoResult], ref: Deployment, malformed: list[tuple[str, int, str]],
-             wall_s: float) -> Table:
+def _malformed_table(malformed: list[tuple[str, int, str]]) -> Table:
+    table = Table(title="Malformed requests", show_header=True)
+    table.add_column("request", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("error message (OpenAI format)", min_width=MESSAGE_WIDTH // 2)
+    for label, status, message in malformed:
+        table.add_row(label, str(status), _shorten(message, MESSAGE_WIDTH))
+    return table
+
+
+def _ms(values: list[float], q: float) -> str:
+    """A latency percentile in ms, or "-" when nothing succeeded."""
+    return f"{_percentile(values, q):,.0f} ms" if values else "-"
+
+
+def _summary(results: list[DemoResult], ref: Deployment | None,
+             malformed: list[tuple[str, int, str]], wall_s: float) -> Table:
     ok = [r for r in results if r.status == 200 and not r.error]
     lat = [r.latency_ms for r in ok]
     ttft = [r.ttft_ms for r in ok if r.ttft_ms is not None]
     tok_in = sum(r.prompt_tokens for r in ok)
     tok_out = sum(r.completion_tokens for r in ok)
     actual = sum(r.cost_usd for r in results)
-    all_prop = ref.cost_usd(tok_in, tok_out)
+    all_prop = ref.cost_usd(tok_in, tok_out) if ref is not None else 0.0
     saved = f" ({(1 - actual / all_prop):.1%} saved)" if all_prop > 0 else ""
     table = Table(title="Summary", show_header=False)
     table.add_column("metric", style="bold")
@@ -228,12 +274,15 @@ def _summary(results: list[DemoResult], ref: Deployment, malformed: list[tuple[s
     table.add_row("served by", ", ".join(f"{k}: {v}" for k, v in served.items()) or "-")
     table.add_row("tokens in / out", f"{tok_in:,} / {tok_out:,}")
     table.add_row("cost (catalog prices)", f"${actual:.6f}{saved}")
-    table.add_row(f"same tokens all on {ref.name}",
-                  f"${all_prop:.6f} (at ${ref.input_cost_per_mtok:g} / "
-                  f"${ref.output_cost_per_mtok:g} per 1M tokens in / out)")
-    table.add_row("latency p50 / p95", f"{_percentile(lat, 0.5):,.0f} ms / "
-                  f"{_percentile(lat, 0.95):,.0f} ms")
-    table.add_row("stream TTFT p50", f"{_percentile(ttft, 0.5):,.0f} ms" if ttft else "-")
+    if ref is None:
+        table.add_row("compared with", "no proprietary deployment in the catalog to compare "
+                      "with (see --compare-to)")
+    else:
+        table.add_row(f"same tokens all on {ref.name}",
+                      f"${all_prop:.6f} (at ${ref.input_cost_per_mtok:g} / "
+                      f"${ref.output_cost_per_mtok:g} per 1M tokens in / out)")
+    table.add_row("latency p50 / p95", f"{_ms(lat, 0.5)} / {_ms(lat, 0.95)}")
+    table.add_row("stream TTFT p50", _ms(ttft, 0.5))
     bad = [m for m in malformed if not 400 <= m[1] < 500]
     table.add_row("malformed -> 4xx", f"{len(malformed) - len(bad)} / {len(malformed)}")
     return table
@@ -250,12 +299,17 @@ def _free_port() -> int:
 def run_demo(*, config: Config, config_path: str | None = None, n: int = 60,
              max_tokens: int = 48, compare_to: str | None = None,
              workdir: Path = Path(".modelmix"), console: Console | None = None) -> int:
-    """Run the demo; returns a process exit code (0 when the workload succeeded)."""
+    """Run the demo; returns a process exit code (0 when the workload succeeded).
+
+    Raises:
+        ConfigError: ``compare_to`` is not a deployment of ``config``.
+        RuntimeError: the gateway did not start (its log is named).
+    """
     from openai import OpenAI
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)
-    workdir.mkdir(parents=True, exist_ok=True)
     ref = _reference(config, compare_to)
+    workdir.mkdir(parents=True, exist_ok=True)
     rows = load_prompts(n)
     deployments = {d.name: d for d in config.deployments}
     gateway = _Gateway(_free_port(), workdir, config_path)
@@ -272,15 +326,11 @@ def run_demo(*, config: Config, config_path: str | None = None, n: int = 60,
     finally:
         gateway.stop()
     console.print(_results_table(results))
-    bad_table = Table(title="Malformed requests", show_header=True)
-    for col in ("request", "status", "error message (OpenAI format)"):
-        bad_table.add_column(col)
-    for label, status, message in malformed:
-        bad_table.add_row(label, str(status), message)
-    console.print(bad_table)
+    console.print(_malformed_table(malformed))
     console.print(_summary(results, ref, malformed, wall))
-    console.print(f"usage records: {os.environ.get('MODELMIX_DB_URL') or workdir / 'demo_usage.db'}"
-                  " (see `modelmix usage`)")
+    console.print(f"usage records: {gateway.db_url}\nsummarise them with: "
+                  f"modelmix usage --db {shlex.quote(gateway.db_url)}", soft_wrap=True,
+                  markup=False, highlight=False)
     failed = [r for r in results if r.error]
     return 1 if failed or any(not 400 <= m[1] < 500 for m in malformed) else 0
 

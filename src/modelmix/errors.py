@@ -9,7 +9,8 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     ModelmixError
     ├── ConfigError              bad catalog / config file (raised at start)
     ├── InvalidRequest (400)     malformed request: the caller's mistake
-    │   └── PayloadTooLarge (413)
+    │   ├── PayloadTooLarge (413)
+    │   └── RequestTimeout (408)     body not received within server.body_timeout_s
     ├── ClientDisconnected (499) the caller left; recorded, never sent
     ├── AuthenticationFailed (401)
     ├── PermissionDenied (403)   key not allowed to use this model
@@ -48,6 +49,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
+    "RequestTimeout",
     "UpstreamUnavailable",
 ]
 
@@ -119,6 +121,13 @@ class ClientDisconnected(ModelmixError):
     default_code = "client_disconnected"
 
 
+class RequestTimeout(InvalidRequest):
+    """The client did not send the whole request body in time (slow or stalled upload)."""
+
+    status_code = 408
+    default_code = "request_timeout"
+
+
 class AuthenticationFailed(ModelmixError):
     """Missing or unknown API key."""
 
@@ -170,9 +179,12 @@ class NoDeployment(ModelmixError):
     error_type = "invalid_request_error"
     default_code = "model_not_found"
 
-    def __init__(self, message: str, *, status_code: int = 404, code: str | None = None):
-        super().__init__(message, param="model", code=code)
+    def __init__(self, message: str, *, status_code: int = 404, code: str | None = None,
+                 param: str | None = "model"):
+        super().__init__(message, param=param, code=code)
         self.status_code = status_code  # type: ignore[misc]
+        if status_code == 503:
+            self.error_type = "service_unavailable_error"  # type: ignore[misc]
 
 
 class ProviderError(ModelmixError):

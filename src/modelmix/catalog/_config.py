@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from modelmix.catalog._models import (
+    BUILTIN_GROUPS,
     Deployment,
+    LearnedRouterSettings,
     ReliabilitySettings,
     ServerSettings,
     StoreSettings,
 )
 from modelmix.errors import ConfigError
 
-__all__ = ["Availability", "Config", "load_config"]
+__all__ = ["Availability", "Config", "config_from_dict", "load_config"]
 
-#: Group names modelmix gives a meaning to even when the config does not define them.
-BUILTIN_GROUPS = ("auto", "open", "proprietary")
+#: Friendlier wording for pydantic's type errors, by error type: YAML speaks of lists
+#: and mappings, not tuples and dictionaries.
+_MESSAGES = {
+    "tuple_type": "Input should be a list",
+    "list_type": "Input should be a list",
+    "dict_type": "Input should be a mapping",
+    "model_type": "Input should be a mapping",
+    "model_attributes_type": "Input should be a mapping",
+}
 
 
 class Availability(BaseModel):
@@ -38,8 +56,14 @@ class Config(BaseModel):
 
     ``groups`` maps a model alias (what clients send as ``model``) to an ordered list of
     deployment names; the first available one serves and the others are fallbacks.
-    ``auto`` (the rule router), ``open`` and ``proprietary`` exist without being defined.
+    ``auto`` (the learned router), ``open`` and ``proprietary`` exist without being defined.
     ``fallbacks`` maps a deployment name to the deployments tried when it fails.
+    ``router`` names the strategy of ``auto``: a key of
+    :data:`modelmix.routing.STRATEGIES` (``learned``, ``rules``, ``cheapest``, ``random``,
+    ``ordered``); ``learned_router`` holds the learned router's settings. Only registered
+    strategies pass, so a config never names one that would fail at request time; a new
+    strategy becomes valid by registering itself in ``STRATEGIES`` when
+    :mod:`modelmix.routing` is imported (as the learned router does).
 
     Example::
 
@@ -53,11 +77,22 @@ class Config(BaseModel):
     deployments: tuple[Deployment, ...] = Field(min_length=1)
     groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    router: str = "rules"
+    router: str = "learned"
+    learned_router: LearnedRouterSettings = LearnedRouterSettings()
     reliability: ReliabilitySettings = ReliabilitySettings()
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     log_prompts: bool = False
+
+    @field_validator("router")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from modelmix.routing import STRATEGIES  # routing imports the catalog
+
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown routing strategy {value!r}; expected one of "
+                             f"{sorted(STRATEGIES)}")
+        return value
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
@@ -66,13 +101,19 @@ class Config(BaseModel):
         if dupes:
             raise ValueError(f"duplicate deployment names: {dupes}")
         known = set(names)
+        judge = self.learned_router.judge
+        if judge is not None and judge not in known:
+            raise ValueError(f"learned_router.judge names unknown deployment {judge!r}")
         for where, table in (("groups", self.groups), ("fallbacks", self.fallbacks)):
             for key, members in table.items():
                 missing = [m for m in members if m not in known]
                 if missing:
                     raise ValueError(f"{where}.{key} names unknown deployments {missing}")
-                if where == "groups" and key in known:
-                    raise ValueError(f"group {key!r} has the same name as a deployment")
+        for key, members in self.groups.items():
+            if key in known:
+                raise ValueError(f"group {key!r} has the same name as a deployment")
+            if not members:
+                raise ValueError(f"group {key!r} is empty; list at least one deployment")
         return self
 
     def deployment(self, name: str) -> Deployment:
@@ -121,35 +162,47 @@ def config_from_dict(raw: Any, *, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        errors = exc.errors()
-        item_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "deployments" for e in errors)
-        lines = []
-        for err in errors:
-            if item_errors and tuple(err["loc"]) == ("deployments",) and err["type"] == "too_short":
-                continue  # a consequence of the item errors already listed
-            where = _describe_location(raw, err["loc"])
-            lines.append(f"{source}: {where}: {err['msg']}")
+        lines = [f"{source}: {_describe_location(raw, err['loc'])}: "
+                 f"{_MESSAGES.get(err['type'], err['msg'])}" for err in _relevant(exc.errors())]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from exc
+
+
+def _relevant(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Drop "deployments: too short" when it only follows from item errors listed too."""
+    item_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "deployments" for e in errors)
+    return [e for e in errors if not (item_errors and tuple(e["loc"]) == ("deployments",)
+                                      and e["type"] == "too_short")]
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate a YAML config; with no path, the embedded default catalog.
 
     Raises:
-        ConfigError: the file is missing, is not YAML, or fails validation; the message
-            names the file, the deployment and the field.
+        ConfigError: the file is missing, is not UTF-8 YAML, is nested too deeply, or fails
+            validation; the message names the file, the deployment and the field.
     """
     if path is None:
         from modelmix.catalog._default import default_config
 
         return default_config()
     file = Path(path)
+    return config_from_dict(_read_yaml(file), source=str(file))
+
+
+def _read_yaml(file: Path) -> Any:
+    """Parse a UTF-8 YAML file; every failure is a ConfigError naming the file."""
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start}") from exc
+    stream = io.StringIO(text)
+    stream.name = str(file)  # type: ignore[misc]  # PyYAML's marks quote the stream's name
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    return config_from_dict(raw, source=str(file))
+    except RecursionError as exc:
+        raise ConfigError(f"{file}: not valid YAML: nested too deeply") from exc

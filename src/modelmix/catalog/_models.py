@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "BUILTIN_GROUPS",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
     "CircuitBreakerSettings",
     "Deployment",
     "Hosting",
+    "LearnedRouterSettings",
     "Modality",
     "ReliabilitySettings",
     "ServerSettings",
@@ -60,8 +63,22 @@ PROVIDERS: frozenset[str] = frozenset(
     {*OPENAI_COMPATIBLE_PROVIDERS, "anthropic", "gemini", "local"}
 )
 
+#: Group names modelmix gives a meaning to even when the config does not define them; no
+#: deployment may take one of these names.
+BUILTIN_GROUPS = ("auto", "open", "proprietary")
+
 _PROPRIETARY_PROVIDERS = {"openai", "anthropic", "gemini"}
 _CLOUD_PROVIDERS = {"openai", "anthropic", "gemini", "nim", "openrouter", "together"}
+
+
+def _http_host(url: str) -> str | None:
+    """The host of an ``http``/``https`` URL; None for anything else or a bad port."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return None
+    return parts.hostname if parts.scheme in ("http", "https") else None
 
 
 class _Strict(BaseModel):
@@ -102,12 +119,32 @@ class Deployment(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     model_path: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    #: The learned router's model column this deployment answers like (e.g.
+    #: ``gpt-4-1106-preview``); by default open deployments map to the predictor's weak
+    #: model and proprietary ones to its strong model.
+    quality_profile: str | None = Field(default=None, min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in BUILTIN_GROUPS:
+            raise ValueError(f"{value!r} is reserved for the built-in group of that name; "
+                             f"deployments may not be called {', '.join(BUILTIN_GROUPS)}")
+        return value
 
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
         if value not in PROVIDERS:
             raise ValueError(f"unknown provider {value!r}; expected one of {sorted(PROVIDERS)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not _http_host(value):
+            raise ValueError(f"{value!r} is not an http(s) URL with a host, "
+                             "e.g. http://127.0.0.1:8000/v1")
         return value
 
     @model_validator(mode="before")
@@ -131,9 +168,12 @@ class Deployment(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _needs_base_url(self) -> Deployment:
+    def _consistent(self) -> Deployment:
         if self.provider in OPENAI_COMPATIBLE_PROVIDERS and not self.base_url:
             raise ValueError(f"provider {self.provider!r} needs a base_url")
+        if self.max_output_tokens is not None and self.max_output_tokens > self.context_window:
+            raise ValueError(f"max_output_tokens ({self.max_output_tokens}) is larger than "
+                             f"context_window ({self.context_window})")
         return self
 
     @property
@@ -183,11 +223,13 @@ class ReliabilitySettings(_Strict):
 
 
 class ServerSettings(_Strict):
-    """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond)."""
+    """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond);
+    ``body_timeout_s`` bounds the time to receive a whole body (408 beyond)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
     master_key_env: str = "MODELMIX_MASTER_KEY"
     max_tokens_limit: int = Field(default=1_000_000, gt=0)
 
@@ -201,3 +243,32 @@ class StoreSettings(_Strict):
     url: str = "sqlite:///modelmix_usage.db"
     enabled: bool = True
     spill_path: str | None = None
+    #: Store each request's last user message (table ``request_texts``) so that
+    #: ``modelmix router train --from-feedback`` can learn from it. Off by default: prompts
+    #: may hold personal or confidential data, kept as long as the database is.
+    keep_prompts: bool = False
+    #: Store each answer's text too (needed by the ``learned_router.judge``).
+    keep_responses: bool = False
+
+
+class LearnedRouterSettings(_Strict):
+    """Settings of the ``learned`` strategy (docs/routing-in-gateway.md).
+
+    Attributes:
+        artifact: ``default`` (the router shipped in the package) or a directory made by
+            ``modelmix router train``.
+        calibration: a ``calibration.json`` to use instead of the one in ``artifact``
+            (for a read-only artifact such as the shipped one).
+        target: the calibrated target used when a request names none (default: the
+            calibration's own default).
+        min_quality: threshold on predicted quality for predictors without a weak/strong
+            pair (and the fallback when nothing is calibrated: see the docs).
+        judge: a deployment that grades stored (prompt, answer) pairs for
+            ``router train --from-feedback`` (needs ``store.keep_responses``).
+    """
+
+    artifact: str = Field(default="default", min_length=1)
+    calibration: str | None = None
+    target: str | None = None
+    min_quality: float = Field(default=0.5, ge=0, le=1)
+    judge: str | None = None

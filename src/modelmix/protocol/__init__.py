@@ -3,19 +3,21 @@
 from modelmix.protocol._chat import (
     ChatChoice,
     ChatChunk,
-    ChatMessage,
-    ChatRequest,
     ChatResponse,
     ChunkChoice,
-    ContentPart,
     Delta,
-    RequestNeeds,
     ResponseMessage,
-    StreamOptions,
     Usage,
-    estimate_tokens,
     new_completion_id,
     now,
+)
+from modelmix.protocol._request import (
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    RequestNeeds,
+    StreamOptions,
+    estimate_tokens,
 )
 from modelmix.protocol._sse import DONE_EVENT, chunk_event, error_event, response_json
 

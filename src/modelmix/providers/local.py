@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from modelmix.catalog import Deployment
-from modelmix.errors import ContextTooLong, ProviderBadRequest, UpstreamUnavailable
+from modelmix.errors import (
+    ContextTooLong,
+    ProviderBadRequest,
+    ProviderError,
+    UpstreamUnavailable,
+)
 from modelmix.protocol import (
+    ChatChoice,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    ResponseMessage,
     Usage,
     new_completion_id,
     now,
@@ -61,15 +68,20 @@ def local_model_status(dep: Deployment) -> tuple[bool, str]:
 
 
 class LocalProvider(Provider):
-    """In-process llama.cpp chat model. One generation at a time per deployment (a
-    llama.cpp context is not thread-safe); calls run in a worker thread so the event
-    loop stays free."""
+    """In-process llama.cpp chat model.
+
+    A llama.cpp context is not thread-safe, so the worker thread that generates holds
+    ``_gen_lock`` (a threading lock) for the whole generation: a caller that gives up
+    (cancellation, client disconnect) only asks the thread to stop at the next token and
+    can never let a second generation start on the same context while one still runs.
+    Non-streaming calls are built from the stream for the same reason.
+    """
 
     def __init__(self, deployment: Deployment):
         super().__init__(deployment)
         self._llm: Any = None
         self._load_lock = threading.Lock()
-        self._gen_lock = asyncio.Lock()
+        self._gen_lock = threading.Lock()
 
     def _load(self) -> Any:
         with self._load_lock:
@@ -95,7 +107,8 @@ class LocalProvider(Provider):
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
         messages = [{"role": _role(m.role), "content": m.text()} for m in request.messages]
-        kw: dict[str, Any] = {"messages": messages, "max_tokens": request.completion_limit}
+        kw: dict[str, Any] = {"messages": messages, "max_tokens": request.completion_limit,
+                              "stream": True}
         for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
             value = getattr(request, name)
             if value is not None:
@@ -106,52 +119,62 @@ class LocalProvider(Provider):
             kw["response_format"] = {"type": "json_object"}
         return kw
 
-    def _call(self, kwargs: dict[str, Any]) -> Any:
-        llm = self._load()
+    def _translate(self, exc: ValueError) -> ProviderError:
+        msg = str(exc)
+        name = self.deployment.name
+        if "context" in msg.lower() or "exceed" in msg.lower():
+            return ContextTooLong(f"{name}: {msg}", deployment=name)
+        return ProviderBadRequest(f"{name}: {msg}", deployment=name)
+
+    def _generate(self, kwargs: dict[str, Any], stop: threading.Event,
+                  emit: Callable[[str, Any], None]) -> None:
+        """Worker thread body: generate under the lock, emitting chunks until ``stop``."""
         try:
-            return llm.create_chat_completion(**kwargs)
-        except ValueError as exc:
-            msg = str(exc)
-            if "context" in msg.lower() or "exceed" in msg.lower():
-                raise ContextTooLong(
-                    f"{self.deployment.name}: {msg}", deployment=self.deployment.name
-                ) from exc
-            raise ProviderBadRequest(
-                f"{self.deployment.name}: {msg}", deployment=self.deployment.name
-            ) from exc
+            with self._gen_lock:
+                llm = self._load()
+                try:
+                    for raw in llm.create_chat_completion(**kwargs):
+                        if stop.is_set():
+                            return
+                        emit("chunk", raw)
+                except ValueError as exc:
+                    raise self._translate(exc) from exc
+                emit("end", int(getattr(llm, "n_tokens", 0)))
+        except BaseException as exc:  # forwarded to the consumer, re-raised there
+            emit("error", exc)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
-        kwargs = self._kwargs(request)
-        async with self._gen_lock:
-            out = await asyncio.to_thread(self._call, kwargs)
-        out["model"] = self.deployment.model
-        return ChatResponse.model_validate(out)
+        state = _StreamState(cid=new_completion_id(), model=self.deployment.model)
+        parts: list[str] = []
+        finish: str | None = None
+        usage: Usage | None = None
+        async for chunk in self._run(self._kwargs(request), state):
+            parts.append(chunk.text)
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+            usage = chunk.usage or usage
+        return ChatResponse(
+            id=state.cid, created=state.created, model=state.model, usage=usage,
+            choices=[ChatChoice(message=ResponseMessage(content="".join(parts)),
+                                finish_reason=finish)],
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        kwargs = self._kwargs(request) | {"stream": True}
-        async with self._gen_lock:
-            async for chunk in self._stream_locked(kwargs):
-                yield chunk
+        state = _StreamState(cid=new_completion_id(), model=self.deployment.model)
+        async for chunk in self._run(self._kwargs(request), state):
+            yield chunk
 
-    async def _stream_locked(self, kwargs: dict[str, Any]) -> AsyncIterator[ChatChunk]:
+    async def _run(self, kwargs: dict[str, Any], state: _StreamState
+                   ) -> AsyncIterator[ChatChunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
-        state = _StreamState(cid=new_completion_id(), model=self.deployment.model)
 
-        def produce() -> None:
-            try:
-                gen: Iterator[dict[str, Any]] = self._call(kwargs)
-                for raw in gen:
-                    if stop.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, ("chunk", raw))
-                n_ctx_used = int(getattr(self._llm, "n_tokens", 0))
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", n_ctx_used))
-            except BaseException as exc:  # forwarded to the consumer, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        def emit(kind: str, value: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
-        worker = loop.run_in_executor(None, produce)
+        loop.run_in_executor(None, self._generate, kwargs, stop, emit)
         try:
             while True:
                 kind, value = await queue.get()
@@ -162,8 +185,7 @@ class LocalProvider(Provider):
                     return
                 yield state.convert(value)
         finally:
-            stop.set()
-            await asyncio.shield(worker)
+            stop.set()  # the thread stops at its next token and then releases the lock
 
 
 class _StreamState:

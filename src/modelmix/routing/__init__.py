@@ -1,6 +1,17 @@
 """Routing: policy filter, strategies and the router that combines them."""
 
+from modelmix.routing._calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    CalibrationResult,
+    Target,
+    calibrate,
+    load_calibration,
+    save_calibration,
+)
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._input import RoutingHints, RoutingInput, prompt_text
+from modelmix.routing._learned_strategy import LearnedStrategy, estimated_cost_usd
 from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
 from modelmix.routing._router import HealthCheck, Router
 from modelmix.routing._strategies import (
@@ -13,17 +24,29 @@ from modelmix.routing._strategies import (
 )
 
 __all__ = [
+    "CALIBRATION_FILE",
     "STRATEGIES",
+    "Calibration",
+    "CalibrationResult",
     "CheapestStrategy",
     "HealthCheck",
+    "LearnedStrategy",
     "OrderedStrategy",
     "PolicyContext",
     "RandomStrategy",
     "RouteDecision",
     "Router",
+    "RoutingHints",
+    "RoutingInput",
     "Rule",
     "RulesStrategy",
     "Strategy",
+    "Target",
+    "calibrate",
     "capability_rules",
+    "estimated_cost_usd",
     "filter_candidates",
+    "load_calibration",
+    "prompt_text",
+    "save_calibration",
 ]

@@ -16,9 +16,13 @@ class RouteDecision:
     Attributes:
         deployment: the deployment to call first.
         reason: short human-readable why, sent in the ``x-modelmix-route-reason`` header.
-        score: the strategy's score for the choice (e.g. predicted quality), if any.
+        score: the strategy's score for the choice, if any (the learned router: the
+            probability that the strong model is needed, in [0, 1]).
         fallbacks: deployments to try, in order, when the first fails.
         excluded: deployments the policy filter removed, with why.
+        predicted_quality: per candidate name, the predicted probability of an acceptable
+            answer in [0, 1] (learned router only; empty otherwise).
+        threshold: the threshold ``score`` was compared with, when one decided.
     """
 
     deployment: Deployment
@@ -26,6 +30,8 @@ class RouteDecision:
     score: float | None = None
     fallbacks: tuple[Deployment, ...] = ()
     excluded: dict[str, str] = field(default_factory=dict)
+    predicted_quality: dict[str, float] = field(default_factory=dict)
+    threshold: float | None = None
 
     @property
     def candidates(self) -> tuple[Deployment, ...]:

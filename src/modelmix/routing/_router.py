@@ -8,6 +8,7 @@ from modelmix.catalog import Config, Deployment, Tier
 from modelmix.errors import InvalidRequest, NoDeployment, PolicyDenied
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._input import RoutingHints, RoutingInput
 from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
 from modelmix.routing._strategies import STRATEGIES, OrderedStrategy, Strategy
 
@@ -17,12 +18,13 @@ __all__ = ["HealthCheck", "Router"]
 HealthCheck = Callable[[Deployment], str | None]
 
 _CAPABILITY_WORDS = ("input", "context", "max output", "tool", "JSON")
+_NO_HINTS = RoutingHints()
 
 
 class Router:
     """Turns (model name, request needs) into a :class:`RouteDecision`.
 
-    ``auto`` uses the configured strategy (``config.router``, default ``rules``) over all
+    ``auto`` uses the configured strategy (``config.router``, default ``learned``) over all
     deployments; ``open`` / ``proprietary`` (unless defined in ``groups``) are every
     deployment of that tier; other groups keep their configured order; a deployment
     name is that deployment followed by its configured ``fallbacks``.
@@ -52,8 +54,13 @@ class Router:
         if name not in self._strategies:
             if name not in STRATEGIES:
                 raise InvalidRequest(f"unknown routing strategy {name!r}")
-            self._strategies[name] = STRATEGIES[name]()
+            self._strategies[name] = STRATEGIES[name].from_config(self.config)
         return self._strategies[name]
+
+    def warm(self) -> None:
+        """Build the ``auto`` strategy and load what it needs (blocking: a learned
+        router loads its model here). Call off the event loop."""
+        self.strategy(self.config.router).warm()
 
     def candidates(self, model: str) -> tuple[list[Deployment], Strategy]:
         """The deployments a model name stands for and how to order them."""
@@ -70,8 +77,9 @@ class Router:
         try:
             dep = cfg.deployment(model)
         except KeyError:
+            shown = model if len(model) <= 100 else model[:100] + "..."
             raise NoDeployment(
-                f"The model '{model}' does not exist. Available: "
+                f"The model '{shown}' does not exist. Available: "
                 f"{', '.join(cfg.model_names())}",
             ) from None
         chain = [dep, *(cfg.deployment(n) for n in cfg.fallbacks.get(model, ()))]
@@ -84,8 +92,15 @@ class Router:
         *,
         allowed_models: frozenset[str] | None = None,
         tags: frozenset[str] = frozenset(),
+        prompt: str = "",
+        hints: RoutingHints | None = None,
     ) -> RouteDecision:
-        """Choose deployments for one request; see the class docstring for errors."""
+        """Choose deployments for one request; see the class docstring for errors.
+
+        ``prompt`` (the last user message) and ``hints`` reach the strategy; only the
+        ``learned`` strategy reads them (it raises InvalidRequest for an unknown
+        ``hints.target`` or when ``hints.max_cost_per_1k`` leaves no candidate).
+        """
         members, strategy = self.candidates(model)
         is_group = model not in self._deployment_names
         ctx = PolicyContext(needs=needs, requested=model, allowed_models=allowed_models,
@@ -106,7 +121,8 @@ class Router:
                 excluded[dep.name] = why
         if not healthy:
             raise _nothing_left(model, allowed, excluded)
-        return strategy.decide(healthy, needs, excluded)
+        request = RoutingInput(needs=needs, prompt=prompt, hints=hints or _NO_HINTS)
+        return strategy.decide(healthy, request, excluded)
 
 
 def _nothing_left(model: str, allowed: list[Deployment], excluded: dict[str, str]) -> Exception:

@@ -11,9 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from modelmix.catalog import Deployment, Tier
+from modelmix.catalog import Config, Deployment, Tier
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._input import RoutingInput
 
 __all__ = [
     "STRATEGIES",
@@ -31,21 +32,39 @@ def _price(dep: Deployment) -> float:
 
 
 class Strategy(ABC):
-    """Orders allowed candidates. Knows nothing of HTTP."""
+    """Orders allowed candidates. Knows nothing of HTTP.
+
+    ``order`` gets a :class:`RoutingInput`: the request's needs, its prompt text (for
+    strategies that read it, like ``learned``) and per-request hints.
+    """
 
     name: str = ""
 
+    @classmethod
+    def from_config(cls, config: Config) -> Strategy:
+        """The strategy as :class:`~modelmix.routing.Router` builds it for ``config``
+        (a strategy with settings reads them here)."""
+        return cls()
+
+    def warm(self) -> None:
+        """Load what the first request would otherwise wait for (blocking; the gateway
+        calls it off the event loop at start). Nothing by default."""
+        return None
+
     @abstractmethod
     def order(
-        self, candidates: Sequence[Deployment], needs: RequestNeeds, excluded: dict[str, str]
+        self, candidates: Sequence[Deployment], request: RoutingInput, excluded: dict[str, str]
     ) -> tuple[list[Deployment], str, float | None]:
         """Return (ordered candidates, reason, score)."""
 
     def decide(
-        self, candidates: Sequence[Deployment], needs: RequestNeeds, excluded: dict[str, str]
+        self, candidates: Sequence[Deployment], request: RoutingInput | RequestNeeds,
+        excluded: dict[str, str],
     ) -> RouteDecision:
         """Order ``candidates`` (non-empty) into a decision with fallbacks."""
-        ordered, reason, score = self.order(candidates, needs, excluded)
+        if isinstance(request, RequestNeeds):
+            request = RoutingInput(needs=request)
+        ordered, reason, score = self.order(candidates, request, excluded)
         return RouteDecision(
             deployment=ordered[0],
             reason=reason,
@@ -60,7 +79,7 @@ class OrderedStrategy(Strategy):
 
     name = "ordered"
 
-    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+    def order(self, candidates: Sequence[Deployment], request: RoutingInput,
               excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
         return list(candidates), "configured order", None
 
@@ -70,7 +89,7 @@ class CheapestStrategy(Strategy):
 
     name = "cheapest"
 
-    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+    def order(self, candidates: Sequence[Deployment], request: RoutingInput,
               excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
         ordered = sorted(candidates, key=_price)
         return ordered, "cheapest available", None
@@ -84,7 +103,7 @@ class RandomStrategy(Strategy):
     def __init__(self, seed: int | None = None):
         self._rng = random.Random(seed)
 
-    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+    def order(self, candidates: Sequence[Deployment], request: RoutingInput,
               excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
         ordered = list(candidates)
         self._rng.shuffle(ordered)
@@ -103,7 +122,7 @@ class RulesStrategy(Strategy):
 
     _HOSTING_RANK: ClassVar[dict[str, int]] = {"local": 0, "self-hosted": 1, "cloud": 2}
 
-    def order(self, candidates: Sequence[Deployment], needs: RequestNeeds,
+    def order(self, candidates: Sequence[Deployment], request: RoutingInput,
               excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
         def key(dep: Deployment) -> tuple[int, int, float]:
             return (

@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from modelmix._service import CallContext, ChatService, StreamCompletion
 from modelmix.catalog import Config
-from modelmix.errors import ClientDisconnected, InvalidRequest, ModelmixError, PayloadTooLarge
+from modelmix.errors import (
+    ClientDisconnected,
+    InvalidRequest,
+    ModelmixError,
+    PayloadTooLarge,
+    RequestTimeout,
+)
 from modelmix.protocol import (
     DONE_EVENT,
     ChatRequest,
@@ -26,10 +34,10 @@ from modelmix.protocol import (
     error_event,
     response_json,
 )
-from modelmix.routing import RouteDecision
+from modelmix.routing import RouteDecision, RoutingHints
 from modelmix.server._auth import Authenticator, KeyInfo
 
-__all__ = ["Gateway", "error_response"]
+__all__ = ["Gateway", "error_response", "routing_hints"]
 
 log = logging.getLogger("modelmix.gateway")
 
@@ -37,6 +45,9 @@ _T = TypeVar("_T")
 
 HEADER_DEPLOYMENT = "x-modelmix-deployment"
 HEADER_REASON = "x-modelmix-route-reason"
+HEADER_QUALITY = "x-modelmix-predicted-quality"
+HEADER_SCORE = "x-modelmix-route-score"
+HEADER_THRESHOLD = "x-modelmix-router-threshold"
 HEADER_REQUEST_ID = "x-request-id"
 
 
@@ -55,15 +66,62 @@ def _header_safe(text: str) -> str:
 
 
 def _route_headers(decision: RouteDecision, deployment: str, request_id: str) -> dict[str, str]:
-    return {
+    """Which deployment served and why; with the learned router also its predicted
+    quality for the serving deployment, the score and the threshold it was compared to."""
+    headers = {
         HEADER_DEPLOYMENT: deployment,
         HEADER_REASON: _header_safe(decision.reason),
         HEADER_REQUEST_ID: request_id,
     }
+    quality = decision.predicted_quality.get(deployment)
+    if quality is not None:
+        headers[HEADER_QUALITY] = f"{quality:.4f}"
+    if decision.score is not None:
+        headers[HEADER_SCORE] = f"{decision.score:.4f}"
+    if decision.threshold is not None:
+        headers[HEADER_THRESHOLD] = f"{decision.threshold:.4f}"
+    return headers
 
 
-def parse_chat_request(body: bytes, config: Config) -> ChatRequest:
-    """Parse and validate a chat completion body. Raises InvalidRequest (400)."""
+def routing_hints(data: dict[str, Any]) -> RoutingHints | None:
+    """Take the modelmix ``router`` object out of a chat body (so it is never forwarded
+    upstream) and validate it. Raises InvalidRequest (400) naming the bad field."""
+    raw = data.pop("router", None)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("router: must be an object, e.g. {\"min_quality\": 0.8}",
+                             param="router", code="invalid_value")
+    try:
+        return RoutingHints.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(["router", *(str(p) for p in first["loc"])])
+        raise InvalidRequest(f"{loc}: {first['msg']}", param=loc,
+                             code="invalid_value") from exc
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BOM = b"\xef\xbb\xbf"
+
+
+def _request_id(request: Request) -> str:
+    """The client's ``x-request-id`` when it is short and plain, else a new one."""
+    given = request.headers.get(HEADER_REQUEST_ID)
+    return given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _model_name(data: dict[str, Any]) -> str | None:
+    """The body's ``model`` for the usage record of a rejected request (truncated)."""
+    model = data.get("model")
+    return model[:200] if isinstance(model, str) else None
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object body (a UTF-8 byte-order mark is ignored, RFC 8259 §8.1).
+    Raises InvalidRequest (400)."""
+    if body.startswith(_BOM):
+        body = body[len(_BOM):]
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -72,13 +130,34 @@ def parse_chat_request(body: bytes, config: Config) -> ChatRequest:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
+    return data
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str | None:
+    """``messages.0.content`` from a pydantic location, without union-branch tags
+    (``str``, ``list[ContentPart]``, ``function-after[...]``)."""
+    parts = [str(p) for p in loc
+             if isinstance(p, int) or not (p in _TYPE_TAGS or "[" in p or "-" in p)]
+    return ".".join(parts) or None
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "tuple"})
+
+
+def parse_chat_request(body: bytes, config: Config) -> ChatRequest:
+    """Parse and validate a chat completion body. Raises InvalidRequest (400)."""
+    return validate_chat_request(load_json_object(body), config)
+
+
+def validate_chat_request(data: dict[str, Any], config: Config) -> ChatRequest:
+    """Validate a parsed chat completion body. Raises InvalidRequest (400)."""
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or None
+        loc = _field_path(tuple(first["loc"]))
         more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-        raise InvalidRequest(f"{loc}: {first['msg']}{more}", param=loc,
+        raise InvalidRequest(f"{loc or 'body'}: {first['msg']}{more}", param=loc,
                              code="invalid_value") from exc
     limit = request.completion_limit
     if limit is not None and limit > config.server.max_tokens_limit:
@@ -91,8 +170,21 @@ def parse_chat_request(body: bytes, config: Config) -> ChatRequest:
     return request
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (PayloadTooLarge, 413)."""
+async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (PayloadTooLarge, 413) or
+    taking longer than ``timeout_s`` seconds (RequestTimeout, 408).
+
+    Raises ClientDisconnected when the client leaves while sending it."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_limited(request, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout_s:g}s") from None
+    except ClientDisconnect:
+        raise ClientDisconnected("client disconnected while sending the body") from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -120,19 +212,32 @@ async def _wait_disconnect(request: Request) -> None:
 
 async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T:
     """Await ``work``, racing it against ``http.disconnect``: when the client leaves
-    first, cancel ``work`` (and so the upstream call) and raise ClientDisconnected."""
-    task = asyncio.ensure_future(work)
+    first, cancel ``work`` (and so the upstream call) and raise ClientDisconnected.
+
+    ``work`` runs in this task and only the watch gets a task of its own: one task and
+    no ``asyncio.wait`` per request (about 7 µs less, benchmarks/overhead/RESULTS.md).
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    state = {"running": True, "left": False}
+
+    def client_left(watch: asyncio.Future[None]) -> None:
+        if state["running"] and not watch.cancelled():
+            state["left"] = True
+            handler.cancel()
+
     watch = asyncio.ensure_future(_wait_disconnect(request))
+    watch.add_done_callback(client_left)
     try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        # Ours alone (no one else cancelled this handler): the client left.
+        if state["left"] and handler.uncancel() == 0:
+            raise ClientDisconnected("client disconnected") from None
+        raise
     finally:
+        state["running"] = False
         watch.cancel()
-        if not task.done():  # the client left, or this handler was cancelled
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientDisconnected("client disconnected")
-    return task.result()
 
 
 class Gateway:
@@ -144,15 +249,17 @@ class Gateway:
         self.config = service.config
 
     async def chat_completions(self, request: Request) -> Response:
-        ctx = CallContext(request_id=request.headers.get(HEADER_REQUEST_ID) or
-                          CallContext().request_id)
+        ctx = CallContext(request_id=_request_id(request))
         model: str | None = None
+        server = self.config.server
         try:
             key = await self.auth.authenticate(request.headers.get("authorization"))
             _apply_key(ctx, key)
-            body = await read_body(request, self.config.server.max_body_bytes)
-            chat = parse_chat_request(body, self.config)
-            model = chat.model
+            data = load_json_object(
+                await read_body(request, server.max_body_bytes, server.body_timeout_s))
+            model = _model_name(data)
+            ctx.hints = routing_hints(data)
+            chat = validate_chat_request(data, self.config)
         except ModelmixError as exc:
             self.service.record_rejected(ctx, exc, model)  # also logged by the log sink
             return error_response(exc, ctx.request_id)

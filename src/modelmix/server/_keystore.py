@@ -31,10 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from modelmix.catalog import Config
+from modelmix.errors import ConfigError
+from modelmix.server._limits import check_limits
+from modelmix.store._sql import normalize_url
 
 __all__ = [
     "KEY_PREFIX",
@@ -131,11 +134,21 @@ class KeyStore:
     exist answers "no keys" without creating it.
 
     Args:
-        url: SQLAlchemy URL, e.g. ``sqlite:///modelmix_usage.db``.
+        url: SQLAlchemy URL, e.g. ``sqlite:///modelmix_usage.db`` (bare ``postgres://``
+            means psycopg 3, as for the usage store).
+
+    Raises:
+        ConfigError: the URL cannot be parsed, names an unknown database, or its driver
+            is not installed.
     """
 
     def __init__(self, url: str):
-        self.url = sa.make_url(url)
+        self.url = normalize_url(url)
+        try:
+            self.url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError) as exc:
+            raise ConfigError(f"cannot use key store database "
+                              f"{self.url.render_as_string(hide_password=True)}: {exc}") from exc
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()
 
@@ -184,8 +197,10 @@ class KeyStore:
         """Create a key; returns (the key, its record). The key is not stored.
 
         Raises:
+            ValueError: a limit out of range (see :func:`check_limits`); nothing is written.
             sqlalchemy.exc.SQLAlchemyError: the database refused the write.
         """
+        check_limits(budget_usd, rpm, tpm)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         allowed = sorted(set(models)) if models is not None else None
         record = VirtualKey(

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,16 +29,30 @@ from modelmix.protocol import ChatRequest, RequestNeeds
 from modelmix.routing import RouteDecision
 
 __all__ = [
+    "MAX_BUDGET_USD",
+    "MAX_RPM",
+    "MAX_TPM",
     "WINDOW_S",
     "KeyLimiter",
     "KeyLimits",
     "Reservation",
+    "check_limits",
     "max_output_tokens",
     "max_request_cost",
 ]
 
 #: Length of the RPM / TPM sliding window, seconds.
 WINDOW_S = 60.0
+
+#: Largest budget a key may have, USD. Larger (or infinite) budgets are refused: leave
+#: the budget unset for "unlimited".
+MAX_BUDGET_USD = 1e9
+
+#: Largest requests-per-minute limit of a key.
+MAX_RPM = 1_000_000
+
+#: Largest tokens-per-minute limit of a key (fits a 32-bit SQL INTEGER).
+MAX_TPM = 1_000_000_000
 
 #: Rounding slack (USD) when comparing spend with a budget, so that a budget of
 #: exactly N times a request's cost admits N requests despite float sums.
@@ -57,6 +72,23 @@ class KeyLimits:
     budget_usd: float | None = None
     rpm: int | None = None
     tpm: int | None = None
+
+
+def check_limits(budget_usd: float | None, rpm: int | None, tpm: int | None) -> None:
+    """Refuse limits a key may not have; None means unlimited.
+
+    Raises:
+        ValueError: the budget is not a finite number in [0, MAX_BUDGET_USD] USD, or
+            rpm / tpm is not an integer in [1, MAX_RPM] / [1, MAX_TPM].
+    """
+    if budget_usd is not None and not (math.isfinite(budget_usd)
+                                       and 0 <= budget_usd <= MAX_BUDGET_USD):
+        raise ValueError(f"budget must be between 0 and {MAX_BUDGET_USD:,.0f} USD, "
+                         f"got {budget_usd!r}")
+    for name, value, top in (("rpm", rpm, MAX_RPM), ("tpm", tpm, MAX_TPM)):
+        if value is not None and not (isinstance(value, int) and 1 <= value <= top):
+            raise ValueError(f"{name} must be an integer between 1 and {top:,}, "
+                             f"got {value!r}")
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ Run it with ``modelmix serve`` or ``uvicorn --factory modelmix.server.app:create
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -21,10 +22,11 @@ from modelmix._tracing import Tracing
 from modelmix.catalog import Config, load_config
 from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
 from modelmix.server._auth import Authenticator
+from modelmix.server._feedback import FeedbackEndpoint, RecentRequests
 from modelmix.server._gateway import Gateway, error_response
 from modelmix.server._metrics import instrument
 from modelmix.server.keys import KeyStore, VirtualKeyAuth, key_admin_routes
-from modelmix.store import UsageSink
+from modelmix.store import FeedbackStore, UsageSink
 
 __all__ = ["create_app"]
 
@@ -38,6 +40,7 @@ def create_app(
     auth: Authenticator | None = None,
     usage: UsageSink | None = None,
     tracing: Tracing | None = None,
+    feedback: FeedbackStore | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -53,6 +56,11 @@ def create_app(
             store named by ``config.store`` (``$MODELMIX_DB_URL`` overrides its URL).
         tracing: OpenTelemetry tracing; from the ``OTEL_*`` variables when omitted, and
             off (nothing imported) when they say nothing. See docs/observability.md.
+        feedback: where ``POST /v1/feedback`` stores scores and looks up request ids; by
+            default the usage database (none when ``store.enabled`` is false).
+
+    At start-up the ``auto`` strategy is built and warmed in a worker thread (the
+    learned router loads its model then, not on the first request).
     """
     if service is None:
         config = config or load_config(os.environ.get("MODELMIX_CONFIG") or None)
@@ -66,6 +74,10 @@ def create_app(
         auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
                               KeyStore.from_config(config))
     gateway = Gateway(service, auth)
+    recent = RecentRequests()
+    service.observers.append(recent)
+    feedback = feedback or _default_feedback_store(config)
+    feedback_endpoint = FeedbackEndpoint(auth, feedback, recent)
     tracing = tracing or Tracing.from_env(os.environ)
     metrics, middleware = instrument(service, tracing)
 
@@ -94,9 +106,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
+            await asyncio.to_thread(service.router.warm)
+        except ModelmixError as exc:  # requests will get the same error, with context
+            log.warning("routing strategy %r not ready: %s", config.router, exc.message)
+        try:
             yield
         finally:
             await service.aclose()
+            if feedback is not None:
+                feedback.close()
             if tracing is not None:
                 tracing.close()
             if isinstance(auth, VirtualKeyAuth):
@@ -107,6 +125,7 @@ def create_app(
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/feedback", feedback_endpoint.handle, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -114,6 +133,7 @@ def create_app(
         ],
         exception_handlers={
             HTTPException: _http_error,
+            ClientDisconnect: _client_left,
             Exception: _unexpected_error,
         },
         middleware=middleware,
@@ -124,15 +144,29 @@ def create_app(
     return app
 
 
+def _default_feedback_store(config: Config) -> FeedbackStore | None:
+    """Feedback in the usage database, or None when the store is disabled."""
+    if not config.store.enabled:
+        return None
+    from modelmix.store import resolve_db_url
+
+    return FeedbackStore(resolve_db_url(config.store))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        err: ModelmixError = NoDeployment(f"unknown path {request.url.path}",
-                                          code="not_found")
+        err: ModelmixError = NoDeployment(f"unknown path {request.url.path[:200]}",
+                                          code="not_found", param=None)
     else:
         err = InvalidRequest(str(exc.detail))
         err.status_code = exc.status_code  # type: ignore[misc]
     return error_response(err)
+
+
+async def _client_left(request: Request, exc: Exception) -> Response:
+    log.info("client disconnected on %s", request.url.path)
+    return Response(status_code=499)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -6,8 +6,11 @@
   only key that may call ``/key/generate``, ``/key/list`` and ``/key/revoke``;
 * a virtual key (``sk-mm-...``, stored hashed in ``virtual_keys``) gets its allow-list
   and a :class:`~modelmix.server._limits.KeyLimiter` (budget, RPM, TPM);
-* with no master key and no virtual key in the database, everyone is admitted (the
-  loopback laptop default, as :class:`~modelmix.server.MasterKeyAuth` does).
+* with no master key and no virtual key in the database, everyone is admitted to the
+  chat and model endpoints (the loopback laptop default, as
+  :class:`~modelmix.server.MasterKeyAuth` does), but never to ``/key/*``: those answer
+  403 until a master key is configured, so one anonymous request cannot create a key
+  and lock everybody else out (docs/decisions/0001).
 
 Limits are kept per gateway process; see ``docs/keys.md``.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -44,7 +48,15 @@ from modelmix.server._keystore import (
     database_url,
     hash_key,
 )
-from modelmix.server._limits import KeyLimiter, KeyLimits, Reservation, max_request_cost
+from modelmix.server._limits import (
+    MAX_BUDGET_USD,
+    MAX_RPM,
+    MAX_TPM,
+    KeyLimiter,
+    KeyLimits,
+    Reservation,
+    max_request_cost,
+)
 
 __all__ = [
     "KEY_PREFIX",
@@ -106,6 +118,11 @@ class VirtualKeyAuth:
         self._limiters: dict[str, KeyLimiter] = {}
         self._any_keys = False
         self._counted_at: float | None = None
+
+    @property
+    def has_master_key(self) -> bool:
+        """Whether a master key is configured (the ``/key/*`` endpoints need one)."""
+        return self._master is not None
 
     def __repr__(self) -> str:
         master = "set" if self._master else "unset"
@@ -218,8 +235,8 @@ def key_view(key: VirtualKey, limiter: KeyLimiter | None = None) -> dict[str, An
         "key_alias": key.alias,
         "key_prefix": key.key_prefix,
         "models": sorted(key.allowed_models) if key.allowed_models is not None else None,
-        "max_budget": key.budget_usd,
-        "spend": limiter.spent_usd if limiter is not None else key.spent_usd,
+        "max_budget": _finite(key.budget_usd),
+        "spend": _finite(limiter.spent_usd if limiter is not None else key.spent_usd),
         "reserved": limiter.reserved_usd if limiter is not None else 0.0,
         "in_flight": limiter.in_flight if limiter is not None else 0,
         "rpm_limit": key.rpm,
@@ -229,18 +246,26 @@ def key_view(key: VirtualKey, limiter: KeyLimiter | None = None) -> dict[str, An
     }
 
 
+def _finite(value: float | None) -> float | None:
+    """None for NaN / infinity (JSON has no such numbers; rows written before limits
+    were validated may hold them: an infinite budget is no budget)."""
+    return value if value is None or math.isfinite(value) else None
+
+
 _M = TypeVar("_M", bound=BaseModel)
 
 
 class GenerateKeyRequest(BaseModel):
-    """``POST /key/generate`` body (LiteLLM names). ``models`` None or empty: all models."""
+    """``POST /key/generate`` body (LiteLLM names). ``models`` None or empty: all models.
+    ``max_budget`` is USD, finite, at most ``MAX_BUDGET_USD``; limits are bounded too."""
 
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] | None = None
-    max_budget: float | None = Field(default=None, ge=0)
-    rpm_limit: int | None = Field(default=None, gt=0)
-    tpm_limit: int | None = Field(default=None, gt=0)
+    max_budget: float | None = Field(default=None, ge=0, le=MAX_BUDGET_USD,
+                                     allow_inf_nan=False)
+    rpm_limit: int | None = Field(default=None, gt=0, le=MAX_RPM)
+    tpm_limit: int | None = Field(default=None, gt=0, le=MAX_TPM)
     key_alias: str | None = Field(default=None, max_length=200)
 
 
@@ -266,23 +291,34 @@ Handler = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
 class _KeyAdmin:
-    """The admin endpoints' logic; every call needs the admin (master) key."""
+    """The admin endpoints' logic; every call needs the master key, so with none
+    configured every call is refused (403), open mode or not."""
 
     def __init__(self, auth: VirtualKeyAuth, config: Config):
         self.auth = auth
         self.model_names = frozenset(config.model_names())
+        self.master_key_env = config.server.master_key_env
 
     def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                info = await self.auth.authenticate(request.headers.get("authorization"))
-                if not info.is_admin:
-                    raise PermissionDenied("key management needs the master key",
-                                           code="admin_key_required")
+                await self._check_admin(request)
                 return JSONResponse(await handler(request))
             except ModelmixError as exc:
                 return error_response(exc)
         return endpoint
+
+    async def _check_admin(self, request: Request) -> None:
+        if not self.auth.has_master_key:
+            raise PermissionDenied(
+                f"key management is disabled: no master key is configured. Set "
+                f"{self.master_key_env} (the variable named by server.master_key_env) and "
+                "restart the gateway, or run 'modelmix keys create' on the gateway's host.",
+                code="master_key_not_configured")
+        info = await self.auth.authenticate(request.headers.get("authorization"))
+        if not info.is_admin:
+            raise PermissionDenied("key management needs the master key",
+                                   code="admin_key_required")
 
     async def generate(self, request: Request) -> dict[str, Any]:
         body = _parse(await read_body(request, _ADMIN_BODY_LIMIT), GenerateKeyRequest)

@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, Any
 from modelmix.store._records import NullSink, UsageRecord, UsageSink
 
 if TYPE_CHECKING:
+    from modelmix.store._feedback import (
+        FeedbackRecord,
+        FeedbackStore,
+        RequestInfo,
+        StoredOutcome,
+    )
     from modelmix.store._spill import SpillFile
     from modelmix.store._sql import GroupField, UsageStore, create_store_engine
     from modelmix.store._summary import SummaryRow, parse_window, percentile
@@ -30,9 +36,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "FeedbackRecord",
+    "FeedbackStore",
     "GroupField",
     "NullSink",
+    "RequestInfo",
     "SpillFile",
+    "StoredOutcome",
     "SummaryRow",
     "UsageRecord",
     "UsageSink",
@@ -48,6 +58,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "FeedbackRecord": "_feedback",
+    "FeedbackStore": "_feedback",
+    "RequestInfo": "_feedback",
+    "StoredOutcome": "_feedback",
     "SpillFile": "_spill",
     "GroupField": "_sql",
     "UsageStore": "_sql",

@@ -24,6 +24,9 @@ class UsageRecord:
         route_reason: why the router chose ``deployment``.
         status_code: HTTP status answered; error / error_type: why it failed, if it did.
         attempts: upstream calls made (retries and fallbacks included).
+        prompt / response: the last user message and the answer's text, only when
+            ``store.keep_prompts`` / ``store.keep_responses`` are on; stored in the
+            ``request_texts`` table, not in ``usage``.
     """
 
     request_id: str
@@ -43,6 +46,8 @@ class UsageRecord:
     error: str | None = None
     error_type: str | None = None
     attempts: int = 0
+    prompt: str | None = None
+    response: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

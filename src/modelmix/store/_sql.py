@@ -23,6 +23,7 @@ from modelmix.store._summary import GroupStats, SummaryRow, build_rows
 __all__ = [
     "GROUP_FIELDS",
     "METADATA",
+    "REQUEST_TEXTS_TABLE",
     "USAGE_TABLE",
     "GroupField",
     "UsageStore",
@@ -61,6 +62,21 @@ USAGE_TABLE = sa.Table(
     sa.Index("ix_usage_deployment", "deployment"),
     sa.Index("ix_usage_key_id", "key_id"),
     sa.Index("ix_usage_request_id", "request_id"),
+)
+
+#: Prompt and answer texts of requests, written only when ``store.keep_prompts`` or
+#: ``store.keep_responses`` is on (kept apart from ``usage`` so that table stays free of
+#: personal data and its schema stays v1). Joined to ``usage`` by ``request_id``.
+REQUEST_TEXTS_TABLE = sa.Table(
+    "request_texts",
+    METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("request_id", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),  # Unix time, seconds
+    sa.Column("prompt", sa.Text()),
+    sa.Column("response", sa.Text()),
+    sa.Index("ix_request_texts_request_id", "request_id"),
 )
 
 #: ``group_by`` names -> columns of :data:`USAGE_TABLE`.
@@ -179,9 +195,14 @@ class UsageStore:
         """Insert ``records`` in one transaction (all or none); returns the row count."""
         if not records:
             return 0
-        rows = [rec.to_dict() for rec in records]
+        rows = [{name: getattr(rec, name) for name in _RECORD_FIELDS} for rec in records]
+        texts = [{"request_id": rec.request_id, "created_at": rec.created_at,
+                  "prompt": rec.prompt, "response": rec.response}
+                 for rec in records if rec.prompt is not None or rec.response is not None]
         with self.engine.begin() as conn:
             conn.execute(USAGE_TABLE.insert(), rows)
+            if texts:
+                conn.execute(REQUEST_TEXTS_TABLE.insert(), texts)
         return len(rows)
 
     def existing(self, records: Iterable[UsageRecord]) -> set[tuple[str, float]]:

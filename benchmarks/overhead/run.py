@@ -1,0 +1,854 @@
+"""Gateway overhead benchmark: direct-to-upstream against modelmix and LiteLLM's proxy.
+
+An nginx ``return 200`` upstream answers every chat completion with the same OpenAI
+JSON body (with usage). wrk POSTs one fixed chat completion body on loopback at each
+concurrency, first to nginx directly, then through modelmix's gateway (one worker,
+pass-through route: the deployment is called by name, usage logging on), then through
+LiteLLM's proxy (pinned version, its own virtualenv under ``benchmarks/.work``).
+Overhead = gateway latency minus direct latency at the same percentile.
+
+Usage::
+
+    .venv/bin/python benchmarks/overhead/run.py --duration 10
+    .venv/bin/python benchmarks/overhead/run.py --install          # apt-get nginx + wrk first
+    .venv/bin/python benchmarks/overhead/run.py --targets direct,modelmix \\
+        --variant uvicorn-h11 --out benchmarks/.work/exp-h11.json    # one experiment
+
+Writes ``results.json`` and the generated part of ``RESULTS.md`` next to this file
+(unless ``--out`` sends the JSON elsewhere, which also skips RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+WORK = HERE.parent / ".work"
+LITELLM_VENV = WORK / "litellm-venv"
+LITELLM_SPEC = "litellm[proxy]==1.106.12"
+EXP_PKGS = WORK / "exp-pkgs"  # granian / py-spy for experiments: pip install --target
+APT_INSTALL = "apt-get update && apt-get install -y nginx-light wrk"
+
+#: Both gateways check this key (LiteLLM refuses to start without one); nginx ignores it.
+MASTER_KEY = f"sk-bench-{secrets.token_hex(24)}"
+MODEL = "bench-upstream"
+UPSTREAM_MODEL = "gpt-4o-mini"
+REQUEST_BODY = {
+    "model": MODEL,
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Say hello in one short sentence."},
+    ],
+    "max_tokens": 16,
+    "temperature": 0.2,
+}
+UPSTREAM_BODY = {
+    "id": "chatcmpl-bench00000000000000000000",
+    "object": "chat.completion",
+    "created": 1767225600,
+    "model": UPSTREAM_MODEL,
+    "system_fingerprint": "fp_bench",
+    "choices": [{
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }],
+    "usage": {"prompt_tokens": 24, "completion_tokens": 9, "total_tokens": 33},
+}
+
+#: How modelmix's gateway is started. ``serve`` (the CLI) is what users run; the others
+#: are the server experiments recorded in RESULTS.md.
+VARIANTS: dict[str, list[str]] = {
+    "serve": ["-m", "modelmix.cli", "serve", "--host", "127.0.0.1", "--port", "{port}",
+              "--log-level", "{log_level}", "--config", "{config}"],
+    "uvicorn-h11": ["-m", "uvicorn", "--factory", "{app}",
+                    "--host", "127.0.0.1", "--port", "{port}", "--loop", "asyncio",
+                    "--http", "h11", "--no-access-log", "--log-level", "warning"],
+    "uvicorn-httptools-uvloop": ["-m", "uvicorn", "--factory",
+                                 "{app}", "--host", "127.0.0.1",
+                                 "--port", "{port}", "--loop", "uvloop", "--http",
+                                 "httptools", "--no-access-log", "--log-level", "warning"],
+    "granian": ["-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                "--port", "{port}", "--workers", "1", "--loop", "uvloop", "--log-level",
+                "warning", "--no-access-log", "{app}"],
+}
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+@dataclass
+class Cpus:
+    """CPU sets: the gateway gets its own core; nginx and wrk share the rest."""
+
+    gateway: list[int] | None
+    load: list[int] | None
+
+    @classmethod
+    def plan(cls, pin: bool) -> Cpus:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not pin or len(cpus) < 2 or shutil.which("taskset") is None:
+            return cls(None, None)
+        return cls([cpus[0]], cpus[1:])
+
+    @staticmethod
+    def prefix(cpus: list[int] | None) -> list[str]:
+        return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace ``{name}`` placeholders (nginx and YAML braces are left alone)."""
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+@contextlib.contextmanager
+def launched(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None
+             ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` in its own process group; stop the whole group on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+        print(f"  stopped {name}", flush=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST" if body else "GET",
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {MASTER_KEY}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
+    """Poll ``url`` until it answers 200; returns seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited ({proc.returncode}); see {log}:\n"
+                             + log.read_text(errors="replace")[-3000:])
+        with contextlib.suppress(OSError):
+            if http(url, timeout=2)[0] == 200:
+                return time.monotonic() - start
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready after {timeout:.0f}s; see {log}")
+
+
+def check_completion(url: str) -> int:
+    """One real request: must be a 200 chat.completion with usage. Returns body size."""
+    status, body = http(url, json.dumps(REQUEST_BODY).encode(), timeout=30)
+    data = json.loads(body) if body.startswith(b"{") else {}
+    if status != 200 or data.get("object") != "chat.completion" or not data.get("usage"):
+        raise SystemExit(f"{url}: bad answer {status}: {body[:500]!r}")
+    return len(body)
+
+
+# --- memory ----------------------------------------------------------------------------
+
+
+def _status_kb(pid: int, field_name: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (workers a server forks)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
+
+
+def tree_kb(root: int, field_name: str = "VmRSS") -> int:
+    return sum(_status_kb(pid, field_name) for pid in process_tree(root))
+
+
+class RssSampler:
+    """Samples the summed RSS of a process tree every 50 ms while active."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pids, listed = process_tree(self.root), time.monotonic()
+        while not self._stop.wait(0.05):
+            if time.monotonic() - listed > 2.0:  # walking /proc is not free: now and then
+                pids, listed = process_tree(self.root), time.monotonic()
+            rss = sum(_status_kb(pid, "VmRSS") for pid in pids)
+            self.peak_kb = max(self.peak_kb, rss)
+
+    def __enter__(self) -> RssSampler:
+        self.peak_kb = tree_kb(self.root)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """One wrk run against one target at one concurrency.
+
+    ``gateway_cpu_pct``: CPU the gateway process tree used (100 = one core);
+    ``cpu_us_per_request``: that CPU time per request, the least noisy efficiency figure;
+    ``other_cpu_pct``: CPU used by processes outside this benchmark during the run
+    (100 = one core), to tell a clean run from one on a busy machine.
+    """
+
+    concurrency: int
+    threads: int
+    requests: int
+    rps: float
+    p50_us: int
+    p90_us: int
+    p99_us: int
+    p999_us: int
+    mean_us: float
+    max_us: int
+    errors: int
+    non_2xx: int
+    gateway_cpu_pct: float | None = None
+    cpu_us_per_request: float | None = None
+    other_cpu_pct: float | None = None
+
+
+def wrk(url: str, concurrency: int, duration: float, cpus: Cpus, body_file: Path) -> Load:
+    threads = max(1, min(concurrency, len(cpus.load or os.sched_getaffinity(0)), 2))
+    cmd = [*Cpus.prefix(cpus.load), "wrk", f"-t{threads}", f"-c{concurrency}",
+           f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(HERE / "post.lua"),
+           url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "BENCH_BODY_FILE": str(body_file),
+                              "BENCH_AUTH": f"Bearer {MASTER_KEY}"}).stdout
+    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no BENCH_JSON line:\n{out}")
+    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    errors = sum(raw[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    return Load(concurrency=concurrency, threads=threads, requests=raw["requests"],
+                rps=round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+                p50_us=raw["p50_us"], p90_us=raw["p90_us"], p99_us=raw["p99_us"],
+                p999_us=raw["p999_us"], mean_us=round(raw["mean_us"], 1),
+                max_us=raw["max_us"], errors=errors, non_2xx=raw["err_status"])
+
+
+@contextlib.contextmanager
+def profiled(pid: int, label: str, duration: float, cpus: Cpus) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (from benchmarks/.work/exp-pkgs) into collapsed stacks."""
+    exe = EXP_PKGS / "bin" / "py-spy"
+    if not exe.exists():
+        raise SystemExit(f"--profile needs py-spy: .venv/bin/pip install --target {EXP_PKGS}"
+                         " py-spy")
+    out = WORK / f"profile-{label}.txt"
+    cmd = [*Cpus.prefix(cpus.load), str(exe), "record", "--pid", str(pid), "--rate", "200",
+           "--duration", str(max(1, round(duration) - 1)), "--format", "raw", "--nonblocking",
+           "--output", str(out)]
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONPATH": str(EXP_PKGS)})
+    try:
+        yield
+    finally:
+        spy.wait(timeout=60)
+        print(f"  profile: {out}", flush=True)
+
+
+@dataclass
+class TargetResult:
+    name: str
+    startup_s: float | None = None
+    response_bytes: int = 0
+    idle_rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    hwm_rss_mb: float | None = None
+    loads: list[Load] = field(default_factory=list)
+    runs: list[Load] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def run_loads(res: TargetResult, url: str, args: argparse.Namespace, cpus: Cpus,
+              body_file: Path, pid: int | None) -> None:
+    res.response_bytes = check_completion(url)
+    for conc in args.concurrency:
+        runs = []
+        for _ in range(args.repeat):
+            wrk(url, conc, args.warmup, cpus, body_file)
+            wait_quiet(args.quiet_wait)
+            runs.append(measured(res, url, conc, args, cpus, body_file, pid))
+        # The median run by p99 speaks for the N (all are kept in the JSON).
+        load = sorted(runs, key=lambda x: x.p99_us)[(len(runs) - 1) // 2]
+        res.loads.append(load)
+        res.runs.extend(runs)
+        print(f"  {res.name:<10} c={conc:<3} {load.rps:>9.1f} req/s  p50 {load.p50_us:>6} us"
+              f"  p99 {load.p99_us:>6} us  cpu/req {load.cpu_us_per_request} us"
+              f"  errors {load.errors + load.non_2xx}  other CPU {load.other_cpu_pct}%",
+              flush=True)
+    if pid:
+        res.hwm_rss_mb = round(tree_kb(pid, "VmHWM") / 1024, 1)
+
+
+def measured(res: TargetResult, url: str, conc: int, args: argparse.Namespace, cpus: Cpus,
+             body_file: Path, pid: int | None) -> Load:
+    """One measured wrk run, with RSS sampling, CPU accounting and optional profiling."""
+    with contextlib.ExitStack() as stack:
+        sampler = stack.enter_context(RssSampler(pid)) if pid and args.rss else None
+        if pid and args.profile:
+            stack.enter_context(profiled(pid, f"{res.name}-c{conc}", args.duration, cpus))
+        before = CpuSnapshot.take(pid)
+        load = wrk(url, conc, args.duration, cpus, body_file)
+        CpuSnapshot.take(pid).annotate(before, load)
+    if sampler is not None:
+        res.peak_rss_mb = max(res.peak_rss_mb or 0.0, round(sampler.peak_kb / 1024, 1))
+    return load
+
+
+def wait_quiet(limit_s: float, threshold_pct: float = 10.0) -> None:
+    """Wait (at most ``limit_s``) until processes outside the benchmark use under
+    ``threshold_pct`` of a core over one second."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = CpuSnapshot.take(None)
+        time.sleep(1.0)
+        if CpuSnapshot.take(None).other_pct(before) < threshold_pct:
+            return
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU time (s) of the whole machine, of this benchmark's process tree, and of the
+    gateway's tree."""
+
+    at: float
+    busy_s: float
+    ours_s: float
+    gateway_s: float
+
+    @staticmethod
+    def _tree_cpu_s(root: int) -> float:
+        total = 0
+        for pid in process_tree(root):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    def take(cls, gateway: int | None) -> CpuSnapshot:
+        cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, cpu[:8])
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        return cls(time.monotonic(), busy, cls._tree_cpu_s(os.getpid()),
+                   cls._tree_cpu_s(gateway) if gateway else 0.0)
+
+    def other_pct(self, before: CpuSnapshot) -> float:
+        elapsed = self.at - before.at
+        other = (self.busy_s - before.busy_s) - (self.ours_s - before.ours_s)
+        return round(max(0.0, other) / elapsed * 100, 1)
+
+    def annotate(self, before: CpuSnapshot, load: Load) -> None:
+        load.other_cpu_pct = self.other_pct(before)
+        if self.gateway_s:
+            used = self.gateway_s - before.gateway_s
+            load.gateway_cpu_pct = round(used / (self.at - before.at) * 100, 1)
+            load.cpu_us_per_request = round(used / max(1, load.requests) * 1e6, 1)
+
+
+def measure_server(res: TargetResult, proc: subprocess.Popen[bytes], base: str,
+                   health: str, log: Path, ctx: RunContext) -> None:
+    res.startup_s = round(wait_ready(proc, base + health, log, ctx.args.ready_timeout), 2)
+    time.sleep(1.0)  # let start-up work settle before the idle reading
+    res.idle_rss_mb = round(tree_kb(proc.pid) / 1024, 1)
+    print(f"  {res.name}: ready in {res.startup_s}s, idle RSS {res.idle_rss_mb} MB",
+          flush=True)
+    run_loads(res, base + "/v1/chat/completions", ctx.args, ctx.cpus, ctx.body_file,
+              proc.pid)
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunContext:
+    args: argparse.Namespace
+    cpus: Cpus
+    tmp: Path
+    upstream: str  # http://127.0.0.1:PORT/v1
+    body_file: Path
+
+
+def bench_direct(ctx: RunContext) -> TargetResult:
+    res = TargetResult("direct")
+    run_loads(res, ctx.upstream + "/chat/completions", ctx.args, ctx.cpus, ctx.body_file,
+              None)
+    return res
+
+
+def bench_modelmix(ctx: RunContext) -> TargetResult:
+    res = TargetResult("modelmix")
+    db = ctx.tmp / "usage.db"
+    db_url = f"sqlite:///{db}"
+    config = ctx.tmp / "modelmix.yaml"
+    config.write_text(fill((HERE / "modelmix.yaml.template").read_text(), {
+        "model": MODEL, "upstream_model": UPSTREAM_MODEL, "api_base": ctx.upstream,
+        "db_url": db_url}))
+    if not ctx.args.usage:
+        config.write_text(config.read_text().replace("store:\n", "store:\n  enabled: false\n"))
+    env = {"MODELMIX_DB_URL": db_url, "MODELMIX_CONFIG": str(config),
+           "MODELMIX_MASTER_KEY": MASTER_KEY,
+           **dict(kv.split("=", 1) for kv in ctx.args.env)}
+    python_server(res, ctx, ctx.args.variant, ctx.args.app, env, config)
+    res.notes.append(f"server: {ctx.args.variant}" + (
+        f", app {ctx.args.app}" if ctx.args.variant != "serve"
+        else f", --log-level {ctx.args.log_level}") + ("" if ctx.args.usage else ", usage off"))
+    res.notes.append(usage_note(db))
+    return res
+
+
+def bench_floor(ctx: RunContext) -> TargetResult:
+    """A trivial ASGI app (fixed answer) on uvicorn in the gateway's place: the latency
+    any Python server shows on this machine at this moment."""
+    res = TargetResult("floor")
+    python_server(res, ctx, "uvicorn-httptools-uvloop", "layers:raw_fixed", {}, None)
+    res.notes.append("uvicorn (httptools, uvloop) + layers.raw_fixed: no upstream call")
+    return res
+
+
+def python_server(res: TargetResult, ctx: RunContext, variant: str, app: str,
+                  env: dict[str, str], config: Path | None) -> None:
+    """Start one Python gateway process on the gateway CPU and measure it."""
+    port = free_port()
+    values = {"{port}": str(port), "{config}": str(config), "{app}": app,
+              "{log_level}": ctx.args.log_level}
+    argv = [values.get(a, a) for a in VARIANTS[variant]]
+    env = {**env, "BENCH_UPSTREAM": ctx.upstream}
+    if variant != "serve":  # granian, and layers.py apps
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (
+            str(HERE), str(EXP_PKGS), os.environ.get("PYTHONPATH", "")) if p)
+    cmd = [*Cpus.prefix(ctx.cpus.gateway), sys.executable, *argv]
+    log = ctx.tmp / f"{res.name}.log"
+    with launched(res.name, cmd, log, env) as proc:
+        measure_server(res, proc, f"http://127.0.0.1:{port}", "/health", log, ctx)
+
+
+def usage_note(db: Path) -> str:
+    """How many usage rows the run left in the SQLite store, if it is wired."""
+    if not db.exists():
+        return "usage store: no database written (store not wired in this build)"
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+                  for t in tables}
+    return f"usage store: {counts}"
+
+
+def ensure_litellm_venv() -> Path:
+    """Create the LiteLLM virtualenv on first use; returns its ``litellm`` command."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print(f"creating {LITELLM_VENV} with {LITELLM_SPEC} (one-off, a few minutes)",
+          flush=True)
+    LITELLM_VENV.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+    subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_SPEC],
+                   check=True)
+    return exe
+
+
+def bench_litellm(ctx: RunContext) -> TargetResult:
+    res = TargetResult("litellm")
+    exe = ensure_litellm_venv()
+    port = free_port()
+    config = ctx.tmp / "litellm.yaml"
+    config.write_text(fill((HERE / "litellm.yaml.template").read_text(), {
+        "model": MODEL, "upstream_model": UPSTREAM_MODEL, "api_base": ctx.upstream}))
+    cmd = [*Cpus.prefix(ctx.cpus.gateway), str(exe), "--config", str(config), "--host",
+           "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    env = {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOG": "ERROR",
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
+           "DISABLE_ADMIN_UI": "True", "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True"}
+    log = ctx.tmp / "litellm.log"
+    with launched("litellm", cmd, log, env) as proc:
+        measure_server(res, proc, f"http://127.0.0.1:{port}", "/health/liveliness", log,
+                       ctx)
+    res.notes.append("1 uvicorn worker, master key, no database, LITELLM_LOG=ERROR, "
+                     "no callbacks")
+    return res
+
+
+BENCHES = {"direct": bench_direct, "floor": bench_floor, "modelmix": bench_modelmix,
+           "litellm": bench_litellm}
+
+
+@contextlib.contextmanager
+def nginx_upstream(tmp: Path, cpus: Cpus) -> Iterator[str]:
+    port = free_port()
+    body = json.dumps(UPSTREAM_BODY, separators=(",", ":"))
+    conf = tmp / "nginx.conf"
+    conf.write_text(fill((HERE / "nginx.conf.template").read_text(), {
+        "workdir": str(tmp), "port": str(port), "body": body.replace("'", "\\'")}))
+    cmd = [*Cpus.prefix(cpus.load), "nginx", "-p", str(tmp), "-c", str(conf)]
+    log = tmp / "nginx.log"
+    with launched("nginx", cmd, log) as proc:
+        wait_ready(proc, f"http://127.0.0.1:{port}/", log, 10)
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+# --- machine and report ----------------------------------------------------------------
+
+
+def _cmd_output(cmd: list[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if (
+        done.stdout + done.stderr).strip() else "?"
+
+
+def _versions(python: Path | str, names: list[str]) -> dict[str, str]:
+    code = ("import importlib.metadata as m, json, sys\n"
+            "out = {}\n"
+            "for n in sys.argv[1:]:\n"
+            "    try: out[n] = m.version(n)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))")
+    env = {**os.environ, "PYTHONPATH": str(EXP_PKGS)}
+    try:
+        done = subprocess.run([str(python), "-c", code, *names], capture_output=True,
+                              text=True, timeout=60, env=env, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, str] = json.loads(done.stdout)
+    return found
+
+
+def machine(usable_cpus: int) -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
+                  if ln.startswith("model name")), platform.processor() or "?")
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    os_name = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    ours = ["modelmix", "uvicorn", "uvloop", "httptools", "starlette", "aiohttp", "orjson",
+            "pydantic", "pydantic-core", "sqlalchemy", "granian"]
+    peer = ["litellm", "uvicorn", "fastapi", "httpx", "aiohttp", "pydantic"]
+    lite_py = LITELLM_VENV / "bin" / "python"
+    return {
+        "cpu_model": model,
+        "cpus_online": os.cpu_count(),
+        "cpus_usable": usable_cpus,
+        "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": os_name,
+        "python": platform.python_version(),
+        "nginx": _cmd_output(["nginx", "-v"]),
+        "wrk": _cmd_output(["wrk", "-v"]).split(" [")[0],
+        "modelmix_packages": _versions(sys.executable, ours),
+        "litellm_packages": _versions(lite_py, peer) if lite_py.exists() else {},
+    }
+
+
+def _load(results: dict[str, TargetResult], name: str, conc: int) -> Load | None:
+    res = results.get(name)
+    return next((x for x in res.loads if x.concurrency == conc), None) if res else None
+
+
+def summary(results: dict[str, TargetResult]) -> dict[str, Any]:
+    """Overheads and the issue's targets, from whatever targets were run."""
+    out: dict[str, Any] = {}
+    for gw in ("modelmix", "litellm"):
+        for conc in (1, 32):
+            d, g = _load(results, "direct", conc), _load(results, gw, conc)
+            if d and g:
+                out[f"{gw}_c{conc}_added_p50_ms"] = round((g.p50_us - d.p50_us) / 1000, 3)
+                out[f"{gw}_c{conc}_added_p99_ms"] = round((g.p99_us - d.p99_us) / 1000, 3)
+            f = _load(results, "floor", conc)
+            if f and g:  # above what a trivial Python server shows here and now
+                out[f"{gw}_c{conc}_p50_over_floor_ms"] = round((g.p50_us - f.p50_us) / 1000, 3)
+                out[f"{gw}_c{conc}_p99_over_floor_ms"] = round((g.p99_us - f.p99_us) / 1000, 3)
+    for conc in (1, 32):
+        m, lt = _load(results, "modelmix", conc), _load(results, "litellm", conc)
+        if m and lt and lt.rps:
+            out[f"throughput_vs_litellm_c{conc}"] = round(m.rps / lt.rps, 1)
+    return out
+
+
+def checks(results: dict[str, TargetResult], summ: dict[str, Any]) -> list[dict[str, Any]]:
+    m32 = _load(results, "modelmix", 32)
+    mm = results.get("modelmix")
+    rows = [
+        ("added p50 at concurrency 1", "<= 0.5 ms", summ.get("modelmix_c1_added_p50_ms"),
+         "ms", lambda v: v <= 0.5),
+        ("added p99 at concurrency 1", "<= 2 ms", summ.get("modelmix_c1_added_p99_ms"),
+         "ms", lambda v: v <= 2.0),
+        ("requests/s at concurrency 32", ">= 2,000", m32.rps if m32 else None, "req/s",
+         lambda v: v >= 2000),
+        ("throughput vs LiteLLM (c=32)", ">= 20x", summ.get("throughput_vs_litellm_c32"),
+         "x", lambda v: v >= 20),
+        ("idle RSS, no local model", "<= 120 MB", mm.idle_rss_mb if mm else None, "MB",
+         lambda v: v <= 120),
+    ]
+    return [{"target": name, "goal": goal, "reached": val, "unit": unit,
+             "met": None if val is None else bool(ok(val))}
+            for name, goal, val, unit, ok in rows]
+
+
+# --- RESULTS.md ------------------------------------------------------------------------
+
+START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [START, "", f"Run: {report['date']}, {report['settings']}.", "",
+             "| machine | |", "| --- | --- |",
+             f"| CPU | {m['cpu_model']}, {m['cpus_online']} cores "
+             f"({m['cpus_usable']} usable) |",
+             f"| RAM | {m['ram_gib']} GiB |", f"| OS, kernel | {m['os']}, {m['kernel']} |",
+             f"| Python | {m['python']} |", f"| upstream, load | {m['nginx']}; {m['wrk']} |",
+             "| modelmix env | " + _pkgs(m["modelmix_packages"]) + " |",
+             "| LiteLLM env | " + _pkgs(m["litellm_packages"]) + " |", "",
+             "| target | conc. | req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms "
+             "| added p99 ms | gateway CPU µs/req | errors | idle RSS MB | peak RSS MB "
+             "| other CPU % |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+             "| ---: | ---: |"]
+    direct = {x["concurrency"]: x for x in report["targets"].get("direct", {}).get("loads", [])}
+    for name, res in report["targets"].items():
+        for ld in res["loads"]:
+            d = direct.get(ld["concurrency"])
+            add50 = f"{(ld['p50_us'] - d['p50_us']) / 1000:.3f}" if d and name != "direct" \
+                else "-"
+            add99 = f"{(ld['p99_us'] - d['p99_us']) / 1000:.3f}" if d and name != "direct" \
+                else "-"
+            idle = res["idle_rss_mb"] if res["idle_rss_mb"] is not None else "-"
+            peak = res["hwm_rss_mb"] if res["hwm_rss_mb"] is not None else "-"
+            lines.append(
+                f"| {name} | {ld['concurrency']} | {ld['rps']:,.0f} | {ld['p50_us'] / 1000:.3f}"
+                f" | {ld['p99_us'] / 1000:.3f} | {ld['p999_us'] / 1000:.3f} | {add50} | {add99}"
+                f" | {_num(ld['cpu_us_per_request'])} | {ld['errors'] + ld['non_2xx']}"
+                f" | {idle} | {peak} | {_num(ld['other_cpu_pct'])} |")
+    lines += ["", "| goal (2 cores, 1 worker) | wanted | reached | met |",
+              "| --- | --- | ---: | --- |"]
+    for c in report["checks"]:
+        val = "-" if c["reached"] is None else f"{c['reached']:,} {c['unit']}"
+        met = {True: "yes", False: "**no**", None: "-"}[c["met"]]
+        lines.append(f"| {c['target']} | {c['goal']} | {val} | {met} |")
+    notes = [f"- {n}: {'; '.join(r['notes'])}" for n, r in report["targets"].items()
+             if r["notes"]]
+    return "\n".join([*lines, "", *notes, "", END])
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _pkgs(found: dict[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in found.items()) or "-"
+
+
+def write_markdown(path: Path, block: str) -> None:
+    text = path.read_text() if path.exists() else (
+        "# Gateway overhead benchmark\n\n" + START + "\n" + END + "\n")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.write_text(head + block + tail)
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def prerequisites(install: bool) -> None:
+    missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None]
+    if not missing:
+        return
+    if not install:
+        raise SystemExit(f"missing {', '.join(missing)}; install them with:\n  {APT_INSTALL}"
+                         "\n(or run this script with --install, as root)")
+    subprocess.run(["sh", "-c", f"DEBIAN_FRONTEND=noninteractive {APT_INSTALL}"], check=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
+    p.add_argument("--concurrency", default="1,32",
+                   type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--targets", default="direct,floor,modelmix,litellm",
+                   type=lambda s: s.split(","), help=f"of {', '.join(BENCHES)}")
+    p.add_argument("--variant", default="serve", choices=sorted(VARIANTS),
+                   help="how the modelmix gateway is started (experiments)")
+    p.add_argument("--app", default="modelmix.server.app:create_app",
+                   help="ASGI app factory for the non-serve variants (layers:... apps "
+                   "split the cost into layers)")
+    p.add_argument("--log-level", default="warning",
+                   help="modelmix serve --log-level (info logs one line per request)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the modelmix gateway (repeatable)")
+    p.add_argument("--no-usage", dest="usage", action="store_false",
+                   help="turn modelmix's usage store off (store.enabled: false; experiments)")
+    p.add_argument("--rss-sampling", dest="rss", action="store_true",
+                   help="also sample RSS every 50 ms during runs (it disturbs the load "
+                   "generator's CPU a little; VmHWM gives the peak without it)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="do not give the gateway its own CPU")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measured runs per target and concurrency; the median run by p99 "
+                   "is reported (all are kept in the JSON)")
+    p.add_argument("--quiet-wait", type=float, default=20.0,
+                   help="seconds to wait for other processes to go quiet before each run")
+    p.add_argument("--install", action="store_true", help="apt-get install nginx and wrk")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the gateways during each run (benchmarks/.work/profile-*)")
+    p.add_argument("--ready-timeout", type=float, default=180.0)
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the JSON here instead of results.json + RESULTS.md")
+    args = p.parse_args(argv)
+    unknown = set(args.targets) - set(BENCHES)
+    if unknown:
+        p.error(f"unknown targets {sorted(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    prerequisites(args.install)
+    cpus = Cpus.plan(args.pin)
+    usable = len(os.sched_getaffinity(0))
+    if cpus.load:  # this script and what it starts stay off the gateway's CPU
+        os.sched_setaffinity(0, cpus.load)
+    results: dict[str, TargetResult] = {}
+    with tempfile.TemporaryDirectory(prefix="modelmix-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        body_file = tmp / "request.json"
+        body_file.write_text(json.dumps(REQUEST_BODY))
+        with nginx_upstream(tmp, cpus) as upstream:
+            ctx = RunContext(args, cpus, tmp, upstream, body_file)
+            for name in args.targets:
+                print(f"[{name}]", flush=True)
+                results[name] = BENCHES[name](ctx)
+        keep_logs(tmp)
+    report = build_report(args, cpus, results, machine(usable))
+    out = args.out or HERE / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.out is None:
+        write_markdown(HERE / "RESULTS.md", markdown(report))
+    for c in report["checks"]:
+        print(f"  {c['target']:<32} {c['goal']:<10} reached {c['reached']} {c['unit']}"
+              f"  met={c['met']}")
+    print(f"wrote {out}")
+
+
+def keep_logs(tmp: Path) -> None:
+    """Copy the servers' logs to benchmarks/.work/logs (the temp dir goes away)."""
+    dest = WORK / "logs"
+    dest.mkdir(parents=True, exist_ok=True)
+    for log in tmp.glob("*.log"):
+        shutil.copy(log, dest / log.name)
+
+
+def build_report(args: argparse.Namespace, cpus: Cpus, results: dict[str, TargetResult],
+                 host: dict[str, Any]) -> dict[str, Any]:
+    pin = (f"gateway pinned to CPU {cpus.gateway}, nginx + wrk to CPU {cpus.load}"
+           if cpus.gateway else "no CPU pinning")
+    settings = (f"{args.duration:g} s per run after {args.warmup:g} s warm-up, "
+                f"concurrency {', '.join(map(str, args.concurrency))}, {pin}")
+    summ = summary(results)
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": settings,
+        "machine": host,
+        "request_body": REQUEST_BODY,
+        "targets": {k: asdict(v) for k, v in results.items()},
+        "summary": summ,
+        "checks": checks(results, summ),
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""OpenAI Chat Completions request models.
+
+Mirrors https://platform.openai.com/docs/api-reference/chat/create. Validation is
+strict (no ``"5"`` for 5, no ``"yes"`` for true) because the OpenAI API rejects such
+input and a lax gateway would pass mistakes on silently; unknown fields are kept and
+forwarded to OpenAI-compatible upstreams.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ChatMessage",
+    "ChatRequest",
+    "ContentPart",
+    "FunctionDefinition",
+    "RequestNeeds",
+    "ResponseFormat",
+    "StreamOptions",
+    "Tool",
+    "estimate_tokens",
+]
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ImageURL(_Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class InputAudio(_Strict):
+    data: str
+    format: str
+
+
+class ContentPart(_Strict):
+    """One part of a multi-part message: text, image_url or input_audio."""
+
+    type: Literal["text", "image_url", "input_audio", "file", "refusal"]
+    text: str | None = None
+    image_url: ImageURL | None = None
+    input_audio: InputAudio | None = None
+
+    @model_validator(mode="after")
+    def _payload_present(self) -> ContentPart:
+        needed = {"text": self.text, "image_url": self.image_url,
+                  "input_audio": self.input_audio}
+        if self.type in needed and needed[self.type] is None:
+            raise ValueError(f"a '{self.type}' content part needs a '{self.type}' field")
+        return self
+
+
+class ChatMessage(_Strict):
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _role_rules(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs tool_call_id")
+        if self.role == "assistant":
+            if self.content is None and not self.tool_calls:
+                raise ValueError("an 'assistant' message needs content or tool_calls")
+        elif self.content is None and self.role != "function":
+            raise ValueError(f"a '{self.role}' message needs content")
+        return self
+
+    def text(self) -> str:
+        """The message's text, parts joined with newlines; '' when none."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text or "" for p in self.content if p.type == "text")
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class FunctionDefinition(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Strict):
+    """A function tool (the only tool type of the Chat Completions API)."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: dict[str, str]
+
+    @field_validator("function")
+    @classmethod
+    def _has_name(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("name"):
+            raise ValueError("tool_choice.function needs a name")
+        return value
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class RequestNeeds(BaseModel):
+    """What a request needs from a deployment, used by the policy filter.
+
+    ``prompt_tokens_estimate`` and ``max_output_tokens`` are tokens.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    image_input: bool = False
+    audio_input: bool = False
+    tools: bool = False
+    json_mode: bool = False
+    prompt_tokens_estimate: int = 0
+    max_output_tokens: int = 0
+
+
+class ChatRequest(_Strict):
+    """A ``POST /v1/chat/completions`` body.
+
+    ``max_tokens`` / ``max_completion_tokens`` are completion tokens. Unknown fields are
+    kept and forwarded to OpenAI-compatible upstreams.
+    """
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # Kept as plain dicts (validated against Tool / NamedToolChoice / ResponseFormat) so
+    # adapters see exactly what the client sent.
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    #: modelmix extension: the request's deadline in seconds, retries included (sent as
+    #: ``extra_body={"timeout": 30}`` from the OpenAI SDK). Never forwarded upstream.
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for tool in value or ():
+            Tool.model_validate(tool)
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _check_tool_choice(cls, value: str | dict[str, Any] | None
+                           ) -> str | dict[str, Any] | None:
+        if isinstance(value, str) and value not in ("none", "auto", "required"):
+            raise ValueError("tool_choice must be 'none', 'auto', 'required' or an object")
+        if isinstance(value, dict):
+            NamedToolChoice.model_validate(value)
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _check_response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            ResponseFormat.model_validate(value)
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    @property
+    def completion_limit(self) -> int | None:
+        """The completion token limit asked for, whichever field carried it."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def needs(self) -> RequestNeeds:
+        """Summarise what this request needs (modalities, tools, size)."""
+        image = audio = False
+        chars = 0
+        for msg in self.messages:
+            if isinstance(msg.content, list):
+                for part in msg.content:
+                    image = image or part.type == "image_url"
+                    audio = audio or part.type == "input_audio"
+            chars += len(msg.text())
+        rf_type = (self.response_format or {}).get("type")
+        return RequestNeeds(
+            image_input=image,
+            audio_input=audio,
+            tools=bool(self.tools),
+            json_mode=rf_type in ("json_object", "json_schema"),
+            prompt_tokens_estimate=estimate_tokens(chars) + 4 * len(self.messages),
+            max_output_tokens=self.completion_limit or 0,
+        )
+
+    def to_upstream(self, model: str) -> dict[str, Any]:
+        """The body to send an OpenAI-compatible upstream serving ``model``."""
+        body = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
+        body["model"] = model
+        return body
+
+
+def estimate_tokens(chars: int) -> int:
+    """Rough token count from characters (~4 chars per token for English, OpenAI's
+    rule of thumb: https://help.openai.com/en/articles/4936856). Used only for policy
+    filtering before a tokenizer is available."""
+    return (chars + 3) // 4

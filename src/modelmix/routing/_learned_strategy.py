@@ -1,0 +1,356 @@
+"""The ``learned`` strategy: a quality predictor and a calibrated threshold pick the
+cheapest deployment likely to answer well. The default strategy of ``model: "auto"``.
+
+How one request is decided (docs/routing-in-gateway.md has the long form):
+
+1. ``max_cost_per_1k`` hint: deployments whose estimated cost of 1,000 such requests
+   is above the cap are dropped (none left: 400).
+2. Each candidate maps to a predictor column: its ``quality_profile``; else a column
+   named like the deployment or its model; else the predictor's weak model for open
+   deployments and its strong model for proprietary ones.
+3. Threshold mode (a predictor with a weak/strong pair, the default): ``p`` =
+   P(strong needed) for the prompt; ``p >= threshold`` puts the cheapest strong-column
+   candidate first, else the cheapest weak-column one; the other group follows,
+   cheapest first. The threshold is a calibrated target's (the request's ``target``,
+   else ``learned_router.target``, else the calibration's default), or
+   :data:`UNCALIBRATED_THRESHOLD`.
+4. Quality mode (a ``min_quality`` hint, or a predictor without a weak/strong pair):
+   the cheapest candidate whose predicted quality reaches the bar goes first, then the
+   others that reach it by price, then the rest by predicted quality.
+5. ``prefer_open`` hint: open deployments first (cheapest first), whatever ``p``.
+
+When no predictor can be loaded (numpy missing, no artifact) or it fails on a request,
+the ``rules`` ordering serves and the reason says why: routing never fails because of
+the learned router.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from modelmix.catalog import Config, Deployment, LearnedRouterSettings, Tier
+from modelmix.errors import InvalidRequest, ModelmixError
+from modelmix.protocol import RequestNeeds
+from modelmix.routing._calibration import CALIBRATION_FILE, Calibration, load_calibration
+from modelmix.routing._decision import RouteDecision
+from modelmix.routing._input import RoutingInput
+from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
+
+if TYPE_CHECKING:  # the learned package imports numpy: load it only when routing needs it
+    from modelmix.routing.learned._base import QualityPredictor
+
+__all__ = ["UNCALIBRATED_THRESHOLD", "LearnedStrategy", "estimated_cost_usd"]
+
+log = logging.getLogger("modelmix.routing")
+
+#: Threshold on P(strong needed) when no calibration exists: strong when the predictor
+#: thinks it more likely than not. Run ``modelmix router calibrate`` for a real one.
+UNCALIBRATED_THRESHOLD = 0.5
+
+#: Loads a predictor from a name (``default``) or an artifact directory.
+PredictorLoader = Callable[[str], "QualityPredictor"]
+
+
+def estimated_cost_usd(dep: Deployment, request: RoutingInput) -> float:
+    """USD of one request on ``dep``: estimated prompt tokens and ``max_tokens`` (or
+    :data:`~modelmix.routing._input.DEFAULT_OUTPUT_TOKENS`) at catalog prices."""
+    return dep.cost_usd(request.needs.prompt_tokens_estimate, request.output_tokens_estimate())
+
+
+def _default_loader(name: str) -> QualityPredictor:
+    """``modelmix.routing.learned.load_predictor(name)``, imported on first use."""
+    module = importlib.import_module("modelmix.routing.learned")
+    load: PredictorLoader = module.load_predictor
+    return load(name)
+
+
+@dataclass(slots=True)
+class _Choice:
+    ordered: list[Deployment]
+    reason: str
+    score: float | None = None
+    quality: dict[str, float] = field(default_factory=dict)
+    threshold: float | None = None
+
+
+def _unit(value: float) -> float:
+    """A prediction checked to be a finite number, clipped to [0, 1]."""
+    if not math.isfinite(value):
+        raise ValueError(f"predictor returned {value!r}")
+    return min(1.0, max(0.0, float(value)))
+
+
+class LearnedStrategy(Strategy):
+    """Cheapest candidate whose predicted quality is good enough (see the module doc).
+
+    Args:
+        predictor: a loaded predictor (tests pass a fake); loaded from
+            ``settings.artifact`` on first use when omitted.
+        calibration: calibrated targets; read from ``settings.calibration`` or the
+            artifact's ``calibration.json`` when omitted.
+        settings: the config's ``learned_router`` section.
+        loader: loads a predictor by name or directory (default:
+            ``modelmix.routing.learned.load_predictor``).
+    """
+
+    name = "learned"
+
+    _HOSTING_RANK: ClassVar[dict[str, int]] = {"local": 0, "self-hosted": 1, "cloud": 2}
+
+    def __init__(
+        self,
+        predictor: QualityPredictor | None = None,
+        *,
+        calibration: Calibration | None = None,
+        settings: LearnedRouterSettings | None = None,
+        loader: PredictorLoader | None = None,
+    ):
+        self.settings = settings or LearnedRouterSettings()
+        self._predictor = predictor
+        self._calibration = calibration
+        self._loader = loader or _default_loader
+        self._loaded = False
+        self._unavailable: str | None = None
+        self._lock = threading.Lock()
+        self._rules = RulesStrategy()
+        self._columns: dict[str, str | None] = {}
+        self._failures = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> LearnedStrategy:
+        return cls(settings=config.learned_router)
+
+    def __repr__(self) -> str:
+        return f"LearnedStrategy(artifact={self.settings.artifact!r})"
+
+    # -- loading -------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        self._ready()
+
+    @property
+    def calibration(self) -> Calibration:
+        """The calibrated targets in use (loads the router on first access)."""
+        self._ready()
+        return self._calibration or Calibration()
+
+    def _ready(self) -> QualityPredictor | None:
+        """The predictor, loaded once (thread-safe); None when it cannot be loaded."""
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self._load()
+                    self._loaded = True
+        return self._predictor
+
+    def _load(self) -> None:
+        if self._predictor is None:
+            try:
+                self._predictor = self._loader(self.settings.artifact)
+            except Exception as exc:  # any failure must leave routing working
+                self._unavailable = f"{type(exc).__name__}: {exc}"[:200]
+                log.warning("learned router %r unavailable, routing by rules: %s",
+                            self.settings.artifact, self._unavailable)
+        if self._calibration is None:
+            self._calibration = self._read_calibration()
+
+    def _read_calibration(self) -> Calibration:
+        path = self._calibration_path()
+        if path is None:
+            return Calibration()
+        try:
+            return load_calibration(path)
+        except ModelmixError as exc:
+            log.error("ignoring the router calibration: %s", exc.message)
+            return Calibration()
+
+    def _calibration_path(self) -> Path | None:
+        if self.settings.calibration:
+            return Path(self.settings.calibration)
+        for attr in ("artifact_dir", "path", "directory"):
+            value = getattr(self._predictor, attr, None)
+            if isinstance(value, str | os.PathLike):
+                return Path(value) / CALIBRATION_FILE
+        given = Path(self.settings.artifact)
+        return given / CALIBRATION_FILE if given.is_dir() else None
+
+    # -- deciding ------------------------------------------------------------------------
+
+    def order(self, candidates: Sequence[Deployment], request: RoutingInput,
+              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+        choice = self._choose(candidates, request, excluded)
+        return choice.ordered, choice.reason, choice.score
+
+    def decide(self, candidates: Sequence[Deployment], request: RoutingInput | RequestNeeds,
+               excluded: dict[str, str]) -> RouteDecision:
+        """Like :meth:`Strategy.decide`, plus per-candidate predicted quality and the
+        threshold that decided."""
+        if isinstance(request, RequestNeeds):
+            request = RoutingInput(needs=request)
+        choice = self._choose(candidates, request, excluded)
+        return RouteDecision(
+            deployment=choice.ordered[0], reason=choice.reason, score=choice.score,
+            fallbacks=tuple(choice.ordered[1:]), excluded=dict(excluded),
+            predicted_quality=choice.quality, threshold=choice.threshold)
+
+    def _choose(self, candidates: Sequence[Deployment], request: RoutingInput,
+                excluded: dict[str, str]) -> _Choice:
+        kept = self._within_budget(candidates, request, excluded)
+        predictor = self._ready()
+        threshold = self._threshold(request.hints.target)
+        if predictor is None:
+            return self._by_rules(kept, request, excluded,
+                                  f"learned router unavailable ({self._unavailable})")
+        try:
+            return self._predicted(predictor, kept, request, threshold, excluded)
+        except Exception as exc:  # a broken predictor must not fail the request
+            self._failures += 1
+            if self._failures == 1 or self._failures % 1000 == 0:
+                log.exception("learned router failed (%d times); routing by rules",
+                              self._failures)
+            return self._by_rules(kept, request, excluded,
+                                  f"learned router failed ({type(exc).__name__})")
+
+    def _by_rules(self, candidates: list[Deployment], request: RoutingInput,
+                  excluded: dict[str, str], why: str) -> _Choice:
+        ordered, reason, _ = self._rules.order(candidates, request, excluded)
+        return _Choice(ordered, f"{why}; {reason}")
+
+    def _within_budget(self, candidates: Sequence[Deployment], request: RoutingInput,
+                       excluded: dict[str, str]) -> list[Deployment]:
+        """Apply the ``max_cost_per_1k`` hint. Raises InvalidRequest when nothing fits."""
+        cap = request.hints.max_cost_per_1k
+        if cap is None:
+            return list(candidates)
+        per_1k = {d.name: 1000 * estimated_cost_usd(d, request) for d in candidates}
+        kept = [d for d in candidates if per_1k[d.name] <= cap]
+        for dep in candidates:
+            if per_1k[dep.name] > cap:
+                excluded[dep.name] = (f"estimated ${per_1k[dep.name]:.4f} per 1k requests > "
+                                      f"max_cost_per_1k ${cap:g}")
+        if not kept:
+            cheapest = min(candidates, key=lambda d: per_1k[d.name])
+            raise InvalidRequest(
+                f"no deployment fits router.max_cost_per_1k={cap:g}: the cheapest, "
+                f"{cheapest.name}, is estimated at ${per_1k[cheapest.name]:.4f} per 1,000 "
+                "requests like this one", param="router.max_cost_per_1k",
+                code="max_cost_unsatisfiable")
+        return kept
+
+    def _threshold(self, requested: str | None) -> tuple[float, str]:
+        """(threshold, label) of the request's target, the configured one or the default.
+
+        Raises InvalidRequest for a request naming an uncalibrated target."""
+        calibration = self._calibration or Calibration()
+        name = requested or self.settings.target
+        try:
+            found = calibration.resolve(name)
+        except KeyError:
+            if requested is not None:
+                known = ", ".join(sorted(calibration.targets)) or "none"
+                raise InvalidRequest(
+                    f"unknown router target {requested!r}; calibrated targets: {known}",
+                    param="router.target", code="unknown_router_target") from None
+            log.warning("learned_router.target %r is not calibrated; using the default", name)
+            found = calibration.resolve(None)
+        if found is None:
+            return UNCALIBRATED_THRESHOLD, "uncalibrated"
+        target_name, result = found
+        return result.threshold, f"target {target_name}: {result.target.describe()}"
+
+    def _column(self, dep: Deployment, predictor: QualityPredictor) -> str | None:
+        """The predictor column ``dep`` answers like (cached per deployment)."""
+        if dep.name not in self._columns:
+            names = predictor.model_names
+            if dep.quality_profile is not None:
+                column = dep.quality_profile if dep.quality_profile in names else None
+                if column is None:
+                    log.warning("deployment %s: quality_profile %r is not a column of the "
+                                "learned router %s", dep.name, dep.quality_profile, names)
+            elif dep.name in names or dep.model in names:
+                column = dep.name if dep.name in names else dep.model
+            else:
+                column = (predictor.weak_model if dep.tier is Tier.OPEN
+                          else predictor.strong_model)
+            self._columns[dep.name] = column
+        return self._columns[dep.name]
+
+    def _predicted(self, predictor: QualityPredictor, candidates: list[Deployment],
+                   request: RoutingInput, threshold: tuple[float, str],
+                   excluded: dict[str, str]) -> _Choice:
+        columns = {d.name: self._column(d, predictor) for d in candidates}
+        row = [_unit(v) for v in predictor.predict([request.prompt])[0]]
+        index = {name: i for i, name in enumerate(predictor.model_names)}
+        quality = {n: row[index[c]] for n, c in columns.items() if c is not None}
+        hints = request.hints
+        if hints.prefer_open:
+            return self._open_first(candidates, request, quality)
+        weak, strong = predictor.weak_model, predictor.strong_model
+        if hints.min_quality is not None or weak is None or strong is None:
+            bar = self.settings.min_quality if hints.min_quality is None else hints.min_quality
+            return self._by_quality(candidates, request, quality, bar)
+        score = _unit(predictor.strong_score([request.prompt])[0])
+        return self._by_threshold(candidates, request, columns, strong, score, threshold,
+                                  quality, excluded)
+
+    def _cost_key(self, request: RoutingInput) -> Callable[[Deployment], tuple[float, int]]:
+        def key(dep: Deployment) -> tuple[float, int]:
+            return estimated_cost_usd(dep, request), self._HOSTING_RANK[dep.hosting.value]
+        return key
+
+    def _open_first(self, candidates: list[Deployment], request: RoutingInput,
+                    quality: dict[str, float]) -> _Choice:
+        cost = self._cost_key(request)
+        ordered = sorted(candidates, key=lambda d: (d.tier is not Tier.OPEN, *cost(d)))
+        why = ("open deployment first" if ordered[0].tier is Tier.OPEN
+               else "no open deployment allowed")
+        return _Choice(ordered, f"learned: prefer_open hint, {why}", quality=quality)
+
+    def _by_quality(self, candidates: list[Deployment], request: RoutingInput,
+                    quality: dict[str, float], bar: float) -> _Choice:
+        cost = self._cost_key(request)
+        meets = sorted((d for d in candidates if quality.get(d.name, -1.0) >= bar), key=cost)
+        rest = sorted((d for d in candidates if quality.get(d.name, -1.0) < bar),
+                      key=lambda d: (-quality.get(d.name, -1.0), *cost(d)))
+        ordered = [*meets, *rest]
+        first = ordered[0]
+        q = quality.get(first.name)
+        shown = "unknown" if q is None else f"{q:.2f}"
+        if meets:
+            reason = (f"learned: cheapest with predicted quality >= {bar:.2f}: "
+                      f"{first.name} ({shown})")
+        else:
+            reason = (f"learned: no candidate reaches predicted quality {bar:.2f}; best "
+                      f"predicted: {first.name} ({shown})")
+        return _Choice(ordered, reason, score=q, quality=quality, threshold=bar)
+
+    def _by_threshold(self, candidates: list[Deployment], request: RoutingInput,
+                      columns: dict[str, str | None], strong: str, score: float,
+                      threshold: tuple[float, str], quality: dict[str, float],
+                      excluded: dict[str, str]) -> _Choice:
+        limit, label = threshold
+        need_strong = score >= limit
+        cost = self._cost_key(request)
+        primary = sorted((d for d in candidates if (columns[d.name] == strong) == need_strong),
+                         key=cost)
+        secondary = sorted((d for d in candidates if (columns[d.name] == strong) != need_strong),
+                           key=cost)
+        reason = (f"learned: p(strong needed)={score:.2f} {'>=' if need_strong else '<'} "
+                  f"{limit:.2f} ({label})")
+        if not primary:
+            kind = "strong" if need_strong else "weak"
+            why = "; ".join(f"{n}: {w}" for n, w in excluded.items()) or "none configured"
+            reason += f"; no {kind}-model deployment allowed ({why})"
+        return _Choice([*primary, *secondary], reason, score=score, quality=quality,
+                       threshold=limit)
+
+
+STRATEGIES[LearnedStrategy.name] = LearnedStrategy

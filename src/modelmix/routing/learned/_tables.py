@@ -1,0 +1,237 @@
+"""Reading per-prompt outcome tables and prompt files (CSV or JSONL).
+
+An outcome table has a prompt column plus one column per model holding correctness
+(True/False, yes/no, 1/0) or a numeric score. Other columns are ignored, except an
+optional domain column (``subject`` by default, as in MMLU) that the router uses to
+learn task/domain features. Files are read with the standard library only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelmix.errors import ModelmixError
+
+__all__ = ["OutcomeTable", "RouterDataError", "read_outcome_tables", "read_prompts", "read_rows"]
+
+_TRUE = frozenset({"true", "yes", "y", "t", "correct"})
+_FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
+_JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+
+
+class RouterDataError(ModelmixError):
+    """A prompt or outcome file cannot be used (missing, empty, wrong column, bad value)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class OutcomeTable:
+    """Outcomes of several models on the same prompts.
+
+    Attributes:
+        prompts: ``n`` prompt texts.
+        model_names: the ``m`` model columns, in file order.
+        outcomes: ``(n, m)`` float64 in [0, 1] (correct = 1); NaN where a model has no
+            outcome. Numeric scores outside [0, 1] are min-max scaled over the whole table.
+        domains: per prompt, the domain column's value, else the file's stem (``mmlu``).
+        sources: per prompt, the file's stem, used for per-dataset reporting.
+    """
+
+    prompts: tuple[str, ...]
+    model_names: tuple[str, ...]
+    outcomes: np.ndarray
+    domains: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+        yield from csv.DictReader(fh, dialect=dialect)
+
+
+def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8-sig") as fh:
+        text = fh.read()
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RouterDataError(f"{path}: not valid JSON ({exc.msg})") from None
+        yield from (_as_object(path, i + 1, row) for i, row in enumerate(data))
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RouterDataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            yield _as_object(path, lineno, row)
+
+
+def _as_object(path: Path, lineno: int, row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise RouterDataError(f"{path}:{lineno}: expected a JSON object per row")
+    return row
+
+
+def read_rows(path: Path | str) -> list[dict[str, Any]]:
+    """All rows of a CSV/TSV or JSON/JSONL file as dicts.
+
+    Raises:
+        RouterDataError: the file is missing, unreadable or has no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RouterDataError(f"no such file: {path}")
+    try:
+        rows = list(_json_rows(path) if path.suffix.lower() in _JSONL_SUFFIXES
+                    else _csv_rows(path))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RouterDataError(f"{path}: cannot read ({exc})") from None
+    if not rows:
+        raise RouterDataError(f"{path}: no rows")
+    return rows
+
+
+def read_prompts(path: Path | str, *, prompt_column: str = "prompt") -> list[str]:
+    """The prompt column of a CSV/JSONL file, in file order.
+
+    Raises:
+        RouterDataError: missing file, no rows, or a row without ``prompt_column``.
+    """
+    rows = read_rows(path)
+    prompts = []
+    for i, row in enumerate(rows, 1):
+        value = row.get(prompt_column)
+        if value is None:
+            cols = ", ".join(map(str, row)) or "none"
+            raise RouterDataError(f"{path}: row {i} has no column {prompt_column!r} "
+                                  f"(columns: {cols}); use --prompt-column")
+        prompts.append(value if isinstance(value, str) else json.dumps(value))
+    return prompts
+
+
+def _outcome(value: Any) -> float | None:
+    """A cell as an outcome: 1/0 for booleans, the number for numerics, None otherwise.
+
+    Empty cells are NaN (no outcome).
+    """
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if value is None:
+        return math.nan
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1.0
+    if text in _FALSE:
+        return 0.0
+    if text in ("", "nan", "null", "none"):
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _model_columns(rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
+    """Columns whose every cell is an outcome (bool/number/empty) and not all empty."""
+    candidates = [c for c in rows[0] if c not in skip]
+    out = []
+    for col in candidates:
+        values = [_outcome(r.get(col)) for r in rows]
+        if all(v is not None for v in values) and not all(
+            v is not None and math.isnan(v) for v in values
+        ):
+            out.append(col)
+    return out
+
+
+@dataclass
+class _Part:
+    prompts: list[str]
+    columns: dict[str, list[float]]
+    domains: list[str]
+    source: str
+
+
+def _read_part(path: Path, prompt_column: str, domain_column: str | None,
+               models: Sequence[str] | None) -> _Part:
+    rows = read_rows(path)
+    prompts = read_prompts(path, prompt_column=prompt_column)
+    skip = {prompt_column, *([domain_column] if domain_column else [])}
+    cols = list(models) if models else _model_columns(rows, skip)
+    missing = [c for c in cols if c not in rows[0]]
+    if missing:
+        raise RouterDataError(f"{path}: no column(s) {missing}")
+    if not cols:
+        raise RouterDataError(f"{path}: no model outcome columns (True/False or numeric) "
+                              f"besides {prompt_column!r}")
+    columns: dict[str, list[float]] = {}
+    for col in cols:
+        values = [_outcome(r.get(col)) for r in rows]
+        bad = next((i for i, v in enumerate(values, 1) if v is None), None)
+        if bad is not None:
+            raise RouterDataError(f"{path}: row {bad}, column {col!r}: "
+                                  f"{rows[bad - 1].get(col)!r} is not True/False or a number")
+        columns[col] = [float(v) for v in values if v is not None]
+    stem = path.stem
+    has_domain = domain_column is not None and domain_column in rows[0]
+    domains = [str(r.get(domain_column) or stem) if has_domain and domain_column else stem
+               for r in rows]
+    return _Part(prompts, columns, domains, stem)
+
+
+def read_outcome_tables(
+    paths: Sequence[Path | str],
+    *,
+    prompt_column: str = "prompt",
+    domain_column: str | None = "subject",
+    models: Sequence[str] | None = None,
+) -> OutcomeTable:
+    """Read and concatenate outcome tables; model columns are matched by name.
+
+    Args:
+        paths: CSV/TSV/JSONL/JSON files.
+        prompt_column: the prompt text column.
+        domain_column: optional per-row domain label (e.g. MMLU's ``subject``).
+        models: model columns to use; default: every column whose cells are all
+            booleans or numbers.
+
+    Raises:
+        RouterDataError: unreadable input, no model columns, a bad outcome value.
+    """
+    if not paths:
+        raise RouterDataError("no outcome files given")
+    parts = [_read_part(Path(p), prompt_column, domain_column, models) for p in paths]
+    names = list(dict.fromkeys(c for part in parts for c in part.columns))
+    blocks = []
+    for part in parts:
+        nan = [math.nan] * len(part.prompts)
+        blocks.append(np.array([part.columns.get(c, nan) for c in names], dtype=np.float64).T)
+    outcomes = np.vstack(blocks)
+    finite = outcomes[np.isfinite(outcomes)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if lo < 0.0 or hi > 1.0:
+        outcomes = (outcomes - lo) / (hi - lo if hi > lo else 1.0)
+    return OutcomeTable(
+        prompts=tuple(p for part in parts for p in part.prompts),
+        model_names=tuple(names),
+        outcomes=outcomes,
+        domains=tuple(d for part in parts for d in part.domains),
+        sources=tuple(part.source for part in parts for _ in part.prompts),
+    )

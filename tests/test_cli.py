@@ -1,0 +1,100 @@
+"""The command line: option bounds, clean `error:` lines instead of tracebacks, help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from modelmix.cli import app
+
+DEPLOYMENT = ("deployments:\n  - name: v\n    provider: vllm\n"
+              "    base_url: http://127.0.0.1:9/v1\n    model: m\n")
+
+
+@pytest.fixture()
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    for var in ("MODELMIX_DB_URL", "MODELMIX_CONFIG", "MODELMIX_MASTER_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    return CliRunner()
+
+
+def _clean_error(result: Result, code: int = 2) -> str:
+    """The output of a command that failed with ``code`` and no traceback."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.mark.parametrize(("store", "env"), [
+    ("store:\n  url: mysql://user@db/modelmix\n", {}),
+    ("store:\n  url: nosuchdialect://x\n", {}),
+    ("store:\n  enabled: false\n", {"MODELMIX_DB_URL": "mysql://user@db/modelmix"}),
+])
+def test_serve_reports_store_errors_cleanly(runner: CliRunner, tmp_path: Path, store: str,
+                                            env: dict[str, str]) -> None:
+    path = tmp_path / "cat.yaml"
+    path.write_text(DEPLOYMENT + store)
+    result = runner.invoke(app, ["serve", "--config", str(path)], env=env)
+    output = _clean_error(result)
+    assert output.startswith("error: ") and "://" in output
+
+
+def test_keys_commands_report_store_errors_cleanly(runner: CliRunner) -> None:
+    env = {"MODELMIX_DB_URL": "mysql://user@db/modelmix"}
+    for args in (["keys", "list"], ["keys", "create"], ["keys", "revoke", "x"]):
+        output = _clean_error(runner.invoke(app, args, env=env))
+        assert output.startswith("error: ") and "mysql" in output
+
+
+@pytest.mark.parametrize("args", [
+    ["--port", "80001"], ["--port", "0"], ["--port", "-1"], ["--port", "65536"],
+    ["--host", ""], ["--host", "  "],
+])
+def test_serve_bounds_port_and_host(runner: CliRunner, args: list[str]) -> None:
+    output = _clean_error(runner.invoke(app, ["serve", *args]))
+    assert "Invalid value" in output
+
+
+@pytest.mark.parametrize("args", [
+    ["--n", "0"], ["--n", "-1"], ["--max-tokens", "0"], ["--max-tokens", "-3"],
+])
+def test_demo_rejects_non_positive_counts(runner: CliRunner, args: list[str]) -> None:
+    output = _clean_error(runner.invoke(app, ["demo", *args]))
+    assert "Invalid value" in output
+
+
+def test_demo_unknown_compare_to_lists_valid_names(runner: CliRunner, tmp_path: Path) -> None:
+    output = _clean_error(runner.invoke(app, ["demo", "--compare-to", "nope"]))
+    assert output.startswith("error: --compare-to 'nope' is not a deployment")
+    assert "smollm2-local" in output and "gpt-4.1" in output
+    assert not (tmp_path / ".modelmix").exists()  # refused before starting anything
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"deployments:\n  - name: caf\xe9\n", "not valid UTF-8"),
+    (b"a: " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b"deployments: [unclosed\n", 'in "cat.yaml", line 1'),
+    (b"deployments:\n  v: {}\n", 'field "deployments": Input should be a list'),
+])
+def test_bad_config_files_are_one_clean_error(runner: CliRunner, content: bytes,
+                                              needle: str) -> None:
+    Path("cat.yaml").write_bytes(content)
+    output = _clean_error(runner.invoke(app, ["models", "--config", "cat.yaml"]))
+    assert output.startswith("error: ") and "cat.yaml" in output and needle in output
+    assert "<unicode string>" not in output
+
+
+@pytest.mark.parametrize("command", [
+    [], ["serve"], ["models"], ["chat"], ["demo"], ["usage"], ["keys"], ["keys", "create"],
+    ["keys", "list"], ["keys", "revoke"],
+])
+def test_help_is_plain_text(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "`" not in result.output
