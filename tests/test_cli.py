@@ -20,6 +20,11 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("COLUMNS", "200")
     for var in ("MODELMIX_DB_URL", "MODELMIX_CONFIG", "MODELMIX_MASTER_KEY"):
         monkeypatch.delenv(var, raising=False)
+
+    def no_server(*args: object, **kwargs: object) -> None:
+        raise AssertionError("serve got as far as starting the server")
+
+    monkeypatch.setattr("uvicorn.run", no_server)
     return CliRunner()
 
 

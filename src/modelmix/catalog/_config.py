@@ -199,7 +199,7 @@ def _read_yaml(file: Path) -> Any:
         raise ConfigError(f"{file}: not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at "
                           f"offset {exc.start}") from exc
     stream = io.StringIO(text)
-    stream.name = str(file)  # type: ignore[misc]  # PyYAML's marks quote the stream's name
+    stream.name = str(file)  # PyYAML's error marks quote the stream's name
     try:
         return yaml.safe_load(stream)
     except yaml.YAMLError as exc:
