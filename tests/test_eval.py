@@ -270,7 +270,7 @@ def test_folds_partition_group_by_prompt_and_stratify() -> None:
         stratified_folds(table, 1)
 
 
-def _length_fit(train: PairTable) -> Scorer:
+def _length_fit(train: Sequence[PairTable]) -> Scorer:
     return lambda prompts: [float(len(p)) for p in prompts]
 
 
@@ -291,10 +291,10 @@ def test_cross_validate_length_router_beats_random() -> None:
 def _memorizer(seen: list[set[str]]) -> Fit:
     """A 'router' that memorises training outcomes: the oracle's gain on prompts it trained
     on, a constant elsewhere. Scored on its own training data it looks near-perfect."""
-    def fit(train: PairTable) -> Scorer:
-        gain = {p: s - w for p, w, s in zip(train.prompts, train.weak, train.strong,
-                                            strict=True)}
-        seen.append(set(train.prompts))
+    def fit(parts: Sequence[PairTable]) -> Scorer:
+        gain = {p: s - w for t in parts
+                for p, w, s in zip(t.prompts, t.weak, t.strong, strict=True)}
+        seen.append(set(gain))
 
         def score(prompts: Sequence[str]) -> list[float]:
             return [gain.get(p, 0.0) for p in prompts]
@@ -313,7 +313,7 @@ def test_cv_never_scores_a_training_prompt_so_leakage_would_show() -> None:
     # Honest protocol: memorising is worth nothing on unseen prompts (~random)...
     assert cv.methods["router"].apgr.mean < 0.6
     # ...while scoring the training prompts (the leak CV prevents) looks like the oracle.
-    leaked = evaluate_holdout(table, fit(table))
+    leaked = evaluate_holdout(table, fit([table]))
     assert leaked.methods["router"].apgr.mean > 1.0
     assert leaked.protocol == "holdout" and leaked.methods["router"].apgr.std is None
 
@@ -421,12 +421,90 @@ def test_run_eval_cv_and_holdout() -> None:
     table = _table(200)
     dear = Deployment(name="dear", provider="openai", model="g", input_cost_per_mtok=5.0)
     opts = EvalOptions(folds=2, weak_deployment=dear, strong_deployment=dear)
-    calls: list[tuple[str, int, int]] = []
+    calls: list[tuple[int, int]] = []
     cv = run_eval([table], options=opts, fit=_length_fit,
-                  on_fold=lambda name, i, k: calls.append((name, i, k)))
-    assert calls == [("synthetic", 0, 2), ("synthetic", 1, 2)]
+                  on_fold=lambda i, k: calls.append((i, k)))
+    assert calls == [(0, 2), (1, 2)]
     assert cv[0].folds == 2 and cv[0].cost is not None
-    held = run_eval([table], options=EvalOptions(), scorer=_length_fit(table), router="x")
+    held = run_eval([table], options=EvalOptions(), scorer=_length_fit([table]), router="x")
     assert held[0].protocol == "holdout" and held[0].cost is None and held[0].router == "x"
     with pytest.raises(ValueError, match="exactly one"):
         run_eval([table], options=opts)
+
+
+# --- `modelmix router eval` ----------------------------------------------------------------
+
+
+def _small_gsm8k(tmp_path: Path, rows: int = 120) -> Path:
+    """The first rows of the shared GSM8K table (prompts, outcomes, responses)."""
+    src = DATA / "gsm8k.csv"
+    with src.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        body = [row for _, row in zip(range(rows), reader, strict=False)]
+    return _write_csv(tmp_path / "gsm8k_small.csv", header, body)
+
+
+@pytest.mark.skipif(not (DATA / "gsm8k.csv").is_file(), reason="shared data not present")
+def test_cli_eval_held_out_with_shipped_router(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    monkeypatch.delenv("MODELMIX_CONFIG", raising=False)
+    table = _small_gsm8k(tmp_path)
+    result = CliRunner().invoke(app, [
+        "router", "eval", "--router", "default", "--data", str(table), "--out",
+        str(tmp_path / "out"), "--weak-deployment", "nim-llama-3.3-70b",
+        "--strong-deployment", "gpt-4.1"])
+    assert result.exit_code == 0, result.output
+    assert "held-out table" in result.output and "CPT(50%)" in result.output
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["options"]["router"] == "default"
+    data = doc["datasets"][0]
+    assert data["protocol"] == "holdout" and data["n_prompts"] == 120
+    assert data["cost_model"]["weak_deployment"] == "nim-llama-3.3-70b"
+    assert (tmp_path / "out" / "plot.png").is_file()
+
+
+@pytest.mark.skipif(not (DATA / "gsm8k.csv").is_file(), reason="shared data not present")
+def test_cli_eval_cross_validates_the_learned_trainer(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    monkeypatch.delenv("MODELMIX_CONFIG", raising=False)
+    table = _small_gsm8k(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["router", "eval", "--data", str(table), "--folds", "2",
+                                 "--out", str(tmp_path / "cv")])
+    assert result.exit_code == 0, result.output
+    assert "2-fold CV" in result.output
+    data = json.loads((tmp_path / "cv" / "results.json").read_text())["datasets"][0]
+    assert data["protocol"] == "cv" and len(data["methods"]["router"]["folds"]) == 2
+    # default pricing: the cheapest open and proprietary deployments of the catalog
+    assert data["cost_model"]["weak_deployment"] == "smollm2-local"
+    both = runner.invoke(app, ["router", "eval", "--data", str(table), "--router", "default",
+                               "--cv"])
+    assert both.exit_code == 2
+    bad = runner.invoke(app, ["router", "eval", "--data", str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "cannot read" in bad.output
+
+
+def test_load_outcome_table_jsonl_with_missing_outcomes(tmp_path: Path) -> None:
+    rows = [{"prompt": "a", "small": True, "big": True},
+            {"prompt": "b", "small": None, "big": 1.0},
+            {"prompt": "c", "small": "false", "big": "correct"},
+            {"prompt": {"x": 1}, "small": 0, "big": None}]
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    table = load_outcome_table(path)
+    assert table.prompts == ("a", "c") and table.skipped_rows == 2
+    assert (table.weak_model, table.weak, table.strong) == ("small", (1.0, 0.0), (1.0, 1.0))
+    report = evaluate_holdout(table, lambda ps: [0.0] * len(ps))
+    assert report.skipped_rows == 2
+    (tmp_path / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_outcome_table(tmp_path / "bad.jsonl")

@@ -83,6 +83,7 @@ def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
     monkeypatch.delenv("MODELMIX_DB_URL", raising=False)
     db = f"sqlite:///{tmp_path / 'usage.db'}"
     cfg = _config(db, keep_prompts=True, keep_responses=True)
+    FeedbackStore(db).create_all()  # before the writer thread, which would race us
     writer = UsageWriter(UsageStore(db), flush_interval_s=0.01)
     fakes = {d.name: FakeProvider(d, reply=f"answer from {d.name}") for d in cfg.deployments}
     service = ChatService(cfg, providers=fakes, usage=writer)
@@ -147,8 +148,8 @@ def test_bad_bodies_are_400(gw: Gateway, body: Any, needle: str) -> None:
 
 
 def test_requests_from_before_a_restart_are_found_in_the_usage_table(gw: Gateway) -> None:
-    UsageStore(gw.db).insert_many([UsageRecord(request_id="old-1", created_at=time.time(),
-                                               key_id="k1", deployment="open-a")])
+    UsageStore(gw.db).insert_many([UsageRecord(
+        request_id="old-1", created_at=time.time(), key_id="k1", deployment="open-a")])
     assert gw.feedback({"request_id": "old-1", "score": 0.5}).status_code == 200
     assert gw.feedback({"request_id": "old-1", "score": 0.5}, key="k2").status_code == 404
 
@@ -253,7 +254,7 @@ def test_judge_grades_only_unrated_answers() -> None:
 
     async def chat(messages: list[dict[str, str]]) -> str:
         asked.append(messages[0]["content"])
-        return "Grade: 7" if "good" in messages[0]["content"] else "no idea"
+        return "Grade: 7" if "good answer" in messages[0]["content"] else "no idea"
 
     judge = Judge(chat)
     grades = asyncio.run(judge.grade_all([
@@ -286,3 +287,112 @@ def test_reads_do_not_create_a_database(tmp_path: Path) -> None:
     store = FeedbackStore(f"sqlite:///{tmp_path / 'none.db'}")
     assert store.find_request("x") is None and store.outcomes() == []
     assert not (tmp_path / "none.db").exists()
+
+
+# -- train --from-feedback data, with a judge on loopback ----------------------------------
+
+
+def _judge_upstream() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        grade = "10" if "Paris" in body["messages"][0]["content"] else "2"
+        return JSONResponse({"id": "c1", "object": "chat.completion", "created": 0,
+                             "model": body["model"], "choices": [{
+                                 "index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": grade}}]})
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+def test_feedback_training_data_uses_the_judge_for_unrated_answers(tmp_path: Path) -> None:
+    from modelmix._router_cli import feedback_training_data
+
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    now = time.time()
+    usage = UsageStore(db)
+    usage.create_all()
+    usage.insert_many([
+        UsageRecord(request_id="r1", created_at=now, deployment="open-a", prompt="capital?",
+                    response="Paris"),
+        UsageRecord(request_id="r2", created_at=now + 1, deployment="open-a", prompt="2+2?",
+                    response="5"),
+        UsageRecord(request_id="r3", created_at=now + 2, deployment="prop-b", prompt="2+2?",
+                    response="4"),
+    ])
+    FeedbackStore(db).add(FeedbackRecord(request_id="r3", score=1.0))
+    with serve_app(_judge_upstream()) as upstream:
+        cfg = config_from_dict({
+            "deployments": [*DEPLOYMENTS, {"name": "judge", "provider": "openai-compatible",
+                                           "base_url": upstream + "/v1", "model": "j"}],
+            "store": {"url": db, "keep_prompts": True, "keep_responses": True},
+            "learned_router": {"judge": "judge"}})
+        said: list[str] = []
+        path, table = feedback_training_data(cfg, tmp_path, echo=said.append)
+    assert "judge judge graded 2 stored answers" in said
+    rows = dict(zip(table.prompts, table.scores, strict=True))
+    assert rows == {"capital?": (None, 1.0), "2+2?": (1.0, pytest.approx(1 / 9))}
+    assert (table.user_cells, table.judge_cells) == (1, 2)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert lines[0] == {"prompt": "capital?", "gpt-4-1106-preview": None, "open-a": 1.0}
+    judged = [f for f in FeedbackStore(db).feedback() if f.source == "judge"]
+    assert {f.request_id for f in judged} == {"r1", "r2"}
+
+
+def test_feedback_training_data_without_feedback_says_what_to_do(tmp_path: Path) -> None:
+    from modelmix._router_cli import feedback_training_data
+    from modelmix.errors import ConfigError
+
+    cfg = _config(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(ConfigError, match=r"store\.keep_prompts: true"):
+        feedback_training_data(cfg, tmp_path)
+
+
+def test_router_train_from_feedback_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("modelmix.routing.learned")
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+    from modelmix.protocol import RequestNeeds
+    from modelmix.routing import LearnedStrategy, Router
+
+    db = f"sqlite:///{tmp_path / 'u.db'}"
+    usage = UsageStore(db)
+    usage.create_all()
+    now = time.time()
+    prompts = [(f"easy question number {i}?", "open-a", 1.0) for i in range(20)]
+    prompts += [(f"prove theorem {i} rigorously", "open-a", 0.0) for i in range(20)]
+    prompts += [(f"prove theorem {i} rigorously", "prop-b", 1.0) for i in range(20)]
+    usage.insert_many([UsageRecord(request_id=f"r{i}", created_at=now + i, deployment=dep,
+                                   prompt=text) for i, (text, dep, _) in enumerate(prompts)])
+    FeedbackStore(db).add_many(FeedbackRecord(request_id=f"r{i}", score=score)
+                               for i, (_, _, score) in enumerate(prompts))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({"deployments": DEPLOYMENTS,
+                               "store": {"url": db, "keep_prompts": True}}))
+    out = tmp_path / "router"
+    result = CliRunner().invoke(app, ["router", "train", "--from-feedback", "-c", str(cfg),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "40 prompts" in result.output and (out / "manifest.json").exists()
+    assert not list(out.glob("*.jsonl"))  # users' prompts stay out of the artifact
+    trained = config_from_dict({"deployments": DEPLOYMENTS,
+                                "learned_router": {"artifact": str(out)}})
+    router = Router(trained, health=lambda d: None,
+                    strategies={"learned": LearnedStrategy.from_config(trained)})
+    decision = router.route("auto", RequestNeeds(), prompt="prove theorem 3 rigorously")
+    assert decision.reason.startswith("learned: p(strong needed)=")
+    assert set(decision.predicted_quality) == {"open-a", "prop-b"}
+
+
+def test_router_train_needs_data_or_feedback() -> None:
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    result = CliRunner().invoke(app, ["router", "train", "--out", "x"])
+    assert result.exit_code == 2 and "--from-feedback" in result.output

@@ -24,6 +24,7 @@ CONFIG = {
          "supports_tools": True, "input_cost_per_mtok": 2, "output_cost_per_mtok": 8},
     ],
     "server": {"max_body_bytes": 4096},
+    "router": "rules",  # gateway basics; the learned default: tests/test_router_gateway.py
 }
 
 

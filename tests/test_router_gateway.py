@@ -356,7 +356,7 @@ def test_percent_targets_and_descriptions() -> None:
 
 def test_calibration_round_trips_and_keeps_the_default(tmp_path: Path) -> None:
     file = save_calibration(CAL, tmp_path)
-    assert file.name == "calibration.json"
+    assert file.name == "calibration.json" and file.stat().st_mode & 0o777 == 0o644
     loaded = load_calibration(tmp_path)
     assert loaded == CAL and loaded.default == "balanced"
     assert load_calibration(tmp_path / "missing") == Calibration()
@@ -483,3 +483,110 @@ def test_named_deployments_ignore_hints(gateway: tuple[str, dict[str, FakeProvid
         extra_body={"router": {"prefer_open": True}})
     assert raw.headers["x-modelmix-deployment"] == "prop-pricey"
     assert "x-modelmix-predicted-quality" not in raw.headers
+
+
+# -- the calibrate command -----------------------------------------------------------------
+
+
+def _outcome_csv(path: Path) -> Path:
+    rows = ["prompt,weak-m,strong-m,extra_response"]
+    rows += [f"easy {i},True,True,x" for i in range(6)]
+    rows += [f"hard {i},False,True,x" for i in range(3)] + ["hard 9,False,False,x"]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_run_calibration_stores_named_targets(tmp_path: Path) -> None:
+    from modelmix._router_cli import run_calibration
+
+    data = [_outcome_csv(tmp_path / "t.csv")]
+    common: dict[str, Any] = {"router": "fake", "data": data, "config": CFG, "out": tmp_path,
+                              "loader": lambda name: FakePredictor()}
+    run = run_calibration(target=Target.parse("min-pgr=0.9"), name="quality", **common)
+    # hard prompts score 0.8, easy ones 0.1: all four hard ones go strong, PGR 1
+    assert run.result.threshold == pytest.approx(0.8) and run.result.strong_share == 0.4
+    assert run.result.pgr == 1.0 and run.default == "quality"
+    assert run.weak_deployment == "open-small" and run.strong_deployment == "prop-cheap"
+    run = run_calibration(target=Target.parse("cost-per-1k=0.001"), name="cheap", **common)
+    assert run.result.strong_share == 0.0 and run.default == "quality"
+    run = run_calibration(target=Target.parse("strong-share=1"), name="best",
+                          make_default=True, **common)
+    cal = load_calibration(tmp_path)
+    assert sorted(cal.targets) == ["best", "cheap", "quality"] and cal.default == "best"
+
+
+def test_calibrate_command_reports_bad_input(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from modelmix._router_cli import register
+
+    app = typer.Typer()
+    register(app)
+    args = ["calibrate", "--data", str(_outcome_csv(tmp_path / "t.csv")), "--name", "x"]
+    result = CliRunner().invoke(app, [*args, "--target", "speed=3"])
+    assert result.exit_code == 2 and "expected one of" in result.output
+    result = CliRunner().invoke(app, [*args, "--target", "strong-share=0.3", "--router",
+                                      str(tmp_path / "no-such-router")])
+    assert result.exit_code != 0
+
+
+def test_library_client_takes_hints_and_never_forwards_them() -> None:
+    from modelmix import Client
+
+    fakes = {d.name: FakeProvider(d) for d in CFG.deployments}
+    with Client(CFG, providers=fakes) as client:
+        client.chat(model="open-big", messages=[{"role": "user", "content": "x"}],
+                    router={"prefer_open": True})
+        assert "router" not in fakes["open-big"].calls[-1].to_upstream("m")
+        with pytest.raises(InvalidRequest, match=r"router\.min_quality"):
+            client.chat(model="auto", messages=[{"role": "user", "content": "x"}],
+                        router={"min_quality": 3})
+
+
+# -- the shipped router, end to end ---------------------------------------------------------
+
+
+def test_auto_uses_the_shipped_learned_router_and_its_calibration() -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("tokenizers")
+    fakes = {d.name: FakeProvider(d) for d in CFG.deployments}
+    service = ChatService(CFG, providers=fakes)  # default: learned, artifact "default"
+    with serve_app(create_app(service=service)) as url:
+        hard = _chat(url, "Let p = (1, 2, 5, 4)(2, 3) in S_5. Find the index of <p> in S_5.\n"
+                          "A. 8\nB. 2\nC. 24\nD. 120\nAnswer:")
+        frugal = _chat(url, "Compute 17 * 23 and explain each step.",
+                       router={"target": "frugal"})
+    reason = hard.headers["x-modelmix-route-reason"]
+    assert reason.startswith("learned: p(strong needed)=")
+    assert "(target balanced: strong-share<=30%)" in reason
+    assert 0 <= float(hard.headers["x-modelmix-predicted-quality"]) <= 1
+    threshold = float(hard.headers["x-modelmix-router-threshold"])
+    score = float(hard.headers["x-modelmix-route-score"])
+    expected = "prop-cheap" if score >= threshold else "open-small"
+    assert hard.headers["x-modelmix-deployment"] == expected
+    assert "(target frugal: strong-share<=10%)" in frugal.headers["x-modelmix-route-reason"]
+
+
+def test_calibration_made_for_another_router_is_flagged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace
+
+    from modelmix._router_cli import run_calibration
+    from modelmix.routing import router_fingerprint
+
+    (tmp_path / "model.npz").write_bytes(b"v1")
+    save_calibration(replace(CAL, fingerprint="0123456789abcdef"), tmp_path)
+    predictor = FakePredictor()
+    predictor.artifact_dir = tmp_path  # type: ignore[attr-defined]
+    with caplog.at_level("WARNING", logger="modelmix.routing"):
+        assert LearnedStrategy(predictor).calibration.default == "balanced"
+    assert "calibrated for another version of the router" in caplog.text
+
+    run = run_calibration(router=str(tmp_path), data=[_outcome_csv(tmp_path / "t.csv")],
+                          target=Target("strong-share", 0.5), name="new", config=CFG,
+                          loader=lambda name: predictor)
+    assert run.dropped == ("balanced", "frugal")
+    cal = load_calibration(tmp_path)
+    assert list(cal.targets) == ["new"] and cal.default == "new"
+    assert cal.fingerprint == router_fingerprint(tmp_path) != "0123456789abcdef"

@@ -25,7 +25,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -41,6 +40,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from _report import checks, machine, markdown, summary, write_markdown
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -476,7 +477,8 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
     python_server(res, ctx, ctx.args.variant, ctx.args.app, env, config)
     res.notes.append(f"server: {ctx.args.variant}" + (
         f", app {ctx.args.app}" if ctx.args.variant != "serve"
-        else f", --log-level {ctx.args.log_level}") + ("" if ctx.args.usage else ", usage off"))
+        else f", --log-level {ctx.args.log_level}") + ("" if ctx.args.usage else ", usage off")
+        + "".join(f", {kv}" for kv in ctx.args.env))
     res.notes.append(usage_note(db))
     return res
 
@@ -574,171 +576,6 @@ def nginx_upstream(tmp: Path, cpus: Cpus) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
 
 
-# --- machine and report ----------------------------------------------------------------
-
-
-def _cmd_output(cmd: list[str]) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    return (done.stdout + done.stderr).strip().splitlines()[0] if (
-        done.stdout + done.stderr).strip() else "?"
-
-
-def _versions(python: Path | str, names: list[str]) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "out = {}\n"
-            "for n in sys.argv[1:]:\n"
-            "    try: out[n] = m.version(n)\n"
-            "    except m.PackageNotFoundError: pass\n"
-            "print(json.dumps(out))")
-    env = {**os.environ, "PYTHONPATH": str(EXP_PKGS)}
-    try:
-        done = subprocess.run([str(python), "-c", code, *names], capture_output=True,
-                              text=True, timeout=60, env=env, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    found: dict[str, str] = json.loads(done.stdout)
-    return found
-
-
-def machine(usable_cpus: int) -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                  if ln.startswith("model name")), platform.processor() or "?")
-    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    os_name = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    ours = ["modelmix", "uvicorn", "uvloop", "httptools", "starlette", "aiohttp", "orjson",
-            "pydantic", "pydantic-core", "sqlalchemy", "granian"]
-    peer = ["litellm", "uvicorn", "fastapi", "httpx", "aiohttp", "pydantic"]
-    lite_py = LITELLM_VENV / "bin" / "python"
-    return {
-        "cpu_model": model,
-        "cpus_online": os.cpu_count(),
-        "cpus_usable": usable_cpus,
-        "ram_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "os": os_name,
-        "python": platform.python_version(),
-        "nginx": _cmd_output(["nginx", "-v"]),
-        "wrk": _cmd_output(["wrk", "-v"]).split(" [")[0],
-        "modelmix_packages": _versions(sys.executable, ours),
-        "litellm_packages": _versions(lite_py, peer) if lite_py.exists() else {},
-    }
-
-
-def _load(results: dict[str, TargetResult], name: str, conc: int) -> Load | None:
-    res = results.get(name)
-    return next((x for x in res.loads if x.concurrency == conc), None) if res else None
-
-
-def summary(results: dict[str, TargetResult]) -> dict[str, Any]:
-    """Overheads and the issue's targets, from whatever targets were run."""
-    out: dict[str, Any] = {}
-    for gw in ("modelmix", "litellm"):
-        for conc in (1, 32):
-            d, g = _load(results, "direct", conc), _load(results, gw, conc)
-            if d and g:
-                out[f"{gw}_c{conc}_added_p50_ms"] = round((g.p50_us - d.p50_us) / 1000, 3)
-                out[f"{gw}_c{conc}_added_p99_ms"] = round((g.p99_us - d.p99_us) / 1000, 3)
-            f = _load(results, "floor", conc)
-            if f and g:  # above what a trivial Python server shows here and now
-                out[f"{gw}_c{conc}_p50_over_floor_ms"] = round((g.p50_us - f.p50_us) / 1000, 3)
-                out[f"{gw}_c{conc}_p99_over_floor_ms"] = round((g.p99_us - f.p99_us) / 1000, 3)
-    for conc in (1, 32):
-        m, lt = _load(results, "modelmix", conc), _load(results, "litellm", conc)
-        if m and lt and lt.rps:
-            out[f"throughput_vs_litellm_c{conc}"] = round(m.rps / lt.rps, 1)
-    return out
-
-
-def checks(results: dict[str, TargetResult], summ: dict[str, Any]) -> list[dict[str, Any]]:
-    m32 = _load(results, "modelmix", 32)
-    mm = results.get("modelmix")
-    rows = [
-        ("added p50 at concurrency 1", "<= 0.5 ms", summ.get("modelmix_c1_added_p50_ms"),
-         "ms", lambda v: v <= 0.5),
-        ("added p99 at concurrency 1", "<= 2 ms", summ.get("modelmix_c1_added_p99_ms"),
-         "ms", lambda v: v <= 2.0),
-        ("requests/s at concurrency 32", ">= 2,000", m32.rps if m32 else None, "req/s",
-         lambda v: v >= 2000),
-        ("throughput vs LiteLLM (c=32)", ">= 20x", summ.get("throughput_vs_litellm_c32"),
-         "x", lambda v: v >= 20),
-        ("idle RSS, no local model", "<= 120 MB", mm.idle_rss_mb if mm else None, "MB",
-         lambda v: v <= 120),
-    ]
-    return [{"target": name, "goal": goal, "reached": val, "unit": unit,
-             "met": None if val is None else bool(ok(val))}
-            for name, goal, val, unit, ok in rows]
-
-
-# --- RESULTS.md ------------------------------------------------------------------------
-
-START, END = "<!-- generated:start -->", "<!-- generated:end -->"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    lines = [START, "", f"Run: {report['date']}, {report['settings']}.", "",
-             "| machine | |", "| --- | --- |",
-             f"| CPU | {m['cpu_model']}, {m['cpus_online']} cores "
-             f"({m['cpus_usable']} usable) |",
-             f"| RAM | {m['ram_gib']} GiB |", f"| OS, kernel | {m['os']}, {m['kernel']} |",
-             f"| Python | {m['python']} |", f"| upstream, load | {m['nginx']}; {m['wrk']} |",
-             "| modelmix env | " + _pkgs(m["modelmix_packages"]) + " |",
-             "| LiteLLM env | " + _pkgs(m["litellm_packages"]) + " |", "",
-             "| target | conc. | req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms "
-             "| added p99 ms | gateway CPU µs/req | errors | idle RSS MB | peak RSS MB "
-             "| other CPU % |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: |"]
-    direct = {x["concurrency"]: x for x in report["targets"].get("direct", {}).get("loads", [])}
-    for name, res in report["targets"].items():
-        for ld in res["loads"]:
-            d = direct.get(ld["concurrency"])
-            add50 = f"{(ld['p50_us'] - d['p50_us']) / 1000:.3f}" if d and name != "direct" \
-                else "-"
-            add99 = f"{(ld['p99_us'] - d['p99_us']) / 1000:.3f}" if d and name != "direct" \
-                else "-"
-            idle = res["idle_rss_mb"] if res["idle_rss_mb"] is not None else "-"
-            peak = res["hwm_rss_mb"] if res["hwm_rss_mb"] is not None else "-"
-            lines.append(
-                f"| {name} | {ld['concurrency']} | {ld['rps']:,.0f} | {ld['p50_us'] / 1000:.3f}"
-                f" | {ld['p99_us'] / 1000:.3f} | {ld['p999_us'] / 1000:.3f} | {add50} | {add99}"
-                f" | {_num(ld['cpu_us_per_request'])} | {ld['errors'] + ld['non_2xx']}"
-                f" | {idle} | {peak} | {_num(ld['other_cpu_pct'])} |")
-    lines += ["", "| goal (2 cores, 1 worker) | wanted | reached | met |",
-              "| --- | --- | ---: | --- |"]
-    for c in report["checks"]:
-        val = "-" if c["reached"] is None else f"{c['reached']:,} {c['unit']}"
-        met = {True: "yes", False: "**no**", None: "-"}[c["met"]]
-        lines.append(f"| {c['target']} | {c['goal']} | {val} | {met} |")
-    notes = [f"- {n}: {'; '.join(r['notes'])}" for n, r in report["targets"].items()
-             if r["notes"]]
-    return "\n".join([*lines, "", *notes, "", END])
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def _pkgs(found: dict[str, str]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in found.items()) or "-"
-
-
-def write_markdown(path: Path, block: str) -> None:
-    text = path.read_text() if path.exists() else (
-        "# Gateway overhead benchmark\n\n" + START + "\n" + END + "\n")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    path.write_text(head + block + tail)
-
-
 # --- main ------------------------------------------------------------------------------
 
 
@@ -812,7 +649,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[{name}]", flush=True)
                 results[name] = BENCHES[name](ctx)
         keep_logs(tmp)
-    report = build_report(args, cpus, results, machine(usable))
+    host = machine(usable, LITELLM_VENV / "bin" / "python", EXP_PKGS)
+    report = build_report(args, cpus, results, host)
     out = args.out or HERE / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -838,15 +676,16 @@ def build_report(args: argparse.Namespace, cpus: Cpus, results: dict[str, Target
            if cpus.gateway else "no CPU pinning")
     settings = (f"{args.duration:g} s per run after {args.warmup:g} s warm-up, "
                 f"concurrency {', '.join(map(str, args.concurrency))}, {pin}")
-    summ = summary(results)
+    targets = {k: asdict(v) for k, v in results.items()}
+    summ = summary(targets)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": settings,
         "machine": host,
         "request_body": REQUEST_BODY,
-        "targets": {k: asdict(v) for k, v in results.items()},
+        "targets": targets,
         "summary": summ,
-        "checks": checks(results, summ),
+        "checks": checks(targets, summ),
     }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -178,30 +178,33 @@ class Executor:
 
     async def complete(
         self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
-        attempts: list[Attempt] | None = None,
+        attempts: list[Attempt] | None = None, providers: Mapping[str, Provider] | None = None,
     ) -> tuple[ChatResponse, Deployment, list[Attempt]]:
         """Non-streaming call with retries and fallback. Raises the last ProviderError.
 
         ``attempts``, when given, is filled as calls end, so a caller that is cancelled
-        still knows which deployments were called.
+        still knows which deployments were called. ``providers`` replaces the executor's
+        own for this call (the data guard passes them wrapped for one request).
         """
+        adapters = self.providers if providers is None else providers
 
         def call(dep: Deployment) -> Callable[[], Awaitable[ChatResponse]]:
-            return lambda: self.providers[dep.name].complete(request)
+            return lambda: adapters[dep.name].complete(request)
 
         return await self._run(decision, call, timeout_s, attempts)
 
     async def stream(
         self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
-        attempts: list[Attempt] | None = None,
+        attempts: list[Attempt] | None = None, providers: Mapping[str, Provider] | None = None,
     ) -> StreamStart:
         """Start a stream: retries and fallback apply until the first chunk arrives.
-        ``attempts`` as for :meth:`complete`."""
+        ``attempts`` and ``providers`` as for :meth:`complete`."""
         started = time.perf_counter()
+        adapters = self.providers if providers is None else providers
 
         def call(dep: Deployment) -> Callable[[], Awaitable[_Started]]:
             async def first() -> _Started:
-                it = aiter(self.providers[dep.name].stream(request))
+                it = aiter(adapters[dep.name].stream(request))
                 try:
                     chunk = await anext(it)
                 except StopAsyncIteration:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelmix._executor import Attempt, Executor
 from modelmix.catalog import Config, Deployment
@@ -17,6 +17,9 @@ from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, create_provider
 from modelmix.routing import RouteDecision, Router, RoutingHints, Strategy, prompt_text
 from modelmix.store import NullSink, UsageRecord, UsageSink
+
+if TYPE_CHECKING:
+    from modelmix.guard import Guard, Screening
 
 __all__ = [
     "KEPT_TEXT_CHARS",
@@ -78,6 +81,8 @@ class CallContext:
     timeout_s: float | None = None
     admission: Admission | None = None
     hints: RoutingHints | None = None
+    #: The data guard's screening of this request (set by the service when a policy is on).
+    screening: Screening | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 
@@ -122,6 +127,15 @@ class _RelayState:
     content_chunks: int = 0
     parts: list[str] | None = None  # the answer's text, kept when store.keep_responses
 
+    def add_text(self, text: str) -> None:
+        self.content_chunks += 1
+        if self.parts is not None:
+            self.parts.append(text)
+
+    def text(self) -> str | None:
+        """The streamed answer's text when kept (``store.keep_responses``), else None."""
+        return None if self.parts is None else "".join(self.parts)[:KEPT_TEXT_CHARS]
+
     def partial_usage(self) -> Usage:
         """Completion tokens of a stream cut short, counted as one per content chunk
         (what OpenAI-compatible servers send); the prompt's count is unknown (0)."""
@@ -140,6 +154,8 @@ class ChatService:
         sleep: the executor's backoff sleep (tests pass a recorder).
         strategies: routing strategies by name, used instead of building them from
             the config (tests pass a learned strategy over a fake predictor).
+        guard: the data guard (docs/guard.md); when omitted, built from the config's
+            ``policy`` or ``$MODELMIX_POLICY``, and None when neither names one.
 
     Attributes:
         observers: hooks told of routing time and of each finished request
@@ -154,6 +170,7 @@ class ChatService:
         usage: UsageSink | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
+        guard: Guard | None = None,
     ):
         self.config = config
         built = _LazyProviders(config)
@@ -164,6 +181,13 @@ class ChatService:
         self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
+        if guard is None:
+            from modelmix.guard import guard_from_config
+
+            guard = guard_from_config(config)
+        self.guard = guard
+        if guard is not None:  # first, so it scrubs records before others see them
+            self.observers.append(guard)
         self._availability: dict[str, str | None] = {}
 
     def _health(self, dep: Deployment) -> str | None:
@@ -177,6 +201,9 @@ class ChatService:
         self._availability.clear()
 
     def route(self, request: ChatRequest, ctx: CallContext) -> RouteDecision:
+        screening = ctx.screening
+        if screening is not None:  # routing, logs and observers see no detected value
+            request = screening.redacted
         if request.timeout is not None:
             ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
         started = time.perf_counter()
@@ -185,6 +212,7 @@ class ChatService:
             decision = self.router.route(
                 request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags,
                 prompt=prompt_text(request), hints=ctx.hints,
+                extra_rules=screening.rules if screening is not None else (),
             )
             return decision
         finally:
@@ -198,12 +226,14 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
+            await self._screen(request, ctx, rec)
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
                 reservation = await ctx.admission.admit(decision, request)
             response, dep, attempts = await self.executor.complete(
-                decision, request, timeout_s=ctx.timeout_s, attempts=log
+                decision, request, timeout_s=ctx.timeout_s, attempts=log,
+                providers=self._guarded(ctx),
             )
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
@@ -225,12 +255,13 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
+            await self._screen(request, ctx, rec)
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
                 reservation = await ctx.admission.admit(decision, request)
             start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s,
-                                               attempts=log)
+                                               attempts=log, providers=self._guarded(ctx))
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
@@ -271,10 +302,8 @@ class ChatService:
             while chunk is not None:
                 if chunk.usage is not None:
                     usage = chunk.usage
-                elif chunk.choices and chunk.choices[0].delta.content:
-                    state.content_chunks += 1
-                    if state.parts is not None:
-                        state.parts.append(chunk.choices[0].delta.content)
+                elif chunk.choices and (text := chunk.choices[0].delta.content):
+                    state.add_text(text)
                 if chunk.choices or request.include_usage:
                     yield chunk
                 chunk = await anext(rest, None)
@@ -287,13 +316,25 @@ class ChatService:
             raise
         finally:
             if finished:
-                if state.parts is not None:
-                    rec.response = "".join(state.parts)[:KEPT_TEXT_CHARS]
+                rec.response = state.text()
                 self._finish(rec, dep, usage, attempts, ctx, reservation)
             elif rec.error is None:  # the consumer stopped early (client disconnect)
                 self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
                            reservation, usage=usage or state.partial_usage(),
                            attempts=attempts)
+
+    async def _screen(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord) -> None:
+        """Apply the data policy, when one is set: audit what was found (in ``rec``),
+        refuse a blocked request (PolicyDenied) and keep the screening in ``ctx`` for
+        routing and the calls (docs/guard.md)."""
+        if self.guard is None:
+            return
+        ctx.screening = await self.guard.screen(request, rec, key_id=ctx.key_id, tags=ctx.tags)
+        ctx.screening.enforce()
+
+    def _guarded(self, ctx: CallContext) -> Mapping[str, Provider] | None:
+        """The providers as this request's screening lets it use them (None: as they are)."""
+        return None if ctx.screening is None else ctx.screening.providers(self.providers)
 
     def _record(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
         return UsageRecord(

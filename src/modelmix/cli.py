@@ -16,6 +16,8 @@ from rich.text import Text
 
 from modelmix._logging import LogFormat, configure_logging
 from modelmix.catalog import Config, load_config
+from modelmix.cli_guard import guard_app
+from modelmix.cli_router import router_app
 from modelmix.errors import ConfigError, ModelmixError
 
 if TYPE_CHECKING:
@@ -253,6 +255,8 @@ def _usage_table(fields: tuple[str, ...], rows: list[SummaryRow], total: Summary
 keys_app = typer.Typer(help="Manage virtual keys (stored hashed in the store database: "
                             "$MODELMIX_DB_URL or store.url).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(router_app, name="router")
+app.add_typer(guard_app, name="guard")
 
 
 @contextmanager
@@ -330,6 +334,15 @@ def keys_revoke(
     if record is None:
         _fail(f"no virtual key with id {key_id!r}", code=1)
     console.print(f"revoked {record.id}")
+
+
+def _register_audit() -> None:
+    from modelmix.cli_audit import audit  # data guard audit records (docs/guard.md)
+
+    app.command("audit")(audit)
+
+
+_register_audit()
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from modelmix.catalog import Config, load_config
 from modelmix.errors import InvalidRequest
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
+from modelmix.routing import parse_hints
 from modelmix.store import UsageSink
 
 __all__ = ["AsyncClient", "Client"]
@@ -51,6 +52,15 @@ def _request(model: str, messages: list[dict[str, Any]], stream: bool,
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(f"{field}: {first['msg']}", param=field) from exc
+
+
+def _context(params: dict[str, Any]) -> CallContext:
+    """The modelmix extensions of a chat call, taken out of ``params`` so they are never
+    forwarded upstream: ``router`` (routing hints) and ``tags`` (data policy tags)."""
+    from modelmix.guard import request_tags  # the guard loads only when used
+
+    return CallContext(hints=parse_hints(params.pop("router", None)),
+                       tags=request_tags(params.pop("tags", None)))
 
 
 class AsyncClient:
@@ -79,17 +89,22 @@ class AsyncClient:
 
     async def chat(self, *, model: str, messages: list[dict[str, Any]],
                    stream: bool = False, **params: Any) -> ChatResponse:
-        """One chat completion (use :meth:`chat_stream` for streaming)."""
+        """One chat completion (use :meth:`chat_stream` for streaming).
+
+        ``router={...}`` passes routing hints and ``tags=[...]`` data-policy tags (as
+        ``extra_body`` does at the gateway).
+        """
         if stream:
             raise InvalidRequest("use chat_stream() for streaming", param="stream")
-        completion = await self.service.complete(_request(model, messages, False, params))
+        ctx = _context(params)
+        completion = await self.service.complete(_request(model, messages, False, params), ctx)
         return completion.response
 
     async def chat_stream(self, *, model: str, messages: list[dict[str, Any]],
                           **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream chat completion chunks."""
-        started = await self.service.stream(_request(model, messages, True, params),
-                                            CallContext())
+        ctx = _context(params)
+        started = await self.service.stream(_request(model, messages, True, params), ctx)
         try:
             async for chunk in started.chunks:
                 yield chunk

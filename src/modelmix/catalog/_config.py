@@ -83,6 +83,22 @@ class Config(BaseModel):
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     log_prompts: bool = False
+    #: Data policy (docs/guard.md): a ready policy's name (``healthcare``, ``finance``,
+    #: ``eu-residency``), a policy file's path or an inline mapping; ``MODELMIX_POLICY``
+    #: overrides it. None: no guard, every request may go to every deployment.
+    policy: str | dict[str, Any] | None = None
+
+    @field_validator("policy")
+    @classmethod
+    def _valid_policy(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if value is not None:
+            from modelmix.guard._policy import load_policy  # the guard imports the catalog
+
+            try:
+                load_policy(value)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("router")
     @classmethod

@@ -6,13 +6,20 @@ Example::
     from modelmix.eval import cross_validate, load_outcome_table, write_results
 
     table = load_outcome_table("shared/data/routellm/mmlu.csv")
-    report = cross_validate(table, fit=my_trainer, folds=5)   # fit(train) -> scorer
+    report = cross_validate(table, fit=my_trainer, folds=5)   # fit([train]) -> scorer
     write_results([report], "out/")                           # results.json + plot.png
 """
 
 from modelmix.eval._baselines import RANDOM_SEEDS, oracle_curve, oracle_metrics, random_metrics
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, CostModel, cost_model
-from modelmix.eval._cv import Fit, Scorer, cross_validate, evaluate_holdout, stratified_folds
+from modelmix.eval._cv import (
+    Fit,
+    Scorer,
+    cross_validate,
+    cross_validate_tables,
+    evaluate_holdout,
+    stratified_folds,
+)
 from modelmix.eval._metrics import (
     DEFAULT_BINS,
     PGR_TARGETS,
@@ -65,6 +72,7 @@ __all__ = [
     "cost_model",
     "cpt",
     "cross_validate",
+    "cross_validate_tables",
     "decile_thresholds",
     "estimate_tokens",
     "evaluate_holdout",

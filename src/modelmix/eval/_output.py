@@ -35,6 +35,8 @@ def _caption(report: EvalReport) -> str:
            if report.protocol == "cv" else "held-out table, one trained router")
     lines = [f"{how}; weak {report.q_weak.fmt(100, 1, '%')}, "
              f"strong {report.q_strong.fmt(100, 1, '%')} quality"]
+    if report.skipped_rows:
+        lines.append(f"{report.skipped_rows} rows without both outcomes left out")
     cost = report.cost
     if cost is not None:
         tokens = "measured" if cost.completion_measured else "assumed"

@@ -137,6 +137,7 @@ class EvalReport:
         methods: ``"router"``, ``"random"``, ``"oracle"`` -> summary.
         cost: the priced token profile, or None when no prices were given.
         router: what was evaluated (artifact path, or the trainer used per fold).
+        skipped_rows: rows of the file without both outcomes, left out.
     """
 
     dataset: str
@@ -151,6 +152,7 @@ class EvalReport:
     methods: dict[str, MethodSummary]
     cost: CostModel | None
     router: str
+    skipped_rows: int = 0
 
     def cost_at(self, strong_fraction: float) -> tuple[float, float] | None:
         """(USD per 1k requests, share of always-strong cost) at a strong fraction."""
@@ -168,6 +170,7 @@ class EvalReport:
         return {
             "dataset": self.dataset, "weak_model": self.weak_model,
             "strong_model": self.strong_model, "n_prompts": self.n_prompts,
+            "skipped_rows": self.skipped_rows,
             "protocol": self.protocol, "folds": self.folds, "seed": self.seed,
             "router": self.router, "q_weak": self.q_weak.to_dict(),
             "q_strong": self.q_strong.to_dict(),

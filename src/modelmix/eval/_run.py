@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from modelmix.catalog import Deployment
-from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, cost_model
-from modelmix.eval._cv import Fit, Scorer, cross_validate, evaluate_holdout
+from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, CostModel, cost_model
+from modelmix.eval._cv import Fit, Scorer, cross_validate_tables, evaluate_holdout
 from modelmix.eval._metrics import DEFAULT_BINS
 from modelmix.eval._report import EvalReport
 from modelmix.eval._table import PairTable
@@ -39,28 +39,28 @@ class EvalOptions:
 
 def run_eval(tables: Sequence[PairTable], *, options: EvalOptions, fit: Fit | None = None,
              scorer: Scorer | None = None, router: str = "",
-             on_fold: Callable[[str, int, int], None] | None = None) -> list[EvalReport]:
-    """Evaluate each table: cross-validated with ``fit``, or held-out with ``scorer``.
+             on_fold: Callable[[int, int], None] | None = None) -> list[EvalReport]:
+    """Evaluate the tables: cross-validated with ``fit`` (one router per fold, trained on
+    that fold's training rows of all tables together), or held-out with ``scorer``.
 
-    Exactly one of ``fit`` and ``scorer`` must be given. ``on_fold(table, i, k)`` reports
-    progress before each fold is trained.
+    Exactly one of ``fit`` and ``scorer`` must be given. ``on_fold(i, k)`` reports
+    progress before fold i is trained.
     """
     if (fit is None) == (scorer is None):
         raise ValueError("give exactly one of fit (cross-validation) and scorer (held-out)")
-    reports = []
-    for table in tables:
-        cost = None
-        if options.weak_deployment is not None and options.strong_deployment is not None:
-            cost = cost_model(table, options.weak_deployment, options.strong_deployment,
-                              completion_tokens=options.completion_tokens)
-        if fit is not None:
-            progress = (None if on_fold is None
-                        else lambda i, k, name=table.name: on_fold(name, i, k))
-            reports.append(cross_validate(table, fit, folds=options.folds, seed=options.seed,
-                                          bins=options.bins, cost=cost,
-                                          router=router or "trained per fold",
-                                          on_fold=progress))
-        elif scorer is not None:
-            reports.append(evaluate_holdout(table, scorer, bins=options.bins, cost=cost,
-                                            router=router or "artifact"))
-    return reports
+    costs = [_cost(t, options) for t in tables]
+    if scorer is not None:
+        return [evaluate_holdout(t, scorer, bins=options.bins, cost=c,
+                                 router=router or "artifact")
+                for t, c in zip(tables, costs, strict=True)]
+    assert fit is not None  # checked above; narrows the type
+    return cross_validate_tables(tables, fit, folds=options.folds, seed=options.seed,
+                                 bins=options.bins, costs=costs,
+                                 router=router or "trained per fold", on_fold=on_fold)
+
+
+def _cost(table: PairTable, options: EvalOptions) -> CostModel | None:
+    if options.weak_deployment is None or options.strong_deployment is None:
+        return None
+    return cost_model(table, options.weak_deployment, options.strong_deployment,
+                      completion_tokens=options.completion_tokens)

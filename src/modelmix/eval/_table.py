@@ -1,20 +1,23 @@
 """Pair tables: per prompt, how well a weak and a strong model answered (an outcome table
 narrowed to the routed pair).
 
-The CSV layout is RouteLLM's (``routellm/evals``): a ``prompt`` column, one column per
-model holding ``True``/``False`` (answered correctly) or a numeric score, optionally a
-``subject`` column (MMLU) and ``<model>_response`` columns (GSM8K) with each answer's text.
+The layout is RouteLLM's (``routellm/evals``): a ``prompt`` column, one column per model
+holding ``True``/``False`` (answered correctly) or a numeric score, optionally a
+``subject`` column (MMLU) and ``<model>_response`` columns (GSM8K) with each answer's text;
+as CSV/TSV, or as JSON/JSONL objects with the same keys (``modelmix router
+export-feedback`` writes such JSONL, with null where a model has no outcome).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from modelmix.errors import ConfigError
 
@@ -35,8 +38,10 @@ CHARS_PER_TOKEN = 4.0
 _T = TypeVar("_T")
 _RESERVED = ("prompt", "subject")
 _RESPONSE_SUFFIX = "_response"
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+_TRUE = frozenset({"true", "yes", "y", "t", "correct"})
+_FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
+_MISSING = frozenset({"", "nan", "null", "none"})
+_JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -57,6 +62,8 @@ class PairTable:
         subjects: per-prompt MMLU subject, or None when the table has no ``subject`` column.
         weak_completion_tokens / strong_completion_tokens: estimated tokens of each model's
             response (from ``<model>_response`` columns), or None when the table has none.
+        skipped_rows: rows of the file left out because one of the two outcomes was
+            missing (empty, null, NaN: sparse tables such as exported feedback).
     """
 
     name: str
@@ -68,6 +75,7 @@ class PairTable:
     subjects: tuple[str, ...] | None = None
     weak_completion_tokens: tuple[int, ...] | None = None
     strong_completion_tokens: tuple[int, ...] | None = None
+    skipped_rows: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
@@ -106,8 +114,15 @@ def model_columns(header: Sequence[str]) -> list[str]:
     return [c for c in header if c not in _RESERVED and not c.endswith(_RESPONSE_SUFFIX)]
 
 
-def _parse_value(raw: str, *, where: str) -> float:
-    text = raw.strip().lower()
+def _parse_value(raw: object, *, where: str) -> float | None:
+    """An outcome cell as a number (True/False -> 1/0); None when empty / null / NaN."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        return float(raw)
+    text = str(raw).strip().lower()
+    if text in _MISSING:
+        return None
     if text in _TRUE:
         return 1.0
     if text in _FALSE:
@@ -141,30 +156,60 @@ def _pick_pair(path: Path, models: list[str], weak: str | None,
     return models[0], models[1]  # reordered by accuracy in load_outcome_table
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of an outcome CSV that has a ``prompt`` column and rows."""
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if text.lstrip().startswith("["):
+            data = json.loads(text)
+        else:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON / JSONL ({exc.msg})") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ConfigError(f"{path}: expected one JSON object per row")
+    return data
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names (in first-seen order) and rows of an outcome table: CSV, TSV, or
+    JSON / JSONL objects; it must have a ``prompt`` column and rows."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
+        if path.suffix.lower() in _JSON_SUFFIXES:
+            rows = _read_json(path)
+        else:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+                rows = list(csv.DictReader(fh, dialect=dialect))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: cannot read outcome table: {exc}") from exc
-    if "prompt" not in header:
-        raise ConfigError(f"{path}: no 'prompt' column (header: {header})")
+    header = list(dict.fromkeys(k for r in rows for k in r))
     if not rows:
         raise ConfigError(f"{path}: no rows")
+    if "prompt" not in header:
+        raise ConfigError(f"{path}: no 'prompt' column (columns: {header})")
     return header, rows
+
+
+def _text(value: object) -> str:
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _response_tokens(rows: Sequence[dict[str, Any]], header: Sequence[str],
+                     model: str) -> tuple[int, ...] | None:
+    """Estimated tokens of ``model``'s answers, or None without a response column."""
+    col = model + _RESPONSE_SUFFIX
+    return tuple(estimate_tokens(_text(r.get(col))) for r in rows) if col in header else None
 
 
 def load_outcome_table(path: str | Path, *, weak: str | None = None,
                        strong: str | None = None, name: str | None = None) -> PairTable:
-    """Read a RouteLLM-style outcome CSV.
+    """Read a RouteLLM-style outcome table (CSV, TSV, JSON or JSONL rows).
 
-    With exactly two model columns and no ``weak``/``strong`` given, the model with the
-    lower mean score is taken as weak. Raises :class:`ConfigError` for an unreadable or
-    malformed table.
+    Rows where the weak or the strong outcome is missing are skipped (counted in
+    ``skipped_rows``). With exactly two model columns and no ``weak``/``strong`` given,
+    the model with the lower mean score is taken as weak. Raises :class:`ConfigError` for
+    an unreadable or malformed table.
 
     Example::
 
@@ -172,20 +217,25 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
         table.weak_model  # 'mistralai/Mixtral-8x7B-Instruct-v0.1'
     """
     path = Path(path)
-    header, rows = _read_csv(path)
+    header, rows = _read_rows(path)
     w, s = _pick_pair(path, model_columns(header), weak, strong)
-    wv = [_parse_value(r[w] or "", where=f"{path} row {i + 2} {w}") for i, r in enumerate(rows)]
-    sv = [_parse_value(r[s] or "", where=f"{path} row {i + 2} {s}") for i, r in enumerate(rows)]
+    values = [(_parse_value(r.get(w), where=f"{path} row {i + 1} {w}"),
+               _parse_value(r.get(s), where=f"{path} row {i + 1} {s}"))
+              for i, r in enumerate(rows)]
+    keep = [i for i, (a, b) in enumerate(values) if a is not None and b is not None]
+    if not keep:
+        raise ConfigError(f"{path}: no row has outcomes for both {w!r} and {s!r}")
+    rows = [rows[i] for i in keep]
+    wv = [float(values[i][0] or 0.0) for i in keep]
+    sv = [float(values[i][1] or 0.0) for i in keep]
     if weak is None and strong is None and sum(wv) > sum(sv):
         w, s, wv, sv = s, w, sv, wv
 
-    def tokens(model: str) -> tuple[int, ...] | None:
-        col = model + _RESPONSE_SUFFIX
-        return tuple(estimate_tokens(r[col] or "") for r in rows) if col in header else None
-
     return PairTable(
-        name=name or path.stem, prompts=tuple(r["prompt"] or "" for r in rows),
+        name=name or path.stem, prompts=tuple(_text(r.get("prompt")) for r in rows),
         weak=tuple(wv), strong=tuple(sv), weak_model=w, strong_model=s,
-        subjects=tuple(r["subject"] or "" for r in rows) if "subject" in header else None,
-        weak_completion_tokens=tokens(w), strong_completion_tokens=tokens(s),
+        subjects=tuple(_text(r.get("subject")) for r in rows) if "subject" in header else None,
+        weak_completion_tokens=_response_tokens(rows, header, w),
+        strong_completion_tokens=_response_tokens(rows, header, s),
+        skipped_rows=len(values) - len(keep),
     )

@@ -7,10 +7,11 @@ from modelmix.routing._calibration import (
     Target,
     calibrate,
     load_calibration,
+    router_fingerprint,
     save_calibration,
 )
 from modelmix.routing._decision import RouteDecision
-from modelmix.routing._input import RoutingHints, RoutingInput, prompt_text
+from modelmix.routing._input import RoutingHints, RoutingInput, parse_hints, prompt_text
 from modelmix.routing._learned_strategy import LearnedStrategy, estimated_cost_usd
 from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
 from modelmix.routing._router import HealthCheck, Router
@@ -47,6 +48,8 @@ __all__ = [
     "estimated_cost_usd",
     "filter_candidates",
     "load_calibration",
+    "parse_hints",
     "prompt_text",
+    "router_fingerprint",
     "save_calibration",
 ]

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -49,6 +50,7 @@ __all__ = [
     "TargetKind",
     "calibrate",
     "load_calibration",
+    "router_fingerprint",
     "save_calibration",
 ]
 
@@ -150,12 +152,35 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def router_fingerprint(directory: str | os.PathLike[str]) -> str | None:
+    """SHA-256 (hex, first 16) over a router artifact's files, ``calibration.json``
+    excepted; None when ``directory`` holds no file. Thresholds belong to one trained
+    router: a retrained one scores differently."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != CALIBRATION_FILE
+                   and not p.name.startswith("."))
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16] if files else None
+
+
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Named calibrated targets of one router, and which one is the default."""
+    """Named calibrated targets of one router, and which one is the default.
+
+    ``fingerprint`` is :func:`router_fingerprint` of the router they were computed for
+    (None when unknown).
+    """
 
     targets: dict[str, CalibrationResult] = field(default_factory=dict)
     default: str | None = None
+    fingerprint: str | None = None
 
     def resolve(self, name: str | None) -> tuple[str, CalibrationResult] | None:
         """The target called ``name`` (or the default when None), or None when nothing
@@ -176,6 +201,7 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": _VERSION, "default": self.default,
+                "router_fingerprint": self.fingerprint,
                 "targets": {n: r.to_dict() for n, r in sorted(self.targets.items())}}
 
     @classmethod
@@ -189,9 +215,11 @@ class Calibration:
             default = raw.get("default")
             if default is not None and default not in targets:
                 raise ValueError(f"default {default!r} is not among the targets")
+            fingerprint = raw.get("router_fingerprint")
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid calibration: {exc}") from exc
-        return cls(targets=targets, default=default)
+        return cls(targets=targets, default=default,
+                   fingerprint=None if fingerprint is None else str(fingerprint))
 
 
 def load_calibration(path: str | os.PathLike[str]) -> Calibration:
@@ -234,6 +262,7 @@ def save_calibration(calibration: Calibration, directory: str | os.PathLike[str]
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; readers may be other users
         os.replace(tmp, folder / CALIBRATION_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,9 +9,11 @@ Routing knows nothing of HTTP: the gateway parses the ``router`` object of a cha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modelmix.errors import InvalidRequest
 from modelmix.protocol import ChatRequest, RequestNeeds
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "RoutingHints",
     "RoutingInput",
+    "parse_hints",
     "prompt_text",
 ]
 
@@ -77,6 +80,23 @@ class RoutingHints(BaseModel):
             raise ValueError(f"give at most one of target, min_quality and prefer_open "
                              f"(got {', '.join(given)})")
         return self
+
+
+def parse_hints(raw: Any) -> RoutingHints | None:
+    """Validate a ``router`` object (None when absent). Raises InvalidRequest (400)
+    naming the bad field, e.g. ``router.min_quality``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest('router: must be an object, e.g. {"min_quality": 0.8}',
+                             param="router", code="invalid_value")
+    try:
+        return RoutingHints.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(["router", *(str(p) for p in first["loc"])])
+        raise InvalidRequest(f"{loc}: {first['msg']}", param=loc,
+                             code="invalid_value") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,12 @@ from typing import TYPE_CHECKING, ClassVar
 from modelmix.catalog import Config, Deployment, LearnedRouterSettings, Tier
 from modelmix.errors import InvalidRequest, ModelmixError
 from modelmix.protocol import RequestNeeds
-from modelmix.routing._calibration import CALIBRATION_FILE, Calibration, load_calibration
+from modelmix.routing._calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    load_calibration,
+    router_fingerprint,
+)
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._input import RoutingInput
 from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
@@ -47,7 +52,13 @@ from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
 if TYPE_CHECKING:  # the learned package imports numpy: load it only when routing needs it
     from modelmix.routing.learned._base import QualityPredictor
 
-__all__ = ["UNCALIBRATED_THRESHOLD", "LearnedStrategy", "estimated_cost_usd"]
+__all__ = [
+    "UNCALIBRATED_THRESHOLD",
+    "LearnedStrategy",
+    "PredictorLoader",
+    "default_predictor_loader",
+    "estimated_cost_usd",
+]
 
 log = logging.getLogger("modelmix.routing")
 
@@ -65,7 +76,7 @@ def estimated_cost_usd(dep: Deployment, request: RoutingInput) -> float:
     return dep.cost_usd(request.needs.prompt_tokens_estimate, request.output_tokens_estimate())
 
 
-def _default_loader(name: str) -> QualityPredictor:
+def default_predictor_loader(name: str) -> QualityPredictor:
     """``modelmix.routing.learned.load_predictor(name)``, imported on first use."""
     module = importlib.import_module("modelmix.routing.learned")
     load: PredictorLoader = module.load_predictor
@@ -116,7 +127,7 @@ class LearnedStrategy(Strategy):
         self.settings = settings or LearnedRouterSettings()
         self._predictor = predictor
         self._calibration = calibration
-        self._loader = loader or _default_loader
+        self._loader = loader or default_predictor_loader
         self._loaded = False
         self._unavailable: str | None = None
         self._lock = threading.Lock()
@@ -163,24 +174,31 @@ class LearnedStrategy(Strategy):
             self._calibration = self._read_calibration()
 
     def _read_calibration(self) -> Calibration:
-        path = self._calibration_path()
+        folder = self._artifact_dir()
+        path = (Path(self.settings.calibration) if self.settings.calibration
+                else None if folder is None else folder / CALIBRATION_FILE)
         if path is None:
             return Calibration()
         try:
-            return load_calibration(path)
+            calibration = load_calibration(path)
         except ModelmixError as exc:
             log.error("ignoring the router calibration: %s", exc.message)
             return Calibration()
+        if calibration.fingerprint and folder is not None and router_fingerprint(
+                folder) not in (None, calibration.fingerprint):
+            log.warning("%s was calibrated for another version of the router in %s; its "
+                        "thresholds may be off: re-run modelmix router calibrate", path, folder)
+        return calibration
 
-    def _calibration_path(self) -> Path | None:
-        if self.settings.calibration:
-            return Path(self.settings.calibration)
+    def _artifact_dir(self) -> Path | None:
+        """The loaded router's directory (its ``artifact_dir``), else ``settings.artifact``
+        when that is a directory."""
         for attr in ("artifact_dir", "path", "directory"):
             value = getattr(self._predictor, attr, None)
             if isinstance(value, str | os.PathLike):
-                return Path(value) / CALIBRATION_FILE
+                return Path(value)
         given = Path(self.settings.artifact)
-        return given / CALIBRATION_FILE if given.is_dir() else None
+        return given if given.is_dir() else None
 
     # -- deciding ------------------------------------------------------------------------
 
@@ -345,8 +363,9 @@ class LearnedStrategy(Strategy):
                            key=cost)
         reason = (f"learned: p(strong needed)={score:.2f} {'>=' if need_strong else '<'} "
                   f"{limit:.2f} ({label})")
-        if not primary:
-            kind = "strong" if need_strong else "weak"
+        if not primary or (not secondary and excluded):  # policy, not p, decided
+            missing_strong = need_strong if not primary else not need_strong
+            kind = "strong" if missing_strong else "weak"
             why = "; ".join(f"{n}: {w}" for n, w in excluded.items()) or "none configured"
             reason += f"; no {kind}-model deployment allowed ({why})"
         return _Choice([*primary, *secondary], reason, score=score, quality=quality,

@@ -94,8 +94,11 @@ class Router:
         tags: frozenset[str] = frozenset(),
         prompt: str = "",
         hints: RoutingHints | None = None,
+        extra_rules: Sequence[Rule] = (),
     ) -> RouteDecision:
         """Choose deployments for one request; see the class docstring for errors.
+
+        ``extra_rules`` add policy-filter rules for this request only (the data guard's).
 
         ``prompt`` (the last user message) and ``hints`` reach the strategy; only the
         ``learned`` strategy reads them (it raises InvalidRequest for an unknown
@@ -111,7 +114,8 @@ class Router:
             from modelmix.errors import PermissionDenied
 
             raise PermissionDenied(f"this key may not use model '{model}'")
-        allowed, excluded = filter_candidates(members, ctx, self._rules)
+        rules = [*self._rules, *extra_rules] if extra_rules else self._rules
+        allowed, excluded = filter_candidates(members, ctx, rules)
         healthy = []
         for dep in allowed:
             why = self._health(dep)

@@ -145,6 +145,11 @@ class FeedbackEndpoint:
         self.store = store
         self.recent = recent
 
+    def close(self) -> None:
+        """Release the store's connections."""
+        if self.store is not None:
+            self.store.close()
+
     async def handle(self, request: Request) -> Response:
         """Answer one ``POST /v1/feedback`` (errors as OpenAI error bodies)."""
         try:

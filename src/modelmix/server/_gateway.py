@@ -27,6 +27,7 @@ from modelmix.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
+from modelmix.guard import TAGS_HEADER, request_tags
 from modelmix.protocol import (
     DONE_EVENT,
     ChatRequest,
@@ -34,7 +35,7 @@ from modelmix.protocol import (
     error_event,
     response_json,
 )
-from modelmix.routing import RouteDecision, RoutingHints
+from modelmix.routing import RouteDecision, RoutingHints, parse_hints
 from modelmix.server._auth import Authenticator, KeyInfo
 
 __all__ = ["Gateway", "error_response", "routing_hints"]
@@ -86,19 +87,7 @@ def _route_headers(decision: RouteDecision, deployment: str, request_id: str) ->
 def routing_hints(data: dict[str, Any]) -> RoutingHints | None:
     """Take the modelmix ``router`` object out of a chat body (so it is never forwarded
     upstream) and validate it. Raises InvalidRequest (400) naming the bad field."""
-    raw = data.pop("router", None)
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("router: must be an object, e.g. {\"min_quality\": 0.8}",
-                             param="router", code="invalid_value")
-    try:
-        return RoutingHints.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(["router", *(str(p) for p in first["loc"])])
-        raise InvalidRequest(f"{loc}: {first['msg']}", param=loc,
-                             code="invalid_value") from exc
+    return parse_hints(data.pop("router", None))
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -259,6 +248,7 @@ class Gateway:
                 await read_body(request, server.max_body_bytes, server.body_timeout_s))
             model = _model_name(data)
             ctx.hints = routing_hints(data)
+            ctx.tags = request_tags(data.pop("tags", None), request.headers.get(TAGS_HEADER))
             chat = validate_chat_request(data, self.config)
         except ModelmixError as exc:
             self.service.record_rejected(ctx, exc, model)  # also logged by the log sink

@@ -42,7 +42,7 @@ def create_app(
     tracing: Tracing | None = None,
     feedback: FeedbackStore | None = None,
 ) -> Starlette:
-    """Build the gateway app.
+    """Build the gateway app (its start-up warms the ``auto`` strategy: :func:`_warm`).
 
     Args:
         config: the catalog; ``MODELMIX_CONFIG`` (a YAML path) or the embedded default
@@ -58,9 +58,6 @@ def create_app(
             off (nothing imported) when they say nothing. See docs/observability.md.
         feedback: where ``POST /v1/feedback`` stores scores and looks up request ids; by
             default the usage database (none when ``store.enabled`` is false).
-
-    At start-up the ``auto`` strategy is built and warmed in a worker thread (the
-    learned router loads its model then, not on the first request).
     """
     if service is None:
         config = config or load_config(os.environ.get("MODELMIX_CONFIG") or None)
@@ -74,10 +71,7 @@ def create_app(
         auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
                               KeyStore.from_config(config))
     gateway = Gateway(service, auth)
-    recent = RecentRequests()
-    service.observers.append(recent)
-    feedback = feedback or _default_feedback_store(config)
-    feedback_endpoint = FeedbackEndpoint(auth, feedback, recent)
+    feedback_endpoint = _feedback_endpoint(service, auth, feedback)
     tracing = tracing or Tracing.from_env(os.environ)
     metrics, middleware = instrument(service, tracing)
 
@@ -105,16 +99,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            await asyncio.to_thread(service.router.warm)
-        except ModelmixError as exc:  # requests will get the same error, with context
-            log.warning("routing strategy %r not ready: %s", config.router, exc.message)
+        await _warm(service)
         try:
             yield
         finally:
             await service.aclose()
-            if feedback is not None:
-                feedback.close()
+            feedback_endpoint.close()
             if tracing is not None:
                 tracing.close()
             if isinstance(auth, VirtualKeyAuth):
@@ -144,13 +134,29 @@ def create_app(
     return app
 
 
-def _default_feedback_store(config: Config) -> FeedbackStore | None:
-    """Feedback in the usage database, or None when the store is disabled."""
-    if not config.store.enabled:
-        return None
-    from modelmix.store import resolve_db_url
+def _feedback_endpoint(service: ChatService, auth: Authenticator,
+                       store: FeedbackStore | None) -> FeedbackEndpoint:
+    """``POST /v1/feedback`` over ``store``, by default the usage database (none when
+    ``store.enabled`` is false); the service tells it of every finished request."""
+    config = service.config
+    if store is None and config.store.enabled:
+        from modelmix.store import resolve_db_url
 
-    return FeedbackStore(resolve_db_url(config.store))
+        store = FeedbackStore(resolve_db_url(config.store))
+    recent = RecentRequests()
+    service.observers.append(recent)
+    return FeedbackEndpoint(auth, store, recent)
+
+
+async def _warm(service: ChatService) -> None:
+    """Build the ``auto`` strategy and load its model in a worker thread, so the first
+    request does not wait for it (the learned router never raises here: it falls back)."""
+    try:
+        await asyncio.to_thread(service.router.warm)
+    except ModelmixError as exc:  # requests will get the same error, with context
+        log.warning("routing strategy %r not ready: %s", service.config.router, exc.message)
+    if service.guard is not None:  # the data guard's detector, likewise
+        await asyncio.to_thread(service.guard.warm)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

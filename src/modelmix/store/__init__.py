@@ -15,9 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from modelmix.store._records import NullSink, UsageRecord, UsageSink
+from modelmix.store._records import AuditRecord, NullSink, UsageRecord, UsageSink
 
 if TYPE_CHECKING:
+    from modelmix.store._audit import AuditRow, AuditStore, AuditSummaryRow
     from modelmix.store._feedback import (
         FeedbackRecord,
         FeedbackStore,
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "AuditRecord",
+    "AuditRow",
+    "AuditStore",
+    "AuditSummaryRow",
     "FeedbackRecord",
     "FeedbackStore",
     "GroupField",
@@ -58,6 +63,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AuditRow": "_audit",
+    "AuditStore": "_audit",
+    "AuditSummaryRow": "_audit",
     "FeedbackRecord": "_feedback",
     "FeedbackStore": "_feedback",
     "RequestInfo": "_feedback",

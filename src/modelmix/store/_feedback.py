@@ -158,8 +158,11 @@ class FeedbackStore:
         """Create the store tables (usage, request_texts, feedback) when missing."""
         if self._engine is None:
             self._engine = create_store_engine(self._url)
-        METADATA.create_all(self._engine, checkfirst=True,
-                            tables=[USAGE_TABLE, REQUEST_TEXTS_TABLE, FEEDBACK_TABLE])
+        tables = [USAGE_TABLE, REQUEST_TEXTS_TABLE, FEEDBACK_TABLE]
+        try:
+            METADATA.create_all(self._engine, checkfirst=True, tables=tables)
+        except sa.exc.DatabaseError:  # the usage writer created one meanwhile: look again
+            METADATA.create_all(self._engine, checkfirst=True, tables=tables)
         self._ready = True
 
     def find_request(self, request_id: str) -> RequestInfo | None:

@@ -1,11 +1,38 @@
-"""Records written for every request: usage and cost (audit records join later)."""
+"""Records written for every request: usage and cost, and the guard's audit record."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["NullSink", "UsageRecord", "UsageSink"]
+__all__ = ["AuditRecord", "NullSink", "UsageRecord", "UsageSink"]
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """What the data guard found and decided for one request (never raw values).
+
+    Attributes:
+        policy: the policy's name.
+        data_class: public, internal, confidential or regulated.
+        action: allow, pseudonymise, route-local or block.
+        rule: the policy rule that decided (``classes.regulated``, ``tags.eu``...).
+        rules: every policy rule that matched.
+        entities: detected entity types and their counts.
+        pseudonymised: distinct values replaced by placeholders in what was sent.
+        tags: the request's tags.
+        forbidden: deployments the policy kept from serving the request.
+    """
+
+    policy: str
+    data_class: str
+    action: str
+    rule: str
+    rules: list[str] = field(default_factory=list)
+    entities: dict[str, int] = field(default_factory=dict)
+    pseudonymised: int = 0
+    tags: list[str] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -27,6 +54,7 @@ class UsageRecord:
         prompt / response: the last user message and the answer's text, only when
             ``store.keep_prompts`` / ``store.keep_responses`` are on; stored in the
             ``request_texts`` table, not in ``usage``.
+        audit: the data guard's record when a policy is set (table ``guard_audit``).
     """
 
     request_id: str
@@ -48,6 +76,11 @@ class UsageRecord:
     attempts: int = 0
     prompt: str | None = None
     response: str | None = None
+    audit: AuditRecord | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.audit, dict):  # read back from a spill file
+            self.audit = AuditRecord(**self.audit)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

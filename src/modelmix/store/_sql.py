@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from modelmix.errors import ConfigError
+from modelmix.store._audit import AUDIT_METADATA, AUDIT_TABLE, audit_rows
 from modelmix.store._records import UsageRecord
 from modelmix.store._summary import GroupStats, SummaryRow, build_rows
 
@@ -190,6 +191,7 @@ class UsageStore:
     def create_all(self) -> None:
         """Create the table and indexes when missing (no migrations: the schema is v1)."""
         METADATA.create_all(self.engine, checkfirst=True)
+        AUDIT_METADATA.create_all(self.engine, checkfirst=True)
 
     def insert_many(self, records: Sequence[UsageRecord]) -> int:
         """Insert ``records`` in one transaction (all or none); returns the row count."""
@@ -199,10 +201,13 @@ class UsageStore:
         texts = [{"request_id": rec.request_id, "created_at": rec.created_at,
                   "prompt": rec.prompt, "response": rec.response}
                  for rec in records if rec.prompt is not None or rec.response is not None]
+        audits = audit_rows(records)
         with self.engine.begin() as conn:
             conn.execute(USAGE_TABLE.insert(), rows)
             if texts:
                 conn.execute(REQUEST_TEXTS_TABLE.insert(), texts)
+            if audits:
+                conn.execute(AUDIT_TABLE.insert(), audits)
         return len(rows)
 
     def existing(self, records: Iterable[UsageRecord]) -> set[tuple[str, float]]:

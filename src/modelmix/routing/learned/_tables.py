@@ -26,6 +26,7 @@ __all__ = ["OutcomeTable", "RouterDataError", "read_outcome_tables", "read_promp
 _TRUE = frozenset({"true", "yes", "y", "t", "correct"})
 _FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
+_ID_COLUMNS = frozenset({"id", "idx", "index", "uid", "question_id", "prompt_id", "row"})
 
 
 class RouterDataError(ModelmixError):
@@ -106,12 +107,28 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
+def _prompt_text(value: Any) -> str:
+    """A prompt cell as text: strings as they are; an OpenAI ``messages`` list as its last
+    user message (what the gateway routes on); anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        users = [m.get("content") for m in value if m.get("role", "user") == "user"]
+        if users and isinstance(users[-1], str):
+            return users[-1]
+    return json.dumps(value)
+
+
 def read_prompts(path: Path | str, *, prompt_column: str = "prompt") -> list[str]:
-    """The prompt column of a CSV/JSONL file, in file order.
+    """The prompts of a file, in file order: the ``prompt_column`` of a CSV/TSV/JSONL/JSON
+    file, or every line of a ``.txt`` file.
 
     Raises:
         RouterDataError: missing file, no rows, or a row without ``prompt_column``.
     """
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        return _text_lines(path)
     rows = read_rows(path)
     prompts = []
     for i, row in enumerate(rows, 1):
@@ -120,8 +137,20 @@ def read_prompts(path: Path | str, *, prompt_column: str = "prompt") -> list[str
             cols = ", ".join(map(str, row)) or "none"
             raise RouterDataError(f"{path}: row {i} has no column {prompt_column!r} "
                                   f"(columns: {cols}); use --prompt-column")
-        prompts.append(value if isinstance(value, str) else json.dumps(value))
+        prompts.append(_prompt_text(value))
     return prompts
+
+
+def _text_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise RouterDataError(f"no such file: {path}")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RouterDataError(f"{path}: cannot read ({exc})") from None
+    if not lines:
+        raise RouterDataError(f"{path}: no lines")
+    return lines
 
 
 def _outcome(value: Any) -> float | None:
@@ -148,16 +177,26 @@ def _outcome(value: Any) -> float | None:
         return None
 
 
-def _model_columns(rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
-    """Columns whose every cell is an outcome (bool/number/empty) and not all empty."""
-    candidates = [c for c in rows[0] if c not in skip]
+def _model_columns(path: Path, rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
+    """Columns whose cells are all outcomes (bool/number/empty, not all empty), except
+    ``skip``, ``*_response`` and id-like columns.
+
+    Raises:
+        RouterDataError: a column that is mostly outcomes has a cell that is not one (a
+            typo in a model column), naming the row.
+    """
     out = []
-    for col in candidates:
+    for col in rows[0]:
+        if col in skip or col.endswith("_response") or col.lower() in _ID_COLUMNS:
+            continue
         values = [_outcome(r.get(col)) for r in rows]
-        if all(v is not None for v in values) and not all(
-            v is not None and math.isnan(v) for v in values
-        ):
+        bad = [i for i, v in enumerate(values) if v is None]
+        if not bad and not all(v is not None and math.isnan(v) for v in values):
             out.append(col)
+        elif bad and len(bad) < len(values) / 2:
+            i = bad[0]
+            raise RouterDataError(f"{path}: row {i + 1}, column {col!r}: "
+                                  f"{rows[i].get(col)!r} is not True/False or a number")
     return out
 
 
@@ -174,7 +213,7 @@ def _read_part(path: Path, prompt_column: str, domain_column: str | None,
     rows = read_rows(path)
     prompts = read_prompts(path, prompt_column=prompt_column)
     skip = {prompt_column, *([domain_column] if domain_column else [])}
-    cols = list(models) if models else _model_columns(rows, skip)
+    cols = list(models) if models else _model_columns(path, rows, skip)
     missing = [c for c in cols if c not in rows[0]]
     if missing:
         raise RouterDataError(f"{path}: no column(s) {missing}")

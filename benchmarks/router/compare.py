@@ -1,0 +1,202 @@
+"""Learner comparison for the learned router: 5-fold CV on MMLU and GSM8K.
+
+    .venv/bin/python benchmarks/router/distill.py --dim 256 --full   # once (train extra)
+    .venv/bin/python benchmarks/router/compare.py                    # ~15 min on 2 cores
+    .venv/bin/python benchmarks/router/compare.py --methods logreg,knn
+
+Protocol (``modelmix.routing.learned._cv``, the same code as ``router train --cv``):
+folds by prompt from ``modelmix.eval.stratified_folds`` (MMLU stratified by subject),
+one router per fold trained on the other folds of both benchmarks together, metrics from
+``modelmix.eval.evaluate_scores``. Features are computed once per prompt (they do not
+depend on labels); the domain model is refitted inside every fold.
+
+Writes ``benchmarks/router/results.json`` and prints the Markdown table of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelmix.routing.learned import FitOptions, OutcomeTable, StaticEmbedder
+from modelmix.routing.learned._cv import assign_folds, cross_validate_method
+from modelmix.routing.learned._features import lexical_features
+from modelmix.routing.learned._fit import FittedBase, fit_base, fit_head
+from modelmix.routing.learned._model import RouterModel
+from modelmix.routing.learned._tables import read_outcome_tables
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DATA = [ROOT / "data" / "routellm" / "mmlu.csv", ROOT / "data" / "routellm" / "gsm8k.csv"]
+WORK = ROOT / "benchmarks" / ".work" / "router"
+WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+
+
+class Bench:
+    """Features of every prompt, and per (embedding, fold) the fitted base."""
+
+    def __init__(self, dim: int) -> None:
+        self.table: OutcomeTable = read_outcome_tables(DATA)
+        self.embedder = StaticEmbedder.load(WORK / f"embedder-{dim}")
+        self.emb = {"static": self.embedder.embed(self.table.prompts)}
+        full = [WORK / f"minilm-{p.stem}.npy" for p in DATA]
+        if all(f.exists() for f in full):
+            self.emb["minilm"] = np.vstack([np.load(f) for f in full])
+        self.lex = lexical_features(self.table.prompts)
+        self.fold = assign_folds(self.table, WEAK, STRONG)
+        self.w = self.table.model_names.index(WEAK)
+        self.s = self.table.model_names.index(STRONG)
+        self._bases: dict[tuple[str, bool, int], FittedBase] = {}
+
+    def base(self, emb: str, domains: bool, train: np.ndarray) -> FittedBase:
+        key = (emb, domains, int(np.flatnonzero(~train)[0]))
+        if key not in self._bases:
+            rows = np.flatnonzero(train)
+            self._bases[key] = fit_base(self.emb[emb][rows], self.lex[rows],
+                                        [self.table.domains[i] for i in rows],
+                                        FitOptions(domains=domains))
+        return self._bases[key]
+
+    def test_x(self, base: FittedBase, emb: str, test: np.ndarray) -> np.ndarray:
+        model = RouterModel(learner="logreg", mean=base.mean, std=base.std,
+                            domain_coef=base.domain_coef, domain_intercept=base.domain_intercept)
+        x0 = model.base_features(self.emb[emb][test], self.lex[test])
+        return np.hstack([x0, model.domain_log_posterior(x0)])
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray((1.0 + probs[:, self.s] - probs[:, self.w]) / 2.0)
+
+
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def package_learner(bench: Bench, options: FitOptions, emb: str = "static") -> Method:
+    """A learner of the package, trained on rows ``train`` (optionally of one source)."""
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        base = bench.base(emb, options.domains, train)
+        rows = np.flatnonzero(train)
+        model = fit_head(base, bench.emb[emb][rows], bench.table.outcomes[rows], options)
+        x0 = model.base_features(bench.emb[emb][test], bench.lex[test])
+        return bench.score(model.predict_features(x0, bench.emb[emb][test]))
+    return method
+
+
+def per_benchmark(bench: Bench, options: FitOptions) -> Method:
+    """The same learner trained on each benchmark alone (no joint training)."""
+    sources = np.asarray(bench.table.sources)
+
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        out = np.zeros(int(test.sum()))
+        for source in np.unique(sources):
+            tr, te = train & (sources == source), test & (sources == source)
+            rows = np.flatnonzero(tr)
+            base = fit_base(bench.emb["static"][rows], bench.lex[rows],
+                            [bench.table.domains[i] for i in rows], options)
+            model = fit_head(base, bench.emb["static"][rows], bench.table.outcomes[rows],
+                             options)
+            x0 = model.base_features(bench.emb["static"][te], bench.lex[te])
+            out[(sources[test] == source)] = bench.score(
+                model.predict_features(x0, bench.emb["static"][te]))
+        return out
+    return method
+
+
+def gbm(bench: Bench) -> Method:
+    """scikit-learn gradient boosting on the same features (regression on strong - weak)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        base = bench.base("static", True, train)
+        y = bench.table.outcomes[train][:, bench.s] - bench.table.outcomes[train][:, bench.w]
+        reg = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05,
+                                            max_leaf_nodes=15, min_samples_leaf=40,
+                                            random_state=0).fit(base.x, y)
+        return np.asarray(reg.predict(bench.test_x(base, "static", test)))
+    return method
+
+
+def lexical_only(bench: Bench) -> Method:
+    """Logistic heads on the lexical features alone (no embedding, no domain)."""
+    from sklearn.linear_model import LogisticRegression
+
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        mean, std = bench.lex[train].mean(0), bench.lex[train].std(0) + 1e-8
+        xtr, xte = (bench.lex[train] - mean) / std, (bench.lex[test] - mean) / std
+        probs = np.zeros((int(test.sum()), 2))
+        for j, col in enumerate((bench.w, bench.s)):
+            clf = LogisticRegression(C=1.0, max_iter=1000).fit(
+                xtr, bench.table.outcomes[train][:, col].astype(int))
+            probs[:, j] = clf.predict_proba(xte)[:, 1]
+        return probs[:, 1] - probs[:, 0]
+    return method
+
+
+def methods(bench: Bench) -> dict[str, tuple[str, Method]]:
+    """key -> (label, method)."""
+    shipped = FitOptions()
+    out: dict[str, tuple[str, Method]] = {
+        "logreg": ("logreg heads: static emb + lexical + domain (shipped)",
+                   package_learner(bench, shipped)),
+        "logreg-nodomain": ("logreg heads: static emb + lexical, no domain feature",
+                            package_learner(bench, FitOptions(domains=False))),
+        "logreg-separate": ("logreg heads, one router per benchmark",
+                            per_benchmark(bench, shipped)),
+        "mf": ("matrix factorisation (RouteLLM-style), rank 16",
+               package_learner(bench, FitOptions(learner="mf"))),
+        "knn": ("kNN (k=100, cosine) shrunk to domain prior",
+                package_learner(bench, FitOptions(learner="knn"))),
+        "gbm": ("gradient boosting (sklearn HistGB) on the same features", gbm(bench)),
+        "lexical": ("logreg heads on lexical features only", lexical_only(bench)),
+    }
+    if "minilm" in bench.emb:
+        out["logreg-minilm"] = ("logreg heads: full MiniLM emb + lexical + domain",
+                                package_learner(bench, shipped, emb="minilm"))
+    return out
+
+
+def _row(label: str, result: dict[str, Any]) -> str:
+    cells = []
+    for name in ("mmlu", "gsm8k"):
+        r = result[name]
+        cells += [f"{r['apgr']['mean']:.3f} ± {r['apgr']['std']:.3f}",
+                  f"{100 * r['cpt50']['mean']:.1f} ± {100 * r['cpt50']['std']:.1f}"]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--methods", default="", help="comma-separated keys (default: all)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    bench = Bench(args.dim)
+    available = methods(bench)
+    keys = [k for k in args.methods.split(",") if k] or list(available)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results: dict[str, Any] = previous.get("methods", {})
+    for key in keys:
+        label, method = available[key]
+        start = time.perf_counter()
+        result = cross_validate_method(bench.table, bench.fold, WEAK, STRONG, method)
+        results[key] = {"label": label, **result, "seconds": time.perf_counter() - start}
+        print(_row(label, result), f"({results[key]['seconds']:.0f} s)", file=sys.stderr,
+              flush=True)
+    doc = {"protocol": "5-fold CV by prompt (modelmix.eval.stratified_folds, seed 0), MMLU "
+                       "stratified by subject; mean ± sample std over folds; CPT as % of "
+                       "strong calls", "embedding_dim": args.dim, "methods": results}
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print("| learner | MMLU APGR | MMLU CPT(50%) | GSM8K APGR | GSM8K CPT(50%) |")
+    print("| --- | --- | --- | --- | --- |")
+    for entry in results.values():
+        print(_row(entry["label"], entry))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,421 @@
+"""Applying a data policy to one request: allow, route-local, pseudonymise or block.
+
+:meth:`Guard.screen` detects sensitive entities in every text a request would carry
+upstream (each message's content and text parts, tool-call arguments, ``user`` and any
+extra field), classifies the request and asks the :class:`~modelmix.guard.Policy` for a
+:class:`~modelmix.guard.Verdict`. The resulting :class:`Screening` then
+
+- refuses a blocked request (:meth:`Screening.enforce`, PolicyDenied naming the rule and
+  the entity types, never their values);
+- gives the router a policy-filter rule keeping out every deployment the verdict
+  refuses, so neither the first choice nor any fallback or retry can reach one;
+- wraps each provider of the request's candidates in a :class:`GuardedProvider` (a
+  Provider itself) that re-checks the deployment, sends placeholders instead of raw
+  values where the policy says so, restores them in the answer (streams included) and
+  scrubs raw values out of upstream error messages;
+- fills the request's :class:`~modelmix.store.AuditRecord` and scrubs the usage record's
+  kept prompt, answer and error.
+
+All of it is per request: a Screening and its placeholders are never shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelmix.catalog import Config, Deployment
+from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
+from modelmix.guard._base import DataClass, Detector, Entity
+from modelmix.guard._policy import Action, Policy, Verdict, load_policy, resolve_policy_ref
+from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.providers import Provider
+from modelmix.routing import PolicyContext, Rule
+from modelmix.store import AuditRecord, UsageRecord
+
+__all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config", "request_texts"]
+
+#: Top-level request fields that carry no free text (all others are scanned).
+_NO_TEXT = frozenset({
+    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+    "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
+    "logit_bias", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
+    "response_format", "timeout",
+})
+#: Message and part fields that carry no free text (media is not scanned).
+_NO_TEXT_IN_MESSAGE = frozenset({"role", "tool_call_id", "name", "type", "image_url",
+                                 "input_audio", "file"})
+_NO_TEXT_IN_CALL = frozenset({"id", "type", "name", "index"})
+
+TextMap = Callable[[str], str]
+
+#: Requests with at most this many characters of text are scanned on the event loop.
+_INLINE_CHARS = 2_000
+
+
+def _walk(value: Any, fn: TextMap, skip: frozenset[str] = frozenset()) -> Any:
+    """``value`` (JSON-like) with every string passed through ``fn``, in a fixed order."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, list):
+        return [_walk(v, fn, skip) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k in skip else _walk(v, fn, skip) for k, v in value.items()}
+    return value
+
+
+def _map_message(msg: dict[str, Any], fn: TextMap) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in msg.items():
+        if key in _NO_TEXT_IN_MESSAGE:
+            out[key] = value
+        elif key == "tool_calls":
+            out[key] = _walk(value, fn, _NO_TEXT_IN_CALL)
+        else:  # content (text or parts), function_call, extra fields
+            out[key] = _walk(value, fn, _NO_TEXT_IN_MESSAGE)
+    return out
+
+
+def _map_request(data: dict[str, Any], fn: TextMap) -> dict[str, Any]:
+    """The request body with every free text passed through ``fn`` (fixed order)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "messages":
+            out[key] = [_map_message(m, fn) for m in value]
+        elif key in _NO_TEXT:
+            out[key] = value
+        else:  # user, metadata and other fields forwarded upstream
+            out[key] = _walk(value, fn)
+    return out
+
+
+def request_texts(request: ChatRequest) -> list[str]:
+    """Every free text of ``request`` that would reach an upstream, in a fixed order."""
+    texts: list[str] = []
+
+    def keep(text: str) -> str:
+        texts.append(text)
+        return text
+
+    _map_request(request.model_dump(exclude_none=True), keep)
+    return texts
+
+
+def _rewrite(request: ChatRequest, fn: TextMap) -> ChatRequest:
+    body = _map_request(request.model_dump(exclude_none=True), fn)
+    return ChatRequest.model_validate(body)
+
+
+@dataclass(slots=True)
+class Screening:
+    """The guard's view of one request (see the module docstring).
+
+    Attributes:
+        verdict: what the policy decided.
+        audit: the audit record (its ``forbidden`` list fills in as the router filters).
+        original / redacted / outgoing: the request as received; with every detected
+            value replaced (for routing, logs and records); with the values the policy
+            pseudonymises replaced (sent to deployments that may not see them raw).
+    """
+
+    verdict: Verdict
+    audit: AuditRecord
+    original: ChatRequest
+    redacted: ChatRequest
+    outgoing: ChatRequest
+    pseudonymizer: Pseudonymizer
+    failure: str | None = None
+    _wrapped: dict[str, GuardedProvider] = field(default_factory=dict)
+
+    def enforce(self) -> None:
+        """Raise PolicyDenied (403) when the verdict blocks the request."""
+        v = self.verdict
+        if v.action is not Action.BLOCK:
+            return
+        found = ", ".join(f"{t} x{n}" for t, n in sorted(self.audit.entities.items()))
+        why = v.reason or f"{v.data_class.value} data may not be sent to any model"
+        detail = f" Detected: {found}." if found else ""
+        raise PolicyDenied(
+            f"Request blocked by data policy '{v.policy}' (rule {v.rule}): {why}.{detail}",
+            code="data_detection_failed" if self.failure else "data_policy_blocked",
+        )
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Policy-filter rules for the router (none when nothing limits deployments)."""
+        if not self.verdict.constrained and self.verdict.action is not Action.BLOCK:
+            return ()
+        return (self._rule,)
+
+    def _rule(self, dep: Deployment, ctx: PolicyContext) -> str | None:
+        why = self.verdict.refuses(dep)
+        if why is not None and dep.name not in self.audit.forbidden:
+            self.audit.forbidden.append(dep.name)
+        return why
+
+    @property
+    def active(self) -> bool:
+        """Whether calls need wrapping (something was found or deployments are limited)."""
+        return bool(len(self.pseudonymizer)) or self.verdict.constrained
+
+    def providers(self, base: Mapping[str, Provider]) -> Mapping[str, Provider] | None:
+        """``base`` with each provider wrapped for this request (None: no need)."""
+        return _GuardedProviders(base, self) if self.active else None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every detected value of this request replaced by a placeholder."""
+        return self.pseudonymizer.replace_known(text)
+
+    @contextmanager
+    def scrubbing(self) -> Iterator[None]:
+        """Scrub raw values out of a modelmix error raised inside (upstreams may echo
+        the prompt in their error messages)."""
+        try:
+            yield
+        except ModelmixError as exc:
+            exc.message = self.scrub(exc.message)
+            exc.args = (exc.message,)
+            raise
+
+    def scrub_record(self, rec: UsageRecord) -> None:
+        """Scrub the kept prompt and answer and the error of ``rec``."""
+        if rec.prompt:
+            rec.prompt = self.scrub(rec.prompt)
+        if rec.response:
+            rec.response = self.scrub(rec.response)
+        if rec.error:
+            rec.error = self.scrub(rec.error)
+
+    def request_for(self, dep: Deployment) -> tuple[ChatRequest, bool]:
+        """What ``dep`` may receive, and whether it carries placeholders.
+
+        Raises PolicyDenied when the verdict refuses ``dep`` (the router's filter already
+        keeps such deployments out; this is the last line)."""
+        why = self.verdict.refuses(dep)
+        if why is not None:
+            raise PolicyDenied(f"{dep.name}: {why}")
+        if self.verdict.raw_allowed(dep) or self.outgoing is self.original:
+            return self.original, False
+        return self.outgoing, True
+
+
+class _GuardedProviders(Mapping[str, Provider]):
+    """The service's providers as one request sees them: each one guarded."""
+
+    def __init__(self, base: Mapping[str, Provider], screening: Screening):
+        self._base = base
+        self._screening = screening
+
+    def __getitem__(self, name: str) -> Provider:
+        wrapped = self._screening._wrapped.get(name)
+        if wrapped is None:
+            wrapped = GuardedProvider(self._base[name], self._screening)
+            self._screening._wrapped[name] = wrapped
+        return wrapped
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+class GuardedProvider(Provider):
+    """A provider seen through one request's :class:`Screening`.
+
+    It never closes the provider it wraps (that one is shared by every request).
+    """
+
+    def __init__(self, inner: Provider, screening: Screening):
+        super().__init__(inner.deployment)
+        self.inner = inner
+        self.screening = screening
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        sent, pseudo = self.screening.request_for(self.deployment)
+        with self.screening.scrubbing():
+            response = await self.inner.complete(sent)
+        return self.screening.pseudonymizer.restore_response(response) if pseudo else response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        sent, pseudo = self.screening.request_for(self.deployment)
+        restorer = ChunkRestorer(self.screening.pseudonymizer) if pseudo else None
+        upstream = aiter(self.inner.stream(sent))
+        last: ChatChunk | None = None
+        try:
+            with self.screening.scrubbing():
+                async for chunk in upstream:
+                    last = chunk
+                    yield chunk if restorer is None else restorer.feed(chunk)
+        finally:
+            aclose = getattr(upstream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        tail = restorer.leftover(last) if restorer is not None else None
+        if tail is not None:
+            yield tail
+
+
+class Guard:
+    """Screens requests against a policy with a detector; one per service.
+
+    Args:
+        policy: the data policy.
+        detector: a :class:`~modelmix.guard.Detector`, or a function building one on
+            first use (``load_detector``), so start-up stays fast.
+        in_thread: run detection of requests longer than 2,000 characters in a worker
+            thread (keeps the event loop free while a slow detector works; shorter texts
+            take well under a millisecond with the built-in detector).
+
+    The guard is also a :class:`~modelmix._service.ServiceObserver`: registered first,
+    it scrubs each screened request's usage record before other observers and sinks
+    see it.
+
+    Example::
+
+        guard = Guard(load_policy("healthcare"), load_detector)
+        service = ChatService(config, guard=guard)
+    """
+
+    def __init__(self, policy: Policy, detector: Detector | Callable[[], Detector], *,
+                 in_thread: bool = True):
+        self.policy = policy
+        self._detector: Detector | None = None
+        self._factory: Callable[[], Detector] | None = None
+        if callable(detector) and not hasattr(detector, "detect"):
+            self._factory = detector
+        else:
+            self._detector = detector  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._in_thread = in_thread
+        self._open: dict[int, tuple[UsageRecord, Screening]] = {}
+
+    def __repr__(self) -> str:
+        return f"Guard(policy={self.policy.name!r})"
+
+    @property
+    def detector(self) -> Detector:
+        """The detector (built on first use when given as a factory)."""
+        if self._detector is None:
+            with self._lock:
+                if self._detector is None:
+                    assert self._factory is not None
+                    self._detector = self._factory()
+        return self._detector
+
+    def warm(self) -> None:
+        """Build the detector now (blocking; call off the event loop)."""
+        _ = self.detector
+
+    async def screen(self, request: ChatRequest, rec: UsageRecord | None = None, *,
+                     key_id: str | None = None, tags: Iterable[str] = ()) -> Screening:
+        """Detect, classify and decide for ``request``; never raises for a blocked
+        request (call :meth:`Screening.enforce`). ``rec``, when given, gets the audit
+        record and is scrubbed when it is finished."""
+        texts = request_texts(request)
+        try:
+            if self._in_thread and sum(map(len, texts)) > _INLINE_CHARS:
+                found = await asyncio.to_thread(self._detect, texts)
+            else:
+                found = self._detect(texts)
+            screening = self._decide(request, texts, found, key_id, tuple(tags))
+        except Exception as exc:  # fail closed: nothing leaves without a verdict
+            screening = self._failed(request, tuple(tags), type(exc).__name__)
+        if rec is not None:
+            rec.audit = screening.audit
+            if rec.prompt:
+                rec.prompt = screening.scrub(rec.prompt)
+            self._open[id(rec)] = (rec, screening)
+        return screening
+
+    def _detect(self, texts: Sequence[str]) -> tuple[list[list[Entity]], DataClass]:
+        detector = self.detector
+        found = detector.detect_many(texts) if texts else []
+        return found, detector.classify([e for ents in found for e in ents])
+
+    def _decide(self, request: ChatRequest, texts: list[str],
+                found: tuple[list[list[Entity]], DataClass], key_id: str | None,
+                tags: tuple[str, ...]) -> Screening:
+        per_text, detected = found
+        counts = Counter(e.type for ents in per_text for e in ents)
+        data_class = self.policy.classify(detected, counts, key_id)
+        verdict = self.policy.evaluate(data_class, counts, key_id=key_id, tags=tags)
+        pseudo = Pseudonymizer(avoid="\n".join(texts))
+        for text, ents in zip(texts, per_text, strict=True):
+            pseudo.learn(text, ents)
+        redacted = outgoing = request
+        if counts:
+            redacted = _rewrite(request, _span_replacer(pseudo, per_text, None))
+            types = verdict.pseudonymise
+            if verdict.pseudonymising:
+                outgoing = (redacted if types is None else
+                            _rewrite(request, _span_replacer(pseudo, per_text, types)))
+        replaced = sum(1 for t in pseudo.placeholders.values() if verdict.pseudonymises(t))
+        audit = AuditRecord(policy=verdict.policy, data_class=data_class.value,
+                            action=verdict.action.value, rule=verdict.rule,
+                            rules=list(verdict.rules), entities=dict(sorted(counts.items())),
+                            pseudonymised=replaced, tags=list(tags))
+        return Screening(verdict, audit, request, redacted, outgoing, pseudo)
+
+    def _failed(self, request: ChatRequest, tags: tuple[str, ...], error: str) -> Screening:
+        verdict = Verdict(self.policy.name, DataClass.REGULATED, Action.BLOCK,
+                          "detection-error", ("detection-error",),
+                          reason=f"sensitive-data detection failed ({error}), so the request "
+                                 "was refused")
+        audit = AuditRecord(policy=self.policy.name, data_class=DataClass.REGULATED.value,
+                            action=Action.BLOCK.value, rule="detection-error",
+                            rules=["detection-error"], tags=list(tags))
+        return Screening(verdict, audit, request, request, request, Pseudonymizer(),
+                         failure=error)
+
+    # -- ServiceObserver ---------------------------------------------------------------------
+
+    def routed(self, request: ChatRequest, ctx: Any, decision: Any, seconds: float) -> None:
+        return None
+
+    def finished(self, rec: UsageRecord, attempts: Sequence[Any]) -> None:
+        """Scrub ``rec`` with its request's screening before it is logged or stored."""
+        entry = self._open.pop(id(rec), None)
+        if entry is not None and entry[0] is rec:
+            entry[1].scrub_record(rec)
+
+
+def _span_replacer(pseudo: Pseudonymizer, per_text: list[list[Entity]],
+                   types: frozenset[str] | None) -> TextMap:
+    """A text map replacing, text after text, the entities found in that text."""
+    entities = iter(per_text)
+
+    def replace(text: str) -> str:
+        return pseudo.replace_spans(text, next(entities), types)
+
+    return replace
+
+
+def guard_from_config(config: Config, env: Mapping[str, str] | None = None, *,
+                      detector: Detector | Callable[[], Detector] | None = None
+                      ) -> Guard | None:
+    """The guard for ``config.policy`` (``$MODELMIX_POLICY`` overrides it), with
+    ``detector`` or else the built-in one (loaded on first use); None when no policy
+    is set.
+
+    Raises:
+        ConfigError: a bad policy, or no detector available to enforce it.
+    """
+    ref = resolve_policy_ref(config.policy, env)
+    if ref is None:
+        return None
+    policy = load_policy(ref)
+    if detector is None:
+        try:
+            from modelmix.guard._detect import load_detector
+        except ImportError as exc:
+            raise ConfigError(f"policy {policy.name!r} is set but sensitive-data detection "
+                              f"is not available: {exc}") from exc
+        detector = load_detector
+    return Guard(policy, detector)

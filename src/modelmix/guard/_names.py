@@ -1,0 +1,213 @@
+"""Person names without a neural model: capitalised word runs judged by gazetteers and cues.
+
+A run of capitalised words (particles such as ``van``, ``de``, ``da`` allowed inside, initials
+such as ``J.`` too) is a person name when
+
+* it follows an honorific (``Mr``, ``Dr``, ``Frau``, ``Mme``, ``Sra``...) or a cue such as
+  "my name is", "patient", "Dear", "Name:" (then one word is enough), or
+* its first word is a known given name and it has a second word that is not a common word, or
+* it has two or more words, none common, at least one a known given or family name.
+
+Runs are split at common words (``The``, ``Monday``, ``Street``, ``Bank``...). A run that follows
+a public role (``President``, ``Senator``, ``CEO``...) or that is a listed public figure is left
+alone: news about public people is not personal data here. Lower-case names are found only after
+"my name is" and similar. Gazetteers: US Census 1990 given and family names plus hand-written
+European given names (see ``data/NOTICE.md``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from modelmix.guard._base import Entity
+from modelmix.guard._lexicon import load_words
+from modelmix.guard._patterns import Anchored, Recognizer, register
+
+__all__ = ["CUED_SCORE", "UNCUED_SCORE", "NameRecognizer"]
+
+#: Score of a name after an honorific or cue ("Dr.", "my name is", "patient").
+CUED_SCORE = 0.85
+#: Score of a name found by gazetteers alone; the detector keeps such names only when the text
+#: also holds other personal data (news about people is not, by itself, personal data).
+UNCUED_SCORE = 0.65
+
+_UPPER = "A-Z\u00c0-\u00d6\u00d8-\u00de\u0100-\u017d"
+_WORD = rf"[{_UPPER}][^\W\d_]*(?:['\u2019\-][{_UPPER}a-z][^\W\d_]*)*"
+_PARTICLES = frozenset("van von der den de del della di da das dos du la le bin ibn al el ten "
+                       "ter zu y".split())
+_RUN = re.compile(
+    rf"[{_UPPER}](?<![\w@./\-][{_UPPER}])(?:[^\W\d_]*(?:['\u2019\-][{_UPPER}a-z][^\W\d_]*)*\.?|\.)"
+    rf"(?:[ \t]{{1,2}}(?:(?:{'|'.join(sorted(_PARTICLES))})[ \t])*(?:[{_UPPER}]\.|{_WORD})"
+    r"(?![\w@]))*"
+)
+_HONORIFICS = frozenset(
+    "mr mrs ms miss mx dr prof sir madam dame herr frau mme mlle monsieur madame sr sra srta "
+    "señor señora don doña sig signor signora dott dhr mevr pan pani dear hi hello hey "
+    "attn".split())
+_SUFFIXES = re.compile(r",?\s*(?:Jr\.?|Sr\.?|II|III|IV|MD|M\.D\.|PhD|Ph\.D\.|DDS|DVM|RN|Esq\.?)"
+                       r"(?![\w])")
+# Last one or two words before a run that make a single capitalised word a name.
+_CUE_WORDS = frozenset(
+    "name name: named called patient pt pt. client customer employee applicant tenant member user "
+    "contact signed regards regards, sincerely sincerely, from: to: cc: by nom: nombre: nome: "
+    "naam: paciente patient: patientin beneficiary insured guardian spouse wife husband son "
+    "daughter mother father brother sister colleague manager nurse physician thanks thanks, "
+    "thank dear hi hello hey soy sono heet bin suis chamo mr mrs ms dr kontoinhaber inhaber "
+    "holder się".split())
+_CUE_PAIRS = frozenset({("name", "is"), ("name", "was"), ("name's", ""), ("i", "am"),
+                        ("i'm", ""), ("this", "is"), ("m'appelle", ""), ("heiße", ""),
+                        ("llamo", ""), ("chiamo", ""), ("ik", "ben"), ("nome", "é")})
+_PUBLIC_ROLES = frozenset(
+    "president senator sen. chancellor minister governor gov. mayor king queen prince princess "
+    "pope secretary ceo chairman chairwoman founder representative rep. congressman "
+    "congresswoman speaker justice coach star actor actress singer rapper author novelist "
+    "director striker champion billionaire premier président präsident bundeskanzler kanzlerin "
+    "presidente ministro ministre minister, ceo, executive".split())
+_LOWER_CUES = r"my name is|my name's|i am|i'm|this is|name:|nombre:|je m'appelle|ich heiße|me llamo"
+_LOWER_CUE = Anchored(
+    rf"(?:{_LOWER_CUES})\s+(?P<name>[a-z\u00e0-\u00ff]{{2,20}}(?:\s+[a-z\u00e0-\u00ff]{{2,20}}){{0,2}})",
+    ("my name", "i am", "i'm", "this is", "name:", "nombre:", "je m'appelle", "ich hei",
+     "me llamo"),
+)
+
+
+_STREET_SUFFIXES = frozenset(
+    "street st avenue ave road rd boulevard blvd lane ln drive dr court ct place pl square way "
+    "terrace circle highway parkway plaza oval mews crescent close grove gardens park ridge "
+    "hill hills heights trail row walk alley view village villages plains springs".split())
+
+
+# A chat turn answering a question about a name ("...your full name?\nuser: Jane Roe").
+_ASKED_NAME = re.compile(r"name\s*[?:]\s*\n\s*(?:\w+\s*:)?\s*$", re.IGNORECASE)
+
+
+def _tail_words(text: str, start: int) -> list[str]:
+    """The last (up to) three lower-cased words before ``start`` on the same line."""
+    window = text[max(0, start - 40):start]
+    window = window[window.rfind("\n") + 1:]
+    return window.lower().split()[-3:]
+
+
+class _Judge:
+    """Scores one piece (consecutive non-common capitalised words) of a run."""
+
+    def __init__(self, first: frozenset[str], last: frozenset[str],
+                 public: frozenset[str]) -> None:
+        self.first, self.last, self.public = first, last, public
+
+    def score(self, text: str, words: list[tuple[str, int, int]], honorific: bool) -> float:
+        keys = [w[0].lower().rstrip(".") for w in words if w[0].lower() not in _PARTICLES]
+        if not keys or keys[-1] in _STREET_SUFFIXES:
+            return 0.0
+        known_first = keys[0] in self.first
+        known = sum(1 for k in keys if k in self.first or k in self.last)
+        if len(keys) > 1 and all(w[0].isupper() for w in words) and not known_first:
+            return 0.0
+        cued = honorific or self._cued(text, words[0][1])
+        if len(keys) > 1 and (known_first or (known and cued)):
+            score = CUED_SCORE if cued else UNCUED_SCORE
+        elif len(keys) > 1 and cued:
+            score = CUED_SCORE - 0.1
+        elif len(keys) > 1 and known:
+            score = UNCUED_SCORE - 0.05
+        elif cued and not words[0][0].isupper() and (honorific or known):
+            score = CUED_SCORE - 0.05
+        else:
+            return 0.0
+        if self._public(text, words, keys):
+            return 0.0
+        return score
+
+    @staticmethod
+    def _cued(text: str, start: int) -> bool:
+        if _ASKED_NAME.search(text, max(0, start - 80), start):
+            return True
+        tail = _tail_words(text, start)
+        if tail and tail[-1] in _CUE_WORDS:
+            return True
+        if tail and (tail[-1], "") in _CUE_PAIRS:
+            return True
+        return len(tail) >= 2 and (tail[-2], tail[-1]) in _CUE_PAIRS
+
+    def _public(self, text: str, words: list[tuple[str, int, int]], keys: list[str]) -> bool:
+        if " ".join(keys) in self.public:
+            return True
+        tail = _tail_words(text, words[0][1])
+        return bool(tail) and (tail[-1] in _PUBLIC_ROLES or tail[-1].rstrip(",") in _PUBLIC_ROLES)
+
+
+@register
+class NameRecognizer(Recognizer):
+    """Person names from capitalised runs, gazetteers and cues (see the module docstring)."""
+
+    name = "person"
+    types = ("PERSON",)
+
+    def __init__(self) -> None:
+        self._first = load_words("first_names")
+        self._last = load_words("last_names")
+        self._common = load_words("common_words")
+        self._judge = _Judge(self._first, self._last, load_words("public_figures"))
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for run in _RUN.finditer(text):
+            value = run.group()
+            if " " not in value and "\t" not in value:
+                key = value.lower().rstrip(".")
+                if key in self._common or (key not in self._first and key not in self._last):
+                    continue
+            yield from self._split(text, run.start(), value)
+        yield from self._lower_case(text)
+
+    def _split(self, text: str, offset: int, value: str) -> Iterator[Entity]:
+        """Split a run at common words and honorifics; judge each piece."""
+        piece: list[tuple[str, int, int]] = []
+        honorific = public = False
+        for match in re.finditer(r"\S+", value):
+            word = match.group()
+            key = word.lower().rstrip(".")
+            role = key in _PUBLIC_ROLES and match.end() < len(value)
+            initial = len(word) == 2 and word[1] == "." and word[0].isupper()
+            cue = key in _CUE_WORDS and match.end() < len(value)
+            acronym = word.isupper() and len(key) <= 3 and not initial
+            if not initial and (key in _HONORIFICS or key in self._common or role or cue
+                                or acronym):
+                if not public:
+                    yield from self._emit(text, piece, honorific)
+                piece, honorific, public = [], key in _HONORIFICS or cue, role
+                continue
+            if word.endswith(".") and not initial:  # a full stop ends the sentence and the name
+                piece.append((word[:-1], offset + match.start(), offset + match.end() - 1))
+                if not public:
+                    yield from self._emit(text, piece, honorific)
+                piece, honorific, public = [], False, False
+                continue
+            piece.append((word, offset + match.start(), offset + match.end()))
+        if not public:
+            yield from self._emit(text, piece, honorific)
+
+    def _emit(self, text: str, piece: list[tuple[str, int, int]],
+              honorific: bool) -> Iterator[Entity]:
+        while piece and piece[-1][0].lower() in _PARTICLES:
+            piece = piece[:-1]
+        if not piece:
+            return
+        score = self._judge.score(text, piece, honorific)
+        if score:
+            end = piece[-1][2]
+            suffix = _SUFFIXES.match(text, end)
+            yield Entity("PERSON", piece[0][1], suffix.end() if suffix else end, score)
+
+    def _lower_case(self, text: str) -> Iterator[Entity]:
+        for match in _LOWER_CUE.finditer(text):
+            words = match.group("name").split()
+            if words[0] in self._common or words[0] not in self._first:
+                continue
+            count = 1
+            for word in words[1:]:
+                if word in self._common or word not in self._last:
+                    break
+                count += 1
+            start = match.start("name")
+            yield Entity("PERSON", start, start + len(" ".join(words[:count])), 0.75)

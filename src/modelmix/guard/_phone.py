@@ -1,0 +1,109 @@
+"""Phone and fax numbers in international, North American and European national formats.
+
+A candidate is a run of digit groups (``+49 (0)30 1234 5678``, ``(415) 555-0132 x12``,
+``06 12 34 56 78``). It is accepted when its shape says phone (a ``+``/``00`` country prefix that
+``phonenumbers`` finds possible, North American 3-3-4 grouping, a parenthesised area code, or a
+trunk ``0`` national number possible in a European numbering plan), or when a phone cue
+("call", "tel", "mobile", "Handy", "portable", ...) stands shortly before it. Dates, versions and
+IP addresses are rejected by shape. Source for numbering plans: Google libphonenumber metadata via
+the ``phonenumbers`` package (imported lazily).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from modelmix.guard._base import Entity
+from modelmix.guard._patterns import Recognizer, digits_of, register
+
+__all__ = ["PhoneRecognizer"]
+
+_CANDIDATE = re.compile(
+    r"(?<![A-Za-z0-9_+\-./])(?:\+\s?)?(?:\(\s?\+?\d{1,5}\s?\)[ \-.]{0,2})?"
+    r"\d{1,15}(?:(?:[ \-./]{1,2}|[ ]?\([0-9]{1,4}\)[ ]?)\d{1,12}){0,7}"
+    r"(?:\s?(?:x|ext\.?|extension|ext|poste|Durchwahl|#)\s?\d{1,6})?(?![A-Za-z0-9_]|[\-./]\d)",
+    re.IGNORECASE,
+)
+_EXTENSION = re.compile(r"\s?(?:x|ext\.?|extension|poste|durchwahl|#)\s?\d{1,6}$", re.IGNORECASE)
+_NANP = re.compile(r"^(?:\+?1[ \-.]?|001[ \-.]?)?(?:\(\d{3}\)[ \-.]?|\d{3}[ \-.])\d{3}[ \-.]\d{4}$")
+_NANP_DIGITS = re.compile(r"^1?[2-9]\d{2}[2-9]\d{6}$")
+_NUMBER_WORD = re.compile(r"\b(?:valid|correct|right|this|that|same)\s+number\b", re.IGNORECASE)
+_DATE_SHAPE = re.compile(r"^\d{1,4}([./\-])\d{1,2}\1\d{1,4}$")
+_CUE = re.compile(
+    r"\b(?:phone|tel|tél|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|mobil|"
+    r"mobiel|cell|cellulare|celular|móvil|movil|handy|portable|fax|call|ring|reach|text|sms|"
+    r"whatsapp|signal|contact|dial|hotline|appel|llam|chiam|anruf|ruf|bel|numéro|número|numer|"
+    r"nummer|cel|ph|tlf|ligue|joindre|erreichbar)\w*[^\d]{0,50}$",
+    re.IGNORECASE,
+)
+_REGIONS = ("DE", "FR", "GB", "IT", "ES", "NL", "BE", "AT", "CH", "PT", "PL", "IE", "SE", "AU",
+            "IN")
+
+
+@lru_cache(maxsize=1)
+def _phonenumbers() -> Any:
+    import phonenumbers
+
+    return phonenumbers
+
+
+def _possible(number: str, region: str | None) -> bool:
+    """Whether ``number`` parses and is a possible number (length check) for ``region``."""
+    lib = _phonenumbers()
+    try:
+        parsed = lib.parse(number, region)
+    except lib.NumberParseException:
+        return False
+    return bool(lib.is_possible_number(parsed))
+
+
+def _international(core: str) -> bool:
+    number = core.replace("(0)", "").replace("( 0 )", "")
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    return _possible(number, None)
+
+
+@register
+class PhoneRecognizer(Recognizer):
+    """Phone numbers by shape (validated with ``phonenumbers``) or after a phone cue."""
+
+    name = "phone"
+    types = ("PHONE_NUMBER",)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in _CANDIDATE.finditer(text):
+            value = match.group()
+            core = _EXTENSION.sub("", value)
+            digits = digits_of(core)
+            if not 7 <= len(digits) <= 15 or len(set(digits)) == 1:
+                continue
+            score = self._score(core, digits, text, match.start())
+            if score:
+                yield Entity("PHONE_NUMBER", match.start(), match.end(), score)
+
+    @staticmethod
+    def _score(core: str, digits: str, text: str, start: int) -> float:
+        """Confidence that ``core`` (the candidate without extension) is a phone number, or 0."""
+        if core.startswith("+") or (core.startswith("00") and not core.isdigit()):
+            return 0.95 if _international(core) else 0.0
+        cued = _CUE.search(text, max(0, start - 70), start) is not None
+        if _DATE_SHAPE.match(core) and not cued:
+            return 0.0
+        if _NANP.match(core) and len(digits) in (10, 11):
+            return 0.9
+        grouped = sum(1 for c in core if not c.isdigit()) >= 1
+        if core.startswith("(") and len(digits) >= 9:
+            return 0.85
+        if grouped and digits[0] == "0" and 9 <= len(digits) <= 12 and "/" not in core and any(
+                _possible(digits, region) for region in _REGIONS):
+            return 0.8
+        if cued and len(digits) >= 7:
+            return 0.85
+        if _NANP_DIGITS.match(digits) and _NUMBER_WORD.search(text, max(0, start - 30),
+                                                              start + len(core) + 30):
+            return 0.8
+        return 0.0

@@ -1,0 +1,454 @@
+"""Structured identifiers: pattern, then a check digit or a context cue, never a pattern alone
+where the pattern is common in ordinary text.
+
+Every recognizer reads normalised text (full-width digits, look-alike letters, odd dashes and
+spaces already folded) and allows separators between digit groups (``4111 1111``, ``4111-1111``,
+``4111.1111``, ``4 1 1 1 ...``). Validation sources are listed in :mod:`._validators`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+
+from modelmix.guard._base import Entity
+from modelmix.guard._patterns import (
+    Anchored,
+    Recognizer,
+    anchors_of,
+    cue_regex,
+    digits_of,
+    preceded_by_word,
+    register,
+    windows,
+)
+from modelmix.guard._validators import (
+    IBAN_LENGTHS,
+    aba_ok,
+    bsn_ok,
+    cpf_ok,
+    dni_ok,
+    iban_ok,
+    luhn_ok,
+    nhs_ok,
+    nino_ok,
+    nir_ok,
+    ssn_ok,
+    verhoeff_ok,
+    vin_ok,
+)
+
+__all__ = [
+    "BankAccountRecognizer",
+    "CreditCardRecognizer",
+    "DateOfBirthRecognizer",
+    "EmailRecognizer",
+    "IbanRecognizer",
+    "IpRecognizer",
+    "MedicalIdRecognizer",
+    "NationalIdRecognizer",
+    "SsnRecognizer",
+    "TravelIdRecognizer",
+    "VehicleRecognizer",
+]
+
+_SEP = r"[ \-.]{1,2}"
+
+
+@register
+class EmailRecognizer(Recognizer):
+    """RFC 5322 addresses (practical subset) and the ``name [at] host [dot] com`` disguise."""
+
+    name = "email"
+    types = ("EMAIL_ADDRESS",)
+    _PLAIN = re.compile(
+        r"(?<![A-Za-z0-9_.+\-])[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*\s?@\s?"
+        r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}"
+        r"[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+    )
+    _AT = r"\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+|\s*\(@\)\s*"
+    _DOT = r"\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\."
+    _OBFUSCATED = re.compile(
+        rf"(?<![\w.])[A-Za-z0-9_%+\-]+(?:(?:{_DOT})[A-Za-z0-9_%+\-]+)*(?:{_AT})"
+        rf"[A-Za-z0-9\-]+(?:(?:{_DOT})[A-Za-z0-9\-]+)*(?:{_DOT})(?:com|org|net|edu|gov|io|co|de|fr|"
+        r"uk|es|it|nl|info|biz|us|ca|me|dev|ai)(?![A-Za-z0-9])",
+        re.IGNORECASE,
+    )
+
+    _URL_USER = re.compile(r"://[^\s/@]*:[^\s/@]*$")
+    _AT_HINT = re.compile(r"@|[ \[({<]at[ \])}>]", re.IGNORECASE)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for start, end in windows(text, self._AT_HINT, 80, 260):
+            for match in self._PLAIN.finditer(text, start, end):
+                if not self._URL_USER.search(text, max(0, match.start() - 80), match.start()):
+                    yield Entity("EMAIL_ADDRESS", match.start(), match.end(), 1.0)
+            for match in self._OBFUSCATED.finditer(text, start, end):
+                if "@" not in match.group():
+                    yield Entity("EMAIL_ADDRESS", match.start(), match.end(), 0.85)
+
+
+# IIN ranges (ISO/IEC 7812): the first digits a payment card can start with.
+_CARD_PREFIX = re.compile(r"^(?:4|5[0-9]|2[2-7]|3[0-9]|6|1800|2131|8)")
+
+
+@register
+class CreditCardRecognizer(Recognizer):
+    """Payment cards: 13-19 digits, card-like grouping, known IIN prefix, Luhn check."""
+
+    name = "credit_card"
+    types = ("CREDIT_CARD",)
+    # 12- and 13-digit numbers (old Visa, Maestro) count only after such a word.
+    _IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d{2}[ \-.]?$")
+    _CUE = re.compile(r"card|visa|master|maestro|amex|karte|carte|tarjeta|carta|cart[ãa]o|\bcc\b",
+                      re.IGNORECASE)
+    _PATTERN = re.compile(
+        rf"\d(?<![\w\-]\d)(?:\d{{3}}{_SEP}\d{{4}}{_SEP}\d{{4}}{_SEP}\d{{1,4}}(?:{_SEP}\d{{1,3}})?"
+        rf"|\d{{3}}{_SEP}\d{{6}}{_SEP}\d{{4,5}}|\d{{3}}{_SEP}\d{{4}}{_SEP}\d{{4}}"
+        rf"|(?:[ \-.]{{1,3}}\d){{11,18}}|\d{{11,18}})(?![\w])"
+    )
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in self._PATTERN.finditer(text):
+            digits = digits_of(match.group())
+            if not (12 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits)
+                    and len(set(digits)) > 1):
+                continue
+            if self._IBAN_HEAD.search(text, max(0, match.start() - 6), match.start()):
+                continue  # the tail of an IBAN with a wrong check, not a card
+            if len(digits) >= 14 or self._CUE.search(text, max(0, match.start() - 60),
+                                                     match.start()):
+                yield Entity("CREDIT_CARD", match.start(), match.end(), 1.0)
+
+
+@register
+class IbanRecognizer(Recognizer):
+    """IBANs (ISO 13616) in any grouping: country length and mod-97 check."""
+
+    name = "iban"
+    types = ("IBAN_CODE",)
+    # Found by the check digits (a digit run is cheap to scan for), country code looked up behind.
+    _START = re.compile(r"\d(?:(?<=[A-Za-z]{2}\d)|(?<=[A-Za-z]{2} \d))[ \-.]?\d")
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in self._START.finditer(text):
+            start = match.start() - (2 if text[match.start() - 1] != " " else 3)
+            country = text[start:start + 2].upper()
+            length = IBAN_LENGTHS.get(country)
+            if length is None or preceded_by_word(text, start):
+                continue
+            end = _collect(text, match.end(), length - 4)
+            if end is None:
+                continue
+            value = country + digits_of(match.group()) + "".join(
+                c for c in text[match.end():end] if c.isalnum())
+            if iban_ok(value):
+                yield Entity("IBAN_CODE", start, end, 1.0)
+
+
+def _collect(text: str, pos: int, count: int) -> int | None:
+    """End offset after ``count`` alphanumerics from ``pos``, allowing 1-2 separators between
+    them; ``None`` if the run is shorter or continues with another alphanumeric."""
+    gap = 0
+    while count and pos < len(text):
+        char = text[pos]
+        if char.isascii() and char.isalnum():
+            count -= 1
+            gap = 0
+        elif char in " -." and gap < 2:
+            gap += 1
+        else:
+            return None
+        pos += 1
+    if count or (pos < len(text) and text[pos].isalnum()):
+        return None
+    return pos
+
+
+_SSN_CUES = (r"ssn|ss#|ss no|social security|soc\.? ?sec|social sec|sozialversicherungsnummer"
+             r"|taxpayer id|itin")
+
+
+@register
+class SsnRecognizer(Recognizer):
+    """US SSNs: 3-2-4 grouping (any separator), spaced digits, or 9 bare digits after a cue."""
+
+    name = "us_ssn"
+    types = ("US_SSN",)
+    _GROUPED = re.compile(r"\d(?<![\w\-.]\d)\d{2}([ \-.]{1,3})\d{2}\1\d{4}(?![\w]|[\-.]\d)")
+    _SPACED = re.compile(r"\d(?<![\d\-]\d)(?<!\d \d)(?:[ \-.]\d){8}(?![ \-.]?\d)")
+    _CUED = cue_regex(_SSN_CUES, r"\d{9}|\d{3}[ \-.]{1,3}\d{2}[ \-.]{1,3}\d{4}", gap=30)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for pattern in (self._GROUPED, self._SPACED):
+            for match in pattern.finditer(text):
+                if ssn_ok(digits_of(match.group())):
+                    yield Entity("US_SSN", match.start(), match.end(), 0.95)
+        for match in self._CUED.finditer(text):
+            if ssn_ok(digits_of(match.group("value"))):
+                yield Entity("US_SSN", match.start("value"), match.end("value"), 1.0)
+
+
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
+
+
+@register
+class IpRecognizer(Recognizer):
+    """IPv4 (dotted quad, octets <= 255, not a version string) and IPv6 addresses."""
+
+    name = "ip"
+    types = ("IP_ADDRESS",)
+    _V4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)")
+    _VERSION = re.compile(r"(?:v|version |ver\. ?)$", re.IGNORECASE)
+    _V6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+    _V6_RUN = re.compile(r"[0-9A-Fa-f:.]+")
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in self._V4.finditer(text):
+            start = match.start()
+            if preceded_by_word(text, start, ".") or self._VERSION.search(
+                    text, max(0, start - 9), start):
+                continue
+            octets = [int(octet) for octet in match.group().split(".")]
+            if max(octets) <= 255 and octets[0] not in (0, 127, 255):
+                yield Entity("IP_ADDRESS", start, match.end(), 0.95)
+        yield from self._v6(text)
+
+    def _v6(self, text: str) -> Iterator[Entity]:
+        seen = -1
+        for hint in self._V6_HINT.finditer(text):
+            if hint.start() < seen:
+                continue
+            start = hint.start()
+            while start > 0 and text[start - 1] in _HEX_COLON:
+                start -= 1
+            run = self._V6_RUN.match(text, start)
+            if run is None:
+                continue
+            seen = run.end()
+            value = run.group().rstrip(".")
+            after = text[run.end():run.end() + 1]
+            if len(value) < 4 or preceded_by_word(text, start) or after.isalnum() or after == "_":
+                continue
+            try:
+                ipaddress.IPv6Address(value)
+            except ValueError:
+                continue
+            yield Entity("IP_ADDRESS", start, start + len(value), 0.95)
+
+
+_ID_VALUE = r"(?=[A-Za-z\-]{0,6}\d)[A-Za-z0-9](?:[A-Za-z0-9]|[\-./](?=[A-Za-z0-9])){3,24}"
+_DIGITS_VALUE = r"\d(?:[ \-.]?\d){5,19}"
+
+
+def _cued(pattern: Anchored, text: str, kind: str, score: float,
+          min_digits: int = 4) -> Iterator[Entity]:
+    for match in pattern.finditer(text):
+        value = match.group("value")
+        if len(digits_of(value)) >= min_digits:
+            yield Entity(kind, match.start("value"), match.end("value"), score)
+
+
+_MRN_CUES = (r"mrn|m\.r\.n\.|medical record|med\.? ?rec(?:ord)?|patient (?:id|no|number|#|"
+             r"identifier)|pt\.? id|chart (?:no|number|#|id)|hospital (?:no|number|id)|"
+             r"record|health record|ehr (?:id|no|number)|emr (?:id|no|number)|"
+             r"patientennummer|dossier m[ée]dical|historia cl[ií]nica|cartella clinica")
+_PLAN_CUES = (r"member (?:id|no|number|#)|subscriber (?:id|no|number|#)|policy (?:id|no|number|#)|"
+              r"insurance (?:id|no|number|policy|card)|health ?plan (?:id|no|number|#)?|plan id|"
+              r"group (?:id|no|number|#)|medicare (?:id|no|number|card)?|"
+              r"medicaid (?:id|no|number)?|"
+              r"\bmbi\b|beneficiary (?:id|no|number)|insured id|versichertennummer|"
+              r"krankenversicherungsnummer|carte vitale|tarjeta sanitaria|tessera sanitaria|"
+              r"numero de afiliaci[oó]n|número de afiliaci[oó]n|hicn")
+# CMS Medicare Beneficiary Identifier (MBI) format, 11 characters, letters without S, L, O, I, B, Z.
+_MBI = re.compile(r"[1-9](?<![A-Za-z0-9][1-9])[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?"
+                  r"[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}(?![A-Za-z0-9])")
+
+
+@register
+class MedicalIdRecognizer(Recognizer):
+    """Medical record numbers and health-plan IDs (HIPAA identifiers 8 and 9): cue + ID token."""
+
+    name = "medical_ids"
+    types = ("MEDICAL_RECORD_NUMBER", "HEALTH_PLAN_ID")
+    _MRN = cue_regex(_MRN_CUES, _ID_VALUE + "|" + _DIGITS_VALUE)
+    _PLAN = cue_regex(_PLAN_CUES, _ID_VALUE + "|" + _DIGITS_VALUE)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        yield from _cued(self._MRN, text, "MEDICAL_RECORD_NUMBER", 0.95, min_digits=5)
+        yield from _cued(self._PLAN, text, "HEALTH_PLAN_ID", 0.9, min_digits=3)
+        for match in _MBI.finditer(text):
+            yield Entity("HEALTH_PLAN_ID", match.start(), match.end(), 0.9)
+
+
+_PASSPORT_CUES = (r"passport|reisepass|passeport|pasaporte|passaporto|paspoort|passaporte|"
+                  r"travel document")
+_LICENSE_CUES = (r"driver'?s'? licen[cs]e|driving licen[cs]e|driver licen[cs]e|\bdl\b|"
+                 r"licen[cs]e (?:no|number|#|id)|führerschein|fuhrerschein|permis de conduire|"
+                 r"licencia de conducir|carnet de conducir|patente di guida|rijbewijs")
+
+
+@register
+class TravelIdRecognizer(Recognizer):
+    """Passport and driver's licence numbers, after a cue (their formats are too generic)."""
+
+    name = "travel_ids"
+    types = ("PASSPORT", "DRIVER_LICENSE")
+    _PASSPORT = cue_regex(_PASSPORT_CUES, r"(?=[A-Za-z]{0,3}\d)[A-Za-z0-9]{6,10}"
+                          r"|\d{3,4}[ \-]\d{3,6}", gap=30)
+    _LICENSE = cue_regex(_LICENSE_CUES, _ID_VALUE, gap=30)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        yield from _cued(self._PASSPORT, text, "PASSPORT", 0.9, min_digits=5)
+        yield from _cued(self._LICENSE, text, "DRIVER_LICENSE", 0.85, min_digits=4)
+
+
+def _compact(value: str) -> str:
+    return value.replace(" ", "").replace("-", "").replace(".", "")
+
+
+_NATIONAL_CUES = (r"national (?:id|identity|insurance)|identity (?:card|number|no)|id card|"
+                  r"id (?:no|number|#)|personalausweis(?:nummer)?|steuer-?id|"
+                  r"steuer-?identifikationsnummer|tax (?:id|identification|number|no)|\btin\b|"
+                  r"\bnir\b|numero de s[ée]curit[ée] sociale|numéro de s[ée]curit[ée] sociale|"
+                  r"secu|sécu|"
+                  r"\bdni\b|\bnie\b|\bnif\b|codice fiscale|\bbsn\b|burgerservicenummer|\bcpf\b|"
+                  r"\bsin\b|social insurance|\bnino\b|aadhaar|aadhar|\bpan\b|pesel|"
+                  r"nhs (?:no|number)|personnummer|\brfc\b|\bcurp\b")
+
+
+@register
+class NationalIdRecognizer(Recognizer):
+    """Government IDs other than US SSNs: checksummed formats anywhere, others after a cue.
+
+    Without a cue: UK NINO (prefix rules), Spanish DNI/NIE (control letter), Italian codice
+    fiscale (shape), French NIR (key), Brazilian CPF (check digits), Aadhaar (4-4-4, Verhoeff),
+    With a cue: any 6-20 digit or alphanumeric ID; Dutch BSN must
+    pass the eleven-test.
+    """
+
+    name = "national_id"
+    types = ("NATIONAL_ID",)
+    _NINO = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][ \-]?\d{2}[ \-]?\d{2}[ \-]?\d{2}[ \-]?"
+                       r"[A-D](?![A-Za-z0-9])")
+    _DNI = re.compile(r"[XYZ\d](?<![A-Za-z0-9][XYZ\d])\d{6,7}[ \-]?[A-Z](?![A-Za-z0-9])")
+    _CF = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]{5}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]"
+                     r"(?![A-Za-z0-9])")
+    _NIR = re.compile(r"[12378](?<![\w][12378])[ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AB])[ .]?\d{3}"
+                      r"[ .]?\d{3}[ .]?\d{2}(?![\w])")
+    _NHS = re.compile(r"\d(?<![\w\-]\d)\d{2}[ \-]?\d{3}[ \-]?\d{4}(?![\w]|[ \-]\d)")
+    _CPF = re.compile(r"\d(?<![\w.]\d)\d{2}\.\d{3}\.\d{3}-\d{2}(?![\w])")
+    _AADHAAR = re.compile(r"[2-9](?<![\w][2-9])\d{3}[ \-]\d{4}[ \-]\d{4}(?![\w]|[ \-]\d)")
+    _CUED = cue_regex(_NATIONAL_CUES, _ID_VALUE + "|" + _DIGITS_VALUE, gap=30)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        checks: list[tuple[re.Pattern[str], Callable[[str], bool]]] = [
+            (self._NINO, lambda v: nino_ok(_compact(v))),
+            (self._DNI, lambda v: dni_ok(_compact(v))),
+            (self._CF, lambda v: True),
+            (self._NIR, lambda v: nir_ok(_compact(v))),
+            (self._CPF, lambda v: cpf_ok(digits_of(v))),
+            (self._AADHAAR, lambda v: verhoeff_ok(digits_of(v))),
+        ]
+        if "nhs" in text.lower():
+            checks.append((self._NHS, lambda v: nhs_ok(digits_of(v))))
+        for pattern, check in checks:
+            for match in pattern.finditer(text):
+                if check(match.group()):
+                    yield Entity("NATIONAL_ID", match.start(), match.end(), 0.95)
+        for match in self._CUED.finditer(text):
+            value = match.group("value")
+            digits = digits_of(value)
+            if len(digits) < 5 or (len(digits) == 9 and "bsn" in match.group().lower()
+                                   and not bsn_ok(digits)):
+                continue
+            yield Entity("NATIONAL_ID", match.start("value"), match.end("value"), 0.85)
+
+
+_ACCOUNT_CUES = (r"account (?:no|number|#|num)|acct\.?(?: ?(?:no|number|#))?|a/c(?: no)?|"
+                 r"bank account|checking account|savings account|account|checking|savings|holder|"
+                 r"kontonummer|konto|"
+                 r"numero de compte|numéro de compte|compte|numero de cuenta|número de cuenta|"
+                 r"cuenta|numero di conto|conto|"
+                 r"rekeningnummer|rekening|bban|sort code|\bbsb\b|iban")
+_ROUTING_CUES = r"routing(?: transit)?(?: number| no| #)?|\baba\b|\brtn\b|transit number"
+
+
+@register
+class BankAccountRecognizer(Recognizer):
+    """Bank account numbers (cue + 6-20 digits, or a BBAN) and ABA routing numbers (checked)."""
+
+    name = "bank_account"
+    types = ("BANK_ACCOUNT",)
+    _ACCOUNT = cue_regex(_ACCOUNT_CUES, r"\d(?:[ \-]?\d){5,19}|(?=[A-Z]{0,6}\d)[A-Z0-9]{10,30}",
+                         gap=30)
+    _ROUTING = cue_regex(_ROUTING_CUES, r"\d{9}", gap=30)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in self._ACCOUNT.finditer(text):
+            value = match.group("value")
+            if len(digits_of(value)) >= 6:
+                yield Entity("BANK_ACCOUNT", match.start("value"), match.end("value"), 0.85)
+        for match in self._ROUTING.finditer(text):
+            if aba_ok(match.group("value")):
+                yield Entity("BANK_ACCOUNT", match.start("value"), match.end("value"), 0.9)
+
+
+_MONTHS = (r"jan(?:uary|uar|vier|eiro)?|feb(?:ruary|ruar|rero|braio)?|f[ée]v(?:rier)?|"
+           r"mar(?:ch|s|zo|ço)?|m[äa]rz|apr(?:il|ile)?|avr(?:il)?|abr(?:il)?|may|mai|mayo|maggio|"
+           r"maio|mei|jun(?:e|i|io|ho)?|juin|giugno|jul(?:y|i|io|ho)?|juil(?:let)?|luglio|"
+           r"aug(?:ust|ustus)?|ao[uû]t|ago(?:sto)?|sep(?:t|tember|tembre|tiembre)?|set(?:tembre|"
+           r"embro)?|oct(?:ober|obre|ubre)?|okt(?:ober)?|ott(?:obre)?|out(?:ubro)?|"
+           r"nov(?:ember|embre|iembre)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
+           r"dic(?:iembre|embre)?")
+_DATE = (rf"\d{{1,4}}[./\- ]{{1,2}}\d{{1,2}}[./\- ]{{1,2}}\d{{2,4}}"
+         rf"|\d{{1,2}}(?:st|nd|rd|th|er|º)?\.?\s+(?:of\s+|de\s+)?(?:{_MONTHS})\.?,?\s+"
+         rf"(?:de\s+)?\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}")
+_DOB_CUES = (r"dob|d\.o\.b\.?|date of birth|birth ?date|birthday|born(?: on)?|b\.|"
+             r"geboren(?: am)?|geburtsdatum|geb\.|née le|nee le|né le|ne le|date de naissance|"
+             r"fecha de nacimiento|nacido(?: el)?|nacida(?: el)?|nato il|nata il|data di nascita|"
+             r"data de nascimento|nascido em|nascida em|geboortedatum|geboren op")
+
+
+@register
+class DateOfBirthRecognizer(Recognizer):
+    """Dates of birth: a date (numeric or with a month name, six languages) after a birth cue."""
+
+    name = "date_of_birth"
+    types = ("DATE_OF_BIRTH",)
+    _PATTERN = Anchored(
+        rf"(?:{_DOB_CUES})(?![a-z])[^\n\d]{{0,16}}?(?<![A-Za-z0-9])(?P<value>{_DATE})(?![\w])",
+        anchors_of(_DOB_CUES))
+
+    def find(self, text: str) -> Iterator[Entity]:
+        for match in self._PATTERN.finditer(text):
+            yield Entity("DATE_OF_BIRTH", match.start("value"), match.end("value"), 0.9)
+
+
+@register
+class VehicleRecognizer(Recognizer):
+    """Vehicle identification numbers (ISO 3779 check digit) and MAC addresses (device IDs)."""
+
+    name = "vehicle_device"
+    types = ("VEHICLE_ID", "DEVICE_ID")
+    _VIN = re.compile(r"[A-HJ-NPR-Z0-9](?<![A-Za-z0-9][A-HJ-NPR-Z0-9])[A-HJ-NPR-Z0-9]{16}"
+                      r"(?![A-Za-z0-9])")
+    _MAC = re.compile(r"[:\-][0-9A-Fa-f]{2}[:\-][0-9A-Fa-f]{2}[:\-]")
+    _MAC_FULL = re.compile(r"[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}"
+                           r"(?![\w:\-])")
+    _VIN_CUE = re.compile(r"\bvin\b|vehicle", re.IGNORECASE)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        cue = self._VIN_CUE.search(text) is not None
+        for match in self._VIN.finditer(text):
+            value = match.group()
+            if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and (
+                    vin_ok(value) or cue):
+                yield Entity("VEHICLE_ID", match.start(), match.end(), 0.85)
+        for start, end in windows(text, self._MAC, 12, 12):
+            for match in self._MAC_FULL.finditer(text, start, end):
+                if not preceded_by_word(text, match.start(), ":-"):
+                    yield Entity("DEVICE_ID", match.start(), match.end(), 0.85)
+
+

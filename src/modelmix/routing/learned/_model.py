@@ -1,0 +1,128 @@
+"""The fitted router: features of a prompt -> P(acceptable answer) per model, numpy only.
+
+Feature vector of a prompt (all float32):
+
+1. ``x0`` = standardised [static embedding (``dim``), lexical features
+   (:data:`~modelmix.routing.learned._features.LEXICAL_FEATURES`)];
+2. domain log-posterior (``K`` values): a multinomial logistic model over the training
+   domains (MMLU subjects, dataset names), ``log softmax(x0 @ W_d.T + b_d)``, so the
+   learner knows the task even though no subject is given at scoring time;
+3. learners read ``x = [x0, domain]``:
+
+- ``logreg``: one logistic head per model, ``sigmoid(x @ W.T + b)``;
+- ``mf``: RouteLLM's matrix factorisation with a shared projection,
+  ``sigmoid(b_m + v_m . (P x))`` (rank ``r``; per-model vectors ``v_m``);
+- ``knn``: similarity-weighted mean outcome of the ``k`` nearest training prompts
+  (cosine on embeddings), shrunk towards the domain-weighted model means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from modelmix.routing.learned._embed import StaticEmbedder
+from modelmix.routing.learned._features import lexical_features
+
+__all__ = ["LEARNERS", "Learner", "RouterModel"]
+
+Learner = Literal["logreg", "mf", "knn"]
+#: Learners the package can train and ship.
+LEARNERS: tuple[Learner, ...] = ("logreg", "mf", "knn")
+MODEL_FILE = "model.npz"
+#: Log-posteriors below this (P < 4.5e-5) carry no more information, only scale.
+LOG_POSTERIOR_FLOOR = -10.0
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))), dtype=np.float64)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)), dtype=np.float64)
+
+
+@dataclass(kw_only=True)
+class RouterModel:
+    """Arrays of a fitted router (see the module doc for the maths).
+
+    Attributes:
+        learner: which head predicts.
+        mean / std: ``(F0,)`` standardisation of [embedding, lexical].
+        domain_coef / domain_intercept: ``(K, F0)`` / ``(K,)``; ``K == 0`` without domains.
+        arrays: learner arrays: logreg ``coef (M, F)``, ``intercept (M,)``; mf ``proj
+            (r, F)``, ``vectors (M, r)``, ``bias (M,)``; knn ``bank (N, dim)`` float16,
+            ``outcomes (N, M)``, ``prior (K, M)``, plus scalars ``k`` and ``shrink``.
+    """
+
+    learner: Learner
+    mean: np.ndarray
+    std: np.ndarray
+    domain_coef: np.ndarray
+    domain_intercept: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def base_features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        """``x0``: standardised [embedding, lexical], ``(n, F0)``."""
+        raw = np.hstack([embeddings, lexical]).astype(np.float64)
+        return np.asarray((raw - self.mean) / self.std, dtype=np.float64)
+
+    def domain_log_posterior(self, x0: np.ndarray) -> np.ndarray:
+        """``(n, K)`` log P(domain | prompt), floored at :data:`LOG_POSTERIOR_FLOOR`;
+        ``(n, 0)`` when trained without domains."""
+        if self.domain_coef.shape[0] == 0:
+            return np.zeros((x0.shape[0], 0))
+        logpost = _log_softmax(x0 @ self.domain_coef.T + self.domain_intercept)
+        return np.asarray(np.maximum(logpost, LOG_POSTERIOR_FLOOR))
+
+    def predict_features(self, x0: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """P(acceptable) per model, ``(n, M)``, from precomputed features."""
+        logpost = self.domain_log_posterior(x0)
+        x = np.hstack([x0, logpost])
+        a = self.arrays
+        if self.learner == "logreg":
+            return _sigmoid(x @ a["coef"].T + a["intercept"])
+        if self.learner == "mf":
+            return _sigmoid((x @ a["proj"].T) @ a["vectors"].T + a["bias"])
+        return self._knn(embeddings, np.exp(logpost))
+
+    def _knn(self, embeddings: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        bank = a["bank"].astype(np.float32)
+        k = min(int(a["k"]), bank.shape[0])
+        sims = embeddings.astype(np.float32) @ bank.T
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0).astype(np.float64)
+        weights = weights + 1e-6
+        outcomes = a["outcomes"].astype(np.float64)[idx]  # (n, k, M)
+        local = (weights[:, :, None] * outcomes).sum(1) / weights.sum(1)[:, None]
+        prior = posterior @ a["prior"] if posterior.shape[1] else a["prior"].mean(0)
+        shrink = float(a["shrink"])
+        total = weights.sum(1)[:, None]
+        return np.asarray((total * local + shrink * prior) / (total + shrink), dtype=np.float64)
+
+    def predict(self, embedder: StaticEmbedder, prompts: Sequence[str]) -> np.ndarray:
+        """P(acceptable) per model, ``(len(prompts), M)`` float64 in [0, 1]."""
+        emb = embedder.embed(prompts)
+        x0 = self.base_features(emb, lexical_features(prompts))
+        return self.predict_features(x0, emb)
+
+    def save(self, directory: Path) -> None:
+        arrays: dict[str, Any] = {f"learner_{k}": v for k, v in self.arrays.items()}
+        arrays.update(mean=self.mean, std=self.std, domain_coef=self.domain_coef,
+                      domain_intercept=self.domain_intercept)
+        np.savez_compressed(directory / MODEL_FILE, **arrays)
+
+    @classmethod
+    def load(cls, directory: Path, learner: Learner) -> RouterModel:
+        with np.load(directory / MODEL_FILE) as data:
+            arrays = {k.removeprefix("learner_"): data[k] for k in data.files
+                      if k.startswith("learner_")}
+            return cls(learner=learner, mean=data["mean"], std=data["std"],
+                       domain_coef=data["domain_coef"],
+                       domain_intercept=data["domain_intercept"], arrays=arrays)

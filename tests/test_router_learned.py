@@ -1,0 +1,333 @@
+"""Learned router: outcome tables, training, artifacts, `modelmix router train/score`."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from modelmix.cli import app
+from modelmix.errors import ConfigError
+from modelmix.routing.learned import (
+    FORMAT_VERSION,
+    FitOptions,
+    LearnedPredictor,
+    QualityPredictor,
+    RouterDataError,
+    StaticEmbedder,
+    artifact_size,
+    default_artifact_dir,
+    load_embedder,
+    load_predictor,
+    read_outcome_tables,
+    read_prompts,
+    train_router,
+)
+
+WEAK, STRONG = "small-model", "big-model"
+MAX_ARTIFACT_BYTES = 20 * 1024 * 1024
+
+
+def _arithmetic(rng: random.Random) -> tuple[str, int]:
+    """A multi-step word problem; difficulty = number of steps (1-5)."""
+    steps = rng.randint(1, 5)
+    parts = [f"Tom has {rng.randint(2, 90)} apples."]
+    for _ in range(steps):
+        parts.append(rng.choice([
+            f"He buys {rng.randint(2, 40)} more at ${rng.randint(1, 9)} each.",
+            f"He gives away {rng.randint(1, 30)} percent of them.",
+            f"Then he splits them into {rng.randint(2, 7)} equal baskets.",
+        ]))
+    parts.append("How many apples are in each basket?")
+    return " ".join(parts), steps
+
+
+def _trivia(rng: random.Random) -> str:
+    city = rng.choice(["Paris", "Rome", "Lima", "Oslo", "Cairo", "Quito", "Hanoi"])
+    return rng.choice([f"Which country is {city} the capital of?",
+                       f"What language do most people speak in {city}?",
+                       f"Name a famous museum in {city}."])
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict[str, object]]:
+    """Synthetic outcomes: the weak model fails multi-step arithmetic, both know trivia."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        if i % 2:
+            prompt, steps = _arithmetic(rng)
+            weak_ok = rng.random() > 0.18 * steps
+            strong_ok = rng.random() > 0.05
+            domain = "math"
+        else:
+            prompt, weak_ok, strong_ok, domain = _trivia(rng), rng.random() > 0.1, True, "trivia"
+        rows.append({"subject": domain, "prompt": f"{prompt} (#{i})", WEAK: weak_ok,
+                     STRONG: strong_ok})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def embedder() -> StaticEmbedder:
+    return load_embedder("default")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory,
+            embedder: StaticEmbedder) -> LearnedPredictor:
+    tmp = tmp_path_factory.mktemp("router")
+    rows = make_rows(400)
+    data = [write_csv(tmp / "part1.csv", rows[:250]), write_jsonl(tmp / "part2.jsonl", rows[250:])]
+    return train_router(data, tmp / "artifact", embedder_from=embedder,
+                        options=FitOptions(c=1.0, inner_folds=3))
+
+
+def _ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _clean_error(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    return result.stderr
+
+
+# -- reading tables ---------------------------------------------------------------------------
+
+
+def test_reads_csv_and_jsonl_with_bool_and_numeric_columns(tmp_path: Path) -> None:
+    csv_file = write_csv(tmp_path / "a.csv", [
+        {"prompt": "p1", "m1": "True", "m2": "false", "note": "text"},
+        {"prompt": "p2", "m1": "False", "m2": "", "note": "more text"}])
+    jsonl = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "p3", "m1": 1, "m3": 0.5}])
+    table = read_outcome_tables([csv_file, jsonl])
+    assert table.model_names == ("m1", "m2", "m3")
+    assert table.prompts == ("p1", "p2", "p3")
+    np.testing.assert_array_equal(table.outcomes[:, 0], [1.0, 0.0, 1.0])
+    assert np.isnan(table.outcomes[1, 1]) and np.isnan(table.outcomes[2, 1])
+    assert table.domains == ("a", "a", "b")
+
+
+def test_numeric_scores_outside_unit_range_are_scaled(tmp_path: Path) -> None:
+    f = write_jsonl(tmp_path / "mt.jsonl", [{"prompt": "a", "x": 1, "y": 10},
+                                            {"prompt": "b", "x": 4, "y": 7}])
+    table = read_outcome_tables([f])
+    np.testing.assert_allclose(table.outcomes, [[0.0, 1.0], [1 / 3, 2 / 3]])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "no rows"),
+    ("prompt,m1\na,True\nb,0\nc,maybe\n", "row 3, column 'm1': 'maybe' is not True/False"),
+    ("prompt,note\nhello,text\n", "no model outcome columns"),
+    ("text,m1\nhello,True\n", "no column 'prompt'"),
+])
+def test_bad_outcome_tables(tmp_path: Path, content: str, message: str) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text(content)
+    with pytest.raises(RouterDataError, match=message):
+        read_outcome_tables([f])
+
+
+def test_read_prompts_formats(tmp_path: Path) -> None:
+    jsonl = write_jsonl(tmp_path / "p.jsonl", [
+        {"prompt": "one"}, {"prompt": [{"role": "system", "content": "s"},
+                                       {"role": "user", "content": "two"}]}])
+    assert read_prompts(jsonl) == ["one", "two"]
+    (tmp_path / "p.txt").write_text("first\nsecond\n")
+    assert read_prompts(tmp_path / "p.txt") == ["first", "second"]
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\nnot json\n')
+    with pytest.raises(RouterDataError, match=r"bad\.jsonl:2: not valid JSON"):
+        read_prompts(tmp_path / "bad.jsonl")
+    with pytest.raises(RouterDataError, match="no such file"):
+        read_prompts(tmp_path / "missing.csv")
+
+
+# -- training and artifacts -------------------------------------------------------------------
+
+
+def test_trained_router_learns_who_needs_the_strong_model(trained: LearnedPredictor) -> None:
+    predictor: QualityPredictor = trained
+    assert predictor.model_names == (WEAK, STRONG)
+    assert (trained.weak_model, trained.strong_model) == (WEAK, STRONG)
+    rng = random.Random(99)  # unseen prompts
+    hard = [_arithmetic(rng)[0] for _ in range(30)]
+    easy = [_trivia(rng) for _ in range(30)]
+    scores = trained.strong_score(hard + easy)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert np.mean(scores[:30]) > np.mean(scores[30:]) + 0.05
+    probs = np.asarray(trained.predict(hard + easy))
+    assert probs.shape == (60, 2)
+    assert probs[:30, 0].mean() < probs[30:, 0].mean()  # weak model worse on arithmetic
+
+
+def test_artifact_round_trip_manifest_and_size(trained: LearnedPredictor) -> None:
+    directory = trained.artifact_dir
+    assert directory is not None
+    loaded = load_predictor(directory)
+    prompts = ["What is 17 * 23?", "Who wrote Hamlet?", ""]
+    np.testing.assert_allclose(loaded.predict(prompts), trained.predict(prompts), atol=1e-6)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["format"] == "modelmix-router"
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["modelmix_version"]
+    assert manifest["model_names"] == [WEAK, STRONG]
+    assert manifest["learner"]["name"] == "logreg"
+    assert len(manifest["training_data"]["sha256"]) == 64
+    assert [f["rows"] for f in manifest["training_data"]["files"]] == [250, 150]
+    assert manifest["features"]["domains"] == ["math", "trivia"]
+    assert artifact_size(directory) <= MAX_ARTIFACT_BYTES
+
+
+def test_other_format_version_is_refused(trained: LearnedPredictor, tmp_path: Path) -> None:
+    import shutil
+
+    assert trained.artifact_dir is not None
+    copy = Path(shutil.copytree(trained.artifact_dir, tmp_path / "old"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="format version"):
+        load_predictor(copy)
+    with pytest.raises(ConfigError, match="no router artifact"):
+        load_predictor(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("learner", ["mf", "knn"])
+def test_other_learners_train_and_load(learner: str, embedder: StaticEmbedder,
+                                       tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "t.csv", make_rows(200, seed=1))
+    options = FitOptions(learner=learner, inner_folds=3, mf_epochs=50, knn_k=10)  # type: ignore[arg-type]
+    router = train_router([data], tmp_path / learner, embedder_from=embedder, options=options)
+    again = load_predictor(tmp_path / learner)
+    prompts = ["Tom has 4 apples. He buys 3 more. How many?", "Capital of Peru?"]
+    np.testing.assert_allclose(again.strong_score(prompts), router.strong_score(prompts),
+                               atol=1e-6)
+
+
+def test_three_models_and_numeric_scores(embedder: StaticEmbedder, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    rows = [{"prompt": f"{_trivia(rng)} {i}", "a": rng.randint(1, 10), "b": rng.randint(1, 10),
+             "c": rng.randint(1, 10)} for i in range(120)]
+    data = write_jsonl(tmp_path / "mt.jsonl", rows)
+    router = train_router([data], None, embedder_from=embedder,
+                          options=FitOptions(inner_folds=3))
+    assert router.model_names == ("a", "b", "c") and router.weak_model is None
+    assert np.asarray(router.predict(["hello"])).shape == (1, 3)
+    with pytest.raises(ConfigError, match="no weak/strong"):
+        router.strong_score(["hello"])
+    paired = train_router([data], None, embedder_from=embedder, weak="a", strong="c",
+                          options=FitOptions(inner_folds=3))
+    assert len(paired.strong_score(["x", "y"])) == 2
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def test_cli_train_then_score_unseen_prompts_in_order(tmp_path: Path) -> None:
+    runner = CliRunner()
+    rows = make_rows(240, seed=5)
+    a = write_csv(tmp_path / "a.csv", rows[:120])
+    b = write_jsonl(tmp_path / "b.jsonl", rows[120:])
+    out = tmp_path / "router"
+    result = _ok(runner.invoke(app, ["router", "train", "--data", str(a), str(b),
+                                     "--out", str(out), "--cv", "3"]))
+    assert "trained logreg on 240 prompts" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["cv_metrics"]["datasets"]) == {"a", "b"}
+
+    rng = random.Random(1234)
+    unseen = [_arithmetic(rng)[0] if i % 3 else _trivia(rng) for i in range(25)]
+    expected = load_predictor(out).strong_score(unseen)
+    for name, writer in (("q.csv", write_csv), ("q.jsonl", write_jsonl)):
+        file = writer(tmp_path / name, [{"id": i, "text": p} for i, p in enumerate(unseen)])
+        result = _ok(runner.invoke(app, ["router", "score", "--router", str(out), "--input",
+                                         str(file), "--prompt-column", "text"]))
+        lines = result.stdout.splitlines()
+        assert len(lines) == len(unseen)
+        np.testing.assert_allclose([float(x) for x in lines], expected, atol=1e-9)
+
+
+def test_cli_score_model_column_and_info(trained: LearnedPredictor, tmp_path: Path) -> None:
+    runner = CliRunner()
+    file = write_jsonl(tmp_path / "q.jsonl", [{"prompt": "Who painted the Mona Lisa?"}])
+    result = _ok(runner.invoke(app, ["router", "score", "--router", str(trained.artifact_dir),
+                                     "--input", str(file), "--model", WEAK]))
+    expected = trained.predict(["Who painted the Mona Lisa?"])[0][0]
+    assert float(result.stdout) == pytest.approx(expected)
+    info = json.loads(_ok(runner.invoke(app, ["router", "info", "--router",
+                                              str(trained.artifact_dir)])).stdout)
+    assert info["model_names"] == [WEAK, STRONG]
+
+
+def test_cli_score_bad_inputs(trained: LearnedPredictor, tmp_path: Path) -> None:
+    runner = CliRunner()
+    router = str(trained.artifact_dir)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    wrong = write_csv(tmp_path / "wrong.csv", [{"question": "hi"}])
+
+    def score(*args: str) -> str:
+        return _clean_error(runner.invoke(app, ["router", "score", "--router", router, *args]))
+
+    assert "no such file" in score("--input", str(tmp_path / "missing.jsonl"))
+    assert "no rows" in score("--input", str(empty))
+    assert "no column 'prompt'" in score("--input", str(wrong))
+    assert "no model 'nope'" in score("--input", str(wrong), "--prompt-column", "question",
+                                      "--model", "nope")
+    assert "no router artifact" in _clean_error(runner.invoke(
+        app, ["router", "score", "--router", str(tmp_path), "--input", str(wrong)]))
+
+
+def test_cli_train_bad_inputs(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,m1\nhi,True\nho,False\nhello,perhaps\n")
+    result = runner.invoke(app, ["router", "train", "--data", str(bad), "--out",
+                                 str(tmp_path / "o")])
+    assert "'perhaps' is not True/False" in _clean_error(result)
+    result = runner.invoke(app, ["router", "train", "--data", str(tmp_path / "none.csv"),
+                                 "--out", str(tmp_path / "o")])
+    assert "no such file" in _clean_error(result)
+
+
+# -- the shipped default ----------------------------------------------------------------------
+
+
+def test_default_artifact_loads_fast_and_scores() -> None:
+    directory = default_artifact_dir()
+    assert artifact_size(directory) <= MAX_ARTIFACT_BYTES
+    start = time.perf_counter()
+    router = load_predictor("default")
+    assert time.perf_counter() - start < 2.0  # benchmark target <= 1 s; slack for busy CI
+    assert router.weak_model == "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    assert router.strong_model == "gpt-4-1106-preview"
+    manifest = router.manifest
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert {"mmlu", "gsm8k"} <= set(manifest["cv_metrics"]["datasets"])
+    scores = router.strong_score([
+        "What is the capital of France?",
+        "Janet has 3 boxes with 12 pens each. She sells 40% of them at $2 each and buys "
+        "notebooks for $1.50 each with the money. How many notebooks does she buy?",
+        "", "¿Cuál es la capital de Perú?", "x" * 20000])
+    assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
