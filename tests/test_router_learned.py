@@ -195,7 +195,9 @@ def test_artifact_round_trip_manifest_and_size(trained: LearnedPredictor) -> Non
     assert manifest["learner"]["name"] == "logreg"
     assert len(manifest["training_data"]["sha256"]) == 64
     assert [f["rows"] for f in manifest["training_data"]["files"]] == [250, 150]
-    assert manifest["features"]["domains"] == ["math", "trivia"]
+    assert manifest["features"]["domains"] == ["part1/math", "part1/trivia", "part2/math",
+                                               "part2/trivia"]
+    assert manifest["features"]["sources"] == ["part1", "part2"]
     assert artifact_size(directory) <= MAX_ARTIFACT_BYTES
 
 

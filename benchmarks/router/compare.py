@@ -29,7 +29,6 @@ from modelmix.routing.learned import FitOptions, OutcomeTable, StaticEmbedder
 from modelmix.routing.learned._cv import assign_folds, cross_validate_method
 from modelmix.routing.learned._features import lexical_features
 from modelmix.routing.learned._fit import FittedBase, fit_base, fit_head
-from modelmix.routing.learned._model import RouterModel
 from modelmix.routing.learned._tables import read_outcome_tables
 
 HERE = Path(__file__).resolve().parent
@@ -60,15 +59,15 @@ class Bench:
         if key not in self._bases:
             rows = np.flatnonzero(train)
             self._bases[key] = fit_base(self.emb[emb][rows], self.lex[rows],
+                                        self.table.outcomes[rows],
                                         [self.table.domains[i] for i in rows],
-                                        FitOptions(domains=domains))
+                                        FitOptions(domains=domains),
+                                        sources=[self.table.sources[i] for i in rows])
         return self._bases[key]
 
     def test_x(self, base: FittedBase, emb: str, test: np.ndarray) -> np.ndarray:
-        model = RouterModel(learner="logreg", mean=base.mean, std=base.std,
-                            domain_coef=base.domain_coef, domain_intercept=base.domain_intercept)
-        x0 = model.base_features(self.emb[emb][test], self.lex[test])
-        return np.hstack([x0, model.domain_log_posterior(x0)])
+        x0 = base.model.base_features(self.emb[emb][test], self.lex[test])
+        return base.model.head_features(x0)
 
     def score(self, probs: np.ndarray) -> np.ndarray:
         return np.asarray((1.0 + probs[:, self.s] - probs[:, self.w]) / 2.0)
@@ -98,7 +97,8 @@ def per_benchmark(bench: Bench, options: FitOptions) -> Method:
             tr, te = train & (sources == source), test & (sources == source)
             rows = np.flatnonzero(tr)
             base = fit_base(bench.emb["static"][rows], bench.lex[rows],
-                            [bench.table.domains[i] for i in rows], options)
+                            bench.table.outcomes[rows], [bench.table.domains[i] for i in rows],
+                            options)
             model = fit_head(base, bench.emb["static"][rows], bench.table.outcomes[rows],
                              options)
             x0 = model.base_features(bench.emb["static"][te], bench.lex[te])
@@ -138,14 +138,42 @@ def lexical_only(bench: Bench) -> Method:
     return method
 
 
+def random_router(bench: Bench) -> Method:
+    """Uniform random scores (seeded per fold): the floor, APGR ~0.5."""
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(int(np.flatnonzero(test)[0])).random(int(test.sum()))
+    return method
+
+
+def true_subject(bench: Bench) -> Method:
+    """Reference, not a router: the training folds' mean gain (strong - weak) of the
+    prompt's *true* MMLU subject / benchmark, which scoring never has. The ceiling of
+    any router that only knows the subject."""
+    domains = np.asarray(bench.table.domains)
+    gain = bench.table.outcomes[:, bench.s] - bench.table.outcomes[:, bench.w]
+
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        means = {d: float(gain[train & (domains == d)].mean()) for d in np.unique(domains)}
+        tie = np.random.default_rng(0).random(int(test.sum())) * 1e-9
+        return np.array([means[d] for d in domains[test]]) + tie
+    return method
+
+
 def methods(bench: Bench) -> dict[str, tuple[str, Method]]:
     """key -> (label, method)."""
-    shipped = FitOptions()
+    shipped = FitOptions(c=0.001)
     out: dict[str, tuple[str, Method]] = {
-        "logreg": ("logreg heads: static emb + lexical + domain (shipped)",
+        "logreg": ("logreg heads (C=0.001): static emb + lexical + domain (shipped)",
                    package_learner(bench, shipped)),
+        "logreg-shared": ("logreg, one set of heads for both benchmarks",
+                          package_learner(bench, FitOptions(c=0.001, per_source=False))),
+        "logreg-c0.01": ("logreg heads, C=0.01", package_learner(bench, FitOptions(c=0.01))),
+        "logreg-c0.0003": ("logreg heads, C=0.0003",
+                           package_learner(bench, FitOptions(c=0.0003))),
+        "mf-l2": ("matrix factorisation, rank 16, l2=0.1",
+                  package_learner(bench, FitOptions(learner="mf", mf_l2=0.1))),
         "logreg-nodomain": ("logreg heads: static emb + lexical, no domain feature",
-                            package_learner(bench, FitOptions(domains=False))),
+                            package_learner(bench, FitOptions(c=0.001, domains=False))),
         "logreg-separate": ("logreg heads, one router per benchmark",
                             per_benchmark(bench, shipped)),
         "mf": ("matrix factorisation (RouteLLM-style), rank 16",
@@ -154,6 +182,9 @@ def methods(bench: Bench) -> dict[str, tuple[str, Method]]:
                 package_learner(bench, FitOptions(learner="knn"))),
         "gbm": ("gradient boosting (sklearn HistGB) on the same features", gbm(bench)),
         "lexical": ("logreg heads on lexical features only", lexical_only(bench)),
+        "random": ("random router (floor)", random_router(bench)),
+        "true-subject": ("reference: true subject's mean gain (not available when scoring)",
+                         true_subject(bench)),
     }
     if "minilm" in bench.emb:
         out["logreg-minilm"] = ("logreg heads: full MiniLM emb + lexical + domain",

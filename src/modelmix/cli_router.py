@@ -108,7 +108,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of folds and initialisations.")] = 0,
 ) -> None:
     """Train a router on per-prompt outcome tables and write its artifact."""
-    from modelmix.routing.learned import LEARNERS, FitOptions, artifact_size, train_router
+    from modelmix.routing.learned import LEARNERS, FitOptions, train_router
 
     if learner not in LEARNERS:
         raise typer.BadParameter(f"one of {', '.join(LEARNERS)}", param_hint="--learner")
@@ -126,11 +126,18 @@ def train(
                                   progress=progress)
     except ModelmixError as exc:
         _fail(exc.message)
+    _report_training(router, out, time.perf_counter() - start)
+
+
+def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> None:
+    """What was trained and written, and the CV metrics if any (stderr)."""
+    from modelmix.routing.learned import artifact_size
+
     rows = router.manifest["training_data"]["rows"]
     pair = (f"weak {router.weak_model}, strong {router.strong_model}"
             if router.weak_model else "no weak/strong pair")
-    _err.print(f"trained {learner} on {rows:,} prompts, models {list(router.model_names)} "
-               f"({pair}) in {time.perf_counter() - start:.0f} s", highlight=False)
+    _err.print(f"trained {router.manifest['learner']['name']} on {rows:,} prompts, models "
+               f"{list(router.model_names)} ({pair}) in {seconds:.0f} s", highlight=False)
     _err.print(f"wrote {out} ({artifact_size(out) / 1e6:.1f} MB)", highlight=False)
     for name, m in (router.manifest.get("cv_metrics") or {}).get("datasets", {}).items():
         _err.print(f"  CV {name}: APGR {m['apgr']['mean']:.3f}, CPT(50%) "
@@ -204,7 +211,8 @@ def eval_(
     folds: Annotated[int, typer.Option(min=2, help="k of k-fold CV.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the fold split and training.")] = 0,
     learner: Annotated[str, typer.Option(help="CV: logreg | mf | knn")] = "logreg",
-    c: Annotated[float, typer.Option(min=1e-6, help="CV: inverse L2 strength.")] = 0.01,
+    c: Annotated[float | None, typer.Option(
+        min=1e-6, help="CV: inverse L2 strength (default: the trainer's).")] = None,
     embedder: Annotated[str, typer.Option(help="CV: artifact to take the embedding table "
                                           "from.")] = "default",
     weak: Annotated[str | None, typer.Option(help="CV: weak model column.")] = None,

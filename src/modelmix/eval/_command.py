@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ class EvalRequest:
             router (held-out protocol); None: cross-validate, retraining per fold.
         cv: cross-validation asked for explicitly (an error together with ``router``).
         folds / seed: k and the split seed of cross-validation.
-        learner / c / embedder: learned-router settings for retraining per fold.
+        learner / c / embedder: learned-router settings for retraining per fold (``c``
+            None: the trainer's default, which the shipped router uses).
         weak / strong: table columns of the pair (cross-validation; default: inferred).
         config: catalog file (default ``$MODELMIX_CONFIG`` or the embedded catalog).
         weak_deployment / strong_deployment: catalog deployments that price the points
@@ -58,7 +59,7 @@ class EvalRequest:
     folds: int = 5
     seed: int = 0
     learner: str = "logreg"
-    c: float = 0.01
+    c: float | None = None
     embedder: str = "default"
     weak: str | None = None
     strong: str | None = None
@@ -132,7 +133,9 @@ def _cross_validated(req: EvalRequest, options: EvalOptions, err: Console) -> li
 
     if req.learner not in LEARNERS:
         raise ConfigError(f"unknown learner {req.learner!r}; one of {', '.join(LEARNERS)}")
-    fit_options = FitOptions(learner=req.learner, c=req.c, seed=req.seed)
+    fit_options = FitOptions(learner=req.learner, seed=req.seed)
+    if req.c is not None:
+        fit_options = replace(fit_options, c=req.c)
     fit = learned_fit(fit_options, embedder=req.embedder)
     tables = _tables(req, req.weak, req.strong)
     start = time.perf_counter()
@@ -141,7 +144,8 @@ def _cross_validated(req: EvalRequest, options: EvalOptions, err: Console) -> li
         err.print(f"fold {i + 1}/{k}: training on the other {k - 1} folds "
                   f"({time.perf_counter() - start:.0f} s)", highlight=False)
 
-    label = f"learned router ({req.learner}, C={req.c:g}) retrained per fold"
+    settings = ", ".join(f"{k}={v}" for k, v in fit_options.describe().items())
+    label = f"learned router ({settings}) retrained per fold"
     with warnings.catch_warnings():
         warnings.simplefilter("once")   # scikit-learn repeats convergence warnings per fit
         return run_eval(tables, options=options, fit=fit, router=label, on_fold=progress)

@@ -112,7 +112,8 @@ def cross_validate_router(
     def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
         model = fit_router(embeddings[rows], lexical[rows], table.outcomes[rows],
-                           [table.domains[i] for i in rows], options)
+                           [table.domains[i] for i in rows], options,
+                           sources=[table.sources[i] for i in rows])
         x0 = model.base_features(embeddings[test], lexical[test])
         probs = model.predict_features(x0, embeddings[test])
         return np.asarray((1.0 + probs[:, s] - probs[:, w]) / 2.0)

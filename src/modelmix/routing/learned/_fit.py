@@ -9,7 +9,7 @@ did not see the row, so the heads learn how much to trust it on unseen prompts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,12 @@ class FitOptions:
     Attributes:
         learner: ``logreg`` | ``mf`` | ``knn`` (see :mod:`._model`).
         c: inverse L2 strength of the logistic heads (scikit-learn's ``C``).
+        per_source: logreg: one set of heads per source file (benchmark), mixed by the
+            domain model's posterior of each source (a mixture of experts); a prompt
+            like no source gets the heads of the sources it resembles.
         domain_c: inverse L2 strength of the domain classifier.
+        te_prior_rows: smoothing of the per-domain mean outcomes (pseudo-rows at the
+            overall mean).
         domains: learn the domain posterior feature (needs >= 2 domains).
         inner_folds: folds of the domain cross-fitting.
         mf_rank / mf_l2 / mf_epochs / mf_lr: matrix factorisation size and training.
@@ -38,8 +43,10 @@ class FitOptions:
     """
 
     learner: Learner = "logreg"
-    c: float = 0.01
+    c: float = 0.001
+    per_source: bool = True
     domain_c: float = 0.1
+    te_prior_rows: float = 10.0
     domains: bool = True
     inner_folds: int = 5
     mf_rank: int = 16
@@ -53,9 +60,10 @@ class FitOptions:
     def describe(self) -> dict[str, Any]:
         """The parameters that matter for ``learner`` (for the manifest)."""
         common = {"domains": self.domains, "domain_c": self.domain_c,
+                  "te_prior_rows": self.te_prior_rows,
                   "inner_folds": self.inner_folds, "seed": self.seed}
         specific: dict[str, dict[str, Any]] = {
-            "logreg": {"c": self.c},
+            "logreg": {"c": self.c, "per_source": self.per_source},
             "mf": {"rank": self.mf_rank, "l2": self.mf_l2, "epochs": self.mf_epochs,
                    "lr": self.mf_lr},
             "knn": {"k": self.knn_k, "shrink": self.knn_shrink},
@@ -86,11 +94,13 @@ def _fit_domain(x0: np.ndarray, labels: np.ndarray, n_classes: int,
 
 
 def _domain_features(x0: np.ndarray, domains: Sequence[str], options: FitOptions,
-                     progress: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full-data domain model and cross-fitted log-posteriors for the training rows."""
+                     progress: Progress) -> tuple[RouterModel, np.ndarray, np.ndarray]:
+    """The full-data domain model (as a RouterModel shell), cross-fitted log-posteriors
+    of the training rows ``(n, K)`` and the rows' domain indices ``(n,)``."""
     names = sorted(set(domains))
+    shell = _shell(np.zeros((0, x0.shape[1])), np.zeros(0))
     if not options.domains or len(names) < 2:
-        return np.zeros((0, x0.shape[1])), np.zeros(0), np.zeros((len(x0), 0))
+        return shell, np.zeros((len(x0), 0)), np.zeros(len(x0), dtype=int)
     labels = np.searchsorted(names, np.asarray(domains))
     k = len(names)
     folds = np.random.default_rng(options.seed).integers(0, options.inner_folds, len(x0))
@@ -99,41 +109,74 @@ def _domain_features(x0: np.ndarray, domains: Sequence[str], options: FitOptions
     for j in range(options.inner_folds):
         progress("domain model", j, steps)
         train, held = folds != j, folds == j
-        coef, intercept = _fit_domain(x0[train], labels[train], k, options.domain_c)
-        model = RouterModel(learner="logreg", mean=np.zeros(0), std=np.ones(0),
-                            domain_coef=coef, domain_intercept=intercept)
-        logpost[held] = model.domain_log_posterior(x0[held])
+        logpost[held] = _shell(*_fit_domain(x0[train], labels[train], k,
+                                            options.domain_c)).domain_log_posterior(x0[held])
     progress("domain model", options.inner_folds, steps)
-    coef, intercept = _fit_domain(x0, labels, k, options.domain_c)
+    full = _shell(*_fit_domain(x0, labels, k, options.domain_c))
     progress("domain model", steps, steps)
-    return coef, intercept, logpost
+    return full, logpost, labels
 
 
-def _logistic_heads(x: np.ndarray, outcomes: np.ndarray, c: float,
-                    progress: Progress) -> dict[str, np.ndarray]:
-    """One L2 logistic regression per model column; soft labels become two weighted rows."""
+def _shell(coef: np.ndarray, intercept: np.ndarray) -> RouterModel:
+    """A RouterModel holding only a domain model (to compute posteriors with)."""
+    return RouterModel(learner="logreg", mean=np.zeros(0), std=np.ones(0), domain_coef=coef,
+                       domain_intercept=intercept, domain_means=np.zeros((len(coef), 0)),
+                       te_mean=np.zeros(0), te_std=np.ones(0))
+
+
+def _domain_means(labels: np.ndarray, k: int, outcomes: np.ndarray,
+                  prior_rows: float) -> np.ndarray:
+    """``(K, M)`` mean outcome per domain and model, shrunk towards the model's overall
+    mean as if ``prior_rows`` rows at that mean were added (missing outcomes skipped)."""
+    known = np.isfinite(outcomes)
+    filled = np.where(known, outcomes, 0.0)
+    overall = filled.sum(0) / np.maximum(known.sum(0), 1)
+    sums = np.zeros((k, outcomes.shape[1]))
+    counts = np.zeros((k, outcomes.shape[1]))
+    np.add.at(sums, labels, filled)
+    np.add.at(counts, labels, known.astype(float))
+    return np.asarray((sums + prior_rows * overall) / (counts + prior_rows))
+
+
+def _logistic_head(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """One L2 logistic regression on outcomes ``y`` in [0, 1] (NaN rows skipped); soft
+    labels become two rows weighted ``y`` and ``1 - y``. Returns (coef, intercept)."""
     from sklearn.linear_model import LogisticRegression
 
-    m = outcomes.shape[1]
-    coef, intercept = np.zeros((m, x.shape[1])), np.zeros(m)
-    for j in range(m):
-        progress("quality heads", j, m)
-        rows = np.isfinite(outcomes[:, j])
-        xj, y = x[rows], outcomes[rows, j]
-        if np.all((y == 0) | (y == 1)):
-            xs, ys, ws = xj, y.astype(int), np.ones(len(y))
-        else:
-            xs = np.vstack([xj, xj])
-            ys = np.concatenate([np.ones(len(y), int), np.zeros(len(y), int)])
-            ws = np.concatenate([y, 1.0 - y])
-        if len(np.unique(ys[ws > 0])) < 2:  # constant column: the intercept says it all
-            p = float(np.clip(np.average(ys, weights=ws), 1e-3, 1 - 1e-3))
-            intercept[j] = np.log(p / (1 - p))
-            continue
-        clf = LogisticRegression(C=c, max_iter=1000).fit(xs, ys, sample_weight=ws)
-        coef[j], intercept[j] = clf.coef_[0], clf.intercept_[0]
-    progress("quality heads", m, m)
-    return {"coef": coef, "intercept": intercept}
+    rows = np.isfinite(y)
+    xj, y = x[rows], y[rows]
+    if np.all((y == 0) | (y == 1)):
+        xs, ys, ws = xj, y.astype(int), np.ones(len(y))
+    else:
+        xs = np.vstack([xj, xj])
+        ys = np.concatenate([np.ones(len(y), int), np.zeros(len(y), int)])
+        ws = np.concatenate([y, 1.0 - y])
+    if len(np.unique(ys[ws > 0])) < 2:  # constant column: the intercept says it all
+        p = float(np.clip(np.average(ys, weights=ws), 1e-3, 1 - 1e-3)) if ws.sum() else 0.5
+        return np.zeros(x.shape[1]), float(np.log(p / (1 - p)))
+    clf = LogisticRegression(C=c, solver="newton-cholesky", max_iter=100).fit(
+        xs, ys, sample_weight=ws)
+    return clf.coef_[0], float(clf.intercept_[0])
+
+
+def _logistic_heads(base: FittedBase, outcomes: np.ndarray, options: FitOptions,
+                    progress: Progress) -> dict[str, np.ndarray]:
+    """Per source (or one shared set) and model column, a logistic head.
+
+    Arrays: ``coef (S, M, F)``, ``intercept (S, M)``, ``gate (K, S)`` (domain -> source).
+    """
+    groups = base.source if options.per_source else np.zeros(len(base.x), dtype=int)
+    gate = base.gate if options.per_source else np.ones((base.gate.shape[0], 1))
+    n_src, m = int(gate.shape[1]), outcomes.shape[1]
+    coef, intercept = np.zeros((n_src, m, base.x.shape[1])), np.zeros((n_src, m))
+    for g in range(n_src):
+        rows = groups == g
+        for j in range(m):
+            progress("quality heads", g * m + j, n_src * m)
+            coef[g, j], intercept[g, j] = _logistic_head(base.x[rows], outcomes[rows, j],
+                                                         options.c)
+    progress("quality heads", n_src * m, n_src * m)
+    return {"coef": coef, "intercept": intercept, "gate": gate}
 
 
 def _mf_heads(x: np.ndarray, outcomes: np.ndarray, options: FitOptions,
@@ -188,28 +231,75 @@ class FittedBase:
     """What every learner shares: standardisation, domain model, training features.
 
     Attributes:
-        mean / std: ``(F0,)``; domain_coef / domain_intercept: ``(K, F0)`` / ``(K,)``.
-        x: ``(n, F0 + K)`` training features with *cross-fitted* domain log-posteriors.
+        model: a RouterModel without learner arrays (standardisation, domain model,
+            target encoding).
+        x: ``(n, F)`` training features with *cross-fitted* domain log-posteriors and
+            target encodings.
+        posterior: ``(n, K)`` the cross-fitted domain posteriors of the training rows.
+        source: ``(n,)`` source index of each training row.
+        gate: ``(K, S)`` one-hot: the source each domain belongs to (``(0, S)`` without
+            domains).
     """
 
-    mean: np.ndarray
-    std: np.ndarray
-    domain_coef: np.ndarray
-    domain_intercept: np.ndarray
+    model: RouterModel
     x: np.ndarray
+    posterior: np.ndarray
+    source: np.ndarray
+    gate: np.ndarray
 
 
-def fit_base(embeddings: np.ndarray, lexical: np.ndarray, domains: Sequence[str],
-             options: FitOptions | None = None,
-             progress: Progress | None = None) -> FittedBase:
-    """Fit the standardisation and the domain model (see :func:`fit_router`)."""
+def _qualified(domains: Sequence[str], sources: Sequence[str] | None) -> list[str]:
+    """Domain labels made unique per source (``source/domain``), so each domain belongs
+    to exactly one source."""
+    if sources is None:
+        return list(domains)
+    return [d if d == s else f"{s}/{d}" for d, s in zip(domains, sources, strict=True)]
+
+
+def _gate(labels: Sequence[str], sources: Sequence[str] | None,
+          names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Source index per row ``(n,)`` and the domain -> source one-hot ``(K, S)``."""
+    src = list(sources) if sources is not None else [""] * len(labels)
+    src_names = sorted(set(src))
+    row_source = np.searchsorted(src_names, np.asarray(src))
+    owner = dict(zip(labels, row_source, strict=True))
+    gate = np.zeros((len(names), len(src_names)))
+    for k, name in enumerate(names):
+        gate[k, owner[name]] = 1.0
+    return row_source, gate
+
+
+def fit_base(embeddings: np.ndarray, lexical: np.ndarray, outcomes: np.ndarray,
+             domains: Sequence[str], options: FitOptions | None = None,
+             progress: Progress | None = None, *,
+             sources: Sequence[str] | None = None) -> FittedBase:
+    """Fit the standardisation, the domain model and the target encoding.
+
+    ``sources`` (per row: the file it came from) lets logreg fit one head per source.
+    """
     options = options or FitOptions()
+    labels = _qualified(domains, sources)
     raw = np.hstack([embeddings, lexical]).astype(np.float64)
     mean, std = raw.mean(0), raw.std(0)
     std = np.where(std > 1e-8, std, 1.0)
     x0 = (raw - mean) / std
-    coef, intercept, logpost = _domain_features(x0, domains, options, progress or _noop)
-    return FittedBase(mean, std, coef, intercept, np.hstack([x0, logpost]))
+    domain, logpost, index = _domain_features(x0, labels, options, progress or _noop)
+    k = logpost.shape[1]
+    means = (_domain_means(index, k, outcomes, options.te_prior_rows) if k
+             else np.zeros((0, outcomes.shape[1])))
+    model = RouterModel(learner=options.learner, mean=mean, std=std,
+                        domain_coef=domain.domain_coef,
+                        domain_intercept=domain.domain_intercept, domain_means=means,
+                        te_mean=np.zeros(means.shape[1] if k else 0),
+                        te_std=np.ones(means.shape[1] if k else 0))
+    if k:
+        raw_te = np.exp(logpost) @ means
+        model.te_mean, model.te_std = raw_te.mean(0), np.maximum(raw_te.std(0), 1e-6)
+        row_source, gate = _gate(labels, sources, sorted(set(labels)))
+    else:  # no domain model, no gate: one set of heads
+        row_source, gate = np.zeros(len(x0), dtype=int), np.zeros((0, 1))
+    x = np.hstack([x0, logpost, model.target_encoding(logpost)])
+    return FittedBase(model, x, np.exp(logpost), row_source, gate)
 
 
 def fit_head(base: FittedBase, embeddings: np.ndarray, outcomes: np.ndarray,
@@ -220,16 +310,12 @@ def fit_head(base: FittedBase, embeddings: np.ndarray, outcomes: np.ndarray,
     progress = progress or _noop
     arrays: dict[str, np.ndarray]
     if options.learner == "logreg":
-        arrays = _logistic_heads(base.x, outcomes, options.c, progress)
+        arrays = _logistic_heads(base, outcomes, options, progress)
     elif options.learner == "mf":
         arrays = _mf_heads(base.x, outcomes, options, progress)
     else:
-        k = base.domain_coef.shape[0]
-        posterior = np.exp(base.x[:, base.x.shape[1] - k:]) if k else np.zeros((len(base.x), 0))
-        arrays = _knn_arrays(embeddings, outcomes, posterior, options)
-    return RouterModel(learner=options.learner, mean=base.mean, std=base.std,
-                       domain_coef=base.domain_coef, domain_intercept=base.domain_intercept,
-                       arrays=arrays)
+        arrays = _knn_arrays(embeddings, outcomes, base.posterior, options)
+    return replace(base.model, learner=options.learner, arrays=arrays)
 
 
 def fit_router(
@@ -239,6 +325,8 @@ def fit_router(
     domains: Sequence[str],
     options: FitOptions | None = None,
     progress: Progress | None = None,
+    *,
+    sources: Sequence[str] | None = None,
 ) -> RouterModel:
     """Fit the standardisation, domain model and the learner's head.
 
@@ -247,6 +335,8 @@ def fit_router(
         lexical: ``(n, L)`` raw lexical features.
         outcomes: ``(n, M)`` in [0, 1], NaN where unknown.
         domains: ``n`` domain labels (subject or dataset name).
+        sources: ``n`` source (file) names; logreg fits heads per source.
     """
-    base = fit_base(embeddings, lexical, domains, options, progress)
+    base = fit_base(embeddings, lexical, outcomes, domains, options, progress,
+                    sources=sources)
     return fit_head(base, embeddings, outcomes, options, progress)

@@ -7,9 +7,15 @@ Feature vector of a prompt (all float32):
 2. domain log-posterior (``K`` values): a multinomial logistic model over the training
    domains (MMLU subjects, dataset names), ``log softmax(x0 @ W_d.T + b_d)``, so the
    learner knows the task even though no subject is given at scoring time;
-3. learners read ``x = [x0, domain]``:
+3. domain target encoding (``M`` values): per model, the expected outcome under the
+   domain posterior, ``P(domain | prompt) @ domain_means`` (the mean outcome of each model
+   in each training domain, smoothed), standardised. This one number per model carries
+   the "which subject is hard for which model" signal that a strongly regularised head
+   would otherwise shrink away;
+4. learners read ``x = [x0, domain log-posterior, target encoding]``:
 
-- ``logreg``: one logistic head per model, ``sigmoid(x @ W.T + b)``;
+- ``logreg``: logistic heads per model, ``sigmoid(x @ W.T + b)``; with several source
+  files one set per source, mixed by the domain posterior summed per source;
 - ``mf``: RouteLLM's matrix factorisation with a shared projection,
   ``sigmoid(b_m + v_m . (P x))`` (rank ``r``; per-model vectors ``v_m``);
 - ``knn``: similarity-weighted mean outcome of the ``k`` nearest training prompts
@@ -55,7 +61,10 @@ class RouterModel:
         learner: which head predicts.
         mean / std: ``(F0,)`` standardisation of [embedding, lexical].
         domain_coef / domain_intercept: ``(K, F0)`` / ``(K,)``; ``K == 0`` without domains.
-        arrays: learner arrays: logreg ``coef (M, F)``, ``intercept (M,)``; mf ``proj
+        domain_means: ``(K, M)`` mean outcome per training domain and model (smoothed).
+        te_mean / te_std: ``(M,)`` standardisation of the target encoding.
+        arrays: learner arrays: logreg ``coef (S, M, F)``, ``intercept (S, M)``, ``gate
+            (K, S)``; mf ``proj
             (r, F)``, ``vectors (M, r)``, ``bias (M,)``; knn ``bank (N, dim)`` float16,
             ``outcomes (N, M)``, ``prior (K, M)``, plus scalars ``k`` and ``shrink``.
     """
@@ -65,6 +74,9 @@ class RouterModel:
     std: np.ndarray
     domain_coef: np.ndarray
     domain_intercept: np.ndarray
+    domain_means: np.ndarray
+    te_mean: np.ndarray
+    te_std: np.ndarray
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def base_features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
@@ -80,16 +92,37 @@ class RouterModel:
         logpost = _log_softmax(x0 @ self.domain_coef.T + self.domain_intercept)
         return np.asarray(np.maximum(logpost, LOG_POSTERIOR_FLOOR))
 
+    def target_encoding(self, logpost: np.ndarray) -> np.ndarray:
+        """``(n, M)`` standardised expected outcome per model under the domain posterior;
+        ``(n, 0)`` without domains."""
+        if logpost.shape[1] == 0:
+            return np.zeros((logpost.shape[0], 0))
+        return np.asarray((np.exp(logpost) @ self.domain_means - self.te_mean) / self.te_std)
+
+    def head_features(self, x0: np.ndarray) -> np.ndarray:
+        """``x`` = [x0, domain log-posterior, target encoding], ``(n, F)``."""
+        logpost = self.domain_log_posterior(x0)
+        return np.hstack([x0, logpost, self.target_encoding(logpost)])
+
     def predict_features(self, x0: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """P(acceptable) per model, ``(n, M)``, from precomputed features."""
-        logpost = self.domain_log_posterior(x0)
-        x = np.hstack([x0, logpost])
+        x = self.head_features(x0)
         a = self.arrays
         if self.learner == "logreg":
-            return _sigmoid(x @ a["coef"].T + a["intercept"])
+            return self._mixture(x)
         if self.learner == "mf":
             return _sigmoid((x @ a["proj"].T) @ a["vectors"].T + a["bias"])
-        return self._knn(embeddings, np.exp(logpost))
+        return self._knn(embeddings, np.exp(self.domain_log_posterior(x0)))
+
+    def _mixture(self, x: np.ndarray) -> np.ndarray:
+        """Per-source logistic heads mixed by the posterior of each source."""
+        a = self.arrays
+        probs = _sigmoid(np.einsum("nf,smf->nsm", x, a["coef"]) + a["intercept"])  # (n,S,M)
+        if probs.shape[1] == 1:
+            return np.asarray(probs[:, 0])
+        gate = np.exp(self.domain_log_posterior(x[:, : self.mean.shape[0]])) @ a["gate"]
+        gate = gate / np.maximum(gate.sum(1, keepdims=True), 1e-12)
+        return np.asarray(np.einsum("ns,nsm->nm", gate, probs))
 
     def _knn(self, embeddings: np.ndarray, posterior: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -115,7 +148,8 @@ class RouterModel:
     def save(self, directory: Path) -> None:
         arrays: dict[str, Any] = {f"learner_{k}": v for k, v in self.arrays.items()}
         arrays.update(mean=self.mean, std=self.std, domain_coef=self.domain_coef,
-                      domain_intercept=self.domain_intercept)
+                      domain_intercept=self.domain_intercept, domain_means=self.domain_means,
+                      te_mean=self.te_mean, te_std=self.te_std)
         np.savez_compressed(directory / MODEL_FILE, **arrays)
 
     @classmethod
@@ -125,4 +159,6 @@ class RouterModel:
                       if k.startswith("learner_")}
             return cls(learner=learner, mean=data["mean"], std=data["std"],
                        domain_coef=data["domain_coef"],
-                       domain_intercept=data["domain_intercept"], arrays=arrays)
+                       domain_intercept=data["domain_intercept"],
+                       domain_means=data["domain_means"], te_mean=data["te_mean"],
+                       te_std=data["te_std"], arrays=arrays)

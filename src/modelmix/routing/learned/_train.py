@@ -29,7 +29,7 @@ from modelmix.routing.learned._artifact import (
 from modelmix.routing.learned._cv import cross_validate_router
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_features
-from modelmix.routing.learned._fit import FitOptions, Progress, fit_router
+from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_router
 from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
 
 __all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "train_on_table", "train_router"]
@@ -107,19 +107,32 @@ def train_on_table(
     embeddings = embedder.embed(table.prompts)
     lexical = lexical_features(table.prompts)
     progress("embedding", 1, 1)
-    model = fit_router(embeddings, lexical, table.outcomes, table.domains, options, progress)
+    model = fit_router(embeddings, lexical, table.outcomes, table.domains, options, progress,
+                       sources=table.sources)
     manifest: dict[str, Any] = {
         "learner": options.describe(),
         "features": {
             "embedding": {"kind": "static", "source": EMBEDDING_SOURCE,
                           "dim": embedder.dim, "max_tokens": embedder.max_tokens},
             "lexical": [name for name, _ in LEXICAL_FEATURES],
-            "domains": sorted(set(table.domains)) if model.domain_coef.shape[0] else [],
+            "domains": (sorted(set(_qualified(table.domains, table.sources)))
+                        if model.domain_coef.shape[0] else []),
+            "sources": sorted(set(table.sources)),
         },
     }
     return LearnedPredictor(model_names=table.model_names, weak_model=weak,
                             strong_model=strong, embedder=embedder, model=model,
                             manifest=manifest)
+
+
+def _cv_metrics(table: OutcomeTable, embedder: StaticEmbedder, options: FitOptions,
+                pair: tuple[str | None, str | None], folds: int,
+                progress: Progress | None) -> dict[str, Any] | None:
+    """Cross-validated metrics when asked for (``folds >= 2``) and a pair exists."""
+    if folds < 2 or pair[0] is None or pair[1] is None:
+        return None
+    return cross_validate_router(table, embedder, options, weak=pair[0], strong=pair[1],
+                                 folds=folds, progress=progress)
 
 
 def train_router(
@@ -154,11 +167,8 @@ def train_router(
                                 domain_column=domain_column, models=models)
     embedder = (embedder_from if isinstance(embedder_from, StaticEmbedder)
                 else load_embedder(embedder_from))
-    cv = None
     pair = choose_pair(table, weak, strong)
-    if cv_folds >= 2 and pair[0] is not None and pair[1] is not None:
-        cv = cross_validate_router(table, embedder, options or FitOptions(), weak=pair[0],
-                                   strong=pair[1], folds=cv_folds, progress=progress)
+    cv = _cv_metrics(table, embedder, options or FitOptions(), pair, cv_folds, progress)
     predictor = train_on_table(table, embedder, options=options,
                                weak=pair[0], strong=pair[1], progress=progress)
     predictor.manifest.update({

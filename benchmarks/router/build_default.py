@@ -1,0 +1,55 @@
+"""Train the shipped default router (``src/modelmix/data/router/default``).
+
+    .venv/bin/python benchmarks/router/build_default.py      # ~3 min on 2 cores
+
+The same as ``modelmix router train --data data/routellm/mmlu.csv data/routellm/gsm8k.csv
+--out src/modelmix/data/router/default --cv 5`` with the learner chosen in RESULTS.md. The
+static embedding table comes from ``benchmarks/.work/router/embedder-<dim>`` when
+``distill.py`` made one, else from the artifact already shipped (so a rebuild needs no
+torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from modelmix.routing.learned import (
+    FitOptions,
+    StaticEmbedder,
+    artifact_size,
+    default_artifact_dir,
+    load_embedder,
+    train_router,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = [ROOT / "data" / "routellm" / "mmlu.csv", ROOT / "data" / "routellm" / "gsm8k.csv"]
+#: The learner RESULTS.md picked (best CV mean APGR on MMLU).
+SHIPPED = FitOptions(learner="logreg", c=0.001)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=default_artifact_dir())
+    args = parser.parse_args()
+    distilled = ROOT / "benchmarks" / ".work" / "router" / f"embedder-{args.dim}"
+    embedder = (StaticEmbedder.load(distilled) if (distilled / "embeddings.npz").exists()
+                else load_embedder("default"))
+    start = time.perf_counter()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        print(f"{time.perf_counter() - start:6.0f} s  {stage} {done}/{total}", flush=True)
+
+    router = train_router(DATA, args.out, options=SHIPPED, embedder_from=embedder,
+                          cv_folds=5, progress=progress)
+    print(f"wrote {args.out} ({artifact_size(args.out) / 1e6:.1f} MB)")
+    for name, m in router.manifest["cv_metrics"]["datasets"].items():
+        print(f"{name}: APGR {m['apgr']['mean']:.3f} ± {m['apgr']['std']:.3f}, CPT(50%) "
+              f"{100 * m['cpt50']['mean']:.1f} ± {100 * m['cpt50']['std']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
