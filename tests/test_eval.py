@@ -46,7 +46,10 @@ from modelmix.eval import (
     write_results,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm"
+_ROOT = Path(__file__).resolve().parents[1]
+DATA = next((d for d in (_ROOT / "data" / "routellm",
+                         _ROOT.parent / "shared" / "data" / "routellm")
+             if (d / "gsm8k.csv").is_file()), _ROOT / "data" / "routellm")
 
 
 def _points(curve: Sequence[CurvePoint]) -> list[tuple[float, float]]:
