@@ -86,7 +86,6 @@ def test_recognizers_find(detector: GuardDetector, text: str, kind: str, value: 
 
 @pytest.mark.parametrize("text", [
     "card 4111 1111 1111 1112",              # fails Luhn
-    "SSN 666-45-6789",                        # area 666 never issued
     "IBAN DE89 3704 0044 0532 0130 01",       # fails mod 97
     "version 1.2.3.4 released",               # version string, not an IP
     "on 127.0.0.1 only",                      # loopback
@@ -275,3 +274,14 @@ def test_scan_missing_or_binary_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00abc\n")
     result = runner.invoke(app, ["guard", "scan", "-i", str(binary)])
     assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_cued_ssn_counts_even_when_never_issued() -> None:
+    """With an explicit SSN cue the guard fails closed: example numbers (123-45-6789)
+    and never-issued areas (666, 9xx) are still flagged."""
+    from modelmix.guard import load_detector
+
+    detector = load_detector()
+    for text in ("SSN 666-45-6789", "my SSN is 123-45-6789", "ssn: 912-78-1234"):
+        assert [e.type for e in detector.detect(text)] == ["US_SSN"], text
+    assert detector.detect("order 123-45-6789 shipped") == []

@@ -186,7 +186,10 @@ class SsnRecognizer(Recognizer):
                 if ssn_ok(digits_of(match.group())):
                     yield Entity("US_SSN", match.start(), match.end(), 0.95)
         for match in self._CUED.finditer(text):
-            if ssn_ok(digits_of(match.group("value"))):
+            # With an explicit cue ("SSN", "social security") any 9 digits count, even
+            # numbers the SSA never issues (123-45-6789, ITIN-like 9xx): failing closed
+            # is right for a guard, and examples in real prompts use exactly those.
+            if len(digits_of(match.group("value"))) == 9:
                 yield Entity("US_SSN", match.start("value"), match.end("value"), 1.0)
 
 
