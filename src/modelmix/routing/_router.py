@@ -59,7 +59,13 @@ class Router:
 
     def warm(self) -> None:
         """Build the ``auto`` strategy and load what it needs (blocking: a learned
-        router loads its model here). Call off the event loop."""
+        router loads its model here). Call off the event loop.
+
+        A catalog with a single deployment has nothing to choose between, so nothing is
+        loaded ahead of time (the model still loads on the first ``auto`` request): a
+        pass-through gateway stays small (benchmarks/overhead: idle RSS)."""
+        if len(self.config.deployments) < 2:
+            return
         self.strategy(self.config.router).warm()
 
     def candidates(self, model: str) -> tuple[list[Deployment], Strategy]:
