@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def summary(results: Targets) -> dict[str, Any]:
 def checks(results: Targets, summ: dict[str, Any]) -> list[dict[str, Any]]:
     m32 = _load(results, "modelmix", 32)
     mm = results.get("modelmix")
-    rows = [
+    rows: list[tuple[str, str, float | None, str, Callable[[float], bool]]] = [
         ("added p50 at concurrency 1", "<= 0.5 ms", summ.get("modelmix_c1_added_p50_ms"),
          "ms", lambda v: v <= 0.5),
         ("added p99 at concurrency 1", "<= 2 ms", summ.get("modelmix_c1_added_p99_ms"),
@@ -125,16 +126,23 @@ def checks(results: Targets, summ: dict[str, Any]) -> list[dict[str, Any]]:
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 
 
-def markdown(report: dict[str, Any]) -> str:
+def _machine_rows(report: dict[str, Any]) -> list[str]:
     m = report["machine"]
-    lines = [START, "", f"Run: {report['date']}, {report['settings']}.", "",
-             "| machine | |", "| --- | --- |",
-             f"| CPU | {m['cpu_model']}, {m['cpus_online']} cores "
-             f"({m['cpus_usable']} usable) |",
-             f"| RAM | {m['ram_gib']} GiB |", f"| OS, kernel | {m['os']}, {m['kernel']} |",
-             f"| Python | {m['python']} |", f"| upstream, load | {m['nginx']}; {m['wrk']} |",
-             "| modelmix env | " + _pkgs(m["modelmix_packages"]) + " |",
-             "| LiteLLM env | " + _pkgs(m["litellm_packages"]) + " |", "",
+    return [f"Run: {report['date']}, modelmix at {report.get('modelmix_commit', '?')}, "
+            f"{report['settings']}.", "",
+            f"Command: `{report.get('command', 'benchmarks/overhead/run.py')}`", "",
+            "| machine | |", "| --- | --- |",
+            f"| CPU | {m['cpu_model']}, {m['cpus_online']} cores ({m['cpus_usable']} usable) |",
+            f"| RAM | {m['ram_gib']} GiB |", f"| OS, kernel | {m['os']}, {m['kernel']} |",
+            f"| Python | {m['python']} |", f"| upstream, load | {m['nginx']}; {m['wrk']} |",
+            "| modelmix env | " + _pkgs(m["modelmix_packages"]) + " |",
+            "| LiteLLM env | " + _pkgs(m["litellm_packages"]) + " |"]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The generated block of RESULTS.md: machine, one row per target and concurrency,
+    the goals."""
+    lines = [START, "", *_machine_rows(report), "",
              "| target | conc. | req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms "
              "| added p99 ms | gateway CPU µs/req | errors | idle RSS MB | peak RSS MB "
              "| other CPU % |",

@@ -225,11 +225,11 @@ def _patch_store(opts: dict[str, str]) -> None:
         def uuid4() -> types.SimpleNamespace:
             return types.SimpleNamespace(hex=f"{random.getrandbits(128):032x}")
 
-        _service.uuid = types.SimpleNamespace(uuid4=uuid4)  # type: ignore[assignment]
+        setattr(_service, "uuid", types.SimpleNamespace(uuid4=uuid4))  # noqa: B010
     if "oldwatch" in opts:  # the disconnect watch as it was: two tasks and asyncio.wait
         from modelmix.server import _gateway
 
-        _gateway._unless_disconnected = _two_task_watch  # type: ignore[assignment]
+        _gateway._unless_disconnected = _two_task_watch
     if "rawinsert" in opts:
         cols = _sql._RECORD_FIELDS
         row = operator.attrgetter(*cols)

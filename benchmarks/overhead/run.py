@@ -232,6 +232,20 @@ def tree_kb(root: int, field_name: str = "VmRSS") -> int:
     return sum(_status_kb(pid, field_name) for pid in process_tree(root))
 
 
+def settled_rss_kb(root: int, limit_s: float = 60.0) -> int:
+    """RSS once start-up work in the background (model warm-up) has finished: two
+    readings 1 s apart within 1 MB of each other."""
+    last = tree_kb(root)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = tree_kb(root)
+        if abs(now - last) < 1024:
+            return now
+        last = now
+    return last
+
+
 class RssSampler:
     """Samples the summed RSS of a process tree every 50 ms while active."""
 
@@ -310,8 +324,11 @@ def wrk(url: str, concurrency: int, duration: float, cpus: Cpus, body_file: Path
 
 
 @contextlib.contextmanager
-def profiled(pid: int, label: str, duration: float, cpus: Cpus) -> Iterator[None]:
-    """Sample ``pid`` with py-spy (from benchmarks/.work/exp-pkgs) into collapsed stacks."""
+def profiled(pid: int, label: str, duration: float, cpus: Cpus, gil: bool
+             ) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (from benchmarks/.work/exp-pkgs) into collapsed stacks;
+    with ``gil``, only the thread holding the GIL (a thread waiting for the GIL otherwise
+    shows up in whatever line it was at)."""
     exe = EXP_PKGS / "bin" / "py-spy"
     if not exe.exists():
         raise SystemExit(f"--profile needs py-spy: .venv/bin/pip install --target {EXP_PKGS}"
@@ -319,7 +336,7 @@ def profiled(pid: int, label: str, duration: float, cpus: Cpus) -> Iterator[None
     out = WORK / f"profile-{label}.txt"
     cmd = [*Cpus.prefix(cpus.load), str(exe), "record", "--pid", str(pid), "--rate", "200",
            "--duration", str(max(1, round(duration) - 1)), "--format", "raw", "--nonblocking",
-           "--output", str(out)]
+           "--output", str(out), *(["--gil"] if gil else [])]
     spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            env={**os.environ, "PYTHONPATH": str(EXP_PKGS)})
     try:
@@ -369,7 +386,8 @@ def measured(res: TargetResult, url: str, conc: int, args: argparse.Namespace, c
     with contextlib.ExitStack() as stack:
         sampler = stack.enter_context(RssSampler(pid)) if pid and args.rss else None
         if pid and args.profile:
-            stack.enter_context(profiled(pid, f"{res.name}-c{conc}", args.duration, cpus))
+            stack.enter_context(profiled(pid, f"{res.name}-c{conc}", args.duration, cpus,
+                                         args.profile == "gil"))
         before = CpuSnapshot.take(pid)
         load = wrk(url, conc, args.duration, cpus, body_file)
         CpuSnapshot.take(pid).annotate(before, load)
@@ -434,8 +452,7 @@ class CpuSnapshot:
 def measure_server(res: TargetResult, proc: subprocess.Popen[bytes], base: str,
                    health: str, log: Path, ctx: RunContext) -> None:
     res.startup_s = round(wait_ready(proc, base + health, log, ctx.args.ready_timeout), 2)
-    time.sleep(1.0)  # let start-up work settle before the idle reading
-    res.idle_rss_mb = round(tree_kb(proc.pid) / 1024, 1)
+    res.idle_rss_mb = round(settled_rss_kb(proc.pid) / 1024, 1)
     print(f"  {res.name}: ready in {res.startup_s}s, idle RSS {res.idle_rss_mb} MB",
           flush=True)
     run_loads(res, base + "/v1/chat/completions", ctx.args, ctx.cpus, ctx.body_file,
@@ -471,6 +488,8 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
         "db_url": db_url}))
     if not ctx.args.usage:
         config.write_text(config.read_text().replace("store:\n", "store:\n  enabled: false\n"))
+    if ctx.args.router:
+        config.write_text(config.read_text() + f"\nrouter: {ctx.args.router}\n")
     env = {"MODELMIX_DB_URL": db_url, "MODELMIX_CONFIG": str(config),
            "MODELMIX_MASTER_KEY": MASTER_KEY,
            **dict(kv.split("=", 1) for kv in ctx.args.env)}
@@ -478,6 +497,7 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
     res.notes.append(f"server: {ctx.args.variant}" + (
         f", app {ctx.args.app}" if ctx.args.variant != "serve"
         else f", --log-level {ctx.args.log_level}") + ("" if ctx.args.usage else ", usage off")
+        + (f", router: {ctx.args.router}" if ctx.args.router else "")
         + "".join(f", {kv}" for kv in ctx.args.env))
     res.notes.append(usage_note(db))
     return res
@@ -597,17 +617,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--targets", default="direct,floor,modelmix,litellm",
                    type=lambda s: s.split(","), help=f"of {', '.join(BENCHES)}")
-    p.add_argument("--variant", default="serve", choices=sorted(VARIANTS),
-                   help="how the modelmix gateway is started (experiments)")
-    p.add_argument("--app", default="modelmix.server.app:create_app",
-                   help="ASGI app factory for the non-serve variants (layers:... apps "
-                   "split the cost into layers)")
-    p.add_argument("--log-level", default="warning",
-                   help="modelmix serve --log-level (info logs one line per request)")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra environment for the modelmix gateway (repeatable)")
-    p.add_argument("--no-usage", dest="usage", action="store_false",
-                   help="turn modelmix's usage store off (store.enabled: false; experiments)")
+    _gateway_options(p)
     p.add_argument("--rss-sampling", dest="rss", action="store_true",
                    help="also sample RSS every 50 ms during runs (it disturbs the load "
                    "generator's CPU a little; VmHWM gives the peak without it)")
@@ -619,8 +629,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet-wait", type=float, default=20.0,
                    help="seconds to wait for other processes to go quiet before each run")
     p.add_argument("--install", action="store_true", help="apt-get install nginx and wrk")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy the gateways during each run (benchmarks/.work/profile-*)")
+    p.add_argument("--profile", nargs="?", const="all", choices=["all", "gil"],
+                   help="py-spy the gateways during each run (benchmarks/.work/profile-*); "
+                   "'gil': only the thread holding the GIL")
     p.add_argument("--ready-timeout", type=float, default=180.0)
     p.add_argument("--out", type=Path, default=None,
                    help="write the JSON here instead of results.json + RESULTS.md")
@@ -629,6 +640,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown targets {sorted(unknown)}")
     return args
+
+
+def _gateway_options(p: argparse.ArgumentParser) -> None:
+    """How modelmix is started and configured (the experiments change these)."""
+    p.add_argument("--variant", default="serve", choices=sorted(VARIANTS),
+                   help="how the modelmix gateway is started (experiments)")
+    p.add_argument("--app", default="modelmix.server.app:create_app",
+                   help="ASGI app factory for the non-serve variants (layers:... apps "
+                   "split the cost into layers)")
+    p.add_argument("--log-level", default="warning",
+                   help="modelmix serve --log-level (info logs one line per request)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the modelmix gateway (repeatable)")
+    p.add_argument("--router", default=None,
+                   help="set the catalog's `router` (default: modelmix's default)")
+    p.add_argument("--no-usage", dest="usage", action="store_false",
+                   help="turn modelmix's usage store off (store.enabled: false; experiments)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -662,6 +690,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out}")
 
 
+def git_commit() -> str:
+    """The checked-out commit, with "+changes" when the tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+changes" if dirty.strip() else "")
+
+
 def keep_logs(tmp: Path) -> None:
     """Copy the servers' logs to benchmarks/.work/logs (the temp dir goes away)."""
     dest = WORK / "logs"
@@ -674,12 +714,15 @@ def build_report(args: argparse.Namespace, cpus: Cpus, results: dict[str, Target
                  host: dict[str, Any]) -> dict[str, Any]:
     pin = (f"gateway pinned to CPU {cpus.gateway}, nginx + wrk to CPU {cpus.load}"
            if cpus.gateway else "no CPU pinning")
-    settings = (f"{args.duration:g} s per run after {args.warmup:g} s warm-up, "
+    runs = f", median of {args.repeat} runs by p99" if args.repeat > 1 else ""
+    settings = (f"{args.duration:g} s per run after {args.warmup:g} s warm-up{runs}, "
                 f"concurrency {', '.join(map(str, args.concurrency))}, {pin}")
     targets = {k: asdict(v) for k, v in results.items()}
     summ = summary(targets)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([".venv/bin/python", "benchmarks/overhead/run.py", *sys.argv[1:]]),
+        "modelmix_commit": git_commit(),
         "settings": settings,
         "machine": host,
         "request_body": REQUEST_BODY,
