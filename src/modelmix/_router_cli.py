@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from modelmix.catalog import Config, Deployment, Tier, load_config
+from modelmix.catalog import Config, Deployment, load_config
 from modelmix.errors import ConfigError, ModelmixError
 from modelmix.routing._calibration import (
     CALIBRATION_FILE,
@@ -102,24 +102,6 @@ def _read_tables(paths: Sequence[Path], weak: str, strong: str) -> list[PairTabl
     return [load_outcome_table(p, weak=weak, strong=strong) for p in paths]
 
 
-def _pricing(config: Config, weak: str | None, strong: str | None
-             ) -> tuple[Deployment, Deployment] | None:
-    """The deployments that price the weak and strong model: as named, else the cheapest
-    open and the cheapest proprietary one in the catalog (None when there is none)."""
-    def pick(name: str | None, tier: Tier) -> Deployment | None:
-        if name is not None:
-            try:
-                return config.deployment(name)
-            except KeyError:
-                raise ConfigError(f"no deployment {name!r} in the catalog") from None
-        deps = [d for d in config.deployments if d.tier is tier]
-        return min(deps, key=lambda d: d.input_cost_per_mtok + d.output_cost_per_mtok,
-                   default=None)
-
-    w, s = pick(weak, Tier.OPEN), pick(strong, Tier.PROPRIETARY)
-    return None if w is None or s is None else (w, s)
-
-
 def _costs(tables: Sequence[PairTable], pair: tuple[Deployment, Deployment],
            completion_tokens: int) -> tuple[list[float], list[float]]:
     """USD per request of each prompt on the weak and strong deployment: estimated prompt
@@ -189,7 +171,9 @@ def run_calibration(
     weak, strong = _two_model(predictor)
     tables = _read_tables(data, weak, strong)
     prompts = [p for t in tables for p in t.prompts]
-    pair = _pricing(config, weak_deployment, strong_deployment)
+    from modelmix.eval._command import pricing_deployments
+
+    pair = pricing_deployments(config, weak_deployment, strong_deployment)
     costs = (_costs(tables, pair, completion_tokens or DEFAULT_COMPLETION_TOKENS)
              if pair is not None else (None, None))
     try:
