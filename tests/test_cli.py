@@ -103,3 +103,30 @@ def test_help_is_plain_text(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "`" not in result.output
+
+
+def test_serve_policy_option_sets_the_guard(runner: CliRunner, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmix.guard import POLICY_ENV
+
+    monkeypatch.setenv(POLICY_ENV, "finance")  # the option outranks the environment
+    started: list[object] = []
+    monkeypatch.setattr("uvicorn.run", lambda application, **kw: started.append(application))
+    path = tmp_path / "cat.yaml"
+    path.write_text(DEPLOYMENT + "store:\n  enabled: false\n")
+    result = runner.invoke(app, ["serve", "--config", str(path), "--policy", "healthcare"])
+    assert result.exit_code == 0, result.output
+    guard = started[0].state.gateway.service.guard  # type: ignore[attr-defined]
+    assert guard is not None and guard.policy.name == "healthcare"
+
+
+@pytest.mark.parametrize(("policy", "needle"), [
+    ("no-such-policy", "no-such-policy"), ("  ", "must not be empty"),
+])
+def test_serve_rejects_a_bad_policy_cleanly(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                            policy: str, needle: str) -> None:
+    from modelmix.guard import POLICY_ENV
+
+    monkeypatch.delenv(POLICY_ENV, raising=False)
+    output = _clean_error(runner.invoke(app, ["serve", "--policy", policy]))
+    assert needle in output

@@ -73,6 +73,23 @@ def _build_app(cfg: Config) -> Starlette:
         _fail(exc.message)
 
 
+def _set_policy(ref: str) -> None:
+    """Make ``ref`` the gateway's policy (through ``$MODELMIX_POLICY``, which outranks the
+    config); a bad name or file is a clean error now rather than at the first request."""
+    from modelmix.guard import POLICY_ENV, load_policy
+
+    ref = ref.strip()
+    if not ref:
+        raise typer.BadParameter("must not be empty (a ready policy, a file, or none)",
+                                 param_hint="--policy")
+    if ref.lower() not in ("none", "off"):
+        try:
+            load_policy(ref)
+        except ConfigError as exc:
+            _fail(exc.message)
+    os.environ[POLICY_ENV] = ref
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -82,6 +99,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
     log_format: Annotated[LogFormat, typer.Option(
         help="json: one JSON object per line; text: for terminals.")] = LogFormat.JSON,
+    policy: Annotated[str | None, typer.Option(
+        help="Data policy (docs/guard.md): healthcare, finance, eu-residency, a policy "
+             "file, or none. Overrides $MODELMIX_POLICY and the config's policy.")] = None,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import gc
@@ -89,6 +109,8 @@ def serve(
     import uvicorn
 
     cfg = _config(config)
+    if policy is not None:
+        _set_policy(policy)
     bind = host or cfg.server.host
     if bind not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(
         cfg.server.master_key_env

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Engine
 from modelmix.store._records import UsageRecord
 
 __all__ = [
+    "AUDIT_FIELDS",
     "AUDIT_METADATA",
     "AUDIT_TABLE",
     "AuditGroup",
@@ -68,24 +69,25 @@ _GROUP_COLUMNS = {"data_class": "data_class", "action": "action", "deployment": 
                   "rule": "rule", "policy": "policy", "key": "key_id"}
 
 
-def audit_rows(records: Sequence[UsageRecord]) -> list[dict[str, Any]]:
-    """``guard_audit`` rows for the records that carry an audit record."""
+#: Column order of the tuples :func:`audit_rows` returns (every column but ``id``).
+AUDIT_FIELDS = tuple(c.name for c in AUDIT_TABLE.columns if c.name != "id")
+
+
+def audit_rows(records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
+    """``guard_audit`` rows, as tuples in :data:`AUDIT_FIELDS` order, for the records that
+    carry an audit record."""
     rows = []
     for rec in records:
         audit = rec.audit
         if audit is None:
             continue
-        rows.append({
-            "request_id": rec.request_id, "created_at": rec.created_at, "key_id": rec.key_id,
-            "requested_model": rec.requested_model, "deployment": rec.deployment,
-            "status_code": rec.status_code, "policy": audit.policy,
-            "data_class": audit.data_class, "action": audit.action, "rule": audit.rule,
-            "rules": ",".join(audit.rules),
-            "entities": json.dumps(audit.entities, sort_keys=True),
-            "entity_count": sum(audit.entities.values()),
-            "pseudonymised": audit.pseudonymised, "tags": ",".join(audit.tags),
-            "forbidden": ",".join(audit.forbidden),
-        })
+        rows.append((
+            rec.request_id, rec.created_at, rec.key_id, rec.requested_model, rec.deployment,
+            rec.status_code, audit.policy, audit.data_class, audit.action, audit.rule,
+            ",".join(audit.rules), json.dumps(audit.entities, sort_keys=True),
+            sum(audit.entities.values()), audit.pseudonymised, ",".join(audit.tags),
+            ",".join(audit.forbidden),
+        ))
     return rows
 
 

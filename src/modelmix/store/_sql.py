@@ -7,7 +7,8 @@ run the same statements; percentiles are computed in Python so both give equal n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from modelmix.errors import ConfigError
-from modelmix.store._audit import AUDIT_METADATA, AUDIT_TABLE, audit_rows
+from modelmix.store._audit import AUDIT_FIELDS, AUDIT_METADATA, AUDIT_TABLE, audit_rows
 from modelmix.store._records import UsageRecord
 from modelmix.store._summary import GroupStats, SummaryRow, build_rows
 
@@ -89,6 +90,38 @@ GROUP_FIELDS: dict[str, str] = {
 }
 
 _RECORD_FIELDS = tuple(c.name for c in USAGE_TABLE.columns if c.name != "id")
+_record_row = attrgetter(*_RECORD_FIELDS)
+_TEXT_FIELDS = ("request_id", "created_at", "prompt", "response")
+
+
+class _PreparedInsert:
+    """One table's INSERT compiled once for the engine's dialect, run with driver-level
+    ``executemany`` over tuples.
+
+    Why not ``conn.execute(table.insert(), dicts)``: SQLAlchemy's per-row parameter
+    processing cost ~20 us of Python per usage record on the writer thread, which holds
+    the GIL the gateway's event loop needs (benchmarks/overhead/RESULTS.md: it set the
+    gateway's added p99). Here the rows go to the DBAPI as tuples untouched.
+    """
+
+    def __init__(self, engine: Engine, table: sa.Table, fields: Sequence[str]):
+        compiled = table.insert().compile(dialect=engine.dialect, column_keys=list(fields))
+        self.sql = str(compiled)
+        order = compiled.positiontup if compiled.positional else None
+        self._shape: Callable[[tuple[Any, ...]], Any] | None
+        if order is not None and tuple(order) != tuple(fields):
+            index = [list(fields).index(name) for name in order]
+            self._shape = lambda row: tuple(row[i] for i in index)
+        elif order is None:
+            names = tuple(fields)
+            self._shape = lambda row: dict(zip(names, row, strict=True))
+        else:
+            self._shape = None
+
+    def execute(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        shape = self._shape
+        params = list(rows) if shape is None else [shape(row) for row in rows]
+        conn.exec_driver_sql(self.sql, params)
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -174,6 +207,7 @@ class UsageStore:
 
     def __init__(self, url: str | URL | Engine):
         self.engine = url if isinstance(url, Engine) else create_store_engine(url)
+        self._inserts: tuple[_PreparedInsert, ...] | None = None
 
     def __repr__(self) -> str:
         return f"UsageStore({_safe(self.engine.url)!r})"
@@ -197,18 +231,27 @@ class UsageStore:
         """Insert ``records`` in one transaction (all or none); returns the row count."""
         if not records:
             return 0
-        rows = [{name: getattr(rec, name) for name in _RECORD_FIELDS} for rec in records]
-        texts = [{"request_id": rec.request_id, "created_at": rec.created_at,
-                  "prompt": rec.prompt, "response": rec.response}
+        usage, texts_insert, audit_insert = self._prepared()
+        rows = [_record_row(rec) for rec in records]
+        texts = [(rec.request_id, rec.created_at, rec.prompt, rec.response)
                  for rec in records if rec.prompt is not None or rec.response is not None]
         audits = audit_rows(records)
         with self.engine.begin() as conn:
-            conn.execute(USAGE_TABLE.insert(), rows)
+            usage.execute(conn, rows)
             if texts:
-                conn.execute(REQUEST_TEXTS_TABLE.insert(), texts)
+                texts_insert.execute(conn, texts)
             if audits:
-                conn.execute(AUDIT_TABLE.insert(), audits)
+                audit_insert.execute(conn, audits)
         return len(rows)
+
+    def _prepared(self) -> tuple[_PreparedInsert, ...]:
+        if self._inserts is None:
+            self._inserts = (
+                _PreparedInsert(self.engine, USAGE_TABLE, _RECORD_FIELDS),
+                _PreparedInsert(self.engine, REQUEST_TEXTS_TABLE, _TEXT_FIELDS),
+                _PreparedInsert(self.engine, AUDIT_TABLE, AUDIT_FIELDS),
+            )
+        return self._inserts
 
     def existing(self, records: Iterable[UsageRecord]) -> set[tuple[str, float]]:
         """The ``(request_id, created_at)`` pairs of ``records`` already stored."""
