@@ -92,7 +92,7 @@ class Config(BaseModel):
     @classmethod
     def _valid_policy(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
         if value is not None:
-            from modelmix.guard._policy import load_policy  # the guard imports the catalog
+            from modelmix.guard._policy_files import load_policy  # the guard imports the catalog
 
             try:
                 load_policy(value)

@@ -37,11 +37,9 @@ if TYPE_CHECKING:
         RuleSpec,
         Scope,
         Verdict,
-        load_policy,
-        policy_from_dict,
         request_tags,
-        resolve_policy_ref,
     )
+    from modelmix.guard._policy_files import load_policy, policy_from_dict, resolve_policy_ref
     from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer, StreamRestorer
 
 #: Policies, actions and pseudonymisation (docs/guard.md) load on first use.
@@ -49,8 +47,9 @@ _LAZY = {
     **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config",
                      "request_texts"), "_actions"),
     **dict.fromkeys(("POLICY_ENV", "READY_POLICIES", "TAGS_HEADER", "Action", "Policy",
-                     "RuleSpec", "Scope", "Verdict", "load_policy", "policy_from_dict",
-                     "request_tags", "resolve_policy_ref"), "_policy"),
+                     "RuleSpec", "Scope", "Verdict", "request_tags"), "_policy"),
+    **dict.fromkeys(("load_policy", "policy_from_dict", "resolve_policy_ref"),
+                    "_policy_files"),
     **dict.fromkeys(("ChunkRestorer", "Pseudonymizer", "StreamRestorer"), "_pseudonym"),
 }
 

@@ -32,7 +32,8 @@ from typing import Any
 from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
 from modelmix.guard._base import DataClass, Detector, Entity
-from modelmix.guard._policy import Action, Policy, Verdict, load_policy, resolve_policy_ref
+from modelmix.guard._policy import Action, Policy, Verdict
+from modelmix.guard._policy_files import load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
