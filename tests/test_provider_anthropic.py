@@ -8,12 +8,14 @@ both directions of the translation.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
 import pytest
 
+import _provider_checks as checks
+from _provider_checks import collect, tool_call_deltas
 from _servers import free_port, serve_app
 from modelmix._service import ChatService
 from modelmix.catalog import Deployment, config_from_dict
@@ -80,17 +82,7 @@ async def provider(server: tuple[ReplayServer, str], replay: ReplayServer
 
 
 def chat(**body: Any) -> ChatRequest:
-    body.setdefault("model", "claude")
-    body.setdefault("messages", [{"role": "user", "content": "Hello"}])
-    return ChatRequest.model_validate(body)
-
-
-async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[ChatChunk]:
-    return [chunk async for chunk in provider.stream(request)]
-
-
-def tool_call_deltas(chunks: list[ChatChunk]) -> list[dict[str, Any]]:
-    return [call for c in chunks for ch in c.choices for call in ch.delta.tool_calls or []]
+    return checks.chat("claude", **body)
 
 
 # --- plain completion --------------------------------------------------------------------
@@ -333,13 +325,9 @@ async def test_stream_cut_off_before_message_stop(provider: AnthropicProvider,
 
 async def test_abandoned_stream_releases_the_connection(provider: AnthropicProvider,
                                                       replay: ReplayServer) -> None:
-    replay.add("anthropic/stream_text.sse", "anthropic/message_text.json")
-    stream = provider.stream(chat(stream=True))
-    assert isinstance(stream, AsyncGenerator)
-    first = await anext(stream)
-    assert first.choices[0].delta.role == "assistant"
-    await stream.aclose()  # what the executor does when the client goes away
-    assert (await provider.complete(chat())).choices[0].finish_reason == "stop"
+    await checks.assert_abandoned_stream_released(
+        provider, replay, chat(stream=True), "anthropic/stream_text.sse",
+        "anthropic/message_text.json")
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -361,18 +349,9 @@ ERROR_CASES = [
                          ids=[c[0] for c in ERROR_CASES])
 async def test_error_mapping(provider: AnthropicProvider, replay: ReplayServer, streaming: bool,
                              fixture: str, error: type[ProviderError], status: int) -> None:
-    replay.add(f"anthropic/{fixture}.json")
-    with pytest.raises(error) as info:
-        if streaming:
-            await collect(provider, chat(stream=True))
-        else:
-            await provider.complete(chat())
-    exc = info.value
-    assert type(exc) is error
-    assert exc.upstream_status == status and exc.deployment == "claude"
-    assert len(replay.captured) == 1  # the SDK did not retry
-    recorded = json.loads(Exchange.load(f"anthropic/{fixture}.json").body)
-    assert recorded["error"]["message"] in exc.message
+    exc = await checks.assert_error_mapped(provider, replay, chat(stream=streaming),
+                                           f"anthropic/{fixture}.json", error)
+    assert exc.upstream_status == status
     if status == 429:
         assert isinstance(exc, RateLimited) and exc.retry_after == 7.0
     assert exc.retryable == (status in (429, 500, 529))

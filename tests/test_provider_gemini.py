@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
 import pytest
 
+import _provider_checks as checks
+from _provider_checks import collect, tool_call_deltas
 from _servers import free_port, serve_app
 from modelmix._service import ChatService
 from modelmix.catalog import Deployment, config_from_dict
@@ -84,17 +86,7 @@ async def provider(server: tuple[ReplayServer, str], replay: ReplayServer
 
 
 def chat(**body: Any) -> ChatRequest:
-    body.setdefault("model", "flash")
-    body.setdefault("messages", [{"role": "user", "content": "Hello"}])
-    return ChatRequest.model_validate(body)
-
-
-async def collect(provider: GeminiProvider, request: ChatRequest) -> list[ChatChunk]:
-    return [chunk async for chunk in provider.stream(request)]
-
-
-def tool_call_deltas(chunks: list[ChatChunk]) -> list[dict[str, Any]]:
-    return [call for c in chunks for ch in c.choices for call in ch.delta.tool_calls or []]
+    return checks.chat("flash", **body)
 
 
 # --- plain completion --------------------------------------------------------------------
@@ -330,13 +322,9 @@ async def test_stream_cut_off_without_finish_reason(provider: GeminiProvider,
 
 async def test_abandoned_stream_releases_the_connection(provider: GeminiProvider,
                                                       replay: ReplayServer) -> None:
-    replay.add("gemini/stream_text.sse", "gemini/generate_text.json")
-    stream = provider.stream(chat(stream=True))
-    assert isinstance(stream, AsyncGenerator)
-    first = await anext(stream)
-    assert first.choices[0].delta.role == "assistant"
-    await stream.aclose()  # what the executor does when the client goes away
-    assert (await provider.complete(chat())).choices[0].finish_reason == "stop"
+    await checks.assert_abandoned_stream_released(
+        provider, replay, chat(stream=True), "gemini/stream_text.sse",
+        "gemini/generate_text.json")
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -359,17 +347,8 @@ ERROR_CASES = [
                          ids=[c[0] for c in ERROR_CASES])
 async def test_error_mapping(provider: GeminiProvider, replay: ReplayServer, streaming: bool,
                              fixture: str, error: type[ProviderError], status: int) -> None:
-    replay.add(f"gemini/{fixture}.json")
-    with pytest.raises(error) as info:
-        if streaming:
-            await collect(provider, chat(stream=True))
-        else:
-            await provider.complete(chat())
-    exc = info.value
-    assert type(exc) is error and exc.deployment == "flash"
-    assert len(replay.captured) == 1  # the SDK did not retry
-    recorded = json.loads(Exchange.load(f"gemini/{fixture}.json").body)
-    assert recorded["error"]["message"].strip() in exc.message
+    exc = await checks.assert_error_mapped(provider, replay, chat(stream=streaming),
+                                           f"gemini/{fixture}.json", error)
     if status == 429:
         assert isinstance(exc, RateLimited) and exc.retry_after == 37.0  # from RetryInfo
     assert exc.retryable == (status in (429, 500, 503, 504))
