@@ -21,6 +21,7 @@ from modelmix.guard import (
     load_detector,
     normalize,
 )
+from modelmix.guard._base import STRADDLE_WINDOW, join_straddling
 from modelmix.guard._presidio import chunks
 from modelmix.guard._validators import iban_ok, luhn_ok, nhs_ok, ssn_ok, vin_ok
 
@@ -129,6 +130,30 @@ def test_names_alone_need_a_cue_or_other_data(detector: GuardDetector) -> None:
 
 FULLWIDTH_CARD = " ".join(["".join(chr(0xFF10 + int(d)) for d in "4111")] + [
     "".join(chr(0xFF10 + 1) for _ in range(4))] * 3)
+
+
+@pytest.mark.parametrize(("texts", "kind", "parts"), [
+    (["My card is 4111 1111", "1111 1111, thanks"], "CREDIT_CARD", ["4111 1111", "1111 1111"]),
+    (["IBAN GB82 WEST 1234", "5698 7654 32 please"], "IBAN_CODE",
+     ["GB82 WEST 1234", "5698 7654 32"]),
+    (["x" * 500 + " ssn 123-45", "-6780"], "US_SSN", ["123-45", "-6780"]),
+])
+def test_identifiers_split_across_texts_are_joined(detector: GuardDetector, texts: list[str],
+                                                   kind: str, parts: list[str]) -> None:
+    alone = detector.detect_many(texts)
+    assert not any(e.type == kind for ents in alone for e in ents)  # each half alone: nothing
+    joined = join_straddling(detector, texts, alone)
+    got = [[(e.type, text[e.start:e.end]) for e in ents]
+           for text, ents in zip(texts, joined, strict=True)]
+    assert got[0][-1] == (kind, parts[0]) and got[1][0] == (kind, parts[1])
+
+
+def test_straddling_keeps_what_each_text_had(detector: GuardDetector) -> None:
+    texts = ["mail jane@example.com", "call +1 415 555 0132", "a" * STRADDLE_WINDOW + "!", ""]
+    alone = detector.detect_many(texts)
+    assert join_straddling(detector, texts, alone) == alone
+    assert join_straddling(detector, ["4111 1111", "1111 1111"], [[], []])[0][0].type == (
+        "CREDIT_CARD")
 
 
 def test_normalize_maps_offsets_back() -> None:

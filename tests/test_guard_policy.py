@@ -332,6 +332,22 @@ async def test_pseudonymise_stream_restores_answer() -> None:
     assert CARD not in _received(fakes)["cloud-us"]
 
 
+async def test_card_split_across_messages_is_pseudonymised_in_both() -> None:
+    from modelmix.guard import load_detector
+
+    service, fakes, sink = _service("finance", detector=load_detector())
+    first, second = "my card number is 4111 1111", "1111 1111 - what is its network?"
+    request = ChatRequest.model_validate({"model": "clouds", "messages": [
+        {"role": "user", "content": first}, {"role": "user", "content": second}]})
+    done = await service.complete(request)
+    sent = [m.content for m in fakes[done.deployment.name].calls[0].messages]
+    assert sent == ["my card number is <CREDIT_CARD_1>",
+                    "<CREDIT_CARD_2> - what is its network?"]
+    assert done.response.text == second  # the echo of the last message, restored
+    audit = sink.records[0].audit
+    assert audit is not None and audit.entities == {"CREDIT_CARD": 2}
+
+
 async def test_send_raw_to_keeps_raw_values_for_local_deployments() -> None:
     policy = {"name": "p", "classes": {"regulated": {
         "action": "pseudonymise", "send_raw_to": {"hosting": ["self-hosted"]}}}}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["DataClass", "Detector", "Entity"]
+__all__ = ["STRADDLE_WINDOW", "DataClass", "Detector", "Entity", "join_straddling"]
 
 
 class DataClass(StrEnum):
@@ -56,3 +56,48 @@ class Detector(Protocol):
     def classify(self, entities: Sequence[Entity]) -> DataClass:
         """The data class a text with these entities falls in."""
         ...
+
+
+#: Characters each side of a boundary between two texts that :func:`join_straddling`
+#: reads: longer than any identifier it looks for (an IBAN has at most 34 characters plus
+#: spaces) with room for the cue before it ("card number:").
+STRADDLE_WINDOW = 64
+
+
+def join_straddling(detector: Detector, texts: Sequence[str],
+                    found: list[list[Entity]]) -> list[list[Entity]]:
+    """Add the entities that straddle two consecutive texts to both texts' lists.
+
+    A request can split one identifier over two messages ("my card is 4111 1111" then
+    "1111 1111"); scanning each message alone finds neither half. This scans the last and
+    first :data:`STRADDLE_WINDOW` characters of each consecutive pair, joined by a space,
+    and keeps the entities that cross the join: each text gets its part (with the whole
+    entity's type and score), replacing entities it overlaps there.
+
+    Args:
+        detector: any :class:`~modelmix.guard.Detector`.
+        texts: the texts, in request order.
+        found: ``detector.detect_many(texts)``; not modified.
+
+    Returns:
+        Per text, entities sorted by start and non-overlapping, offsets into that text.
+    """
+    result = [list(ents) for ents in found]
+    for i in range(len(texts) - 1):
+        left, right = texts[i][-STRADDLE_WINDOW:], texts[i + 1][:STRADDLE_WINDOW]
+        if not left.strip() or not right.strip():
+            continue
+        cut = len(left)
+        offset = len(texts[i]) - cut
+        for e in detector.detect(f"{left} {right}"):
+            if e.start < cut and e.end > cut + 1:
+                result[i] = _with(result[i], Entity(e.type, offset + e.start,
+                                                    len(texts[i]), e.score))
+                result[i + 1] = _with(result[i + 1], Entity(e.type, 0, e.end - cut - 1,
+                                                            e.score))
+    return result
+
+
+def _with(entities: list[Entity], part: Entity) -> list[Entity]:
+    kept = [e for e in entities if e.end <= part.start or e.start >= part.end]
+    return sorted([*kept, part], key=lambda e: e.start)
