@@ -256,6 +256,26 @@ def test_every_text_is_scanned() -> None:
     assert "data:x" not in texts and "lookup" not in texts
 
 
+async def test_tools_schemas_stop_and_tool_choice_are_screened() -> None:
+    tool = {"type": "function", "function": {
+        "name": "lookup", "description": f"use key {KEY}",
+        "parameters": {"type": "object", "properties": {
+            "id": {"type": "string", "description": f"patient ssn {SSN}"}}}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "out", "schema": {
+        "type": "object", "description": f"mail {EMAIL}"}}}
+    req = _chat("hello", tools=[tool], response_format=fmt, stop=[f"card {CARD}"],
+                tool_choice={"type": "function", "function": {"name": "lookup"}})
+    assert {f"use key {KEY}", f"patient ssn {SSN}", f"mail {EMAIL}",
+            f"card {CARD}"} <= set(request_texts(req))
+    service, fakes, sink = _service("finance")
+    with pytest.raises(PolicyDenied, match="API_KEY"):
+        await service.complete(req)  # the finance policy blocks credentials wherever they are
+    assert not _received(fakes)
+    done = await service.complete(_chat("hello", stop=[f"card {CARD}"], model="clouds"))
+    sent = fakes[done.deployment.name].calls[0]
+    assert sent.stop == ["card <CREDIT_CARD_1>"]
+
+
 # -- enforcement in the service ---------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Applying a data policy to one request: allow, route-local, pseudonymise or block.
 
 :meth:`Guard.screen` detects sensitive entities in every text a request would carry
-upstream (each message's content and text parts, tool-call arguments, ``user`` and any
-extra field), classifies the request and asks the :class:`~modelmix.guard.Policy` for a
+upstream (each message's content and text parts, tool-call arguments, ``user``, tool
+definitions, ``tool_choice``, ``response_format`` schemas, ``stop`` and any extra field),
+classifies the request and asks the :class:`~modelmix.guard.Policy` for a
 :class:`~modelmix.guard.Verdict`. The resulting :class:`Screening` then
 
 - refuses a blocked request (:meth:`Screening.enforce`, PolicyDenied naming the rule and
@@ -42,12 +43,13 @@ from modelmix.store import AuditRecord, UsageRecord
 
 __all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config", "request_texts"]
 
-#: Top-level request fields that carry no free text (all others are scanned).
+#: Top-level request fields that carry no free text. All others are scanned whole,
+#: including ``tools`` (descriptions, schemas, enums), ``tool_choice``, ``response_format``
+#: (JSON schemas) and ``stop``: callers put identifiers there too.
 _NO_TEXT = frozenset({
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-    "temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
-    "logit_bias", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format", "timeout",
+    "temperature", "top_p", "n", "seed", "presence_penalty", "frequency_penalty",
+    "logit_bias", "logprobs", "top_logprobs", "parallel_tool_calls", "timeout",
 })
 #: Message and part fields that carry no free text (media is not scanned).
 _NO_TEXT_IN_MESSAGE = frozenset({"role", "tool_call_id", "name", "type", "image_url",
