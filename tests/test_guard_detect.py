@@ -137,6 +137,8 @@ FULLWIDTH_CARD = " ".join(["".join(chr(0xFF10 + int(d)) for d in "4111")] + [
     (["IBAN GB82 WEST 1234", "5698 7654 32 please"], "IBAN_CODE",
      ["GB82 WEST 1234", "5698 7654 32"]),
     (["x" * 500 + " ssn 123-45", "-6780"], "US_SSN", ["123-45", "-6780"]),
+    (["ssn 536-22-", "1874"], "US_SSN", ["536-22-", "1874"]),  # two text parts, no space
+    (["write to jane.doe@", "example.com please"], "EMAIL_ADDRESS", ["jane.doe@", "example.com"]),
 ])
 def test_identifiers_split_across_texts_are_joined(detector: GuardDetector, texts: list[str],
                                                    kind: str, parts: list[str]) -> None:
@@ -149,7 +151,8 @@ def test_identifiers_split_across_texts_are_joined(detector: GuardDetector, text
 
 
 def test_straddling_keeps_what_each_text_had(detector: GuardDetector) -> None:
-    texts = ["mail jane@example.com", "call +1 415 555 0132", "a" * STRADDLE_WINDOW + "!", ""]
+    texts = ["mail jane@example.com", "call +1 415 555 0132", "a" * STRADDLE_WINDOW + "!", "",
+             "order 12", "items please"]
     alone = detector.detect_many(texts)
     assert join_straddling(detector, texts, alone) == alone
     assert join_straddling(detector, ["4111 1111", "1111 1111"], [[], []])[0][0].type == (

@@ -267,7 +267,7 @@ async def test_tools_schemas_stop_and_tool_choice_are_screened() -> None:
                 tool_choice={"type": "function", "function": {"name": "lookup"}})
     assert {f"use key {KEY}", f"patient ssn {SSN}", f"mail {EMAIL}",
             f"card {CARD}"} <= set(request_texts(req))
-    service, fakes, sink = _service("finance")
+    service, fakes, _sink = _service("finance")
     with pytest.raises(PolicyDenied, match="API_KEY"):
         await service.complete(req)  # the finance policy blocks credentials wherever they are
     assert not _received(fakes)

@@ -69,10 +69,13 @@ def join_straddling(detector: Detector, texts: Sequence[str],
     """Add the entities that straddle two consecutive texts to both texts' lists.
 
     A request can split one identifier over two messages ("my card is 4111 1111" then
-    "1111 1111"); scanning each message alone finds neither half. This scans the last and
-    first :data:`STRADDLE_WINDOW` characters of each consecutive pair, joined by a space,
-    and keeps the entities that cross the join: each text gets its part (with the whole
-    entity's type and score), replacing entities it overlaps there.
+    "1111 1111") or two text parts ("ssn 536-22-", "1874"); scanning each text alone finds
+    neither half. Where the last token of one text and the first of the next could be part
+    of an identifier (one of them holds a digit, ``@``, ``-`` or ``_``), this scans the last
+    and first :data:`STRADDLE_WINDOW` characters of the pair, joined directly and by a
+    space, and keeps the entities that cross the join: each text gets its part (with the
+    whole entity's type and score), replacing entities it overlaps there. An entity already
+    found whole at the end of one text (or the start of the next) is not extended.
 
     Args:
         detector: any :class:`~modelmix.guard.Detector`.
@@ -85,17 +88,35 @@ def join_straddling(detector: Detector, texts: Sequence[str],
     result = [list(ents) for ents in found]
     for i in range(len(texts) - 1):
         left, right = texts[i][-STRADDLE_WINDOW:], texts[i + 1][:STRADDLE_WINDOW]
-        if not left.strip() or not right.strip():
+        if not _may_straddle(left, right):
             continue
         cut = len(left)
         offset = len(texts[i]) - cut
-        for e in detector.detect(f"{left} {right}"):
-            if e.start < cut and e.end > cut + 1:
+        whole = {(e.type, "left") for e in found[i] if e.end == len(texts[i])} | {
+            (e.type, "right") for e in found[i + 1] if e.start == 0}
+        for sep in ("", " "):
+            for e in detector.detect(left + sep + right):
+                if e.start >= cut or e.end <= cut + len(sep):
+                    continue  # inside one text: already found there
+                if (e.type, "left") in whole or (e.type, "right") in whole:
+                    continue  # an entity complete in one text, run on into the other
                 result[i] = _with(result[i], Entity(e.type, offset + e.start,
                                                     len(texts[i]), e.score))
-                result[i + 1] = _with(result[i + 1], Entity(e.type, 0, e.end - cut - 1,
-                                                            e.score))
+                result[i + 1] = _with(result[i + 1], Entity(
+                    e.type, 0, e.end - cut - len(sep), e.score))
     return result
+
+
+_JOINERS = frozenset("0123456789@-_")
+
+
+def _may_straddle(left: str, right: str) -> bool:
+    """Whether the last token of ``left`` and the first of ``right`` could belong to one
+    identifier (keeps the extra scans off ordinary chat turns)."""
+    tail, head = left.split(), right.split()
+    if not tail or not head:
+        return False
+    return bool(_JOINERS.intersection(tail[-1]) or _JOINERS.intersection(head[0]))
 
 
 def _with(entities: list[Entity], part: Entity) -> list[Entity]:
