@@ -114,6 +114,56 @@ def test_health_terms_need_a_person(detector: GuardDetector) -> None:
     assert detector.detect("Metformin is a first-line treatment for type 2 diabetes.") == []
 
 
+@pytest.mark.parametrize(("text", "term"), [
+    ("ahmed hassan has hypertension", "hypertension"),  # someone has it: no pronoun needed
+    ("Adebayo Ogunlesi has malaria", "malaria"),
+    ("Chukwuemeka Okonkwo was admitted with sickle cell crisis", "sickle cell crisis"),
+    ("JOHN DOE, 45, HIV POSITIVE, ON BIKTARVY", "HIV POSITIVE"),  # an age in apposition
+    ("summarize: john doe 45M HIV+ on biktarvy", "HIV"),  # age and sex
+    ("Patientin Anna Schmidt, Diagnose: Brustkrebs", "Brustkrebs"),
+])
+def test_health_terms_tied_to_someone(detector: GuardDetector, text: str, term: str) -> None:
+    entities = detector.detect(text)
+    assert ("MEDICAL_CONDITION", term) in [(e.type, text[e.start:e.end]) for e in entities]
+    assert detector.classify(entities) is DataClass.REGULATED
+
+
+@pytest.mark.parametrize("text", [
+    "Diabetes has many complications.", "Everyone has hypertension risk after 60.",
+    "It has been linked to asthma.", "The study found that malaria has declined.",
+    "Many people have diabetes.", "Tell me about a malaria vaccine.",
+])
+def test_general_health_talk_is_not_phi(detector: GuardDetector, text: str) -> None:
+    assert detector.classify(detector.detect(text)) is DataClass.PUBLIC
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("patient priya venkataraman (DOB 03/07/1986)", "priya venkataraman"),
+    ("appointment for wang fang, call 415-555-0132", "wang fang"),  # family name first
+    ("medical record no. A-7734-221 for tom o'brien", "tom o'brien"),
+    ("my name is zhang wei", "zhang wei"),
+    ("〒150-0002 東京都渋谷区渋谷2-21-1 山田太郎 様", "山田太郎"),
+    ("患者\uff1a李明\uff0c电话 13800138000", "李明"),
+])
+def test_lower_case_and_cjk_names(detector: GuardDetector, text: str, name: str) -> None:
+    assert ("PERSON", name) in found(detector, text)
+
+
+@pytest.mark.parametrize("text", [
+    "dr rahul sharma will see you",  # a lower-case name alone, weakly cued: not enough
+    "from rose garden to river", "I bought this for mark and it was great",
+    "我们的王小姐", "今天天气很好", "東京大学の研究",
+])
+def test_weakly_cued_lower_case_words_are_not_names(detector: GuardDetector, text: str) -> None:
+    assert "PERSON" not in types(detector, text)
+
+
+def test_japanese_address_and_chinese_phone(detector: GuardDetector) -> None:
+    assert ("ADDRESS", "〒150-0002 東京都渋谷区渋谷2-21-1") in found(
+        detector, "〒150-0002 東京都渋谷区渋谷2-21-1 山田太郎 様")
+    assert ("PHONE_NUMBER", "13800138000") in found(detector, "电话 13800138000")
+
+
 def test_public_figures_in_news_are_not_flagged(detector: GuardDetector) -> None:
     text = "Chancellor Friedrich Merz met President Emmanuel Macron in Paris."
     assert detector.detect(text) == []

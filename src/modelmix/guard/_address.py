@@ -119,6 +119,10 @@ _YEAR_LEAD = re.compile(r"(?:in|since|by|of|until|from|during|before|after|circa
                         re.IGNORECASE)
 
 
+# Japan: the postal mark, the postcode and the address written after it (〒150-0002 東京都...).
+_JP_POSTAL = re.compile(r"〒\s?\d{3}-?\d{4}(?:[ \t\u3000]*[^\s,\uff0c\u3001\u3002]{1,40})?")
+
+
 @register
 class AddressRecognizer(Recognizer):
     """Postal addresses (see the module docstring), one span per address."""
@@ -129,6 +133,9 @@ class AddressRecognizer(Recognizer):
     def find(self, text: str) -> Iterator[Entity]:
         for start, end, score in self._anchors(text):
             yield Entity("ADDRESS", start, self._extend(text, end), score)
+        if "〒" in text:
+            for match in _JP_POSTAL.finditer(text):
+                yield Entity("ADDRESS", match.start(), match.end(), 0.9)
 
     def _anchors(self, text: str) -> Iterator[tuple[int, int, float]]:
         for match in _STREET_US.finditer(text):

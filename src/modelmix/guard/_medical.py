@@ -24,13 +24,31 @@ TIED_SCORE = 0.8
 UNTIED_SCORE = 0.45
 _WINDOW = 120  # characters either side searched for a personal cue
 _PERSONAL = re.compile(
-    r"\b(?:i|i'm|i've|i'd|my|me|mine|he|she|his|her|him|they|their|patient|pt|client|member|"
+    r"\b(?:i|i'm|i've|i'd|my|mine|he|she|his|her|him|they|their|patient|pt|client|member|"
     r"son|daughter|wife|husband|mother|father|mom|dad|diagnosed|diagnosis|prescribed|prescription|"
     r"taking|takes|took|started on|dose|suffers?|suffering|history of|hx|dx|rx|mg|mcg|"
     r"ich|mein|meine|meiner|je|mon|ma|mes|yo|mi|mis|io|paziente|paciente|patiente|patientin|"
-    r"er|sie|il|elle|él|ella|lui|lei)\b",
+    r"er|sie|il|elle|él|ella|lui|lei|admitted|admission|discharged?|"
+    r"\d{1,3}\s?(?:[mf]|yo|y/o|yrs?|years? old|-?year-old)|"
+    r"\d{1,3}-year-old)\b",
     re.IGNORECASE,
 )
+# "JOHN DOE, 45, HIV POSITIVE": an age in apposition.
+_AGE = re.compile(r"[^\W\d_],\s*\d{1,3}\s*,")
+# "ahmed hassan has hypertension", "Adebayo Ogunlesi was admitted with malaria": someone
+# (one to three words that are not a generic subject) has the condition. Matched on the
+# text just before a lexicon hit.
+_SUBJECT_HAS = re.compile(
+    r"\b(?P<subject>[^\W\d_][\w'\-]*(?:\s+[^\W\d_][\w'\-]*){0,2})\s+"
+    r"(?:has|had|has had|got|developed|contracted|caught|was diagnosed with|"
+    r"is diagnosed with|(?:was|is|got) admitted (?:with|for)|tem|tiene|hat)\s+"
+    r"(?:(?:a|an|acute|chronic|severe|mild|early|late|advanced|stage \w+)\s+){0,2}$",
+    re.IGNORECASE,
+)
+_GENERIC_SUBJECT = frozenset(
+    "the a an this that these those it which what who whoever everyone everybody anyone "
+    "anybody someone somebody nobody no one each every any some many most few people "
+    "patients adults children men women population nobody if whether when who's".split())
 
 
 _WORD = re.compile(r"[a-z\u00e0-\u00ff][a-z\u00e0-\u00ff'\-]*")
@@ -113,4 +131,17 @@ class MedicalRecognizer(Recognizer):
     @staticmethod
     def _score(text: str, start: int, end: int) -> float:
         window = _PERSONAL.search(text, max(0, start - _WINDOW), min(len(text), end + _WINDOW))
-        return TIED_SCORE if window else UNTIED_SCORE
+        if window or _has_subject(text[max(0, start - 80):start]) or _AGE.search(
+                text, max(0, start - _WINDOW), min(len(text), end + _WINDOW)):
+            return TIED_SCORE
+        return UNTIED_SCORE
+
+
+def _has_subject(before: str) -> bool:
+    """Whether ``before`` ends with "<someone> has" (not "everyone has", "it has")."""
+    match = _SUBJECT_HAS.search(before)
+    if match is None:
+        return False
+    words = match.group("subject").lower().split()
+    return not any(w in _GENERIC_SUBJECT for w in words[-1:]) and words[0] not in (
+        _GENERIC_SUBJECT)

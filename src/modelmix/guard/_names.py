@@ -11,8 +11,11 @@ such as ``J.`` too) is a person name when
 Runs are split at common words (``The``, ``Monday``, ``Street``, ``Bank``...). A run that follows
 a public role (``President``, ``Senator``, ``CEO``...) or that is a listed public figure is left
 alone: news about public people is not personal data here. Lower-case names are found only after
-"my name is" and similar. Gazetteers: US Census 1990 given and family names plus hand-written
-European given names (see ``data/NOTICE.md``).
+a cue ("my name is"; with two known words and other personal data nearby, "patient", "dr",
+"for", "from", "dear"...).
+Gazetteers: US Census 1990 given and family names, hand-written European given names, and
+Faker's name lists of South Asian, African, Turkish, Indonesian, Vietnamese, Irish and
+(romanised) Chinese and Japanese locales (see ``data/NOTICE.md``).
 """
 
 from __future__ import annotations
@@ -64,13 +67,35 @@ _PUBLIC_ROLES = frozenset(
     "congresswoman speaker justice coach star actor actress singer rapper author novelist "
     "director striker champion billionaire premier président präsident bundeskanzler kanzlerin "
     "presidente ministro ministre minister, ceo, executive".split())
-_LOWER_CUES = r"my name is|my name's|i am|i'm|this is|name:|nombre:|je m'appelle|ich heiße|me llamo"
+_LOWER_CUES = (r"my name is|my name's|i am|i'm|this is|name:|nombre:|je m'appelle|ich heiße|"
+               r"me llamo|patient|patient:|pt:?|client|dr\.?|mr\.?|mrs\.?|ms\.?|dear|for|from|"
+               r"called|named|contact|signed")
 _LOWER_CUE = Anchored(
-    rf"(?:{_LOWER_CUES})\s+(?P<name>[a-z\u00e0-\u00ff]{{2,20}}(?:\s+[a-z\u00e0-\u00ff]{{2,20}}){{0,2}})",
+    rf"\b(?:{_LOWER_CUES})\s+(?P<name>[a-z\u00e0-\u00ff]{{2,20}}"
+    rf"(?:\s+[a-z\u00e0-\u00ff']{{2,20}}){{0,2}})",
     ("my name", "i am", "i'm", "this is", "name:", "nombre:", "je m'appelle", "ich hei",
-     "me llamo"),
+     "me llamo", "patient", "pt", "client", "dr", "mr", "mrs", "ms", "dear", "for", "from",
+     "called", "named", "contact", "signed"),
 )
 
+
+_STRONG_LOWER_CUES = ("my name", "i am", "i'm", "this is", "name:", "nombre:", "je m'appelle",
+                      "ich hei", "me llamo")
+
+# Han / kana names (山田太郎, 李明) count only with an honorific after them or a label before.
+_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+_CJK_RUN = r"[\u3040-\u30ff\u4e00-\u9fff]"
+_CJK_LABELLED = re.compile(
+    r"(?:患者|病人|姓名|氏名|名前|联系人|聯絡人|客户|客戶|お客様)[:\uff1a\s]*"
+    rf"(?P<run>{_CJK_RUN}{{2,4}})")
+_CJK_HONOURED = re.compile(
+    rf"(?P<run>{_CJK_RUN}{{2,5}}?)\s*"
+    r"(?:様|さま|さん|先生|女士|小姐|氏|君|ちゃん|医生|医師)")
+
+#: Lower-case words that end a lower-case name even when a gazetteer lists them.
+_LOWER_STOP = frozenset("will would can could may might must shall should is was are were be "
+                        "has had have and or but to of in on at with by see said says who "
+                        "here there today tomorrow".split())
 
 _STREET_SUFFIXES = frozenset(
     "street st avenue ave road rd boulevard blvd lane ln drive dr court ct place pl square way "
@@ -145,8 +170,8 @@ class NameRecognizer(Recognizer):
     types = ("PERSON",)
 
     def __init__(self) -> None:
-        self._first = load_words("first_names")
-        self._last = load_words("last_names")
+        self._first = load_words("first_names") | load_words("first_names_world")
+        self._last = load_words("last_names") | load_words("last_names_world")
         self._common = load_words("common_words")
         self._judge = _Judge(self._first, self._last, load_words("public_figures"))
 
@@ -159,6 +184,31 @@ class NameRecognizer(Recognizer):
                     continue
             yield from self._split(text, run.start(), value)
         yield from self._lower_case(text)
+        if _CJK_CHAR.search(text):
+            yield from self._cjk(text)
+
+    def _cjk(self, text: str) -> Iterator[Entity]:
+        """Han / kana names: a known family name and one or two more characters, with a
+        label before ("患者", "氏名") or an honorific after ("様", "先生")."""
+        for match in _CJK_LABELLED.finditer(text):
+            run, start = match.group("run"), match.start("run")
+            family = self._cjk_family(run)
+            if family and len(run) > len(family):
+                yield Entity("PERSON", start, start + min(len(run), len(family) + 2),
+                             CUED_SCORE)
+        for match in _CJK_HONOURED.finditer(text):
+            end = match.end("run")
+            for begin in range(max(0, end - 4), end - 1):  # longest name first
+                family = self._cjk_family(text[begin:end])
+                if family and end - begin > len(family):
+                    yield Entity("PERSON", begin, end, CUED_SCORE)
+                    break
+
+    def _cjk_family(self, run: str) -> str | None:
+        for size in (2, 1):
+            if len(run) >= size and run[:size] in self._last:
+                return run[:size]
+        return None
 
     def _split(self, text: str, offset: int, value: str) -> Iterator[Entity]:
         """Split a run at common words and honorifics; judge each piece."""
@@ -200,14 +250,30 @@ class NameRecognizer(Recognizer):
             yield Entity("PERSON", piece[0][1], suffix.end() if suffix else end, score)
 
     def _lower_case(self, text: str) -> Iterator[Entity]:
+        """Lower-case names after a cue: a known given name then known family names, or
+        (East Asian order, "zhang wei") a family name then a given name. After the weaker
+        cues ("patient", "dr", "for", "from"...) two known words are needed and the name
+        counts as uncued (kept only next to other personal data): gazetteers hold many
+        English words ("hope", "rich", "summer")."""
         for match in _LOWER_CUE.finditer(text):
             words = match.group("name").split()
-            if words[0] in self._common or words[0] not in self._first:
+            keys = [w.replace("'", "").replace("\u2019", "") for w in words]
+            if keys[0] in self._common or keys[0] in _LOWER_STOP:
                 continue
-            count = 1
-            for word in words[1:]:
-                if word in self._common or word not in self._last:
-                    break
-                count += 1
+            if keys[0] in self._first:
+                count = 1
+                for key in keys[1:]:
+                    if key in self._common or key in _LOWER_STOP or key not in self._last:
+                        break
+                    count += 1
+            elif (keys[0] in self._last and len(keys) > 1 and keys[1] in self._first
+                  and keys[1] not in self._common and keys[1] not in _LOWER_STOP):
+                count = 2
+            else:
+                continue
+            strong = match.group().lower().startswith(_STRONG_LOWER_CUES)
+            if count < 2 and not strong:
+                continue
             start = match.start("name")
-            yield Entity("PERSON", start, start + len(" ".join(words[:count])), 0.75)
+            yield Entity("PERSON", start, start + len(" ".join(words[:count])),
+                         0.75 if strong else UNCUED_SCORE)

@@ -36,7 +36,8 @@ _CUE = re.compile(
     r"\b(?:phone|tel|tél|telephone|téléphone|telefon|telefono|teléfono|telefone|telefoon|mobil|"
     r"mobiel|cell|cellulare|celular|móvil|movil|handy|portable|fax|call|ring|reach|text|sms|"
     r"whatsapp|signal|contact|dial|hotline|appel|llam|chiam|anruf|ruf|bel|numéro|número|numer|"
-    r"nummer|cel|ph|tlf|ligue|joindre|erreichbar)\w*[^\d]{0,50}$",
+    r"nummer|cel|ph|tlf|ligue|joindre|erreichbar|"
+    r"电话|電話|手机|手機|携帯|連絡先|联系)\w*[^\d]{0,50}$",
     re.IGNORECASE,
 )
 _REGIONS = ("DE", "FR", "GB", "IT", "ES", "NL", "BE", "AT", "CH", "PT", "PL", "IE", "SE", "AU",
