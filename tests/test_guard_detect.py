@@ -79,6 +79,8 @@ def test_checksums() -> None:
      "sk-proj-abcDEF1234567890abcdefXYZ"),
     ("AWS key AKIAIOSFODNN7EXAMPLE", "API_KEY", "AKIAIOSFODNN7EXAMPLE"),
     ("postgres://app:Tr0ub4dor3@db:5432/x", "PASSWORD", "Tr0ub4dor3"),
+    ("git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r", "API_KEY",
+     "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),  # a token as the URL's user, not an email
     ("my password is hunter2hunter2", "PASSWORD", "hunter2hunter2"),
 ])
 def test_recognizers_find(detector: GuardDetector, text: str, kind: str, value: str) -> None:
@@ -95,6 +97,8 @@ def test_recognizers_find(detector: GuardDetector, text: str, kind: str, value: 
     "ISBN 978-3-16-148410-0, 2nd edition",
     "api_key = os.environ['OPENAI_API_KEY']",
     "Part numbers: 100-200-300 and 100-200-301.",
+    "ssh://git@github.com/org/repo.git",
+    "Marie Curie was born on 7 November 1867 in Warsaw.",
 ])
 def test_no_false_positive(detector: GuardDetector, text: str) -> None:
     assert detector.detect(text) == []

@@ -76,7 +76,7 @@ class EmailRecognizer(Recognizer):
         re.IGNORECASE,
     )
 
-    _URL_USER = re.compile(r"://[^\s/@]*:[^\s/@]*$")
+    _URL_USER = re.compile(r"://[^\s/@]*$")  # user info of a URL, not a mailbox
     _AT_HINT = re.compile(r"@|[ \[({<]at[ \])}>]", re.IGNORECASE)
 
     def find(self, text: str) -> Iterator[Entity]:
@@ -414,6 +414,11 @@ _DOB_CUES = (r"dob|d\.o\.b\.?|date of birth|birth ?date|birthday|born(?: on)?|b\
              r"data de nascimento|nascido em|nascida em|geboortedatum|geboren op")
 
 
+_YEAR = re.compile(r"(?<!\d)(1[5-9]\d\d|20\d\d)(?!\d)")
+#: Birth dates before this year are history, not personal data.
+_OLDEST_BIRTH_YEAR = 1900
+
+
 @register
 class DateOfBirthRecognizer(Recognizer):
     """Dates of birth: a date (numeric or with a month name, six languages) after a birth cue."""
@@ -426,6 +431,9 @@ class DateOfBirthRecognizer(Recognizer):
 
     def find(self, text: str) -> Iterator[Entity]:
         for match in self._PATTERN.finditer(text):
+            years = _YEAR.findall(match.group("value"))
+            if years and int(years[-1]) < _OLDEST_BIRTH_YEAR:
+                continue  # a historical birth date (HIPAA's identifiers concern living people)
             yield Entity("DATE_OF_BIRTH", match.start("value"), match.end("value"), 0.9)
 
 

@@ -37,6 +37,8 @@ _PREFIXED = re.compile(
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
                   r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)")
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^\s:/@]{1,64}:(?P<value>[^\s@/]{3,128})@")
+# A token as a URL's user name (https://<token>@github.com/...).
+_URL_TOKEN = re.compile(r"(?<=://)(?P<value>[^\s:/@]{16,128})@")
 _SECRET_NAME = (r"api[_\-. ]?key|apikey|secret(?:[_\-. ]?key)?|client[_\-. ]?secret|access[_\-. ]?"
                 r"(?:key|token)|auth[_\-. ]?token|token|bearer|private[_\-. ]?key|"
                 r"aws_secret_access_key|password|passwd|pwd|passphrase|pass|passwort|"
@@ -92,6 +94,9 @@ class SecretRecognizer(Recognizer):
         if "://" in text:
             for match in _URL_CREDENTIALS.finditer(text):
                 yield Entity("PASSWORD", match.start("value"), match.end("value"), 0.95)
+            for match in _URL_TOKEN.finditer(text):
+                if _secret_like(match.group("value"), password=False):
+                    yield Entity("API_KEY", match.start("value"), match.end("value"), 0.95)
         for match in _ASSIGNED.finditer(text):
             value = match.group("value").rstrip(".")
             is_password = _PASSWORD_NAMES.match(match.group("name")) is not None
