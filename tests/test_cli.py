@@ -147,3 +147,34 @@ def test_serve_sets_the_thread_switch_interval(runner: CliRunner, tmp_path: Path
         sys.setswitchinterval(before)
     assert result.exit_code == 0, result.output
     assert seen == [pytest.approx(0.0025)]
+
+
+def test_input_errors_say_what_is_wrong(runner: CliRunner, tmp_path: Path) -> None:
+    null_prompt = tmp_path / "n.jsonl"
+    null_prompt.write_text('{"prompt": null}\n')
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("prompt,weak,strong\na,True,True\nb,False,True\nc,True,False\n")
+    not_a_db = tmp_path / "x.csv"
+    not_a_db.write_text("a,b\n")
+    cases = [
+        (["router", "score", "--input", str(tmp_path)], "is a directory"),
+        (["router", "score", "--input", str(null_prompt)], "'prompt' is empty"),
+        (["guard", "scan", "--input", str(tmp_path)], "is a directory"),
+        (["router", "eval", "--data", str(tiny), "--out", str(not_a_db)], "not a directory"),
+        (["router", "eval", "--data", str(tiny), "--out", str(tmp_path / "ev"), "--folds", "5"],
+         "folds must be between 2 and the number of distinct prompts (3)"),
+        (["audit", "--class", "nope"], "expected one of public"),
+    ]
+    for args, needle in cases:
+        output = _clean_error(runner.invoke(app, args))
+        assert needle in output, (args, output)
+    output = _clean_error(runner.invoke(app, ["audit", "--db", f"sqlite:///{not_a_db}"]), 1)
+    assert "file is not a database" in output and "sqlalche.me" not in output
+
+
+def test_guard_scan_accepts_a_byte_order_mark(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "mail a@example.com"}\n')
+    result = runner.invoke(app, ["guard", "scan", "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    assert '"EMAIL_ADDRESS", "start": 5' in result.output

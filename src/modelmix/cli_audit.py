@@ -96,9 +96,12 @@ def audit(
     from modelmix.errors import ConfigError
     from modelmix.store import AuditStore, parse_window
 
+    _check_choice("--class", data_class, _CLASSES)
+    _check_choice("--action", action, _ACTIONS)
     try:
         start = time.time() - parse_window(since) if since else None
-        store = AuditStore(_db_url(config, db))
+        url = _db_url(config, db)
+        store = AuditStore(url)
     except (ValueError, ConfigError) as exc:
         _fail(str(getattr(exc, "message", exc)))
     filters = {"data_class": data_class, "action": action, "deployment": deployment,
@@ -111,10 +114,27 @@ def audit(
             _show_rows(store.rows(since=start, limit=limit, **filters), as_json)
     except ValueError as exc:
         _fail(str(exc))
-    except SQLAlchemyError as exc:
-        _fail(str(exc), code=1, label="database error")
+    except SQLAlchemyError as exc:  # the driver's own words, without SQLAlchemy's boilerplate
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        _fail(f"cannot read the audit table of {_safe_url(url)}: {reason}", code=1,
+              label="database error")
     finally:
         store.close()
+
+
+_CLASSES = ("public", "internal", "confidential", "regulated")
+_ACTIONS = ("allow", "pseudonymise", "route-local", "block")
+
+
+def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        _fail(f"{option} {value!r}: expected one of {', '.join(choices)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _entities(counts: dict[str, int]) -> str:

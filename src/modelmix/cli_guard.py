@@ -104,13 +104,14 @@ def scan(
 
     path = None if input_path == "-" else Path(input_path)
     if path is not None and not path.is_file():
-        _fail(f"{input_path}: no such file")
+        _fail(f"{input_path}: " + ("is a directory, not a file" if path.is_dir() else
+                                   "not a regular file" if path.exists() else "no such file"))
     try:
         detector = load_detector(ner="presidio" if ner is NerOption.PRESIDIO else "none")
     except ModelmixError as exc:
         _fail(exc.message)
     try:
-        handle = sys.stdin if path is None else path.open(encoding="utf-8")
+        handle = sys.stdin if path is None else path.open(encoding="utf-8-sig")
     except OSError as exc:
         _fail(f"{input_path}: {exc.strerror or exc}")
     out = sys.stdout

@@ -95,8 +95,7 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
         RouterDataError: the file is missing, unreadable or has no rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RouterDataError(f"no such file: {path}")
+    _check_file(path)
     try:
         rows = list(_json_rows(path) if path.suffix.lower() in _JSONL_SUFFIXES
                     else _csv_rows(path))
@@ -132,18 +131,31 @@ def read_prompts(path: Path | str, *, prompt_column: str = "prompt") -> list[str
     rows = read_rows(path)
     prompts = []
     for i, row in enumerate(rows, 1):
-        value = row.get(prompt_column)
-        if value is None:
+        if prompt_column not in row:
             cols = ", ".join(map(str, row)) or "none"
             raise RouterDataError(f"{path}: row {i} has no column {prompt_column!r} "
                                   f"(columns: {cols}); use --prompt-column")
+        value = row[prompt_column]
+        if value is None:
+            raise RouterDataError(f"{path}: row {i}: {prompt_column!r} is empty (null or a "
+                                  "missing CSV cell)")
         prompts.append(_prompt_text(value))
     return prompts
 
 
+def _check_file(path: Path) -> None:
+    """Raise RouterDataError unless ``path`` is a regular file, saying what it is instead."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise RouterDataError(f"{path}: is a directory, not a file")
+    if path.exists():
+        raise RouterDataError(f"{path}: not a regular file")
+    raise RouterDataError(f"no such file: {path}")
+
+
 def _text_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise RouterDataError(f"no such file: {path}")
+    _check_file(path)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
