@@ -542,3 +542,12 @@ def test_guard_policy_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "hosting cloud" in decided.output and "[local" in decided.output  # not markup
     none = runner.invoke(cli_app, ["guard", "policy", "-c", str(catalog)])
     assert none.exit_code == 2 and "no policy" in none.output
+
+
+def test_guard_ner_setting_builds_the_presidio_detector() -> None:
+    from modelmix.guard import guard_from_config
+
+    guard = guard_from_config(_config(policy="healthcare", guard_ner="presidio"), env={})
+    assert guard is not None and guard.detector.config.ner == "presidio"  # type: ignore[attr-defined]
+    plain = guard_from_config(_config(policy="healthcare"), env={})
+    assert plain is not None and plain.detector.config.ner == "none"  # type: ignore[attr-defined]

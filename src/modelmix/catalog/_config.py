@@ -6,7 +6,7 @@ import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -87,6 +87,11 @@ class Config(BaseModel):
     #: ``eu-residency``), a policy file's path or an inline mapping; ``MODELMIX_POLICY``
     #: overrides it. None: no guard, every request may go to every deployment.
     policy: str | dict[str, Any] | None = None
+    #: How the guard finds names when a policy is set: ``none`` (gazetteers and cues, about
+    #: 1 ms per 1,000 characters) or ``presidio`` (adds Presidio's spaCy NER: better on
+    #: lower-case and unfamiliar names, ~35 ms per 1,000 characters; needs the ``guard``
+    #: extra). benchmarks/guard/RESULTS.md compares them.
+    guard_ner: Literal["none", "presidio"] = "none"
 
     @field_validator("policy")
     @classmethod

@@ -23,6 +23,7 @@ All of it is per request: a Screening and its placeholders are never shared.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -422,5 +423,6 @@ def guard_from_config(config: Config, env: Mapping[str, str] | None = None, *,
         except ImportError as exc:
             raise ConfigError(f"policy {policy.name!r} is set but sensitive-data detection "
                               f"is not available: {exc}") from exc
-        detector = load_detector
+        ner = config.guard_ner
+        detector = functools.partial(load_detector, ner=ner) if ner != "none" else load_detector
     return Guard(policy, detector)
