@@ -102,7 +102,10 @@ def read_rows(path: Path | str) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RouterDataError(f"{path}: cannot read ({exc})") from None
     if not rows:
-        raise RouterDataError(f"{path}: no rows")
+        hint = ""
+        if path.suffix.lower() not in _JSONL_SUFFIXES and path.stat().st_size > 0:
+            hint = " below the header line (an unclosed double quote joins all lines into one)"
+        raise RouterDataError(f"{path}: no rows{hint}")
     return rows
 
 
