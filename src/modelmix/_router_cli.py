@@ -14,18 +14,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from modelmix._cli_output import console as _out
+from modelmix._cli_output import err_console as _err
+from modelmix._cli_output import fail as _fail
 from modelmix.catalog import Config, Deployment, load_config
 from modelmix.errors import ConfigError, ModelmixError
 from modelmix.routing._calibration import (
@@ -54,13 +54,8 @@ __all__ = [
     "run_calibration",
 ]
 
-_err = Console(stderr=True)
-_out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
 
 
 def _config(path: Path | None) -> Config:

@@ -7,13 +7,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from modelmix._cli_output import console, err_console
+from modelmix._cli_output import fail as _fail
 from modelmix._logging import LogFormat, configure_logging
 from modelmix.catalog import Config, load_config
 from modelmix.cli_guard import guard_app
@@ -31,8 +31,6 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="modelmix: one OpenAI-compatible gateway over open and proprietary "
                        "models.", no_args_is_help=True, add_completion=False)
 # Wide enough for tables when output is not a terminal (CI logs, pipes).
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -41,11 +39,6 @@ ConfigOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2, label: str = "error") -> NoReturn:
-    """Print ``label: message`` (no markup read in ``message``) and exit with ``code``."""
-    err_console.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True,
-                      highlight=False)
-    raise typer.Exit(code)
 
 
 def _config(path: Path | None) -> Config:

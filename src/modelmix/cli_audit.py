@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from modelmix._cli_output import console as _console
+from modelmix._cli_output import fail as _fail
 
 if TYPE_CHECKING:
     from modelmix.catalog import Config
@@ -32,14 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["audit", "policy"]
 
-_console = Console(width=None if sys.stdout.isatty() else 160)
-_err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2, label: str = "error") -> NoReturn:
-    _err.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True,
-               highlight=False)
-    raise typer.Exit(code)
 
 
 def _db_url(config: Path | None, db: str | None) -> str:

@@ -21,17 +21,16 @@ import sys
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, TextIO
 
 import typer
-from rich.console import Console
-from rich.text import Text
+
+from modelmix._cli_output import fail as _fail
 
 __all__ = ["guard_app"]
 
 guard_app = typer.Typer(help="Sensitive-data detection: scan texts for PII/PHI/secrets.",
                         no_args_is_help=True)
-_err = Console(stderr=True)
 
 
 class InputFormat(StrEnum):
@@ -45,9 +44,6 @@ class NerOption(StrEnum):
     PRESIDIO = "presidio"
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
 
 
 def _looks_like_jsonl(path: Path | None, first: str) -> bool:

@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from modelmix._cli_output import console
+from modelmix._cli_output import err_console as _err
+from modelmix._cli_output import fail as _fail
 from modelmix._router_cli import feedback_data
 from modelmix._router_cli import register as _register_gateway_commands
 from modelmix.errors import ModelmixError
@@ -35,12 +36,8 @@ __all__ = ["router_app"]
 router_app = typer.Typer(help="Learned routers: train on outcome tables, score prompts.",
                          no_args_is_help=True)
 _register_gateway_commands(router_app)  # calibrate, export-feedback (docs/routing-in-gateway.md)
-_err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
 
 
 @contextmanager
@@ -235,6 +232,6 @@ def eval_(
         weak_deployment=weak_deployment, strong_deployment=strong_deployment,
         completion_tokens=completion_tokens)
     try:
-        run_eval_command(request, Console(width=None if sys.stdout.isatty() else 160), _err)
+        run_eval_command(request, console, _err)
     except ModelmixError as exc:
         _fail(exc.message)
