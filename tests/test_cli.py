@@ -132,23 +132,6 @@ def test_serve_rejects_a_bad_policy_cleanly(runner: CliRunner, monkeypatch: pyte
     assert needle in output
 
 
-def test_serve_sets_the_thread_switch_interval(runner: CliRunner, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    before = sys.getswitchinterval()
-    seen: list[float] = []
-    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: seen.append(sys.getswitchinterval()))
-    path = tmp_path / "cat.yaml"
-    path.write_text(DEPLOYMENT + "store:\n  enabled: false\nserver:\n  switch_interval_ms: 2.5\n")
-    try:
-        result = runner.invoke(app, ["serve", "--config", str(path)])
-    finally:
-        sys.setswitchinterval(before)
-    assert result.exit_code == 0, result.output
-    assert seen == [pytest.approx(0.0025)]
-
-
 def test_input_errors_say_what_is_wrong(runner: CliRunner, tmp_path: Path) -> None:
     null_prompt = tmp_path / "n.jsonl"
     null_prompt.write_text('{"prompt": null}\n')

@@ -490,9 +490,6 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
         config.write_text(config.read_text().replace("store:\n", "store:\n  enabled: false\n"))
     if ctx.args.router:
         config.write_text(config.read_text() + f"\nrouter: {ctx.args.router}\n")
-    if ctx.args.switch_interval_ms is not None:
-        config.write_text(config.read_text()
-                          + f"\nserver:\n  switch_interval_ms: {ctx.args.switch_interval_ms}\n")
     env = {"MODELMIX_DB_URL": db_url, "MODELMIX_CONFIG": str(config),
            "MODELMIX_MASTER_KEY": MASTER_KEY,
            **dict(kv.split("=", 1) for kv in ctx.args.env)}
@@ -501,8 +498,6 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
         f", app {ctx.args.app}" if ctx.args.variant != "serve"
         else f", --log-level {ctx.args.log_level}") + ("" if ctx.args.usage else ", usage off")
         + (f", router: {ctx.args.router}" if ctx.args.router else "")
-        + (f", switch interval {ctx.args.switch_interval_ms} ms"
-           if ctx.args.switch_interval_ms is not None else "")
         + "".join(f", {kv}" for kv in ctx.args.env))
     res.notes.append(usage_note(db))
     return res
@@ -660,8 +655,6 @@ def _gateway_options(p: argparse.ArgumentParser) -> None:
                    help="extra environment for the modelmix gateway (repeatable)")
     p.add_argument("--router", default=None,
                    help="set the catalog's `router` (default: modelmix's default)")
-    p.add_argument("--switch-interval-ms", type=float, default=None,
-                   help="set server.switch_interval_ms (default: modelmix's default)")
     p.add_argument("--no-usage", dest="usage", action="store_false",
                    help="turn modelmix's usage store off (store.enabled: false; experiments)")
 

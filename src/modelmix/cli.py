@@ -119,7 +119,6 @@ def serve(
         # benchmarks/overhead/RESULTS.md).
         gc.collect()
         gc.freeze()
-        sys.setswitchinterval(cfg.server.switch_interval_ms / 1000)
         uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
                     log_level=log_level, access_log=False, log_config=None)
     finally:

@@ -232,11 +232,6 @@ class ServerSettings(_Strict):
     body_timeout_s: float = Field(default=30.0, gt=0)
     master_key_env: str = "MODELMIX_MASTER_KEY"
     max_tokens_limit: int = Field(default=1_000_000, gt=0)
-    #: ``modelmix serve`` sets Python's thread switch interval (``sys.setswitchinterval``)
-    #: to this many ms. CPython's 5 ms default lets a background thread (the usage
-    #: writer) keep the event loop waiting for the GIL up to 5 ms, which set the gateway's
-    #: added p99 (benchmarks/overhead/RESULTS.md).
-    switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 
 
 class StoreSettings(_Strict):
