@@ -607,3 +607,46 @@ def test_sigterm_flushes_every_request(tmp_path: Path) -> None:
     assert row.group == {"deployment": "fake-up"} and row.requests == n
     assert row.cost_usd == pytest.approx(n * (11 * 3 + 7 * 15) / 1e6)
     store.close()
+
+
+def test_large_batch_is_written_in_slices_in_one_transaction(db_url: str) -> None:
+    from modelmix.store import AuditRecord, AuditStore
+
+    store = UsageStore(db_url)
+    store.create_all()
+    batch = [rec(i, prompt=f"p{i}" if i % 3 == 0 else None,
+                 audit=AuditRecord(policy="p", data_class="regulated", action="block",
+                                   rule="r", entities={"US_SSN": i % 4})
+                 if i % 2 == 0 else None) for i in range(101)]  # > 3 slices of 32 rows
+    assert store.insert_many(batch) == 101
+    assert [r.request_id for r in store.records()] == [r.request_id for r in batch]
+    with AuditStore(store.engine) as audit:
+        rows = audit.rows(limit=1000)
+    assert sorted(r.request_id for r in rows) == sorted(r.request_id for r in batch[::2])
+    with store.engine.connect() as conn:
+        prompts = conn.execute(sa.text("select count(*) from request_texts")).scalar_one()
+    assert prompts == len(batch[::3])
+    failing = [*batch[:40], UsageRecord(request_id=None, created_at=0.0)]  # type: ignore[arg-type]
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_many(failing)  # the 41st row violates NOT NULL after a full slice...
+    assert store.count() == 101  # ...and the slice already sent is rolled back with it
+    store.close()
+
+
+def test_writer_thread_runs_niced_on_linux(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread niceness is a Linux feature")
+    seen: list[int] = []
+
+    class Probe(UsageStore):
+        def insert_many(self, records: Sequence[UsageRecord]) -> int:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().insert_many(records)
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    writer = UsageWriter(Probe(f"sqlite:///{tmp_path / 'u.db'}"), thread_nice=5)
+    writer.record(rec(1))
+    assert writer.flush(10)
+    writer.close()
+    assert seen == [min(base + 5, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the caller's thread is untouched
