@@ -15,7 +15,7 @@ import pytest
 from _servers import serve_app
 from modelmix._service import ChatService
 from modelmix.catalog import Deployment, LearnedRouterSettings, config_from_dict
-from modelmix.errors import InvalidRequest
+from modelmix.errors import ConfigError, InvalidRequest
 from modelmix.protocol import ChatRequest
 from modelmix.routing import (
     STRATEGIES,
@@ -513,6 +513,23 @@ def test_run_calibration_stores_named_targets(tmp_path: Path) -> None:
                           make_default=True, **common)
     cal = load_calibration(tmp_path)
     assert sorted(cal.targets) == ["best", "cheap", "quality"] and cal.default == "best"
+
+
+def test_run_calibration_on_given_out_of_fold_scores(tmp_path: Path) -> None:
+    from modelmix._router_cli import run_calibration
+
+    data = [_outcome_csv(tmp_path / "t.csv")]
+    common: dict[str, Any] = {"router": "fake", "data": data, "config": CFG, "out": tmp_path,
+                              "loader": lambda name: FakePredictor()}
+    # the given scores rank "easy 0" and "easy 1" highest: a 20% share takes exactly those
+    scores = [0.9, 0.8] + [0.1] * 8
+    run = run_calibration(target=Target.parse("strong-share=0.2"), name="s", scores=scores,
+                          **common)
+    assert run.result.threshold == pytest.approx(0.8) and run.result.strong_share == 0.2
+    assert run.result.pgr == 0.0  # both were right on the weak model already
+    with pytest.raises(ConfigError, match="3 scores for 10 prompts"):
+        run_calibration(target=Target.parse("strong-share=0.2"), name="s",
+                        scores=[0.5] * 3, **common)
 
 
 def test_calibrate_command_reports_bad_input(tmp_path: Path) -> None:

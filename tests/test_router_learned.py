@@ -227,6 +227,32 @@ def test_other_learners_train_and_load(learner: str, embedder: StaticEmbedder,
                                atol=1e-6)
 
 
+def test_token_and_structure_features_train_load_and_score(embedder: StaticEmbedder,
+                                                           tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "t.csv", make_rows(200, seed=2))
+    options = FitOptions(tokens=True, structure=True, token_buckets=1 << 12, inner_folds=3)
+    router = train_router([data], tmp_path / "tok", embedder_from=embedder, options=options,
+                          cv_folds=2)
+    manifest = json.loads((tmp_path / "tok" / "manifest.json").read_text())
+    assert manifest["learner"]["tokens"]["buckets"] == 1 << 12
+    assert manifest["features"]["structure"]
+    again = load_predictor(tmp_path / "tok")
+    assert again.model.uses_tokens and again.model.structure
+    prompts = ["Tom has 4 apples. He buys 3 more. How many?",
+               "Statement 1 | A group is a ring. Statement 2 | 2 is prime.\nA. True, True\n"
+               "B. False, False\nC. True, False\nD. False, True\nAnswer:", ""]
+    batch = again.strong_score(prompts)
+    np.testing.assert_allclose(batch, router.strong_score(prompts), atol=1e-9)
+    np.testing.assert_allclose(batch, [again.strong_score([p])[0] for p in prompts], atol=1e-9)
+    assert all(0.0 <= v <= 1.0 for v in batch)
+    oof = router.cv_scores  # out-of-fold: every prompt scored by a router that never saw it
+    assert oof is not None and oof.shape == (200,) and np.isfinite(oof).all()
+    table = read_outcome_tables([data])
+    in_sample = np.asarray(router.strong_score(list(table.prompts)))
+    assert not np.allclose(oof, in_sample)
+    assert train_router([data], embedder_from=embedder, options=options).cv_scores is None
+
+
 def test_three_models_and_numeric_scores(embedder: StaticEmbedder, tmp_path: Path) -> None:
     rng = random.Random(3)
     rows = [{"prompt": f"{_trivia(rng)} {i}", "a": rng.randint(1, 10), "b": rng.randint(1, 10),

@@ -3,10 +3,14 @@
     .venv/bin/python benchmarks/router/build_default.py      # ~3 min on 2 cores
 
 The same as ``modelmix router train --data data/routellm/mmlu.csv data/routellm/gsm8k.csv
---out src/modelmix/data/router/default --cv 5`` with the learner chosen in RESULTS.md. The
-static embedding table comes from ``benchmarks/.work/router/embedder-<dim>`` when
-``distill.py`` made one, else from the artifact already shipped (so a rebuild needs no
-torch).
+--out src/modelmix/data/router/default --cv 5`` with the learner chosen in RESULTS.md, then
+the calibrated targets (``balanced``: 30% strong calls, the default; ``frugal``: 10%;
+``quality``: PGR 0.8) set on the **out-of-fold** scores of that cross-validation, as
+``modelmix router calibrate`` would on data the router never saw: in-sample scores of its
+own training prompts are overconfident (APGR ~1.0 in-sample against 0.68 under CV), so
+thresholds set on them would not hold on new traffic. The static embedding table comes from
+``benchmarks/.work/router/embedder-<dim>`` when ``distill.py`` made one, else from the
+artifact already shipped (so a rebuild needs no torch).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import argparse
 import time
 from pathlib import Path
 
+from modelmix._router_cli import run_calibration
+from modelmix.catalog import load_config
+from modelmix.routing._calibration import Target
 from modelmix.routing.learned import (
     FitOptions,
     StaticEmbedder,
@@ -27,7 +34,10 @@ from modelmix.routing.learned import (
 ROOT = Path(__file__).resolve().parents[2]
 DATA = [ROOT / "data" / "routellm" / "mmlu.csv", ROOT / "data" / "routellm" / "gsm8k.csv"]
 #: The learner RESULTS.md picked (best CV mean APGR on MMLU).
-SHIPPED = FitOptions(learner="logreg", c=0.001)
+SHIPPED = FitOptions(learner="logreg", c=0.001, tokens=True, structure=True)
+#: name -> (target kind, value); the first is the default.
+TARGETS = {"balanced": ("strong-share", 0.3), "frugal": ("strong-share", 0.1),
+           "quality": ("min-pgr", 0.8)}
 
 
 def main() -> None:
@@ -46,6 +56,15 @@ def main() -> None:
     router = train_router(DATA, args.out, options=SHIPPED, embedder_from=embedder,
                           cv_folds=5, progress=progress)
     print(f"wrote {args.out} ({artifact_size(args.out) / 1e6:.1f} MB)")
+    assert router.cv_scores is not None
+    (args.out / "calibration.json").unlink(missing_ok=True)
+    for i, (name, (kind, value)) in enumerate(TARGETS.items()):
+        run = run_calibration(router=str(args.out), data=DATA, target=Target(kind, value),
+                              name=name, config=load_config(), make_default=i == 0,
+                              scores=router.cv_scores.tolist())
+        r = run.result
+        print(f"{name}: {kind}={value:g} -> threshold {r.threshold:.4f}, strong share "
+              f"{r.strong_share:.1%}, PGR {r.pgr:.3f} (out-of-fold)")
     for name, m in router.manifest["cv_metrics"]["datasets"].items():
         print(f"{name}: APGR {m['apgr']['mean']:.3f} ± {m['apgr']['std']:.3f}, CPT(50%) "
               f"{100 * m['cpt50']['mean']:.1f} ± {100 * m['cpt50']['std']:.1f}%")

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ from modelmix.routing.learned import FitOptions, OutcomeTable, StaticEmbedder
 from modelmix.routing.learned._cv import assign_folds, cross_validate_method
 from modelmix.routing.learned._features import lexical_features
 from modelmix.routing.learned._fit import FittedBase, fit_base, fit_head
+from modelmix.routing.learned._structure import structure_features
 from modelmix.routing.learned._tables import read_outcome_tables
+from modelmix.routing.learned._tokens import ngram_rows
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,16 +55,34 @@ class Bench:
         self.fold = assign_folds(self.table, WEAK, STRONG)
         self.w = self.table.model_names.index(WEAK)
         self.s = self.table.model_names.index(STRONG)
-        self._bases: dict[tuple[str, bool, int], FittedBase] = {}
+        self._bases: dict[tuple[str, bool, int, bool], FittedBase] = {}
+        self._lex_structure: np.ndarray | None = None
+        self._tokens: dict[int, list] = {}
 
-    def base(self, emb: str, domains: bool, train: np.ndarray) -> FittedBase:
-        key = (emb, domains, int(np.flatnonzero(~train)[0]))
+    def tokens(self, buckets: int) -> list:
+        """Token n-gram rows of every prompt (``FitOptions(tokens=True)``)."""
+        if buckets not in self._tokens:
+            ids = self.embedder.token_ids(list(self.table.prompts))
+            self._tokens[buckets] = ngram_rows(ids, self.embedder.table.shape[0], buckets)
+        return self._tokens[buckets]
+
+    def lexical(self, structure: bool) -> np.ndarray:
+        """Lexical features, with the structure features appended when asked."""
+        if not structure:
+            return self.lex
+        if self._lex_structure is None:
+            self._lex_structure = np.hstack([self.lex, structure_features(self.table.prompts)])
+        return self._lex_structure
+
+    def base(self, emb: str, domains: bool, train: np.ndarray,
+             structure: bool = False) -> FittedBase:
+        key = (emb, domains, int(np.flatnonzero(~train)[0]), structure)
         if key not in self._bases:
             rows = np.flatnonzero(train)
-            self._bases[key] = fit_base(self.emb[emb][rows], self.lex[rows],
+            self._bases[key] = fit_base(self.emb[emb][rows], self.lexical(structure)[rows],
                                         self.table.outcomes[rows],
                                         [self.table.domains[i] for i in rows],
-                                        FitOptions(domains=domains),
+                                        FitOptions(domains=domains, structure=structure),
                                         sources=[self.table.sources[i] for i in rows])
         return self._bases[key]
 
@@ -79,11 +100,17 @@ Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def package_learner(bench: Bench, options: FitOptions, emb: str = "static") -> Method:
     """A learner of the package, trained on rows ``train`` (optionally of one source)."""
     def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        base = bench.base(emb, options.domains, train)
+        base = bench.base(emb, options.domains, train, options.structure)
         rows = np.flatnonzero(train)
-        model = fit_head(base, bench.emb[emb][rows], bench.table.outcomes[rows], options)
-        x0 = model.base_features(bench.emb[emb][test], bench.lex[test])
-        return bench.score(model.predict_features(x0, bench.emb[emb][test]))
+        tok = bench.tokens(options.token_buckets) if options.tokens else None
+        model = fit_head(base, bench.emb[emb][rows], bench.table.outcomes[rows], options,
+                         tokens=[tok[i] for i in rows] if tok else None,
+                         token_vocab=bench.embedder.table.shape[0])
+        x0 = model.base_features(bench.emb[emb][test],
+                                 bench.lexical(options.structure)[test])
+        return bench.score(model.predict_features(
+            x0, bench.emb[emb][test],
+            [tok[i] for i in np.flatnonzero(test)] if tok else None))
     return method
 
 
@@ -161,25 +188,37 @@ def true_subject(bench: Bench) -> Method:
 
 def methods(bench: Bench) -> dict[str, tuple[str, Method]]:
     """key -> (label, method)."""
-    shipped = FitOptions(c=0.001)
+    dense = FitOptions(c=0.001, tokens=False, structure=False)  # shipped until 2026-11-30
+
+    def variant(**changes: Any) -> FitOptions:
+        return replace(dense, **changes)
+
     out: dict[str, tuple[str, Method]] = {
-        "logreg": ("logreg heads (C=0.001): static emb + lexical + domain (shipped)",
-                   package_learner(bench, shipped)),
+        "logreg": ("logreg heads (C=0.001): static emb + lexical + domain (dense features)",
+                   package_learner(bench, dense)),
+        "logreg-tokens": ("logreg heads + TF-IDF WordPiece uni+bigram features (joint, "
+                          "liblinear C=0.5, dense scaled 0.03)",
+                          package_learner(bench, variant(tokens=True))),
+        "logreg-structure": ("logreg heads + question-structure features",
+                             package_learner(bench, variant(structure=True))),
+        "logreg-tokens-structure": ("logreg heads + TF-IDF tokens + question-structure "
+                                    "features (shipped)", package_learner(
+                                        bench, variant(tokens=True, structure=True))),
         "logreg-shared": ("logreg, one set of heads for both benchmarks",
-                          package_learner(bench, FitOptions(c=0.001, per_source=False))),
-        "logreg-c0.01": ("logreg heads, C=0.01", package_learner(bench, FitOptions(c=0.01))),
+                          package_learner(bench, variant(per_source=False))),
+        "logreg-c0.01": ("logreg heads, C=0.01", package_learner(bench, variant(c=0.01))),
         "logreg-c0.0003": ("logreg heads, C=0.0003",
-                           package_learner(bench, FitOptions(c=0.0003))),
+                           package_learner(bench, variant(c=0.0003))),
         "mf-l2": ("matrix factorisation, rank 16, l2=0.1",
-                  package_learner(bench, FitOptions(learner="mf", mf_l2=0.1))),
+                  package_learner(bench, variant(learner="mf", mf_l2=0.1))),
         "logreg-nodomain": ("logreg heads: static emb + lexical, no domain feature",
-                            package_learner(bench, FitOptions(c=0.001, domains=False))),
+                            package_learner(bench, variant(domains=False))),
         "logreg-separate": ("logreg heads, one router per benchmark",
-                            per_benchmark(bench, shipped)),
+                            per_benchmark(bench, dense)),
         "mf": ("matrix factorisation (RouteLLM-style), rank 16",
-               package_learner(bench, FitOptions(learner="mf"))),
+               package_learner(bench, variant(learner="mf"))),
         "knn": ("kNN (k=100, cosine) shrunk to domain prior",
-                package_learner(bench, FitOptions(learner="knn"))),
+                package_learner(bench, variant(learner="knn"))),
         "gbm": ("gradient boosting (sklearn HistGB) on the same features", gbm(bench)),
         "lexical": ("logreg heads on lexical features only", lexical_only(bench)),
         "random": ("random router (floor)", random_router(bench)),
@@ -188,7 +227,7 @@ def methods(bench: Bench) -> dict[str, tuple[str, Method]]:
     }
     if "minilm" in bench.emb:
         out["logreg-minilm"] = ("logreg heads: full MiniLM emb + lexical + domain",
-                                package_learner(bench, shipped, emb="minilm"))
+                                package_learner(bench, dense, emb="minilm"))
     return out
 
 

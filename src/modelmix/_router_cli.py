@@ -151,9 +151,14 @@ def run_calibration(
     strong_deployment: str | None = None,
     completion_tokens: int | None = None,
     loader: PredictorLoader = default_predictor_loader,
+    scores: Sequence[float] | None = None,
 ) -> CalibrationRun:
     """Score ``data`` with the router, calibrate ``target`` and store it as ``name`` in
     ``calibration.json`` (in ``out``, else the router's artifact directory).
+
+    ``scores``, when given, are the data's prompts' P(strong needed) in table order to use
+    instead of scoring them: out-of-fold scores (``train_router(cv_folds=k).cv_scores``)
+    for data the router was trained on, whose in-sample scores would be overconfident.
 
     ``make_default`` None makes the target the default only when there is none yet.
 
@@ -171,9 +176,11 @@ def run_calibration(
     pair = pricing_deployments(config, weak_deployment, strong_deployment)
     costs = (_costs(tables, pair, completion_tokens or DEFAULT_COMPLETION_TOKENS)
              if pair is not None else (None, None))
+    if scores is not None and len(scores) != len(prompts):
+        raise ConfigError(f"{len(scores)} scores for {len(prompts)} prompts")
     try:
         result = calibrate(
-            target, predictor.strong_score(prompts),
+            target, list(scores) if scores is not None else predictor.strong_score(prompts),
             weak=[q for t in tables for q in t.weak], strong=[q for t in tables for q in t.strong],
             weak_cost=costs[0], strong_cost=costs[1], data=[p.name for p in data])
     except ValueError as exc:

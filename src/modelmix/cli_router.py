@@ -100,7 +100,13 @@ def train(
         help="Artifact (name or directory) whose static embedding table to reuse.")]
     = "default",
     c: Annotated[float, typer.Option(
-        min=1e-6, help="Inverse L2 strength (logreg); 0.001 as the shipped router.")] = 0.001,
+        min=1e-6, help="Inverse L2 strength of logreg heads without --tokens (with tokens "
+        "the joint fit uses FitOptions.token_c / token_beta, as the shipped router).")] = 0.001,
+    tokens: Annotated[bool, typer.Option(
+        help="logreg: the heads also read TF-IDF token unigrams + hashed bigrams "
+        "(docs/router.md).")] = True,
+    structure: Annotated[bool, typer.Option(
+        help="Add question-structure features (options, numbers, operation words).")] = True,
     cv: Annotated[int, typer.Option(min=0, help="Also record k-fold CV metrics in the "
                                     "manifest (0: skip).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of folds and initialisations.")] = 0,
@@ -110,7 +116,7 @@ def train(
 
     if learner not in LEARNERS:
         raise typer.BadParameter(f"one of {', '.join(LEARNERS)}", param_hint="--learner")
-    options = FitOptions(learner=learner, c=c, seed=seed)
+    options = FitOptions(learner=learner, c=c, seed=seed, tokens=tokens, structure=structure)
     if not (data or more or from_feedback):
         raise typer.BadParameter("give outcome tables or --from-feedback", param_hint="--data")
     start = time.perf_counter()

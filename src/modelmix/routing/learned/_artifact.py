@@ -73,6 +73,9 @@ class LearnedPredictor:
     model: RouterModel
     manifest: dict[str, Any] = field(default_factory=dict)
     artifact_dir: Path | None = None
+    #: After ``train_router(cv_folds=k)``: each training prompt's out-of-fold P(strong
+    #: needed), in table order (not saved with the artifact).
+    cv_scores: np.ndarray | None = None
 
     def predict(self, prompts: Sequence[str]) -> list[list[float]]:
         """P(acceptable answer) per model, ``(len(prompts), len(model_names))``."""
@@ -154,6 +157,12 @@ def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
     learner = manifest.get("learner", {}).get("name")
     if learner not in LEARNERS:
         raise ConfigError(f"{directory}: unknown learner {learner!r}")
+    from modelmix.routing.learned._structure import STRUCTURE_FEATURES
+
+    structure = manifest.get("features", {}).get("structure", [])
+    if structure and structure != list(STRUCTURE_FEATURES):
+        raise ConfigError(f"{directory}: structure features differ from this modelmix's; "
+                          "retrain the router")
     lexical = [name for name, _ in LEXICAL_FEATURES]
     if manifest.get("features", {}).get("lexical") != lexical:
         raise ConfigError(f"{directory}: lexical features differ from this modelmix's; "

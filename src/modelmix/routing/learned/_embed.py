@@ -49,16 +49,23 @@ class StaticEmbedder:
     def dim(self) -> int:
         return int(self.table.shape[1])
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised embeddings, shape ``(len(texts), dim)``, float32."""
+    def token_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """WordPiece ids of every text (no special tokens), the first ``max_tokens``."""
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return []
         if len(texts) == 1:
             encodings = [self._tokenizer.encode(texts[0], add_special_tokens=False)]
         else:
             encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        ids = [np.asarray(e.ids[: self.max_tokens], dtype=np.int64) for e in encodings]
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        return [np.asarray(e.ids[: self.max_tokens], dtype=np.int64) for e in encodings]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings, shape ``(len(texts), dim)``, float32."""
+        return self.embed_ids(self.token_ids(texts))
+
+    def embed_ids(self, ids: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`embed` from :meth:`token_ids` (callers that also need the ids)."""
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
         for i, row in enumerate(ids):
             if row.size:
                 out[i] = self.table[row].sum(axis=0)

@@ -84,9 +84,14 @@ LEXICAL_FEATURES: tuple[tuple[str, Callable[[str], float]], ...] = (
 )
 
 
-def lexical_features(texts: Sequence[str]) -> np.ndarray:
-    """Raw lexical features, shape ``(len(texts), len(LEXICAL_FEATURES))``, float32."""
+def lexical_features(texts: Sequence[str], structure: bool = False) -> np.ndarray:
+    """Raw lexical features, shape ``(len(texts), len(LEXICAL_FEATURES))``, float32; with
+    ``structure`` the :data:`~._structure.STRUCTURE_FEATURES` follow as more columns."""
     out = np.empty((len(texts), len(LEXICAL_FEATURES)), dtype=np.float32)
     for i, text in enumerate(texts):
         out[i] = [fn(text) for _, fn in LEXICAL_FEATURES]
+    if structure:
+        from modelmix.routing.learned._structure import structure_features
+
+        out = np.hstack([out, structure_features(texts)])
     return out

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelmix.routing.learned._model import Learner, RouterModel
+from modelmix.routing.learned._tokens import SparseRows, idf_from_rows, tfidf_csr
 
 __all__ = ["FitOptions", "FittedBase", "Progress", "fit_base", "fit_head", "fit_router"]
 
@@ -39,6 +40,15 @@ class FitOptions:
         inner_folds: folds of the domain cross-fitting.
         mf_rank / mf_l2 / mf_epochs / mf_lr: matrix factorisation size and training.
         knn_k / knn_shrink: neighbours and prior strength (in similarity units).
+        structure: append the question-structure features
+            (:mod:`._structure`) to the lexical ones (every learner).
+        tokens: logreg: the heads also read sparse TF-IDF token features (WordPiece
+            unigrams + hashed bigrams, :mod:`._tokens`), fitted jointly with the dense
+            features in one L2 logistic regression per head.
+        token_buckets: hash slots of the token bigrams.
+        token_c: inverse L2 strength of that joint regression (liblinear's ``C``).
+        token_beta: scale of the dense features in it; the dense weights are penalised
+            like a separate ``C = token_c * token_beta**2`` (0.5 * 0.03**2 ~ 0.0005).
         seed: fixes the cross-fitting split and initialisations.
     """
 
@@ -55,15 +65,22 @@ class FitOptions:
     mf_lr: float = 0.01
     knn_k: int = 100
     knn_shrink: float = 5.0
+    structure: bool = True
+    tokens: bool = True
+    token_buckets: int = 1 << 17
+    token_c: float = 0.5
+    token_beta: float = 0.03
     seed: int = 0
 
     def describe(self) -> dict[str, Any]:
         """The parameters that matter for ``learner`` (for the manifest)."""
-        common = {"domains": self.domains, "domain_c": self.domain_c,
+        common = {"structure": self.structure, "domains": self.domains, "domain_c": self.domain_c,
                   "te_prior_rows": self.te_prior_rows,
                   "inner_folds": self.inner_folds, "seed": self.seed}
         specific: dict[str, dict[str, Any]] = {
-            "logreg": {"c": self.c, "per_source": self.per_source},
+            "logreg": {"c": self.c, "per_source": self.per_source} | (
+                {"tokens": {"buckets": self.token_buckets, "c": self.token_c,
+                            "beta": self.token_beta}} if self.tokens else {}),
             "mf": {"rank": self.mf_rank, "l2": self.mf_l2, "epochs": self.mf_epochs,
                    "lr": self.mf_lr},
             "knn": {"k": self.knn_k, "shrink": self.knn_shrink},
@@ -157,6 +174,59 @@ def _logistic_head(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, 
     clf = LogisticRegression(C=c, solver="newton-cholesky", max_iter=100).fit(
         xs, ys, sample_weight=ws)
     return clf.coef_[0], float(clf.intercept_[0])
+
+
+def _token_head(x: object, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """L2 logistic regression (liblinear) on a sparse ``x``; soft labels as in
+    :func:`_logistic_head`. Returns (coef, intercept)."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.flatnonzero(np.isfinite(y))
+    xj, y = x[rows], y[rows]  # type: ignore[index]
+    if np.all((y == 0) | (y == 1)):
+        xs, ys, ws = xj, y.astype(int), np.ones(len(y))
+    else:
+        xs = sp.vstack([xj, xj]).tocsr()
+        ys = np.concatenate([np.ones(len(y), int), np.zeros(len(y), int)])
+        ws = np.concatenate([y, 1.0 - y])
+    if len(np.unique(ys[ws > 0])) < 2:
+        p = float(np.clip(np.average(ys, weights=ws), 1e-3, 1 - 1e-3)) if ws.sum() else 0.5
+        return np.zeros(x.shape[1]), float(np.log(p / (1 - p)))  # type: ignore[attr-defined]
+    clf = LogisticRegression(C=c, solver="liblinear").fit(xs, ys, sample_weight=ws)
+    return clf.coef_[0], float(clf.intercept_[0])
+
+
+def _token_heads(base: FittedBase, outcomes: np.ndarray, tokens: SparseRows, vocab: int,
+                 options: FitOptions, progress: Progress) -> dict[str, np.ndarray]:
+    """Like :func:`_logistic_heads`, each head on [TF-IDF tokens, beta * dense x]; the
+    dense weights are stored multiplied by beta, so scoring adds the two dot products.
+
+    Extra arrays: ``tok_coef (S, M, V)`` float32, ``tok_idf (V,)`` float32,
+    ``tok_buckets`` (scalar).
+    """
+    import scipy.sparse as sp
+
+    size = vocab + options.token_buckets
+    idf = idf_from_rows(tokens, size).astype(np.float32)
+    tfidf = tfidf_csr(tokens, idf.astype(np.float64))
+    groups = base.source if options.per_source else np.zeros(len(base.x), dtype=int)
+    gate = base.gate if options.per_source else np.ones((base.gate.shape[0], 1))
+    n_src, m = int(gate.shape[1]), outcomes.shape[1]
+    coef, intercept = np.zeros((n_src, m, base.x.shape[1])), np.zeros((n_src, m))
+    tok_coef = np.zeros((n_src, m, size), dtype=np.float32)
+    beta = options.token_beta
+    for g in range(n_src):
+        rows = np.flatnonzero(groups == g)
+        x = sp.hstack([tfidf[rows], sp.csr_matrix(beta * base.x[rows])]).tocsr()  # type: ignore[index]
+        for j in range(m):
+            progress("quality heads", g * m + j, n_src * m)
+            w, intercept[g, j] = _token_head(x, outcomes[rows, j], options.token_c)
+            tok_coef[g, j], coef[g, j] = w[:size], beta * w[size:]
+    progress("quality heads", n_src * m, n_src * m)
+    return {"coef": coef, "intercept": intercept, "gate": gate, "tok_coef": tok_coef,
+            "tok_idf": idf, "tok_buckets": np.array(options.token_buckets),
+            "tok_vocab": np.array(vocab)}
 
 
 def _logistic_heads(base: FittedBase, outcomes: np.ndarray, options: FitOptions,
@@ -288,6 +358,7 @@ def fit_base(embeddings: np.ndarray, lexical: np.ndarray, outcomes: np.ndarray,
     means = (_domain_means(index, k, outcomes, options.te_prior_rows) if k
              else np.zeros((0, outcomes.shape[1])))
     model = RouterModel(learner=options.learner, mean=mean, std=std,
+                        structure=options.structure,
                         domain_coef=domain.domain_coef,
                         domain_intercept=domain.domain_intercept, domain_means=means,
                         te_mean=np.zeros(means.shape[1] if k else 0),
@@ -304,12 +375,17 @@ def fit_base(embeddings: np.ndarray, lexical: np.ndarray, outcomes: np.ndarray,
 
 def fit_head(base: FittedBase, embeddings: np.ndarray, outcomes: np.ndarray,
              options: FitOptions | None = None,
-             progress: Progress | None = None) -> RouterModel:
+             progress: Progress | None = None, *, tokens: SparseRows | None = None,
+             token_vocab: int = 0) -> RouterModel:
     """Fit the learner's head on top of ``base`` (see :func:`fit_router`)."""
     options = options or FitOptions()
     progress = progress or _noop
     arrays: dict[str, np.ndarray]
-    if options.learner == "logreg":
+    if options.learner == "logreg" and options.tokens:
+        if tokens is None or token_vocab <= 0:
+            raise ValueError("FitOptions(tokens=True) needs the token rows and vocab size")
+        arrays = _token_heads(base, outcomes, tokens, token_vocab, options, progress)
+    elif options.learner == "logreg":
         arrays = _logistic_heads(base, outcomes, options, progress)
     elif options.learner == "mf":
         arrays = _mf_heads(base.x, outcomes, options, progress)
@@ -327,6 +403,8 @@ def fit_router(
     progress: Progress | None = None,
     *,
     sources: Sequence[str] | None = None,
+    tokens: SparseRows | None = None,
+    token_vocab: int = 0,
 ) -> RouterModel:
     """Fit the standardisation, domain model and the learner's head.
 
@@ -336,7 +414,10 @@ def fit_router(
         outcomes: ``(n, M)`` in [0, 1], NaN where unknown.
         domains: ``n`` domain labels (subject or dataset name).
         sources: ``n`` source (file) names; logreg fits heads per source.
+        tokens / token_vocab: with ``options.tokens``, the prompts' token n-gram rows
+            (:func:`~modelmix.routing.learned._tokens.ngram_rows`) and the vocab size.
     """
     base = fit_base(embeddings, lexical, outcomes, domains, options, progress,
                     sources=sources)
-    return fit_head(base, embeddings, outcomes, options, progress)
+    return fit_head(base, embeddings, outcomes, options, progress, tokens=tokens,
+                    token_vocab=token_vocab)

@@ -33,6 +33,7 @@ import numpy as np
 
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import lexical_features
+from modelmix.routing.learned._tokens import SparseRows, ngram_rows, sparse_logits
 
 __all__ = ["LEARNERS", "Learner", "RouterModel"]
 
@@ -78,6 +79,7 @@ class RouterModel:
     te_mean: np.ndarray
     te_std: np.ndarray
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    structure: bool = False
 
     def base_features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         """``x0``: standardised [embedding, lexical], ``(n, F0)``."""
@@ -104,20 +106,37 @@ class RouterModel:
         logpost = self.domain_log_posterior(x0)
         return np.hstack([x0, logpost, self.target_encoding(logpost)])
 
-    def predict_features(self, x0: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        """P(acceptable) per model, ``(n, M)``, from precomputed features."""
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether the heads read sparse token features (logreg with ``tokens``)."""
+        return "tok_coef" in self.arrays
+
+    def token_rows(self, ids: Sequence[np.ndarray]) -> SparseRows:
+        """The token n-gram rows of prompts' token ids, in this model's layout."""
+        return ngram_rows(ids, int(self.arrays["tok_vocab"]), int(self.arrays["tok_buckets"]))
+
+    def predict_features(self, x0: np.ndarray, embeddings: np.ndarray,
+                         tokens: SparseRows | None = None) -> np.ndarray:
+        """P(acceptable) per model, ``(n, M)``, from precomputed features (``tokens``:
+        the token rows, needed when :attr:`uses_tokens`)."""
         x = self.head_features(x0)
         a = self.arrays
         if self.learner == "logreg":
-            return self._mixture(x)
+            return self._mixture(x, tokens)
         if self.learner == "mf":
             return _sigmoid((x @ a["proj"].T) @ a["vectors"].T + a["bias"])
         return self._knn(embeddings, np.exp(self.domain_log_posterior(x0)))
 
-    def _mixture(self, x: np.ndarray) -> np.ndarray:
+    def _mixture(self, x: np.ndarray, tokens: SparseRows | None = None) -> np.ndarray:
         """Per-source logistic heads mixed by the posterior of each source."""
         a = self.arrays
-        probs = _sigmoid(np.einsum("nf,smf->nsm", x, a["coef"]) + a["intercept"])  # (n,S,M)
+        logits = np.einsum("nf,smf->nsm", x, a["coef"]) + a["intercept"]  # (n,S,M)
+        if self.uses_tokens:
+            if tokens is None:
+                raise ValueError("this router's heads need the prompts' token rows")
+            logits = logits + sparse_logits(tokens, a["tok_idf"].astype(np.float64),
+                                            a["tok_coef"])
+        probs = _sigmoid(logits)
         if probs.shape[1] == 1:
             return np.asarray(probs[:, 0])
         gate = np.exp(self.domain_log_posterior(x[:, : self.mean.shape[0]])) @ a["gate"]
@@ -141,15 +160,19 @@ class RouterModel:
 
     def predict(self, embedder: StaticEmbedder, prompts: Sequence[str]) -> np.ndarray:
         """P(acceptable) per model, ``(len(prompts), M)`` float64 in [0, 1]."""
-        emb = embedder.embed(prompts)
-        x0 = self.base_features(emb, lexical_features(prompts))
-        return self.predict_features(x0, emb)
+        ids = embedder.token_ids(prompts)
+        emb = embedder.embed_ids(ids)
+        x0 = self.base_features(emb, lexical_features(prompts, self.structure))
+        tokens = self.token_rows(ids) if self.uses_tokens else None
+        return self.predict_features(x0, emb, tokens)
 
     def save(self, directory: Path) -> None:
         arrays: dict[str, Any] = {f"learner_{k}": v for k, v in self.arrays.items()}
         arrays.update(mean=self.mean, std=self.std, domain_coef=self.domain_coef,
                       domain_intercept=self.domain_intercept, domain_means=self.domain_means,
                       te_mean=self.te_mean, te_std=self.te_std)
+        if self.structure:
+            arrays["structure"] = np.array(True)
         np.savez_compressed(directory / MODEL_FILE, **arrays)
 
     @classmethod
@@ -161,4 +184,5 @@ class RouterModel:
                        domain_coef=data["domain_coef"],
                        domain_intercept=data["domain_intercept"],
                        domain_means=data["domain_means"], te_mean=data["te_mean"],
-                       te_std=data["te_std"], arrays=arrays)
+                       te_std=data["te_std"], arrays=arrays,
+                       structure="structure" in data.files and bool(data["structure"]))

@@ -26,10 +26,11 @@ from modelmix.routing.learned._artifact import (
     _read_manifest,
     _resolve,
 )
-from modelmix.routing.learned._cv import cross_validate_router
+from modelmix.routing.learned._cv import cross_validate_router, embedder_token_rows
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_features
 from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_router
+from modelmix.routing.learned._structure import STRUCTURE_FEATURES
 from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
 
 __all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "train_on_table", "train_router"]
@@ -105,16 +106,19 @@ def train_on_table(
     weak, strong = choose_pair(table, weak, strong)
     progress("embedding", 0, 1)
     embeddings = embedder.embed(table.prompts)
-    lexical = lexical_features(table.prompts)
+    lexical = lexical_features(table.prompts, options.structure)
     progress("embedding", 1, 1)
     model = fit_router(embeddings, lexical, table.outcomes, table.domains, options, progress,
-                       sources=table.sources)
+                       sources=table.sources,
+                       tokens=embedder_token_rows(embedder, table.prompts, options),
+                       token_vocab=embedder.table.shape[0])
     manifest: dict[str, Any] = {
         "learner": options.describe(),
         "features": {
             "embedding": {"kind": "static", "source": EMBEDDING_SOURCE,
                           "dim": embedder.dim, "max_tokens": embedder.max_tokens},
             "lexical": [name for name, _ in LEXICAL_FEATURES],
+            "structure": list(STRUCTURE_FEATURES) if options.structure else [],
             "domains": (sorted(set(_qualified(table.domains, table.sources)))
                         if model.domain_coef.shape[0] else []),
             "sources": sorted(set(table.sources)),
@@ -127,12 +131,15 @@ def train_on_table(
 
 def _cv_metrics(table: OutcomeTable, embedder: StaticEmbedder, options: FitOptions,
                 pair: tuple[str | None, str | None], folds: int,
-                progress: Progress | None) -> dict[str, Any] | None:
-    """Cross-validated metrics when asked for (``folds >= 2``) and a pair exists."""
+                progress: Progress | None) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+    """Cross-validated metrics and out-of-fold scores when asked for (``folds >= 2``) and
+    a pair exists."""
     if folds < 2 or pair[0] is None or pair[1] is None:
-        return None
-    return cross_validate_router(table, embedder, options, weak=pair[0], strong=pair[1],
-                                 folds=folds, progress=progress)
+        return None, None
+    scores = np.full(len(table.prompts), np.nan)
+    metrics = cross_validate_router(table, embedder, options, weak=pair[0], strong=pair[1],
+                                    folds=folds, progress=progress, scores_out=scores)
+    return metrics, scores
 
 
 def train_router(
@@ -154,7 +161,9 @@ def train_router(
 
     With ``cv_folds`` >= 2 and a weak/strong pair, the manifest also records
     ``cv_metrics`` (:func:`~modelmix.routing.learned._cv.cross_validate_router`) for the
-    same options, computed before the final fit on all rows.
+    same options, computed before the final fit on all rows, and the returned predictor's
+    ``cv_scores`` holds each training prompt's out-of-fold P(strong needed) (in the order
+    the tables list them), for calibrating thresholds without in-sample optimism.
 
     Raises:
         RouterDataError: unusable data.
@@ -168,7 +177,8 @@ def train_router(
     embedder = (embedder_from if isinstance(embedder_from, StaticEmbedder)
                 else load_embedder(embedder_from))
     pair = choose_pair(table, weak, strong)
-    cv = _cv_metrics(table, embedder, options or FitOptions(), pair, cv_folds, progress)
+    cv, cv_scores = _cv_metrics(table, embedder, options or FitOptions(), pair, cv_folds,
+                                progress)
     predictor = train_on_table(table, embedder, options=options,
                                weak=pair[0], strong=pair[1], progress=progress)
     predictor.manifest.update({
@@ -178,6 +188,7 @@ def train_router(
         "cv_metrics": cv,
         **(extra_manifest or {}),
     })
+    predictor.cv_scores = cv_scores
     if out is not None:
         predictor.save(out)
     return predictor
