@@ -79,6 +79,12 @@ def test_checksums() -> None:
      "sk-proj-abcDEF1234567890abcdefXYZ"),
     ("AWS key AKIAIOSFODNN7EXAMPLE", "API_KEY", "AKIAIOSFODNN7EXAMPLE"),
     ("postgres://app:Tr0ub4dor3@db:5432/x", "PASSWORD", "Tr0ub4dor3"),
+    ("my aadhaar number is 2345 6789 0123", "NATIONAL_ID", "2345 6789 0123"),  # cued, any digits
+    ("numéro de sécu 1 85 05 78 006 084 36", "NATIONAL_ID", "1 85 05 78 006 084 36"),
+    ("\u8eab\u4efd\u8bc1 110101199003074514", "NATIONAL_ID", "110101199003074514"),
+    ("born 12-Mar-1985 in Leeds", "DATE_OF_BIRTH", "12-Mar-1985"),
+    ("my pw is hunter2, don't tell", "PASSWORD", "hunter2"),
+    ("Hauptstraße 5, 10115 Berlin, Tel. 030 12345678", "ADDRESS", "Hauptstraße 5, 10115 Berlin"),
     ("git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r", "API_KEY",
      "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),  # a token as the URL's user, not an email
     ("my password is hunter2hunter2", "PASSWORD", "hunter2hunter2"),
@@ -98,6 +104,8 @@ def test_recognizers_find(detector: GuardDetector, text: str, kind: str, value: 
     "api_key = os.environ['OPENAI_API_KEY']",
     "Part numbers: 100-200-300 and 100-200-301.",
     "ssh://git@github.com/org/repo.git",
+    "order 110101199003074515 shipped",  # 18 digits with a birth-date shape, bad check digit
+    "the pw ratio is fine",
     "Marie Curie was born on 7 November 1867 in Warsaw.",
 ])
 def test_no_false_positive(detector: GuardDetector, text: str) -> None:

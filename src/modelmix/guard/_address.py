@@ -115,6 +115,9 @@ _SEG_OK = re.compile(
     r"\d[\w\-]*|de|di|da|del|la|le|sur|am|an|der|upon|on|en|du|des|y|e|i|zu|bei|im|of)){0,5})"
     r"[ \t]*$"
 )
+# A segment that starts a phone number or mail address ends the address ("..., Tel. 030 ...").
+_CONTACT = re.compile(r"(?:tel|t[ée]l|phone|fax|mobil|mobile|handy|cell|e-?mail|mail|tlf|"
+                      r"telefon|telefone|tel[ée]fono)\b", re.IGNORECASE)
 _YEAR_LEAD = re.compile(r"(?:in|since|by|of|until|from|during|before|after|circa|c\.)[ \t]+$",
                         re.IGNORECASE)
 
@@ -180,7 +183,7 @@ class AddressRecognizer(Recognizer):
             if match is None:
                 break
             segment = match.group("seg").rstrip(" \t.")
-            if not _SEG_OK.match(segment):
+            if _CONTACT.match(segment) or not _SEG_OK.match(segment):
                 break
             end = match.start("seg") + len(segment)
         return end

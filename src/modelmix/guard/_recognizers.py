@@ -27,6 +27,7 @@ from modelmix.guard._validators import (
     IBAN_LENGTHS,
     aba_ok,
     bsn_ok,
+    cn_resident_ok,
     cpf_ok,
     dni_ok,
     iban_ok,
@@ -327,6 +328,7 @@ class NationalIdRecognizer(Recognizer):
 
     Without a cue: UK NINO (prefix rules), Spanish DNI/NIE (control letter), Italian codice
     fiscale (shape), French NIR (key), Brazilian CPF (check digits), Aadhaar (4-4-4, Verhoeff),
+    Chinese resident ID (birth date inside, ISO 7064 check character).
     With a cue: any 6-20 digit or alphanumeric ID; Dutch BSN must
     pass the eleven-test.
     """
@@ -343,7 +345,10 @@ class NationalIdRecognizer(Recognizer):
     _NHS = re.compile(r"\d(?<![\w\-]\d)\d{2}[ \-]?\d{3}[ \-]?\d{4}(?![\w]|[ \-]\d)")
     _CPF = re.compile(r"\d(?<![\w.]\d)\d{2}\.\d{3}\.\d{3}-\d{2}(?![\w])")
     _AADHAAR = re.compile(r"[2-9](?<![\w][2-9])\d{3}[ \-]\d{4}[ \-]\d{4}(?![\w]|[ \-]\d)")
-    _CUED = cue_regex(_NATIONAL_CUES, _ID_VALUE + "|" + _DIGITS_VALUE, gap=30)
+    _CUED = cue_regex(_NATIONAL_CUES, _DIGITS_VALUE + "|" + _ID_VALUE, gap=30)
+    # China: 17 digits and a check character (ISO 7064 MOD 11-2), a birth date inside.
+    _CN_RESIDENT = re.compile(r"(?<![\w])\d{6}(?:19|20)\d{2}(?:0[1-9]|1[0-2])"
+                              r"(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\w])")
 
     def find(self, text: str) -> Iterator[Entity]:
         checks: list[tuple[re.Pattern[str], Callable[[str], bool]]] = [
@@ -353,6 +358,7 @@ class NationalIdRecognizer(Recognizer):
             (self._NIR, lambda v: nir_ok(_compact(v))),
             (self._CPF, lambda v: cpf_ok(digits_of(v))),
             (self._AADHAAR, lambda v: verhoeff_ok(digits_of(v))),
+            (self._CN_RESIDENT, cn_resident_ok),
         ]
         if "nhs" in text.lower():
             checks.append((self._NHS, lambda v: nhs_ok(digits_of(v))))
@@ -366,7 +372,9 @@ class NationalIdRecognizer(Recognizer):
             if len(digits) < 5 or (len(digits) == 9 and "bsn" in match.group().lower()
                                    and not bsn_ok(digits)):
                 continue
-            yield Entity("NATIONAL_ID", match.start("value"), match.end("value"), 0.85)
+            # 0.87: an ID cue ("NIR", "sécu", "aadhaar") is more specific than the phone
+            # recognizer's "numéro"/"number" cue (0.85) on the same digits
+            yield Entity("NATIONAL_ID", match.start("value"), match.end("value"), 0.87)
 
 
 _ACCOUNT_CUES = (r"account (?:no|number|#|num)|acct\.?(?: ?(?:no|number|#))?|a/c(?: no)?|"
@@ -406,6 +414,7 @@ _MONTHS = (r"jan(?:uary|uar|vier|eiro)?|feb(?:ruary|ruar|rero|braio)?|f[ée]v(?:
            r"nov(?:ember|embre|iembre)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
            r"dic(?:iembre|embre)?")
 _DATE = (rf"\d{{1,4}}[./\- ]{{1,2}}\d{{1,2}}[./\- ]{{1,2}}\d{{2,4}}"
+         rf"|\d{{1,2}}[\-/ ](?:{_MONTHS})\.?[\-/ ]\d{{2,4}}"
          rf"|\d{{1,2}}(?:st|nd|rd|th|er|º)?\.?\s+(?:of\s+|de\s+)?(?:{_MONTHS})\.?,?\s+"
          rf"(?:de\s+)?\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}")
 _DOB_CUES = (r"dob|d\.o\.b\.?|date of birth|birth ?date|birthday|born(?: on)?|b\.|"

@@ -41,7 +41,7 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^\s:/@]{1,64}:(?P<value>[^\s@/]{3,128})
 _URL_TOKEN = re.compile(r"(?<=://)(?P<value>[^\s:/@]{16,128})@")
 _SECRET_NAME = (r"api[_\-. ]?key|apikey|secret(?:[_\-. ]?key)?|client[_\-. ]?secret|access[_\-. ]?"
                 r"(?:key|token)|auth[_\-. ]?token|token|bearer|private[_\-. ]?key|"
-                r"aws_secret_access_key|password|passwd|pwd|passphrase|pass|passwort|"
+                r"aws_secret_access_key|password|passwd|pwd|pw|passphrase|pass|passwort|"
                 r"mot de passe|contraseña|contrasena|senha|wachtwoord|pin")
 _ASSIGNED = Anchored(
     rf"(?<![A-Za-z])(?P<name>{_SECRET_NAME})(?![A-Za-z])[\"']?\s*(?:[:=]|=>|:=|\bis\b|\bwas\b|"
@@ -50,7 +50,7 @@ _ASSIGNED = Anchored(
     anchors_of(_SECRET_NAME),
 )
 _BEARER = re.compile(r"\b(?:Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9_\-.~+/]{16,}=*)")
-_PASSWORD_NAMES = re.compile(r"pass|pwd|passwort|mot de passe|contrase|senha|wachtwoord|pin",
+_PASSWORD_NAMES = re.compile(r"pass|pwd|pw\b|passwort|mot de passe|contrase|senha|wachtwoord|pin",
                              re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"^(?:x+|\*+|\.+|<[^>]*>|\$\{?[A-Za-z_]+\}?|%\(?\w+\)?s?|"
                           r"your[_\-]?\w*|changeme|none|null|true|false|example\w*|redacted|"

@@ -14,6 +14,7 @@ __all__ = [
     "IBAN_LENGTHS",
     "aba_ok",
     "bsn_ok",
+    "cn_resident_ok",
     "cpf_ok",
     "dni_ok",
     "iban_ok",
@@ -181,3 +182,12 @@ def verhoeff_ok(digits: str) -> bool:
     for position, char in enumerate(reversed(digits)):
         check = _VERHOEFF_D[check][_VERHOEFF_P[position % 8][int(char)]]
     return check == 0
+
+
+def cn_resident_ok(value: str) -> bool:
+    """Chinese resident identity number (GB 11643): 17 digits, then the ISO 7064 MOD 11-2
+    check character (``0``-``9`` or ``X``)."""
+    if len(value) != 18 or not value[:17].isdigit():
+        return False
+    total = sum(int(d) * (2 ** (17 - i) % 11) for i, d in enumerate(value[:17]))
+    return "10X98765432"[total % 11] == value[17].upper()
