@@ -53,6 +53,7 @@ CONFIG: dict[str, Any] = {
          "model": "m-flaky", "context_window": 2048},
     ],
     "groups": {"rescued": ["flaky", "open-a"]},
+    "router": "rules",  # spans and metrics, not routing, are tested here: a fixed rule
     "reliability": {"num_retries": 1, "backoff_base_s": 0, "backoff_max_s": 0,
                     "circuit_breaker": {"failure_threshold": 2, "cooldown_s": 60}},
 }
