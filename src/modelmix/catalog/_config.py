@@ -207,15 +207,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
         return default_config()
     file = Path(path)
-    return config_from_dict(_read_yaml(file), source=str(file))
+    return config_from_dict(read_yaml_file(file), source=str(file))
 
 
-def _read_yaml(file: Path) -> Any:
-    """Parse a UTF-8 YAML file; every failure is a ConfigError naming the file."""
+def read_yaml_file(file: Path, what: str = "config") -> Any:
+    """Parse a UTF-8 YAML file (a ``what``: config, policy); every failure is a ConfigError
+    naming the file."""
     try:
         text = file.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc.strerror}") from exc
+        raise ConfigError(f"{file}: cannot read {what}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at "
                           f"offset {exc.start}") from exc

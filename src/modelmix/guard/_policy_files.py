@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from modelmix.catalog._config import read_yaml_file
 from modelmix.errors import ConfigError
 from modelmix.guard._policy import POLICY_ENV, READY_POLICIES, Policy
 
@@ -62,7 +61,7 @@ def load_policy(ref: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
         path = Path(text).expanduser()
         if not path.exists() and "/" not in text and not text.endswith((".yaml", ".yml")):
             ready_policy_path(text)  # raises: neither a ready policy nor a file
-    return policy_from_dict(_read_yaml(path), source=str(path))
+    return policy_from_dict(read_yaml_file(path, "policy"), source=str(path))
 
 
 def policy_from_dict(raw: Any, *, source: str = "policy") -> Policy:
@@ -91,20 +90,3 @@ def _where(loc: Sequence[int | str]) -> str:
         rule, rest = ".".join(parts[:depth]), ".".join(parts[depth:])
         return f'rule "{rule}", field "{rest}"' if rest else f'rule "{rule}"'
     return f'field "{".".join(parts)}"' if parts else "top level"
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read policy: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 at offset {exc.start}") from exc
-    stream = io.StringIO(text)
-    stream.name = str(path)
-    try:
-        return yaml.safe_load(stream)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from exc
