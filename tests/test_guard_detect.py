@@ -85,6 +85,8 @@ def test_checksums() -> None:
     ("born 12-Mar-1985 in Leeds", "DATE_OF_BIRTH", "12-Mar-1985"),
     ("my pw is hunter2, don't tell", "PASSWORD", "hunter2"),
     ("Hauptstraße 5, 10115 Berlin, Tel. 030 12345678", "ADDRESS", "Hauptstraße 5, 10115 Berlin"),
+    ("Av. Paulista, 1578, sala 4, Bela Vista, São Paulo - SP, 01310-200", "ADDRESS",
+     "Av. Paulista, 1578, sala 4, Bela Vista, São Paulo - SP, 01310-200"),
     ("git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r", "API_KEY",
      "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),  # a token as the URL's user, not an email
     ("my password is hunter2hunter2", "PASSWORD", "hunter2hunter2"),

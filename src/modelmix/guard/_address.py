@@ -110,9 +110,11 @@ _SEGMENT = re.compile(
 )
 _SEG_OK = re.compile(
     r"^(?:\d{2}-\d{3}|\d{4,6}(?:[ \t]?[A-Z]{2})?|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|"
-    r"[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|(?:[A-Z\u00c0-\u017d(][\w'\u2019.()\-/]*|\d[\w\-]*|de|di|da|"
+    r"[A-Z]\d[A-Z][ \t]?\d[A-Z]\d|(?:apto|apt|ap|sala|bloco|casa|andar|piso|planta|puerta|"
+    r"esc|étage|etage|bte|stiege|tür|whg|flat|unit|suite|ste)\.?[ \t]*[\dA-Za-z][\w\-/]*|"
+    r"(?:[A-Z\u00c0-\u017d(][\w'\u2019.()\-/]*|\d[\w\-]*|de|di|da|"
     r"del|la|le|sur|am|an|der|upon|on|en)(?:[ \t]+(?:[A-Z\u00c0-\u017d(][\w'\u2019.()\-/]*|"
-    r"\d[\w\-]*|de|di|da|del|la|le|sur|am|an|der|upon|on|en|du|des|y|e|i|zu|bei|im|of)){0,5})"
+    r"\d[\w\-]*|-|de|di|da|del|la|le|sur|am|an|der|upon|on|en|du|des|y|e|i|zu|bei|im|of)){0,5})"
     r"[ \t]*$"
 )
 # A segment that starts a phone number or mail address ends the address ("..., Tel. 030 ...").
@@ -177,8 +179,9 @@ class AddressRecognizer(Recognizer):
 
     @staticmethod
     def _extend(text: str, end: int) -> int:
-        """Extend over up to three following address-like segments (city, state, postcode)."""
-        for _ in range(3):
+        """Extend over up to five following address-like segments (unit, district, city, state,
+        postcode)."""
+        for _ in range(5):
             match = _SEGMENT.match(text, end)
             if match is None:
                 break
