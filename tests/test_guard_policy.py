@@ -242,7 +242,7 @@ def test_every_text_is_scanned() -> None:
     req = ChatRequest.model_validate({
         "model": "m", "user": "u@example.org", "metadata": {"note": "n1"},
         "messages": [
-            {"role": "system", "content": "sys"},
+            {"role": "system", "content": "sys", "name": "who"},
             {"role": "user", "content": [{"type": "text", "text": "part"},
                                          {"type": "image_url",
                                           "image_url": {"url": "data:x"}}]},
@@ -252,8 +252,34 @@ def test_every_text_is_scanned() -> None:
             {"role": "tool", "tool_call_id": "c1", "content": "result"},
         ]})
     texts = request_texts(req)
-    assert texts == ["sys", "part", "{\"ssn\": \"x\"}", "result", "u@example.org", "n1"]
-    assert "data:x" not in texts and "lookup" not in texts
+    wanted = ["sys", "who", "part", "c1", "lookup", "{\"ssn\": \"x\"}", "result", "c1",
+              "u@example.org", "note", "n1"]  # message names, call ids and dict keys too
+    found = iter(texts)
+    assert all(any(t == w for t in found) for w in wanted), texts  # in this order
+    assert "data:x" not in texts and "system" not in texts and "image_url" not in texts
+
+
+async def test_names_ids_and_keys_are_screened() -> None:
+    service, fakes, _sink = _service("finance")
+    for body in ({"messages": [{"role": "user", "name": KEY, "content": "hello"}]},
+                 {"metadata": {KEY: "x"}},
+                 {"foo": {"bar": {KEY: 1}}},
+                 {"messages": [
+                     {"role": "user", "content": "hi"},
+                     {"role": "assistant", "tool_calls": [{"id": KEY, "type": "function",
+                                                           "function": {"name": "f",
+                                                                        "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": KEY, "content": "ok"}]}):
+        request = ChatRequest.model_validate(
+            {"model": "clouds", "messages": [{"role": "user", "content": "hi"}], **body})
+        with pytest.raises(PolicyDenied, match="API_KEY"):
+            await service.complete(request)  # finance blocks credentials wherever they are
+    assert not _received(fakes)
+    done = await service.complete(ChatRequest.model_validate({
+        "model": "clouds", "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {f"card {CARD}": "x"}}))
+    sent = fakes[done.deployment.name].calls[0]
+    assert CARD not in sent_text(sent) and "card <CREDIT_CARD_1>" in sent_text(sent)
 
 
 async def test_tools_schemas_stop_and_tool_choice_are_screened() -> None:

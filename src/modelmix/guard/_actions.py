@@ -44,18 +44,27 @@ from modelmix.store import AuditRecord, UsageRecord
 
 __all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config", "request_texts"]
 
-#: Top-level request fields that carry no free text. All others are scanned whole,
-#: including ``tools`` (descriptions, schemas, enums), ``tool_choice``, ``response_format``
-#: (JSON schemas) and ``stop``: callers put identifiers there too.
+#: Top-level request fields that carry no free text (numbers, flags, the model name). All
+#: others are scanned whole, keys included: ``tools`` (names, descriptions, schemas and
+#: their property names), ``tool_choice``, ``response_format``, ``stop``, ``user``,
+#: ``metadata``, ``logit_bias`` and any extra field: callers put identifiers anywhere.
 _NO_TEXT = frozenset({
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
     "temperature", "top_p", "n", "seed", "presence_penalty", "frequency_penalty",
-    "logit_bias", "logprobs", "top_logprobs", "parallel_tool_calls", "timeout",
+    "logprobs", "top_logprobs", "parallel_tool_calls", "timeout",
 })
-#: Message and part fields that carry no free text (media is not scanned).
-_NO_TEXT_IN_MESSAGE = frozenset({"role", "tool_call_id", "name", "type", "image_url",
-                                 "input_audio", "file"})
-_NO_TEXT_IN_CALL = frozenset({"id", "type", "name", "index"})
+#: Message and part fields that carry no free text (media is not scanned). A message's
+#: ``name``, tool-call ids and function names are scanned.
+_NO_TEXT_IN_MESSAGE = frozenset({"role", "type", "image_url", "input_audio", "file"})
+_NO_TEXT_IN_CALL = frozenset({"type", "index"})
+#: Keys of the OpenAI request shapes and JSON Schema: their values are scanned, the keys
+#: themselves (fixed words) need not be.
+_KNOWN_KEYS = frozenset({
+    "content", "text", "name", "tool_calls", "tool_call_id", "function", "function_call",
+    "arguments", "id", "description", "parameters", "properties", "required", "items",
+    "enum", "json_schema", "schema", "strict", "additionalProperties", "anyOf", "oneOf",
+    "allOf", "default", "title", "format", "minimum", "maximum", "pattern", "const",
+})
 
 TextMap = Callable[[str], str]
 
@@ -64,13 +73,22 @@ _INLINE_CHARS = 2_000
 
 
 def _walk(value: Any, fn: TextMap, skip: frozenset[str] = frozenset()) -> Any:
-    """``value`` (JSON-like) with every string passed through ``fn``, in a fixed order."""
+    """``value`` (JSON-like) with every string passed through ``fn``, dictionary keys
+    included (except the ``skip`` keys, whose values are kept as they are), in a fixed
+    order."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
         return [_walk(v, fn, skip) for v in value]
     if isinstance(value, dict):
-        return {k: v if k in skip else _walk(v, fn, skip) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if k in skip:
+                out[k] = v
+            else:
+                key = fn(k) if isinstance(k, str) and k not in _KNOWN_KEYS else k
+                out[key] = _walk(v, fn, skip)
+        return out
     return value
 
 
