@@ -474,16 +474,20 @@ def test_audit_rows_stored_with_usage(audit_db: str) -> None:
     store = UsageStore(url)
     store.create_all()
     plain = UsageRecord(request_id="r0", created_at=time.time())
-    store.insert_many([plain, _audited("r1"), _audited("r2", action="allow",
-                                                       data_class="public", entities={})])
+    allowed = _audited("r2", action="allow", data_class="public", entities={})
+    allowed.status_code = 200
+    local = _audited("r3", action="route-local")  # 403: no local deployment could take it
+    blocked = _audited("r1")
+    store.insert_many([plain, blocked, allowed, local])
     with AuditStore(url) as audit:
-        rows = audit.rows()
-        assert [r.request_id for r in rows] == ["r2", "r1"]
-        assert rows[1].entities == {"US_SSN": 2} and rows[1].status_code == 403
+        rows = {r.request_id: r for r in audit.rows()}
+        assert sorted(rows) == ["r1", "r2", "r3"]  # r0 was not screened: no audit row
+        assert rows["r1"].entities == {"US_SSN": 2} and rows["r1"].status_code == 403
         assert [r.request_id for r in audit.rows(action="block")] == ["r1"]
         summary = {tuple(s.group.values()): (s.requests, s.blocked, s.entities)
                    for s in audit.summary()}
-        assert summary == {("regulated", "block"): (1, 1, 2), ("public", "allow"): (1, 0, 0)}
+        assert summary == {("regulated", "block"): (1, 1, 2), ("public", "allow"): (1, 0, 0),
+                           ("regulated", "route-local"): (1, 1, 2)}
     store.close()
 
 

@@ -188,6 +188,9 @@ class AuditStore:
                 ) -> list[AuditSummaryRow]:
         """Requests, blocked requests and entities per group, most requests first.
 
+        Blocked: refused with 403, by a ``block`` action or because no deployment the
+        policy allows could take the request (``route-local`` with only clouds).
+
         Raises:
             ValueError: an unknown ``group_by`` field.
         """
@@ -197,7 +200,8 @@ class AuditStore:
                                  f"{sorted(_GROUP_COLUMNS)}")
         col = AUDIT_TABLE.c
         keys = [col[_GROUP_COLUMNS[name]] for name in group_by]
-        blocked = sa.func.sum(sa.case((col.action == "block", 1), else_=0))
+        refused = sa.or_(col.action == "block", col.status_code == 403)
+        blocked = sa.func.sum(sa.case((refused, 1), else_=0))
         query = _filtered(sa.select(*keys, sa.func.count(), blocked,
                                     sa.func.sum(col.entity_count)), since)
         query = query.group_by(*keys).order_by(sa.func.count().desc())
