@@ -29,8 +29,7 @@ _PERSONAL = re.compile(
     r"taking|takes|took|started on|dose|suffers?|suffering|history of|hx|dx|rx|mg|mcg|"
     r"ich|mein|meine|meiner|je|mon|ma|mes|yo|mi|mis|io|paziente|paciente|patiente|patientin|"
     r"er|sie|il|elle|él|ella|lui|lei|admitted|admission|discharged?|"
-    r"\d{1,3}\s?(?:[mf]|yo|y/o|yrs?|years? old|-?year-old)|"
-    r"\d{1,3}-year-old)\b",
+    r"\d{1,3}\s?(?:[mf]|yo|y/o))\b",
     re.IGNORECASE,
 )
 # "JOHN DOE, 45, HIV POSITIVE": an age in apposition.

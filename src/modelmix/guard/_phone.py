@@ -40,6 +40,7 @@ _CUE = re.compile(
     r"电话|電話|手机|手機|携帯|連絡先|联系)\w*[^\d]{0,50}$",
     re.IGNORECASE,
 )
+_ISBN = re.compile(r"\bISBN(?:-1[03])?:?\s*$", re.IGNORECASE)
 _REGIONS = ("DE", "FR", "GB", "IT", "ES", "NL", "BE", "AT", "CH", "PT", "PL", "IE", "SE", "AU",
             "IN")
 
@@ -91,6 +92,8 @@ class PhoneRecognizer(Recognizer):
         """Confidence that ``core`` (the candidate without extension) is a phone number, or 0."""
         if core.startswith("+") or (core.startswith("00") and not core.isdigit()):
             return 0.95 if _international(core) else 0.0
+        if _ISBN.search(text, max(0, start - 12), start):
+            return 0.0  # "ISBN 0-306-40615-2"
         cued = _CUE.search(text, max(0, start - 70), start) is not None
         if _DATE_SHAPE.match(core) and not cued:
             return 0.0

@@ -236,9 +236,11 @@ class IpRecognizer(Recognizer):
             if len(value) < 4 or preceded_by_word(text, start) or after.isalnum() or after == "_":
                 continue
             try:
-                ipaddress.IPv6Address(value)
+                address = ipaddress.IPv6Address(value)
             except ValueError:
                 continue
+            if sum(1 for group in value.split(":") if group) < 3 and not address.ipv4_mapped:
+                continue  # "0::2", "a::b": a slice or a ratio far more often than a host
             yield Entity("IP_ADDRESS", start, start + len(value), 0.95)
 
 
