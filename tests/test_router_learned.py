@@ -359,3 +359,23 @@ def test_default_artifact_loads_fast_and_scores() -> None:
         "notebooks for $1.50 each with the money. How many notebooks does she buy?",
         "", "¿Cuál es la capital de Perú?", "x" * 20000])
     assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_cli_calibrate_on_out_of_fold_scores(trained: LearnedPredictor, tmp_path: Path) -> None:
+    from modelmix.routing import load_calibration
+
+    assert trained.artifact_dir is not None
+    data = trained.artifact_dir.parent / "part1.csv"
+    base = ["router", "calibrate", "--router", str(trained.artifact_dir), "--data", str(data),
+            "--target", "min-pgr=0.8", "--name", "q"]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "oof").mkdir()
+    _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "in")]))
+    _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "oof"), "--cv", "3"]))
+    in_sample = load_calibration(tmp_path / "in").targets["q"]
+    oof = load_calibration(tmp_path / "oof").targets["q"]
+    # scores of prompts the router never saw are less confident: the same quality target
+    # takes at least as many strong calls (a threshold set in-sample would promise too much)
+    assert oof.strong_share >= in_sample.strong_share and oof.threshold != in_sample.threshold
+    output = _clean_error(CliRunner().invoke(app, [*base, "--cv", "1"]))
+    assert "at least 2 folds" in output

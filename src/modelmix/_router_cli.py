@@ -196,6 +196,34 @@ def run_calibration(
                           dropped, in_artifact=folder == artifact)
 
 
+def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[float]:
+    """Every prompt of ``data``'s P(strong needed) from a router of the same learner
+    (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order.
+
+    Raises:
+        ConfigError: the router is not a trained artifact, or the data has no weak/strong
+            pair or too few prompts for ``folds``.
+    """
+    import numpy as np
+
+    from modelmix.routing.learned import FitOptions, load_predictor, read_outcome_tables
+    from modelmix.routing.learned._cv import cross_validate_router
+
+    predictor = load_predictor(router)
+    weak, strong = predictor.weak_model, predictor.strong_model
+    if weak is None or strong is None:
+        raise ConfigError(f"router {router} has no weak/strong pair to calibrate")
+    try:
+        options = FitOptions.from_description(predictor.manifest.get("learner", {}))
+        table = read_outcome_tables(list(data), models=[weak, strong])
+        scores = np.full(len(table.prompts), np.nan)
+        cross_validate_router(table, predictor.embedder, options, weak=weak, strong=strong,
+                              folds=folds, scores_out=scores)
+    except ValueError as exc:
+        raise ConfigError(f"cannot cross-validate on this data: {exc}") from exc
+    return [float(v) for v in scores]
+
+
 def _print_run(run: CalibrationRun) -> None:
     r = run.result
     pgr = "n/a" if r.pgr is None else f"{r.pgr:.3f}"
@@ -237,17 +265,26 @@ def calibrate_command(
         help="Deployment pricing the strong model (default: cheapest proprietary).")] = None,
     completion_tokens: Annotated[int | None, typer.Option(
         min=1, help="Completion tokens per request when the table has no responses.")] = None,
+    cv: Annotated[int, typer.Option(
+        min=0, help="Calibrate on out-of-fold scores: retrain the router's learner K times "
+        "on the data, each time scoring the fold left out. Use it when the data is (part "
+        "of) what the router was trained on; 0: score the data with the router as is.")]
+    = 0,
 ) -> None:
     """Set a routing threshold for a target and store it with the router."""
     try:
         parsed = Target.parse(target)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--target") from None
+    if cv == 1:
+        raise typer.BadParameter("needs 0 (off) or at least 2 folds", param_hint="--cv")
     try:
+        scores = out_of_fold_scores(router, data, cv) if cv else None
         run = run_calibration(
             router=router, data=data, target=parsed, name=name, config=_config(config),
             make_default=make_default, out=out, weak_deployment=weak_deployment,
-            strong_deployment=strong_deployment, completion_tokens=completion_tokens)
+            strong_deployment=strong_deployment, completion_tokens=completion_tokens,
+            scores=scores)
     except ModelmixError as exc:
         _fail(exc.message)
     _print_run(run)

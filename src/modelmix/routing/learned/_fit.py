@@ -8,7 +8,8 @@ did not see the row, so the heads learn how much to trust it on unseen prompts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -86,6 +87,30 @@ class FitOptions:
             "knn": {"k": self.knn_k, "shrink": self.knn_shrink},
         }
         return {"name": self.learner, **specific[self.learner], **common}
+
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> FitOptions:
+        """The options a manifest's ``learner`` entry (:meth:`describe`) was made with
+        (unlisted fields take their defaults; ``tokens`` absent means off).
+
+        Raises:
+            ValueError: an unknown learner.
+        """
+        d = dict(described)
+        learner = d.pop("name", "logreg")
+        if learner not in ("logreg", "mf", "knn"):
+            raise ValueError(f"unknown learner {learner!r}")
+        tokens = d.pop("tokens", None)
+        renames = {"rank": "mf_rank", "l2": "mf_l2", "epochs": "mf_epochs", "lr": "mf_lr",
+                   "k": "knn_k", "shrink": "knn_shrink"}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {renames.get(k, k): v for k, v in d.items()
+                                  if renames.get(k, k) in fields}
+        kwargs["tokens"] = bool(tokens)
+        if tokens:
+            kwargs.update(token_buckets=int(tokens["buckets"]), token_c=float(tokens["c"]),
+                          token_beta=float(tokens["beta"]))
+        return cls(learner=learner, **kwargs)
 
 
 def _noop(stage: str, done: int, total: int) -> None:
