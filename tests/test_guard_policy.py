@@ -259,6 +259,20 @@ def test_every_text_is_scanned() -> None:
     assert "data:x" not in texts and "system" not in texts and "image_url" not in texts
 
 
+async def test_json_keys_are_cues_for_their_values() -> None:
+    from modelmix.guard import load_detector
+
+    service, fakes, sink = _service("finance", detector=load_detector())
+    done = await service.complete(ChatRequest.model_validate({
+        "model": "clouds", "messages": [{"role": "user", "content": "summarise the claim"}],
+        "metadata": {"patient": "Eleanor Whitcombe", "ssn": SSN, "note": "Blue Cross"}}))
+    sent = sent_text(fakes[done.deployment.name].calls[0])
+    assert "Eleanor Whitcombe" not in sent and SSN not in sent and "<PERSON_1>" in sent
+    assert "Blue Cross" in sent  # "note" is no cue
+    audit = sink.records[0].audit
+    assert audit is not None and audit.entities == {"PERSON": 1, "US_SSN": 1}
+
+
 async def test_names_ids_and_keys_are_screened() -> None:
     service, fakes, _sink = _service("finance")
     for body in ({"messages": [{"role": "user", "name": KEY, "content": "hello"}]},

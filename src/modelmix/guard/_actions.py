@@ -33,7 +33,7 @@ from typing import Any
 
 from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
-from modelmix.guard._base import DataClass, Detector, Entity, join_straddling
+from modelmix.guard._base import DataClass, Detector, Entity, join_straddling, key_context
 from modelmix.guard._policy import Action, Policy, Verdict
 from modelmix.guard._policy_files import load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
@@ -360,7 +360,7 @@ class Guard:
         detector = self.detector
         found = detector.detect_many(texts) if texts else []
         if len(texts) > 1:
-            found = join_straddling(detector, texts, found)
+            found = key_context(detector, texts, join_straddling(detector, texts, found))
         return found, detector.classify([e for ents in found for e in ents])
 
     def _decide(self, request: ChatRequest, texts: list[str],
