@@ -136,7 +136,8 @@ def key_context(detector: Detector, texts: Sequence[str],
     The guard scans a request's JSON keys and values as separate texts, key first, so in
     ``{"patient": "Eleanor Whitcombe", "ssn": "536-22-8761"}`` neither value has the cue a
     detector needs. For each text of at most 200 characters in which nothing was found,
-    after a text of at most 40 characters (a key: ``_`` and ``-`` read as spaces), this
+    after a text of at most 40 characters and three words (a key: ``_`` and ``-`` read as
+    spaces), this
     scans ``"<key>: <value>"`` and keeps the entities that lie wholly in the value.
 
     Returns:
@@ -146,7 +147,7 @@ def key_context(detector: Detector, texts: Sequence[str],
     for i in range(len(texts) - 1):
         key, value = texts[i], texts[i + 1]
         if (result[i + 1] or not value.strip() or len(value) > _VALUE_CHARS
-                or not key.strip() or len(key) > _KEY_CHARS or "\n" in key):
+                or not key.strip() or len(key) > _KEY_CHARS or len(key.split()) > 3):
             continue
         prefix = key.strip().replace("_", " ").replace("-", " ") + ": "
         shift = len(prefix)
