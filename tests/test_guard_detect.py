@@ -84,6 +84,8 @@ def test_checksums() -> None:
     ("\u8eab\u4efd\u8bc1 110101199003074514", "NATIONAL_ID", "110101199003074514"),
     ("born 12-Mar-1985 in Leeds", "DATE_OF_BIRTH", "12-Mar-1985"),
     ("my pw is hunter2, don't tell", "PASSWORD", "hunter2"),
+    ("device IMEI 490154203237518", "DEVICE_ID", "490154203237518"),  # Luhn, but no card
+    ("PAN card ABCPE1234F", "NATIONAL_ID", "ABCPE1234F"),
     ("patient Jane Roe takes insulin glargine", "MEDICATION", "insulin glargine"),
     ("Hauptstraße 5, 10115 Berlin, Tel. 030 12345678", "ADDRESS", "Hauptstraße 5, 10115 Berlin"),
     ("Av. Paulista, 1578, sala 4, Bela Vista, São Paulo - SP, 01310-200", "ADDRESS",

@@ -94,6 +94,11 @@ class EmailRecognizer(Recognizer):
 _CARD_PREFIX = re.compile(r"^(?:4|5[0-9]|2[2-7]|3[0-9]|6|1800|2131|8)")
 
 
+_IMEI_CUE = re.compile(r"\bimei\b[^\d\n]{0,16}$", re.IGNORECASE)
+_IMEI = re.compile(r"\bimei\b[^\d\n]{0,16}(?P<value>\d{2}[ \-]?\d{6}[ \-]?\d{6}[ \-]?\d(?:\d)?)"
+                   r"(?![\w])", re.IGNORECASE)
+
+
 @register
 class CreditCardRecognizer(Recognizer):
     """Payment cards: 13-19 digits, card-like grouping, known IIN prefix, Luhn check."""
@@ -118,6 +123,8 @@ class CreditCardRecognizer(Recognizer):
                 continue
             if self._IBAN_HEAD.search(text, max(0, match.start() - 6), match.start()):
                 continue  # the tail of an IBAN with a wrong check, not a card
+            if _IMEI_CUE.search(text, max(0, match.start() - 24), match.start()):
+                continue  # IMEIs are Luhn-checked too: VehicleRecognizer reports them
             if len(digits) >= 14 or self._CUE.search(text, max(0, match.start() - 60),
                                                      match.start()):
                 yield Entity("CREDIT_CARD", match.start(), match.end(), 1.0)
@@ -371,9 +378,10 @@ class NationalIdRecognizer(Recognizer):
         for match in self._CUED.finditer(text):
             value = match.group("value")
             digits = digits_of(value)
-            if len(digits) < 5 or (len(digits) == 9 and "bsn" in match.group().lower()
-                                   and not bsn_ok(digits)):
-                continue
+            short = len(digits) < 5 and not (len(digits) >= 4 and len(value) >= 8)
+            if short or (len(digits) == 9 and "bsn" in match.group().lower()
+                         and not bsn_ok(digits)):
+                continue  # "id card 1234" is not an ID; "PAN ABCPE1234F" is
             # 0.87: an ID cue ("NIR", "sécu", "aadhaar") is more specific than the phone
             # recognizer's "numéro"/"number" cue (0.85) on the same digits
             yield Entity("NATIONAL_ID", match.start("value"), match.end("value"), 0.87)
@@ -450,7 +458,8 @@ class DateOfBirthRecognizer(Recognizer):
 
 @register
 class VehicleRecognizer(Recognizer):
-    """Vehicle identification numbers (ISO 3779 check digit) and MAC addresses (device IDs)."""
+    """Vehicle identification numbers (ISO 3779 check digit); MAC addresses and IMEIs
+    (after "IMEI", Luhn-checked) as device IDs."""
 
     name = "vehicle_device"
     types = ("VEHICLE_ID", "DEVICE_ID")
@@ -472,5 +481,9 @@ class VehicleRecognizer(Recognizer):
             for match in self._MAC_FULL.finditer(text, start, end):
                 if not preceded_by_word(text, match.start(), ":-"):
                     yield Entity("DEVICE_ID", match.start(), match.end(), 0.85)
+        if "imei" in text.lower():
+            for match in _IMEI.finditer(text):
+                if luhn_ok(digits_of(match.group("value"))[:15]):
+                    yield Entity("DEVICE_ID", match.start("value"), match.end("value"), 0.95)
 
 
