@@ -22,7 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from modelmix.guard import _address, _medical, _names, _phone, _recognizers, _secrets
+from modelmix.guard import (
+    _address,
+    _id_numbers,
+    _medical,
+    _names,
+    _phone,
+    _recognizers,
+    _secrets,
+)
 from modelmix.guard._base import DataClass, Entity
 from modelmix.guard._classify import DEFAULT_RULES, ClassificationRules, classify
 from modelmix.guard._normalize import normalize
@@ -31,7 +39,7 @@ from modelmix.guard._patterns import RECOGNIZERS
 __all__ = ["ENTITY_TYPES", "DetectorConfig", "GuardDetector", "load_detector"]
 
 # Importing the recognizer modules registers them; keep the names referenced.
-_MODULES = (_address, _medical, _names, _phone, _recognizers, _secrets)
+_MODULES = (_address, _id_numbers, _medical, _names, _phone, _recognizers, _secrets)
 
 #: Every entity type the detector can report.
 ENTITY_TYPES: tuple[str, ...] = tuple(sorted({t for cls in RECOGNIZERS.values()
