@@ -90,6 +90,12 @@ def test_checksums() -> None:
     ("Hauptstraße 5, 10115 Berlin, Tel. 030 12345678", "ADDRESS", "Hauptstraße 5, 10115 Berlin"),
     ("Av. Paulista, 1578, sala 4, Bela Vista, São Paulo - SP, 01310-200", "ADDRESS",
      "Av. Paulista, 1578, sala 4, Bela Vista, São Paulo - SP, 01310-200"),
+    ("to Kaposvári utca 34., H-1809 Pécs", "ADDRESS", "Kaposvári utca 34., H-1809 Pécs"),
+    ("to Bulevardul Tatiana Nistor, Cumpana, 248396", "ADDRESS",
+     "Bulevardul Tatiana Nistor, Cumpana, 248396"),
+    ("to Ke Hrázi 7, 202 78 Odry", "ADDRESS", "Ke Hrázi 7, 202 78 Odry"),
+    ("to 96 Smith Deviation, Lisashire, NT, 2956", "ADDRESS", "Lisashire, NT, 2956"),
+    ("to Capellan puistokuja 953, 40525 Lahti", "ADDRESS", "Capellan puistokuja 953, 40525 Lahti"),
     ("git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r", "API_KEY",
      "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),  # a token as the URL's user, not an email
     ("my password is hunter2hunter2", "PASSWORD", "hunter2hunter2"),

@@ -56,7 +56,8 @@ _STREET_WORDS = (
     "callejón|glorieta|via|viale|piazza|piazzale|corso|largo|vicolo|borgo|contrada|strada|"
     "rotonda|vico|rua|travessa|praça|alameda|estrada|rodovia|ladeira|ulica|ul\\.|aleja|"
     "rambla|pasaje|vial|carretera|cuesta|urbanización|avinguda|passeig|"
-    "al\\.|plac|osiedle|straße|strasse|platz"
+    "al\\.|plac|osiedle|straße|strasse|platz|r\\.|circuito|corredor|prolongación|privada|"
+    "andador|calzada|cerrada|retorno|periférico|diagonal|diag\\."
 )
 # A street keyword, then up to six words and a house number on the same line ("Via Roma 12",
 # "Calle de Alcalá, 48"), or a number before the keyword ("14 bis, rue des Lilas").
@@ -69,14 +70,28 @@ _STREET_EU_NAME = Anchored(rf"(?:{_STREET_WORDS})[ \t]+(?:[\w'{_Q}\-]+[ \t]*){{1
                            anchors_of(_STREET_WORDS))
 # Street words that are also ordinary English words count only when capitalised.
 _AMBIGUOUS = frozenset("place route passage square via cours voie ronda largo corso plaza avenue "
-                       "boulevard camino rotonda al. bd".split())
+                       "boulevard camino rotonda al. bd r. circuito corredor privada retorno "
+                       "diagonal".split())
 _NUMBER_BEFORE = re.compile(r"\d{1,4}(?:[ \t]?(?:bis|ter))?,?[ \t]+$", re.IGNORECASE)
 _STREET_COMPOUND = re.compile(
     r"[A-Z\u00c4\u00d6\u00dc](?<![\w][A-Z\u00c4\u00d6\u00dc])[\w\-\u00e4\u00f6\u00fc\u00df]*"
     r"(?i:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|steig|chaussee|pfad|laan|"
-    r"straat|plein|gracht|kade|singel|dijk|markt|gade|vej|gatan|vägen|veien|gata)[ \t]+\d{1,5}"
+    r"straat|plein|gracht|kade|singel|dijk|markt|gade|vej|gatan|vägen|veien|gata|katu|tie|kuja|"
+    r"bulevardi)[ \t]+\d{1,5}"
     r"(?:[/\-]\d{1,4})?[ \t]?[a-zA-Z]?(?![\w])"
 )
+# Street types written after the name (Hungarian "Kaposvári utca 34.", Finnish
+# "Capellan puistokuja 953"), and Romanian street types, distinctive enough to need no number.
+_STREET_AFTER = re.compile(
+    r"[A-Z\u00c0-\u017d][\w\-]*(?:[ \t][A-Z\u00c0-\u017d][\w\-]*){0,3}[ \t]"
+    r"(?:utca|út|tér|körút|köz|sétány|fasor|u\.|puistokuja|katu|tie|kuja)[ \t]+\d{1,5}\.?"
+    r"(?![\w])")
+_STREET_RO = re.compile(
+    r"(?<![\w])(?:Strada|Str\.|Bulevardul|Bd\.|Calea|Drumul|Aleea|Splaiul|Intrarea|Șoseaua|"
+    r"Soseaua)[ \t]+[A-Z\u00c0-\u017d\u0218\u021a][\w\-]*(?:[ \t]+[A-Z\u00c0-\u017d\u0218\u021a]"
+    r"[\w\-]*){0,4}(?:,?[ \t]*(?:nr\.?[ \t]*)?\d{1,5}[A-Za-z]?)?(?![\w])")
+# Australian "City, NSW 2000" / "City, NT, 2956".
+_STATE_POSTCODE_AU = re.compile(r",[ \t]*(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT),?[ \t]+\d{4}(?![\w])")
 _BOXES = ("p.o. box|po box|p.o.box|p o box|post office box|postfach|apartado de correos|"
           "casella postale")
 _PO_BOX = Anchored(rf"(?:{_BOXES.replace('.', chr(92) + '.')})[ \t]*#?[ \t]*\d{{1,8}}",
@@ -93,7 +108,8 @@ _HOUSE_NO = re.compile(r"(?:H\.[ \t]?No\.|House No\.|Flat No\.|Plot No\.)[ \t]*[
 # Continental "street 12, 12345 City" without a known street word: found from the postcode and
 # city, then a capitalised street line with a house number just before it.
 _POSTCODE_CITY = re.compile(
-    r"\d(?<![\w\-]\d)(?:\d{3,4}(?:[ \t]?[A-Z]{2})?|\d-\d{3}|\d{4}-?\d{3})(?![\w\-])[ \t,]+"
+    r"\d(?<![\w\-]\d)(?:\d{3,4}(?:[ \t]?[A-Z]{2})?|\d-\d{3}|\d{4}-?\d{3}|\d{2}[ \t]\d{2})"
+    r"(?![\w\-])[ \t,]+"
     r"[A-Z\u00c0-\u017d][\w\-]+(?:[ \t](?:[A-Z\u00c0-\u017d][\w\-]+|an der|am|sur|de|del))*"
 )
 _STREET_BEFORE = re.compile(
@@ -154,13 +170,13 @@ class AddressRecognizer(Recognizer):
                     continue
                 if before or pattern is _STREET_EU:
                     yield (before.start() if before else match.start()), match.end(), 0.85
-        for other in (_STREET_COMPOUND, _PO_BOX, _HOUSE_NO):
+        for other in (_STREET_COMPOUND, _PO_BOX, _HOUSE_NO, _STREET_AFTER, _STREET_RO):
             for match in other.finditer(text):
                 yield match.start(), match.end(), 0.85
         for match in _MILITARY.finditer(text):
             line = _MILITARY_LINE.search(text, max(0, match.start() - 50), match.start())
             yield (line.start() if line else match.start()), match.end(), 0.85
-        for match in _STATE_ZIP.finditer(text):
+        for match in (*_STATE_ZIP.finditer(text), *_STATE_POSTCODE_AU.finditer(text)):
             city = _CITY_BEFORE.search(text, max(0, match.start() - 60), match.start())
             yield (city.start() if city else match.start() + 1), match.end(), 0.85
         for match in _POSTCODE.finditer(text):
