@@ -36,7 +36,7 @@ def main() -> None:
         fake = Faker(locale)
         fake.seed_instance(1)
         makers = {"phone": fake.phone_number, "email": fake.email, "iban": fake.iban,
-                  "address": lambda: fake.address().replace("\n", ", ")}
+                  "address": lambda f=fake: f.address().replace("\n", ", ")}
         for kind, make in makers.items():
             for _ in range(15):
                 value = make()
