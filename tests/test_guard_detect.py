@@ -21,7 +21,7 @@ from modelmix.guard import (
     load_detector,
     normalize,
 )
-from modelmix.guard._base import STRADDLE_WINDOW, join_straddling
+from modelmix.guard._context import STRADDLE_WINDOW, join_straddling
 from modelmix.guard._presidio import chunks
 from modelmix.guard._validators import iban_ok, luhn_ok, nhs_ok, ssn_ok, vin_ok
 

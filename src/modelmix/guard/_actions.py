@@ -33,7 +33,8 @@ from typing import Any
 
 from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
-from modelmix.guard._base import DataClass, Detector, Entity, join_straddling, key_context
+from modelmix.guard._base import DataClass, Detector, Entity
+from modelmix.guard._context import join_straddling, key_context
 from modelmix.guard._policy import Action, Policy, Verdict
 from modelmix.guard._policy_files import load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
