@@ -21,13 +21,7 @@ from modelmix.guard._normalize import Normalized, normalize
 from modelmix.guard._patterns import RECOGNIZERS, Recognizer
 
 if TYPE_CHECKING:
-    from modelmix.guard._actions import (
-        Guard,
-        GuardedProvider,
-        Screening,
-        guard_from_config,
-        request_texts,
-    )
+    from modelmix.guard._actions import Guard, GuardedProvider, Screening, guard_from_config
     from modelmix.guard._policy import (
         POLICY_ENV,
         READY_POLICIES,
@@ -41,11 +35,13 @@ if TYPE_CHECKING:
     )
     from modelmix.guard._policy_files import load_policy, policy_from_dict, resolve_policy_ref
     from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer, StreamRestorer
+    from modelmix.guard._texts import request_texts
 
 #: Policies, actions and pseudonymisation (docs/guard.md) load on first use.
 _LAZY = {
-    **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config",
-                     "request_texts"), "_actions"),
+    **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config"),
+                    "_actions"),
+    "request_texts": "_texts",
     **dict.fromkeys(("POLICY_ENV", "READY_POLICIES", "TAGS_HEADER", "Action", "Policy",
                      "RuleSpec", "Scope", "Verdict", "request_tags"), "_policy"),
     **dict.fromkeys(("load_policy", "policy_from_dict", "resolve_policy_ref"),
