@@ -4,7 +4,8 @@
 upstream (:func:`~modelmix.guard._texts.request_texts`: message contents and names, tool
 calls, tool definitions, schemas, ``stop``, ``user``, metadata and extra fields, keys
 included; across text boundaries by :mod:`~modelmix.guard._context`), classifies the
-request and asks the :class:`~modelmix.guard.Policy` for a :class:`~modelmix.guard.Verdict`. The resulting :class:`Screening` then
+request and asks the :class:`~modelmix.guard.Policy` for a :class:`~modelmix.guard.Verdict`.
+The resulting :class:`Screening` then
 
 - refuses a blocked request (:meth:`Screening.enforce`, PolicyDenied naming the rule and
   the entity types, never their values);
