@@ -147,6 +147,12 @@ def test_input_errors_say_what_is_wrong(runner: CliRunner, tmp_path: Path) -> No
         (["router", "eval", "--data", str(tiny), "--out", str(tmp_path / "ev"), "--folds", "5"],
          "folds must be between 2 and the number of distinct prompts (3)"),
         (["audit", "--class", "nope"], "expected one of public"),
+        (["audit", "--db", ""], "empty database URL"),
+        (["audit", "--db", str(tmp_path / "none.db")], "no usage database at"),
+        (["router", "calibrate", "--data", str(tiny), "--target", "strong-share=0.3",
+          "--name", " "], "must not be empty"),
+        (["router", "calibrate", "--data", str(tiny), "--target", "strong-share=0.3",
+          "--name", "x", "--out", str(not_a_db)], "is not a directory"),
     ]
     for args, needle in cases:
         output = _clean_error(runner.invoke(app, args))
@@ -161,3 +167,16 @@ def test_guard_scan_accepts_a_byte_order_mark(runner: CliRunner, tmp_path: Path)
     result = runner.invoke(app, ["guard", "scan", "--input", str(path)])
     assert result.exit_code == 0, result.output
     assert '"EMAIL_ADDRESS", "start": 5' in result.output
+
+
+def test_a_database_path_is_a_sqlite_url(runner: CliRunner, tmp_path: Path) -> None:
+    from modelmix.store import UsageRecord, UsageStore
+
+    path = tmp_path / "usage.db"
+    with UsageStore(f"sqlite:///{path}") as store:
+        store.create_all()
+        store.insert_many([UsageRecord(request_id="r1", created_at=1.0, deployment="dep-a")])
+    result = runner.invoke(app, ["usage", "--db", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "dep-a" in result.output
+

@@ -278,6 +278,10 @@ def calibrate_command(
         raise typer.BadParameter(str(exc), param_hint="--target") from None
     if cv == 1:
         raise typer.BadParameter("needs 0 (off) or at least 2 folds", param_hint="--cv")
+    if not name.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--name")
+    if out is not None and out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
     try:
         scores = out_of_fold_scores(router, data, cv) if cv else None
         run = run_calibration(
@@ -288,6 +292,9 @@ def calibrate_command(
     except ModelmixError as exc:
         _fail(exc.message)
     _print_run(run)
+    source = (f"out-of-fold, {cv}-fold CV (the learner retrained per fold)" if cv else
+              "the router as trained (use --cv K on the router's own training data)")
+    _out.print(f"  scores: {source}", highlight=False)
 
 
 # -- training data from feedback -----------------------------------------------------------

@@ -235,11 +235,10 @@ def usage(
 def _usage_rows(url: str, since: float | None, fields: tuple[GroupField, ...]
                 ) -> tuple[list[SummaryRow], SummaryRow]:
     """Summary rows and the total row. A SQLite file that does not exist is an error."""
-    from sqlalchemy.engine import make_url
-
     from modelmix.store import UsageStore
+    from modelmix.store._sql import normalize_url
 
-    parsed = make_url(url)
+    parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(str(parsed.database)).expanduser().exists():
             raise ConfigError(f"no usage database at {parsed.database}")

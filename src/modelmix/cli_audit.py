@@ -40,16 +40,15 @@ __all__ = ["audit", "policy"]
 def _db_url(config: Path | None, db: str | None) -> str:
     """``--db``, else ``$MODELMIX_DB_URL``, else the config's ``store.url``; a SQLite file
     that does not exist is an error (nothing was recorded there)."""
-    from sqlalchemy.engine import make_url
-
     from modelmix.catalog import load_config
     from modelmix.store import resolve_db_url
+    from modelmix.store._sql import normalize_url
 
     if db is None:
         path = config or (Path(os.environ["MODELMIX_CONFIG"])
                           if os.environ.get("MODELMIX_CONFIG") else None)
         db = resolve_db_url(load_config(path).store)
-    parsed = make_url(db)
+    parsed = normalize_url(db)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(str(parsed.database)).expanduser().exists():
             from modelmix.errors import ConfigError
@@ -127,9 +126,9 @@ def _check_choice(option: str, value: str | None, choices: tuple[str, ...]) -> N
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from modelmix.store._sql import normalize_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return normalize_url(url).render_as_string(hide_password=True)
 
 
 def _entities(counts: dict[str, int]) -> str:

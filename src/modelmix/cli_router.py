@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -184,6 +185,9 @@ def score(
         out.flush()
     except ModelmixError as exc:
         _fail(exc.message)
+    except BrokenPipeError:  # `router score ... | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 @router_app.command()

@@ -142,11 +142,17 @@ _yield_cpu = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 def normalize_url(url: str | URL) -> URL:
-    """Parse a SQLAlchemy URL; bare ``postgres(ql)://`` means the psycopg 3 driver.
+    """Parse a SQLAlchemy URL; bare ``postgres(ql)://`` means the psycopg 3 driver, and a
+    string without ``://`` is a SQLite file path (``usage.db`` = ``sqlite:///usage.db``).
 
     Raises:
-        ConfigError: the URL cannot be parsed.
+        ConfigError: empty, or the URL cannot be parsed.
     """
+    if isinstance(url, str) and "://" not in url:
+        if not url.strip():
+            raise ConfigError("empty database URL; give sqlite:///path.db, "
+                              "postgresql://user@host/db or a SQLite file path")
+        url = f"sqlite:///{Path(url).expanduser().absolute()}"
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
