@@ -135,3 +135,13 @@ def test_malformed_table_cuts_messages_at_a_word_boundary() -> None:
     assert len(body) == 1 and body[0].rstrip(" │").endswith("…")
     shown = body[0].split("│")[3].strip().removesuffix("…").strip()
     assert message.startswith(shown) and message[len(shown)] in ", "
+
+
+def test_learned_route_reason_shows_score_and_threshold_first() -> None:
+    from modelmix.demo import _short_reason
+
+    full = ("learned: p(strong needed)=0.55 < 0.58 (balanced); no strong-model deployment "
+            "allowed (gpt-4.1: OPENAI_API_KEY unset)")
+    assert _short_reason(full) == ("p(strong)=0.55<0.58 balanced; no strong-model deployment "
+                                   "allowed (gpt-4.1: OPENAI_API_KEY unset)")
+    assert _short_reason("rules: open model by default") == "rules: open model by default"

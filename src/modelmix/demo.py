@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -230,11 +231,20 @@ def _results_table(results: list[DemoResult]) -> Table:
     for r in results:
         table.add_row(
             str(r.index), r.source, "stream" if r.stream else "sync", str(r.status),
-            r.deployment, r.reason, f"{r.prompt_tokens} / {r.completion_tokens}",
+            r.deployment, _short_reason(r.reason), f"{r.prompt_tokens} / {r.completion_tokens}",
             f"{r.latency_ms:,.0f}", f"{r.ttft_ms:,.0f}" if r.ttft_ms is not None else "-",
             f"{r.cost_usd:.6f}", _shorten(r.answer or r.error, ANSWER_WIDTH),
         )
     return table
+
+
+_LEARNED_REASON = re.compile(r"^learned: p\(strong needed\)=([\d.]+) (<|>=) ([\d.]+) \(([^)]*)\)")
+
+
+def _short_reason(reason: str) -> str:
+    """The route reason as the table shows it: the learned router's score and threshold
+    first ("p(strong)=0.55<0.58 balanced; ..."); the full text is in the header and log."""
+    return _LEARNED_REASON.sub(r"p(strong)=\1\2\3 \4", reason, count=1)
 
 
 def _malformed_table(malformed: list[tuple[str, int, str]]) -> Table:
