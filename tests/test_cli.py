@@ -8,6 +8,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from modelmix.cli import _check_port as _REAL_CHECK
 from modelmix.cli import app
 
 DEPLOYMENT = ("deployments:\n  - name: v\n    provider: vllm\n"
@@ -25,6 +26,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
         raise AssertionError("serve got as far as starting the server")
 
     monkeypatch.setattr("uvicorn.run", no_server)
+    monkeypatch.setattr("modelmix.cli._check_port", lambda host, port: None)  # 4000 may be busy
     return CliRunner()
 
 
@@ -180,3 +182,17 @@ def test_a_database_path_is_a_sqlite_url(runner: CliRunner, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "dep-a" in result.output
 
+
+
+def test_serve_reports_a_busy_port_in_one_line(runner: CliRunner,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setattr("modelmix.cli._check_port", _REAL_CHECK)  # the fixture stubs it
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        output = _clean_error(runner.invoke(app, ["serve", "--port", str(port)]))
+    assert output.startswith("error: cannot listen on 127.0.0.1:") and "--port" in output

@@ -66,6 +66,25 @@ def _build_app(cfg: Config) -> Starlette:
         _fail(exc.message)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line when ``host:port`` cannot be bound (in use, no such address),
+    before the app loads; uvicorn would exit with status 3 after several log lines."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                  "(another server on that port? use --port)")
+
+
 def _set_policy(ref: str) -> None:
     """Make ``ref`` the gateway's policy (through ``$MODELMIX_POLICY``, which outranks the
     config); a bad name or file is a clean error now rather than at the first request."""
@@ -111,6 +130,7 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] binding {bind} without "
                           f"{cfg.server.master_key_env}: anyone who can reach this port can "
                           "spend your API keys. Set a master key.")
+    _check_port(bind, port or cfg.server.port)
     listener = configure_logging(log_format, log_level)
     try:
         application = _build_app(cfg)
