@@ -226,7 +226,11 @@ def test_urls_and_drivers(monkeypatch: pytest.MonkeyPatch) -> None:
     assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     with pytest.raises(ConfigError, match="invalid database URL"):
-        UsageStore("not a url")
+        UsageStore("not a://url")
+    assert normalize_url("runs/usage.db").database.endswith("/runs/usage.db")  # a path
+    assert normalize_url("runs/usage.db").get_backend_name() == "sqlite"
+    with pytest.raises(ConfigError, match="empty database URL"):
+        normalize_url("  ")
     with pytest.raises(ConfigError, match="unsupported database URL"):
         UsageStore("nosuchdb://x/y")
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
