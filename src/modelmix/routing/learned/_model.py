@@ -111,6 +111,13 @@ class RouterModel:
         """Whether the heads read sparse token features (logreg with ``tokens``)."""
         return "tok_coef" in self.arrays
 
+    def _idf64(self) -> np.ndarray:
+        """The token IDF as float64, converted once (it is stored as float32)."""
+        idf = self.arrays["tok_idf"]
+        if idf.dtype != np.float64:
+            idf = self.arrays["tok_idf"] = idf.astype(np.float64)
+        return idf
+
     def token_rows(self, ids: Sequence[np.ndarray]) -> SparseRows:
         """The token n-gram rows of prompts' token ids, in this model's layout."""
         return ngram_rows(ids, int(self.arrays["tok_vocab"]), int(self.arrays["tok_buckets"]))
@@ -134,8 +141,7 @@ class RouterModel:
         if self.uses_tokens:
             if tokens is None:
                 raise ValueError("this router's heads need the prompts' token rows")
-            logits = logits + sparse_logits(tokens, a["tok_idf"].astype(np.float64),
-                                            a["tok_coef"])
+            logits = logits + sparse_logits(tokens, self._idf64(), a["tok_coef"])
         probs = _sigmoid(logits)
         if probs.shape[1] == 1:
             return np.asarray(probs[:, 0])
@@ -168,6 +174,8 @@ class RouterModel:
 
     def save(self, directory: Path) -> None:
         arrays: dict[str, Any] = {f"learner_{k}": v for k, v in self.arrays.items()}
+        if "learner_tok_idf" in arrays:  # float64 in memory after scoring; 4 bytes suffice
+            arrays["learner_tok_idf"] = arrays["learner_tok_idf"].astype(np.float32)
         arrays.update(mean=self.mean, std=self.std, domain_coef=self.domain_coef,
                       domain_intercept=self.domain_intercept, domain_means=self.domain_means,
                       te_mean=self.te_mean, te_std=self.te_std)
