@@ -140,7 +140,7 @@ def test_malformed_table_cuts_messages_at_a_word_boundary() -> None:
 def test_learned_route_reason_shows_score_and_threshold_first() -> None:
     from modelmix.demo import _short_reason
 
-    full = ("learned: p(strong needed)=0.55 < 0.58 (balanced); no strong-model deployment "
+    full = ("learned: p(strong needed)=0.55 < 0.58 (target balanced); no strong-model deployment "
             "allowed (gpt-4.1: OPENAI_API_KEY unset)")
     assert _short_reason(full) == ("p(strong)=0.55<0.58 balanced; no strong-model deployment "
                                    "allowed (gpt-4.1: OPENAI_API_KEY unset)")

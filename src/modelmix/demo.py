@@ -244,7 +244,9 @@ _LEARNED_REASON = re.compile(r"^learned: p\(strong needed\)=([\d.]+) (<|>=) ([\d
 def _short_reason(reason: str) -> str:
     """The route reason as the table shows it: the learned router's score and threshold
     first ("p(strong)=0.55<0.58 balanced; ..."); the full text is in the header and log."""
-    return _LEARNED_REASON.sub(r"p(strong)=\1\2\3 \4", reason, count=1)
+    return _LEARNED_REASON.sub(
+        lambda m: f"p(strong)={m[1]}{m[2]}{m[3]} {m[4].removeprefix('target ')}", reason,
+        count=1)
 
 
 def _malformed_table(malformed: list[tuple[str, int, str]]) -> Table:
