@@ -170,9 +170,24 @@ class Anchored:
                                   if _WORDS.match(a)}))
         self._exact = tuple(k for k in self.keys if len(k) < 4)
         self._prefixes = tuple(k for k in self.keys if len(k) >= 4)
+        self._exact_set = frozenset(self._exact)
+        self._by_head: dict[str, tuple[str, ...]] = {}
+        for key in self._prefixes:
+            self._by_head[key[:4]] = (*self._by_head.get(key[:4], ()), key)
 
     def _positions(self, lower: str) -> list[int]:
         index, by_prefix = word_index(lower)
+        if len(index) < len(self.keys):  # a short text: look its few words up instead
+            exact, by_head = self._exact_set, self._by_head
+            found: list[int] = []
+            for word, where in index.items():
+                if word in exact:
+                    found.extend(where)
+                else:
+                    heads = by_head.get(word[:4])
+                    if heads is not None and any(word.startswith(k) for k in heads):
+                        found.extend(where)
+            return sorted(set(found))
         positions = [p for key in self._exact for p in index.get(key, ())]
         for key in self._prefixes:
             for word in by_prefix.get(key[:4], ()):
