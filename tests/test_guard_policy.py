@@ -34,7 +34,7 @@ from modelmix.guard import (
 from modelmix.protocol import ChatRequest
 from modelmix.server import create_app
 from modelmix.store import AuditRecord, AuditStore, UsageRecord, UsageStore
-from modelmix.testing import FakeProvider
+from modelmix.testing import FakeProvider, ListSink
 from test_store import pg_server_url, pg_url  # noqa: F401  (fixtures: PostgreSQL cases)
 
 SSN = "123-45-6789"
@@ -43,15 +43,6 @@ KEY = "sk-abcdefghijklmnop"
 CARD = "4111 1111 1111 1111"
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
-
-    def close(self) -> None:
-        return None
 
 
 def _config(**extra: Any) -> Config:

@@ -37,7 +37,7 @@ from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
 from modelmix.guard import Guard, policy_from_dict
 from modelmix.server import create_app
-from modelmix.store import UsageRecord
+from modelmix.testing import ListSink
 
 NAMES = ("d0", "d1", "d2", "d3")
 HOSTINGS = ("local", "self-hosted", "cloud")
@@ -46,15 +46,6 @@ REGIONS = (None, "eu-west-1", "us-east-1")
 _serial = itertools.count(1000)
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
-
-    def close(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")

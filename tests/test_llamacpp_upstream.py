@@ -30,7 +30,7 @@ from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
 from modelmix.providers.local import default_model_path
 from modelmix.server import create_app
-from modelmix.store import UsageRecord
+from modelmix.testing import ListSink
 
 pytestmark = pytest.mark.local_model
 
@@ -97,17 +97,6 @@ def llama_url() -> Iterator[str]:
                 proc.wait(timeout=10)
 
 
-class ListSink:
-    """A UsageSink that keeps every record in memory."""
-
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
-
-    def close(self) -> None:
-        return None
 
 
 @dataclass

