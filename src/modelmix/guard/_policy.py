@@ -266,7 +266,7 @@ class _Matches:
             self.items.append((rule, spec))
 
 
-class Policy(_Strict):
+class Policy(ClassOverride):
     """A data policy (see the module docstring for how rules combine).
 
     Attributes:
@@ -279,18 +279,10 @@ class Policy(_Strict):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
-    entity_classes: dict[str, DataClass] = Field(default_factory=dict)
-    classes: dict[DataClass, RuleSpec] = Field(default_factory=dict)
-    entities: dict[str, RuleSpec] = Field(default_factory=dict)
+    # classes, entities and entity_classes (validated) come from ClassOverride
     tags: dict[str, RuleSpec] = Field(default_factory=dict)
     keys: dict[str, ClassOverride] = Field(default_factory=dict)
     tenants: dict[str, TenantOverride] = Field(default_factory=dict)
-
-    @field_validator("entities", "entity_classes")
-    @classmethod
-    def _entity_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_entity_types(value)
-        return value
 
     @_model_validator(mode="after")
     def _one_tenant_per_key(self) -> Policy:
