@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from modelmix.server._protocol import http_protocol
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -20,10 +22,12 @@ def free_port() -> int:
 
 @contextmanager
 def serve_app(app: Any, *, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``)."""
+    """Serve ``app`` on 127.0.0.1 and yield its base URL (``http://127.0.0.1:PORT``), with
+    the HTTP protocol ``modelmix serve`` uses."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", access_log=False)
+                            lifespan="on", access_log=False,
+                            http=http_protocol())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -144,6 +145,30 @@ def test_slow_body_gets_408() -> None:
             reply = sock.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 408")
     assert "request_timeout" in reply
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /v1/models HTTP/1.1\r\nHost x\r\n\r\n",  # header without a colon
+    b"NOT A REQUEST LINE\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"zz\r\n",  # chunk size is not hex
+])
+def test_unparseable_http_gets_openai_json_400(base_url: str, raw: bytes) -> None:
+    import socket
+
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        reply = b""
+        while chunk := sock.recv(4096):  # the server closes the connection after it
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_http_request"
+    assert "invalid http request" in error["message"].lower()
 
 
 def test_models_lists_groups_and_availability(base_url: str) -> None:

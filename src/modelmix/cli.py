@@ -120,6 +120,8 @@ def serve(
 
     import uvicorn
 
+    from modelmix.server._protocol import http_protocol
+
     cfg = _config(config)
     if policy is not None:
         _set_policy(policy)
@@ -140,7 +142,8 @@ def serve(
         gc.collect()
         gc.freeze()
         uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
-                    log_level=log_level, access_log=False, log_config=None)
+                    log_level=log_level, access_log=False, log_config=None,
+                    http=http_protocol())
     finally:
         listener.stop()
 
