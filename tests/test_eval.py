@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from modelmix.catalog import Deployment
-from modelmix.errors import ConfigError
 from modelmix.eval import (
     CURVE_GRID,
     CurvePoint,
@@ -45,6 +44,7 @@ from modelmix.eval import (
     stratified_folds,
     write_results,
 )
+from modelmix.routing.learned import RouterDataError
 
 _ROOT = Path(__file__).resolve().parents[1]
 DATA = next((d for d in (_ROOT / "data" / "routellm",
@@ -354,15 +354,15 @@ def test_load_outcome_table(tmp_path: Path) -> None:
 
 def test_load_outcome_table_errors(tmp_path: Path) -> None:
     bad = _write_csv(tmp_path / "bad.csv", ["prompt", "a", "b"], [["p", "True", "maybe"]])
-    with pytest.raises(ConfigError, match="neither True/False nor a number"):
+    with pytest.raises(RouterDataError, match="not True/False or a finite number"):
         load_outcome_table(bad)
     three = _write_csv(tmp_path / "three.csv", ["prompt", "a", "b", "c"], [["p", "1", "0", "1"]])
-    with pytest.raises(ConfigError, match="name the pair"):
+    with pytest.raises(RouterDataError, match="name the pair with --weak and --strong"):
         load_outcome_table(three)
     assert load_outcome_table(three, weak="b", strong="c").strong_model == "c"
-    with pytest.raises(ConfigError, match="no 'prompt' column"):
+    with pytest.raises(RouterDataError, match="no 'prompt' column"):
         load_outcome_table(_write_csv(tmp_path / "np.csv", ["q", "a", "b"], [["p", "1", "0"]]))
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(RouterDataError, match="no such file"):
         load_outcome_table(tmp_path / "missing.csv")
 
 
@@ -493,7 +493,7 @@ def test_cli_eval_cross_validates_the_learned_trainer(tmp_path: Path,
                                "--cv"])
     assert both.exit_code == 2
     bad = runner.invoke(app, ["router", "eval", "--data", str(tmp_path / "nope.csv")])
-    assert bad.exit_code == 2 and "cannot read" in bad.output
+    assert bad.exit_code == 2 and "no such file" in bad.output
 
 
 def test_load_outcome_table_jsonl_with_missing_outcomes(tmp_path: Path) -> None:
@@ -509,5 +509,5 @@ def test_load_outcome_table_jsonl_with_missing_outcomes(tmp_path: Path) -> None:
     report = evaluate_holdout(table, lambda ps: [0.0] * len(ps))
     assert report.skipped_rows == 2
     (tmp_path / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(RouterDataError, match="not valid JSON"):
         load_outcome_table(tmp_path / "bad.jsonl")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,6 +131,23 @@ def test_reads_csv_and_jsonl_with_bool_and_numeric_columns(tmp_path: Path) -> No
     assert table.domains == ("a", "a", "b")
 
 
+def test_text_columns_are_not_models_and_eval_reads_tables_the_same_way(
+        tmp_path: Path) -> None:
+    from modelmix.eval import load_outcome_table
+
+    f = tmp_path / "t.csv"
+    f.write_text("prompt,answer,weak,strong\na,B,False,True\nb,C,nan,1\nc,D,yes,no\n")
+    table = read_outcome_tables([f])
+    assert table.model_names == ("weak", "strong")
+    assert np.isnan(table.outcomes[1, 0]) and table.outcomes[2].tolist() == [1.0, 0.0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,weak,strong\na,True,-inf\nb,False,True\n")
+    for read in (lambda: read_outcome_tables([bad]),
+                 lambda: load_outcome_table(bad, weak="weak", strong="strong")):
+        with pytest.raises(RouterDataError, match="row 1, column 'strong': '-inf' is not"):
+            read()
+
+
 def test_numeric_scores_outside_unit_range_are_scaled(tmp_path: Path) -> None:
     f = write_jsonl(tmp_path / "mt.jsonl", [{"prompt": "a", "x": 1, "y": 10},
                                             {"prompt": "b", "x": 4, "y": 7}])
@@ -141,6 +160,11 @@ def test_numeric_scores_outside_unit_range_are_scaled(tmp_path: Path) -> None:
     ("prompt,m1\na,True\nb,0\nc,maybe\n", "row 3, column 'm1': 'maybe' is not True/False"),
     ("prompt,note\nhello,text\n", "no model outcome columns"),
     ("text,m1\nhello,True\n", "no column 'prompt'"),
+    ("prompt,m1,m2\na,inf,True\nb,0,False\n", "row 1, column 'm1': 'inf' is not True/False or a"),
+    # mostly not outcomes, but one is: a typo'd model column is reported, not dropped
+    ("prompt,m1,m2\na,maybe,True\nb,maybe,False\nc,True,True\n", "row 1, column 'm1'"),
+    ("prompt,m,m\na,True,False\n", r"column name\(s\) \['m'\] appear more than once"),
+    ("prompt,m1\na,True,extra\n", "row 1 has more cells than the header"),
 ])
 def test_bad_outcome_tables(tmp_path: Path, content: str, message: str) -> None:
     f = tmp_path / "t.csv"
@@ -337,6 +361,43 @@ def test_cli_train_bad_inputs(tmp_path: Path) -> None:
     result = runner.invoke(app, ["router", "train", "--data", str(tmp_path / "none.csv"),
                                  "--out", str(tmp_path / "o")])
     assert "no such file" in _clean_error(result)
+
+    good = write_csv(tmp_path / "good.csv", make_rows(12, seed=3))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+
+    def train(*args: str) -> str:
+        return _clean_error(runner.invoke(app, ["router", "train", "--data", str(good), *args]))
+
+    # checked before any training: no traceback, nothing half-written
+    assert "exists and is not a directory" in train("--out", str(a_file))
+    assert "cannot create the directory" in train("--out", str(a_file / "sub"))
+    assert "at least 2 folds" in train("--out", str(tmp_path / "o1"), "--cv", "1")
+    assert "cannot cross-validate" in train("--out", str(tmp_path / "o2"), "--cv", "13")
+    assert not (tmp_path / "o2" / "manifest.json").exists()
+
+
+def test_cli_train_cv_without_a_quality_gap_writes_null_not_nan(tmp_path: Path) -> None:
+    rows = [{"prompt": f"question {i}", "weak": True, "strong": True} for i in range(12)]
+    out = tmp_path / "router"
+    result = _ok(CliRunner().invoke(app, ["router", "train", "--data",
+                                          str(write_csv(tmp_path / "same.csv", rows)),
+                                          "--out", str(out), "--cv", "3"]))
+    assert "APGR n/a, CPT(50%) n/a" in result.stderr
+    text = (out / "manifest.json").read_text()
+    assert "NaN" not in text  # strict JSON parsers reject it
+    assert json.loads(text)["cv_metrics"]["datasets"]["same"]["apgr"]["mean"] is None
+
+
+def test_cli_score_reports_an_unwritable_stdout(trained: LearnedPredictor,
+                                                tmp_path: Path) -> None:
+    file = write_jsonl(tmp_path / "q.jsonl", [{"prompt": "hi"}])
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        proc = subprocess.run([sys.executable, "-m", "modelmix", "router", "score", "--router",
+                               str(trained.artifact_dir), "--input", str(file)],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "cannot write the scores" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # -- the shipped default ----------------------------------------------------------------------

@@ -6,14 +6,18 @@ exits with status 2 (1 for failures that are not the caller's input), never a tr
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-__all__ = ["console", "err_console", "fail"]
+from modelmix.errors import ConfigError
+
+__all__ = ["check_out_dir", "console", "err_console", "fail"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -30,3 +34,21 @@ def fail(message: str, code: int = 2, label: str = "error") -> NoReturn:
     err_console.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True,
                       highlight=False)
     raise typer.Exit(code)
+
+
+def check_out_dir(path: Path, option: str = "--out") -> None:
+    """Create the output directory ``path`` now, before any long computation, or say
+    why it cannot be used.
+
+    Raises:
+        ConfigError: ``path`` is a file, cannot be created, or is not writable.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise ConfigError(f"{option} {path}: exists and is not a directory") from exc
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create the directory: "
+                          f"{exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"{option} {path}: directory is not writable")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from modelmix._cli_output import check_out_dir
 from modelmix._cli_output import console as _out
 from modelmix._cli_output import err_console as _err
 from modelmix._cli_output import fail as _fail
@@ -252,9 +253,9 @@ def calibrate_command(
         raise typer.BadParameter("needs 0 (off) or at least 2 folds", param_hint="--cv")
     if not name.strip():
         raise typer.BadParameter("must not be empty", param_hint="--name")
-    if out is not None and out.exists() and not out.is_dir():
-        raise typer.BadParameter(f"{out} exists and is not a directory", param_hint="--out")
     try:
+        if out is not None:
+            check_out_dir(out)
         from modelmix.routing.learned._train import out_of_fold_scores
 
         scores = out_of_fold_scores(router, data, cv) if cv else None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelmix._cli_output import console
+from modelmix._cli_output import check_out_dir, console
 from modelmix._cli_output import err_console as _err
 from modelmix._cli_output import fail as _fail
 from modelmix._router_cli import feedback_data
@@ -120,8 +120,11 @@ def train(
     options = FitOptions(learner=learner, c=c, seed=seed, tokens=tokens, structure=structure)
     if not (data or more or from_feedback):
         raise typer.BadParameter("give outcome tables or --from-feedback", param_hint="--data")
+    if cv == 1:
+        raise typer.BadParameter("needs 0 (off) or at least 2 folds", param_hint="--cv")
     start = time.perf_counter()
     try:
+        check_out_dir(out)  # fail now, not after training
         with feedback_data(from_feedback, config, db=db, use_judge=judge) as extra, \
                 _progress() as progress:
             router = train_router([*(data or []), *(more or []), *extra], out, options=options,
@@ -131,6 +134,8 @@ def train(
                                   progress=progress)
     except ModelmixError as exc:
         _fail(exc.message)
+    except OSError as exc:  # the artifact could not be written (disk full, removed dir)
+        _fail(f"cannot write the router to {out}: {exc.strerror or exc}", code=1)
     _report_training(router, out, time.perf_counter() - start)
 
 
@@ -145,8 +150,9 @@ def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> Non
                f"{list(router.model_names)} ({pair}) in {seconds:.0f} s", highlight=False)
     _err.print(f"wrote {out} ({artifact_size(out) / 1e6:.1f} MB)", highlight=False)
     for name, m in (router.manifest.get("cv_metrics") or {}).get("datasets", {}).items():
-        _err.print(f"  CV {name}: APGR {m['apgr']['mean']:.3f}, CPT(50%) "
-                   f"{100 * m['cpt50']['mean']:.1f}%", highlight=False)
+        apgr, cpt50 = m["apgr"]["mean"], m["cpt50"]["mean"]  # None: undefined (no gap)
+        _err.print(f"  CV {name}: APGR {'n/a' if apgr is None else f'{apgr:.3f}'}, CPT(50%) "
+                   f"{'n/a' if cpt50 is None else f'{100 * cpt50:.1f}%'}", highlight=False)
 
 
 @router_app.command()
@@ -188,6 +194,9 @@ def score(
     except BrokenPipeError:  # `router score ... | head`: the reader has all it wants
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
+    except OSError as exc:  # stdout itself failed (a full disk, a closed descriptor)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _fail(f"cannot write the scores: {exc.strerror or exc}", code=1)
 
 
 @router_app.command()

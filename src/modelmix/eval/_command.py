@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
+from modelmix._cli_output import check_out_dir
 from modelmix.catalog import Config, Deployment, Tier, load_config
 from modelmix.errors import ConfigError
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS
@@ -151,19 +152,6 @@ def _cross_validated(req: EvalRequest, options: EvalOptions, err: Console) -> li
         return run_eval(tables, options=options, fit=fit, router=label, on_fold=progress)
 
 
-def _check_out_dir(path: Path) -> None:
-    """Create ``path`` (a directory) or raise ConfigError saying why it cannot be used."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
-        raise ConfigError(f"--out {path}: exists and is not a directory") from exc
-    except OSError as exc:
-        raise ConfigError(f"--out {path}: cannot create the directory: "
-                          f"{exc.strerror or exc}") from exc
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"--out {path}: directory is not writable")
-
-
 def run_eval_command(req: EvalRequest, out: Console, err: Console | None = None) -> list[Path]:
     """Evaluate, print one table per dataset to ``out``, write the files; returns their
     paths. Raises :class:`~modelmix.errors.ModelmixError` subclasses for bad input."""
@@ -171,7 +159,7 @@ def run_eval_command(req: EvalRequest, out: Console, err: Console | None = None)
     if req.router is not None and req.cv:
         raise ConfigError("give --router (score a held-out table) or --cv (retrain per "
                           "fold), not both")
-    _check_out_dir(req.out)  # fail now, not after minutes of evaluation
+    check_out_dir(req.out)  # fail now, not after minutes of evaluation
     options = _options(req)
     try:
         reports = (_held_out(req, req.router, options, err) if req.router is not None

@@ -10,16 +10,14 @@ export-feedback`` writes such JSONL, with null where a model has no outcome).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelmix.errors import ConfigError
+from modelmix.routing.learned._tables import RouterDataError, outcome_value, read_rows
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -38,10 +36,6 @@ CHARS_PER_TOKEN = 4.0
 _T = TypeVar("_T")
 _RESERVED = ("prompt", "subject")
 _RESPONSE_SUFFIX = "_response"
-_TRUE = frozenset({"true", "yes", "y", "t", "correct"})
-_FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
-_MISSING = frozenset({"", "nan", "null", "none"})
-_JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -114,41 +108,19 @@ def model_columns(header: Sequence[str]) -> list[str]:
     return [c for c in header if c not in _RESERVED and not c.endswith(_RESPONSE_SUFFIX)]
 
 
-def _parse_value(raw: object, *, where: str) -> float | None:
-    """An outcome cell as a number (True/False -> 1/0); None when empty / null / NaN."""
-    if raw is None:
-        return None
-    if isinstance(raw, bool):
-        return float(raw)
-    text = str(raw).strip().lower()
-    if text in _MISSING:
-        return None
-    if text in _TRUE:
-        return 1.0
-    if text in _FALSE:
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{where}: {raw!r} is neither True/False nor a number") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{where}: {raw!r} is not a finite number")
-    return value
-
-
 def _pick_pair(path: Path, models: list[str], weak: str | None,
                strong: str | None) -> tuple[str, str]:
     for given in (weak, strong):
         if given is not None and given not in models:
-            raise ConfigError(f"{path}: no model column {given!r}; columns are {models}")
+            raise RouterDataError(f"{path}: no model column {given!r}; columns are {models}")
     if weak is not None and strong is not None:
         if weak == strong:
-            raise ConfigError(f"{path}: weak and strong model are both {weak!r}")
+            raise RouterDataError(f"{path}: weak and strong model are both {weak!r}")
         return weak, strong
     others = [m for m in models if m not in (weak, strong)]
     if len(models) != 2 and (weak is None) == (strong is None):
-        raise ConfigError(f"{path}: {len(models)} model columns {models}; name the pair "
-                          "with weak= and strong=")
+        raise RouterDataError(f"{path}: {len(models)} model columns {models}; name the "
+                              "pair with --weak and --strong (weak= / strong= in Python)")
     if weak is not None:
         return weak, others[0]
     if strong is not None:
@@ -156,38 +128,13 @@ def _pick_pair(path: Path, models: list[str], weak: str | None,
     return models[0], models[1]  # reordered by accuracy in load_outcome_table
 
 
-def _read_json(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        if text.lstrip().startswith("["):
-            data = json.loads(text)
-        else:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON / JSONL ({exc.msg})") from None
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ConfigError(f"{path}: expected one JSON object per row")
-    return data
-
-
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names (in first-seen order) and rows of an outcome table: CSV, TSV, or
-    JSON / JSONL objects; it must have a ``prompt`` column and rows."""
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        if path.suffix.lower() in _JSON_SUFFIXES:
-            rows = _read_json(path)
-        else:
-            with path.open(newline="", encoding="utf-8-sig") as fh:
-                dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-                rows = list(csv.DictReader(fh, dialect=dialect))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"{path}: cannot read outcome table: {exc}") from exc
+    """Column names (in first-seen order) and rows of an outcome table (the reader
+    ``router train`` uses); it must have a ``prompt`` column."""
+    rows = read_rows(path)
     header = list(dict.fromkeys(k for r in rows for k in r))
-    if not rows:
-        raise ConfigError(f"{path}: no rows")
     if "prompt" not in header:
-        raise ConfigError(f"{path}: no 'prompt' column (columns: {header})")
+        raise RouterDataError(f"{path}: no 'prompt' column (columns: {header})")
     return header, rows
 
 
@@ -208,8 +155,11 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
 
     Rows where the weak or the strong outcome is missing are skipped (counted in
     ``skipped_rows``). With exactly two model columns and no ``weak``/``strong`` given,
-    the model with the lower mean score is taken as weak. Raises :class:`ConfigError` for
-    an unreadable or malformed table.
+    the model with the lower mean score is taken as weak.
+
+    Raises:
+        RouterDataError: an unreadable or malformed table (the same reader and messages
+            as ``router train``).
 
     Example::
 
@@ -219,12 +169,12 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
     path = Path(path)
     header, rows = _read_rows(path)
     w, s = _pick_pair(path, model_columns(header), weak, strong)
-    values = [(_parse_value(r.get(w), where=f"{path} row {i + 1} {w}"),
-               _parse_value(r.get(s), where=f"{path} row {i + 1} {s}"))
-              for i, r in enumerate(rows)]
+    values = [(outcome_value(r.get(w), where=f"{path}: row {i}, column {w!r}"),
+               outcome_value(r.get(s), where=f"{path}: row {i}, column {s!r}"))
+              for i, r in enumerate(rows, 1)]
     keep = [i for i, (a, b) in enumerate(values) if a is not None and b is not None]
     if not keep:
-        raise ConfigError(f"{path}: no row has outcomes for both {w!r} and {s!r}")
+        raise RouterDataError(f"{path}: no row has outcomes for both {w!r} and {s!r}")
     rows = [rows[i] for i in keep]
     wv = [float(values[i][0] or 0.0) for i in keep]
     sv = [float(values[i][1] or 0.0) for i in keep]

@@ -361,8 +361,9 @@ class LearnedStrategy(Strategy):
                          key=cost)
         secondary = sorted((d for d in candidates if (columns[d.name] == strong) != need_strong),
                            key=cost)
-        reason = (f"learned: p(strong needed)={score:.2f} {'>=' if need_strong else '<'} "
-                  f"{limit:.2f} ({label})")
+        shown, bound = _distinct(score, limit)
+        reason = (f"learned: p(strong needed)={shown} {'>=' if need_strong else '<'} "
+                  f"{bound} ({label})")
         if not primary or (not secondary and excluded):  # policy, not p, decided
             missing_strong = need_strong if not primary else not need_strong
             kind = "strong" if missing_strong else "weak"
@@ -373,3 +374,13 @@ class LearnedStrategy(Strategy):
 
 
 STRATEGIES[LearnedStrategy.name] = LearnedStrategy
+
+
+def _distinct(score: float, limit: float) -> tuple[str, str]:
+    """Score and threshold with 2 decimals, or as many more (up to 6) as it takes for
+    the comparison to be visible ("0.579 < 0.580", not "0.58 < 0.58")."""
+    for digits in range(2, 7):
+        shown, bound = f"{score:.{digits}f}", f"{limit:.{digits}f}"
+        if shown != bound:
+            break
+    return shown, bound

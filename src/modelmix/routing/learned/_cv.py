@@ -59,12 +59,6 @@ def assign_folds(table: OutcomeTable, weak: str, strong: str, folds: int = 5,
     return out
 
 
-def _stat(values: list[float]) -> dict[str, Any]:
-    arr = np.asarray(values, dtype=np.float64)
-    std = float(arr.std(ddof=1)) if arr.size > 1 else None
-    return {"mean": float(arr.mean()), "std": std, "per_fold": [float(v) for v in arr]}
-
-
 def cross_validate_method(table: OutcomeTable, fold: np.ndarray, weak: str, strong: str,
                           method: FoldMethod, progress: Progress | None = None, *,
                           scores_out: np.ndarray | None = None) -> dict[str, Any]:
@@ -74,6 +68,7 @@ def cross_validate_method(table: OutcomeTable, fold: np.ndarray, weak: str, stro
     ``scores_out`` (``(n,)`` float), when given, receives every row's out-of-fold score.
     """
     from modelmix.eval import evaluate_scores
+    from modelmix.eval._report import Stat
 
     w, s = table.model_names.index(weak), table.model_names.index(strong)
     sources = np.asarray(table.sources)
@@ -97,7 +92,7 @@ def cross_validate_method(table: OutcomeTable, fold: np.ndarray, weak: str, stro
             per[name]["cpt80"].append(m.cpt[0.8])
     if progress:
         progress("cross-validation", k, k)
-    return {name: {key: _stat(v) for key, v in d.items()} | {
+    return {name: {key: Stat.of(v).to_dict() for key, v in d.items()} | {
         "prompts": int((sources == name).sum())} for name, d in per.items()}
 
 

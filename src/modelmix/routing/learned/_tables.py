@@ -21,10 +21,12 @@ import numpy as np
 
 from modelmix.errors import ModelmixError
 
-__all__ = ["OutcomeTable", "RouterDataError", "read_outcome_tables", "read_prompts", "read_rows"]
+__all__ = ["OutcomeTable", "RouterDataError", "outcome_value", "read_outcome_tables",
+           "read_prompts", "read_rows"]
 
 _TRUE = frozenset({"true", "yes", "y", "t", "correct"})
 _FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
+_MISSING = frozenset({"", "nan", "null", "none"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 _ID_COLUMNS = frozenset({"id", "idx", "index", "uid", "question_id", "prompt_id", "row"})
 
@@ -60,7 +62,17 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with path.open(newline="", encoding="utf-8-sig") as fh:
         dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-        yield from csv.DictReader(fh, dialect=dialect)
+        reader = csv.DictReader(fh, dialect=dialect)
+        header = reader.fieldnames or []
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:  # DictReader would keep only the last of them, silently
+            raise RouterDataError(f"{path}: column name(s) {twice} appear more than once "
+                                  "in the header")
+        for lineno, row in enumerate(reader, 1):
+            if None in row:  # more cells than the header names
+                raise RouterDataError(f"{path}: row {lineno} has more cells than the header "
+                                      f"({len(header)} columns)")
+            yield row
 
 
 def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -168,50 +180,66 @@ def _text_lines(path: Path) -> list[str]:
     return lines
 
 
-def _outcome(value: Any) -> float | None:
-    """A cell as an outcome: 1/0 for booleans, the number for numerics, None otherwise.
-
-    Empty cells are NaN (no outcome).
-    """
+def _cell(value: Any) -> tuple[bool, float | None]:
+    """``(ok, value)``: ok when ``value`` is an outcome or empty; the value is 1/0 for
+    True/False (and yes/no, correct/wrong...), the number for a finite number, None when
+    empty (null, "", NaN: no outcome)."""
     if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
+        return True, float(value)
     if value is None:
-        return math.nan
+        return True, None
     text = str(value).strip().lower()
     if text in _TRUE:
-        return 1.0
+        return True, 1.0
     if text in _FALSE:
-        return 0.0
-    if text in ("", "nan", "null", "none"):
-        return math.nan
+        return True, 0.0
+    if text in _MISSING:
+        return True, None
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
-        return None
+        return False, None
+    if math.isnan(number):
+        return True, None
+    return math.isfinite(number), number if math.isfinite(number) else None
+
+
+def outcome_value(value: Any, *, where: str) -> float | None:
+    """An outcome cell as a number: True/False (yes/no, 1/0, correct/wrong) as 1/0, a
+    finite number as itself; None for an empty cell (empty, null, NaN: no outcome).
+
+    Raises:
+        RouterDataError: anything else, such as ``maybe`` or ``inf``; ``where`` (file,
+            row, column) starts the message.
+    """
+    ok, number = _cell(value)
+    if not ok:
+        raise RouterDataError(f"{where}: {value!r} is not True/False or a finite number")
+    return number
 
 
 def _model_columns(path: Path, rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
-    """Columns whose cells are all outcomes (bool/number/empty, not all empty), except
-    ``skip``, ``*_response`` and id-like columns.
+    """Columns with at least one outcome cell (True/False or a number), except ``skip``,
+    ``*_response`` and id-like columns; text columns are left out.
 
     Raises:
-        RouterDataError: a column that is mostly outcomes has a cell that is not one (a
-            typo in a model column), naming the row.
+        RouterDataError: such a column also has a cell that is not an outcome (a typo in
+            a model column, or a text column that happens to hold ``yes``), naming it.
     """
     out = []
     for col in rows[0]:
         if col in skip or col.endswith("_response") or col.lower() in _ID_COLUMNS:
             continue
-        values = [_outcome(r.get(col)) for r in rows]
-        bad = [i for i, v in enumerate(values) if v is None]
-        if not bad and not all(v is not None and math.isnan(v) for v in values):
-            out.append(col)
-        elif bad and len(bad) < len(values) / 2:
-            i = bad[0]
-            raise RouterDataError(f"{path}: row {i + 1}, column {col!r}: "
-                                  f"{rows[i].get(col)!r} is not True/False or a number")
+        cells = [_cell(r.get(col)) for r in rows]
+        if not any(ok and v is not None for ok, v in cells):
+            continue
+        bad = next((i for i, (ok, _) in enumerate(cells) if not ok), None)
+        if bad is not None:
+            raise RouterDataError(
+                f"{path}: row {bad + 1}, column {col!r}: {rows[bad].get(col)!r} is not "
+                "True/False or a finite number (name the model columns with --models if "
+                f"{col!r} is not one)")
+        out.append(col)
     return out
 
 
@@ -237,12 +265,9 @@ def _read_part(path: Path, prompt_column: str, domain_column: str | None,
                               f"besides {prompt_column!r}")
     columns: dict[str, list[float]] = {}
     for col in cols:
-        values = [_outcome(r.get(col)) for r in rows]
-        bad = next((i for i, v in enumerate(values, 1) if v is None), None)
-        if bad is not None:
-            raise RouterDataError(f"{path}: row {bad}, column {col!r}: "
-                                  f"{rows[bad - 1].get(col)!r} is not True/False or a number")
-        columns[col] = [float(v) for v in values if v is not None]
+        values = [outcome_value(r.get(col), where=f"{path}: row {i}, column {col!r}")
+                  for i, r in enumerate(rows, 1)]
+        columns[col] = [math.nan if v is None else v for v in values]
     stem = path.stem
     has_domain = domain_column is not None and domain_column in rows[0]
     domains = [str(r.get(domain_column) or stem) if has_domain and domain_column else stem

@@ -140,8 +140,12 @@ def _cv_metrics(table: OutcomeTable, embedder: StaticEmbedder, options: FitOptio
     if folds < 2 or pair[0] is None or pair[1] is None:
         return None, None
     scores = np.full(len(table.prompts), np.nan)
-    metrics = cross_validate_router(table, embedder, options, weak=pair[0], strong=pair[1],
-                                    folds=folds, progress=progress, scores_out=scores)
+    try:
+        metrics = cross_validate_router(table, embedder, options, weak=pair[0],
+                                        strong=pair[1], folds=folds, progress=progress,
+                                        scores_out=scores)
+    except ValueError as exc:  # too many folds for the distinct prompts
+        raise RouterDataError(f"cannot cross-validate: {exc}") from exc
     return metrics, scores
 
 
@@ -169,7 +173,7 @@ def train_router(
     the tables list them), for calibrating thresholds without in-sample optimism.
 
     Raises:
-        RouterDataError: unusable data.
+        RouterDataError: unusable data, or more ``cv_folds`` than distinct prompts.
         ConfigError: no artifact to take the embedding table from.
     """
     from modelmix import __version__
