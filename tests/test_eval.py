@@ -472,6 +472,25 @@ def test_cli_eval_held_out_with_shipped_router(tmp_path: Path,
 
 
 @pytest.mark.skipif(not (DATA / "gsm8k.csv").is_file(), reason="shared data not present")
+def test_cli_eval_shows_numeric_grades_as_scores_not_percentages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    monkeypatch.delenv("MODELMIX_CONFIG", raising=False)
+    rng = random.Random(0)
+    rows = [[f"question {i} about topic {i % 7}", str(rng.randint(1, 8)),
+             str(rng.randint(3, 10))] for i in range(40)]
+    table = _write_csv(tmp_path / "grades.csv", ["prompt", "small", "big"], rows)
+    result = CliRunner().invoke(app, ["router", "eval", "--data", str(table), "--folds", "2",
+                                      "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    caption = " ".join(result.output.split())
+    weak = sum(int(r[1]) for r in rows) / len(rows)
+    assert f"mean score weak {weak:.2f}" in caption and "quality" not in caption
+
+
 def test_cli_eval_cross_validates_the_learned_trainer(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner

@@ -33,8 +33,13 @@ def _cpt_cell(report: EvalReport, stat: Stat) -> str:
 def _caption(report: EvalReport) -> str:
     how = (f"{report.folds}-fold CV split by prompt (seed {report.seed}), mean ± std over folds"
            if report.protocol == "cv" else "held-out table, one trained router")
-    lines = [f"{how}; weak {report.q_weak.fmt(100, 1, '%')}, "
-             f"strong {report.q_strong.fmt(100, 1, '%')} quality"]
+    stats = (report.q_weak, report.q_strong)
+    if all(math.isfinite(q.mean) and 0.0 <= q.mean <= 1.0 for q in stats):
+        weak, strong = (q.fmt(100, 1, "%") for q in stats)
+        lines = [f"{how}; weak {weak}, strong {strong} quality"]
+    else:  # numeric grades (an MT-Bench-style 1-10 score), not a share of correct answers
+        weak, strong = (q.fmt(1, 2) for q in stats)
+        lines = [f"{how}; mean score weak {weak}, strong {strong}"]
     if report.skipped_rows:
         lines.append(f"{report.skipped_rows} rows without both outcomes left out")
     cost = report.cost
