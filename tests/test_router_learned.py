@@ -306,6 +306,9 @@ def test_cli_train_then_score_unseen_prompts_in_order(tmp_path: Path) -> None:
                                      "--out", str(out), "--cv", "3"]))
     assert "trained logreg on 240 prompts" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
+    table = read_outcome_tables([a, b])
+    differ = int((table.outcomes[:, 0] != table.outcomes[:, 1]).sum())
+    assert manifest["training_data"]["disagreements"] == differ > 0
     assert set(manifest["cv_metrics"]["datasets"]) == {"a", "b"}
 
     rng = random.Random(1234)
@@ -384,6 +387,7 @@ def test_cli_train_cv_without_a_quality_gap_writes_null_not_nan(tmp_path: Path) 
                                           str(write_csv(tmp_path / "same.csv", rows)),
                                           "--out", str(out), "--cv", "3"]))
     assert "APGR n/a, CPT(50%) n/a" in result.stderr
+    assert "differ on only 0 training prompts" in result.stderr
     text = (out / "manifest.json").read_text()
     assert "NaN" not in text  # strict JSON parsers reject it
     assert json.loads(text)["cv_metrics"]["datasets"]["same"]["apgr"]["mean"] is None

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["router_app"]
 
+#: Fewer weak/strong disagreements than this in the training data gets a warning.
+_FEW_DISAGREEMENTS = 100
+
 router_app = typer.Typer(help="Learned routers: train on outcome tables, score prompts.",
                          no_args_is_help=True)
 _register_gateway_commands(router_app)  # calibrate, export-feedback (docs/routing-in-gateway.md)
@@ -149,6 +152,11 @@ def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> Non
     _err.print(f"trained {router.manifest['learner']['name']} on {rows:,} prompts, models "
                f"{list(router.model_names)} ({pair}) in {seconds:.0f} s", highlight=False)
     _err.print(f"wrote {out} ({artifact_size(out) / 1e6:.1f} MB)", highlight=False)
+    split = router.manifest["training_data"].get("disagreements")
+    if split is not None and split < _FEW_DISAGREEMENTS:
+        _err.print(f"[yellow]warning:[/yellow] the weak and strong model differ on only {split} "
+                   "training prompts, the only ones a router learns from; expect routing "
+                   "close to random (docs/router.md suggests a few hundred)", highlight=False)
     for name, m in (router.manifest.get("cv_metrics") or {}).get("datasets", {}).items():
         apgr, cpt50 = m["apgr"]["mean"], m["cpt50"]["mean"]  # None: undefined (no gap)
         _err.print(f"  CV {name}: APGR {'n/a' if apgr is None else f'{apgr:.3f}'}, CPT(50%) "

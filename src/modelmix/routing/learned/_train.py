@@ -74,7 +74,18 @@ def choose_pair(table: OutcomeTable, weak: str | None,
     return low, high
 
 
-def _data_summary(paths: Sequence[Path], table: OutcomeTable) -> dict[str, Any]:
+def _disagreements(table: OutcomeTable, pair: tuple[str | None, str | None]) -> int | None:
+    """Prompts where the weak and strong outcomes differ: the only rows that tell a
+    router which model a prompt needs. None without a pair."""
+    if pair[0] is None or pair[1] is None:
+        return None
+    w, s = (table.outcomes[:, table.model_names.index(m)] for m in pair)
+    known = np.isfinite(w) & np.isfinite(s)
+    return int((w[known] != s[known]).sum())
+
+
+def _data_summary(paths: Sequence[Path], table: OutcomeTable,
+                  pair: tuple[str | None, str | None]) -> dict[str, Any]:
     files = []
     total = hashlib.sha256()
     for path in paths:
@@ -83,7 +94,8 @@ def _data_summary(paths: Sequence[Path], table: OutcomeTable) -> dict[str, Any]:
         files.append({"name": path.name, "sha256": digest,
                       "rows": sum(1 for s in table.sources if s == path.stem)})
     return {"files": files, "sha256": total.hexdigest(), "rows": len(table.prompts),
-            "domains": len(set(table.domains))}
+            "domains": len(set(table.domains)),
+            "disagreements": _disagreements(table, pair)}
 
 
 def load_embedder(source: str | Path = "default") -> StaticEmbedder:
@@ -191,7 +203,7 @@ def train_router(
     predictor.manifest.update({
         "modelmix_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "training_data": _data_summary(paths, table),
+        "training_data": _data_summary(paths, table, pair),
         "cv_metrics": cv,
         **(extra_manifest or {}),
     })
