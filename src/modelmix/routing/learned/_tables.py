@@ -201,7 +201,9 @@ def _cell(value: Any) -> tuple[bool, float | None]:
         return False, None
     if math.isnan(number):
         return True, None
-    return math.isfinite(number), number if math.isfinite(number) else None
+    if math.isinf(number):
+        return False, None
+    return True, number
 
 
 def outcome_value(value: Any, *, where: str) -> float | None:
