@@ -353,7 +353,8 @@ def test_load_outcome_table(tmp_path: Path) -> None:
 
 
 def test_load_outcome_table_errors(tmp_path: Path) -> None:
-    bad = _write_csv(tmp_path / "bad.csv", ["prompt", "a", "b"], [["p", "True", "maybe"]])
+    bad = _write_csv(tmp_path / "bad.csv", ["prompt", "a", "b"],
+                     [["p", "True", "maybe"], ["q", "False", "True"]])
     with pytest.raises(RouterDataError, match="not True/False or a finite number"):
         load_outcome_table(bad)
     three = _write_csv(tmp_path / "three.csv", ["prompt", "a", "b", "c"], [["p", "1", "0", "1"]])

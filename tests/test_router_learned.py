@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import subprocess
@@ -146,6 +147,53 @@ def test_text_columns_are_not_models_and_eval_reads_tables_the_same_way(
                  lambda: load_outcome_table(bad, weak="weak", strong="strong")):
         with pytest.raises(RouterDataError, match="row 1, column 'strong': '-inf' is not"):
             read()
+
+
+def test_index_and_id_columns_are_skipped_and_ambiguous_numbers_refused(
+        tmp_path: Path) -> None:
+    from modelmix.eval import load_outcome_table
+
+    pandas_csv = tmp_path / "p.csv"  # DataFrame.to_csv(): an unnamed index column first
+    pandas_csv.write_text(",prompt,request_id,weak,strong,answer\n"
+                          "0,a,1001,False,True,D\n1,b,1002,True,True,F\n2,c,1003,N/A,False,A\n")
+    table = read_outcome_tables([pandas_csv])
+    assert table.model_names == ("weak", "strong")
+    assert np.isnan(table.outcomes[2, 0])
+    assert load_outcome_table(pandas_csv).prompts == ("a", "b")  # row c: no weak outcome
+    numbers = tmp_path / "n.csv"  # a numeric answer column next to True/False models
+    numbers.write_text("prompt,weak,strong,answer\na,False,True,540\nb,True,True,72\n")
+    for read in (lambda: read_outcome_tables([numbers]), lambda: load_outcome_table(numbers)):
+        with pytest.raises(RouterDataError, match=r"\['answer'\] hold numbers beyond 0-1"):
+            read()
+    assert read_outcome_tables([numbers], models=["weak", "strong"]).model_names == (
+        "weak", "strong")
+
+
+def test_jsonl_rows_may_omit_keys_and_prompts_read_like_the_gateway(tmp_path: Path) -> None:
+    from modelmix.eval import load_outcome_table
+
+    f = write_jsonl(tmp_path / "sparse.jsonl", [
+        {"prompt": "a", "weak": True},
+        {"prompt": [{"role": "user", "content": "b"}], "weak": False, "strong": True,
+         "subject": "s"},
+        {"prompt": "c", "strong": False, "weak": True, "subject": "t"}])
+    table = read_outcome_tables([f])
+    assert table.model_names == ("weak", "strong") and table.prompts == ("a", "b", "c")
+    assert table.domains == ("sparse", "s", "t")
+    assert load_outcome_table(f).prompts == ("b", "c")
+    null = write_jsonl(tmp_path / "null.jsonl", [{"prompt": None, "weak": True,
+                                                  "strong": False}])
+    for read in (lambda: read_outcome_tables([null]), lambda: load_outcome_table(null)):
+        with pytest.raises(RouterDataError, match="row 1: 'prompt' is empty"):
+            read()
+
+
+def test_booleans_and_grades_in_one_training_set_keep_their_scales(tmp_path: Path) -> None:
+    flags = write_csv(tmp_path / "flags.csv", [{"prompt": "a", "w": True, "s": False}])
+    grades = write_csv(tmp_path / "grades.csv", [{"prompt": "b", "w": 1, "s": 10},
+                                                 {"prompt": "c", "w": 4, "s": 7}])
+    table = read_outcome_tables([flags, grades])
+    np.testing.assert_allclose(table.outcomes, [[1.0, 0.0], [0.0, 1.0], [1 / 3, 2 / 3]])
 
 
 def test_numeric_scores_outside_unit_range_are_scaled(tmp_path: Path) -> None:
@@ -377,6 +425,11 @@ def test_cli_train_bad_inputs(tmp_path: Path) -> None:
     assert "cannot create the directory" in train("--out", str(a_file / "sub"))
     assert "at least 2 folds" in train("--out", str(tmp_path / "o1"), "--cv", "1")
     assert "cannot cross-validate" in train("--out", str(tmp_path / "o2"), "--cv", "13")
+    three = write_csv(tmp_path / "three.csv", [{"prompt": f"q{i}", "a": i % 2, "b": 1, "c": 0}
+                                               for i in range(12)])
+    result = runner.invoke(app, ["router", "train", "--data", str(three), "--out",
+                                 str(tmp_path / "o3"), "--cv", "2"])
+    assert "--cv needs a weak/strong pair" in _clean_error(result)
     assert not (tmp_path / "o2" / "manifest.json").exists()
 
 
@@ -444,3 +497,12 @@ def test_cli_calibrate_on_out_of_fold_scores(trained: LearnedPredictor, tmp_path
     assert oof.strong_share >= in_sample.strong_share and oof.threshold != in_sample.threshold
     output = _clean_error(CliRunner().invoke(app, [*base, "--cv", "1"]))
     assert "at least 2 folds" in output
+
+    # rows without both outcomes (sparse feedback exports) are left out of the scores too
+    rows = list(csv.DictReader(data.open()))
+    for row in rows[::7]:
+        row[STRONG] = ""
+    sparse = write_csv(tmp_path / "sparse.csv", rows)
+    result = _ok(CliRunner().invoke(app, [*base[:5], str(sparse), *base[6:], "--out",
+                                          str(tmp_path / "oof"), "--cv", "3"]))
+    assert "out-of-fold" in result.stdout

@@ -20,7 +20,7 @@ from modelmix.errors import ConfigError
 __all__ = ["check_out_dir", "console", "err_console", "fail"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 160)
 #: Messages, warnings and errors.
 err_console = Console(stderr=True)
 

@@ -266,6 +266,8 @@ def calibrate_command(
             scores=scores)
     except ModelmixError as exc:
         _fail(exc.message)
+    except OSError as exc:  # the calibration file could not be written (disk full...)
+        _fail(f"cannot write the calibration: {exc.strerror or exc}", code=1)
     _print_run(run)
     source = (f"out-of-fold, {cv}-fold CV (the learner retrained per fold)" if cv else
               "the router as trained (use --cv K on the router's own training data)")

@@ -191,6 +191,8 @@ def score(
                   f"{list(predictor.model_names)}")
         column = None if model is None else predictor.model_names.index(model)
         out = sys.stdout
+        if out is None:  # started with stdout closed (`>&-`)
+            _fail("cannot write the scores: standard output is closed", code=1)
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start:start + batch_size]
             values = (predictor.strong_score(batch) if column is None
@@ -262,3 +264,5 @@ def eval_(
         run_eval_command(request, console, _err)
     except ModelmixError as exc:
         _fail(exc.message)
+    except OSError as exc:  # results or plot could not be written (disk full...)
+        _fail(f"cannot write to {out}: {exc.strerror or exc}", code=1)

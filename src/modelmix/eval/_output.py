@@ -34,14 +34,15 @@ def _caption(report: EvalReport) -> str:
     how = (f"{report.folds}-fold CV split by prompt (seed {report.seed}), mean ± std over folds"
            if report.protocol == "cv" else "held-out table, one trained router")
     stats = (report.q_weak, report.q_strong)
-    if all(math.isfinite(q.mean) and 0.0 <= q.mean <= 1.0 for q in stats):
+    if report.quality_is_share:
         weak, strong = (q.fmt(100, 1, "%") for q in stats)
         lines = [f"{how}; weak {weak}, strong {strong} quality"]
     else:  # numeric grades (an MT-Bench-style 1-10 score), not a share of correct answers
         weak, strong = (q.fmt(1, 2) for q in stats)
         lines = [f"{how}; mean score weak {weak}, strong {strong}"]
     if report.skipped_rows:
-        lines.append(f"{report.skipped_rows} rows without both outcomes left out")
+        rows = "row" if report.skipped_rows == 1 else "rows"
+        lines.append(f"{report.skipped_rows} {rows} without both outcomes left out")
     cost = report.cost
     if cost is not None:
         tokens = "measured" if cost.completion_measured else "assumed"

@@ -26,29 +26,30 @@ _PCT = 100.0
 
 def _panel(ax: Axes, report: EvalReport) -> None:
     x = np.asarray(CURVE_GRID) * _PCT
+    unit = _PCT if report.quality_is_share else 1.0  # % correct, or grades as they are
     router = report.methods["router"]
-    mean = np.asarray(router.quality_mean) * _PCT
+    mean = np.asarray(router.quality_mean) * unit
     label = f"router (APGR {router.apgr.fmt(digits=3)})"
     ax.plot(x, mean, color="tab:blue", linewidth=2, label=label)
     if router.quality_std is not None:
-        std = np.asarray(router.quality_std) * _PCT
+        std = np.asarray(router.quality_std) * unit
         ax.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.2,
                         label="router ± 1 std over folds")
     rnd = report.methods["random"]
-    ax.plot(x, np.asarray(rnd.quality_mean) * _PCT, color="tab:gray", linestyle=":",
+    ax.plot(x, np.asarray(rnd.quality_mean) * unit, color="tab:gray", linestyle=":",
             label=f"random, mean of 10 seeds (APGR {rnd.apgr.mean:.3f})")
     oracle = report.methods["oracle"]
-    ax.plot(x, np.asarray(oracle.quality_mean) * _PCT, color="tab:green", linestyle="-.",
+    ax.plot(x, np.asarray(oracle.quality_mean) * unit, color="tab:green", linestyle="-.",
             label=f"oracle (APGR {oracle.apgr.mean:.3f})")
-    ax.axhline(report.q_weak.mean * _PCT, color="grey", linestyle="--",
+    ax.axhline(report.q_weak.mean * unit, color="grey", linestyle="--",
                label=f"weak: {report.weak_model}")
-    ax.axhline(report.q_strong.mean * _PCT, color="red", linestyle="--",
+    ax.axhline(report.q_strong.mean * unit, color="red", linestyle="--",
                label=f"strong: {report.strong_model}")
     how = (f"{report.folds}-fold CV by prompt" if report.protocol == "cv"
            else "held-out table")
     ax.set_title(f"{report.dataset} ({report.n_prompts} prompts, {how})")
     ax.set_xlabel("Strong model calls (%)")
-    ax.set_ylabel("Quality (% correct)")
+    ax.set_ylabel("Quality (% correct)" if report.quality_is_share else "Mean score")
     ax.set_xlim(0, 100)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
@@ -57,8 +58,8 @@ def _panel(ax: Axes, report: EvalReport) -> None:
 def plot_reports(reports: Sequence[EvalReport], path: str | Path) -> Path:
     """Write a PNG with one panel per report to ``path``; returns the path.
 
-    Quality is the table's mean per-prompt score times 100 (percent correct for
-    True/False tables).
+    Quality is the percentage of good answers for True/False (0-1) tables, and the mean
+    score as it is for grades (e.g. 1-10).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

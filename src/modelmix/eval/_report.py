@@ -154,6 +154,13 @@ class EvalReport:
     router: str
     skipped_rows: int = 0
 
+    @property
+    def quality_is_share(self) -> bool:
+        """True when quality is a share of good answers (True/False or 0-1 scores, shown
+        as %); False for grades such as an MT-Bench 1-10 score (shown as they are)."""
+        return all(math.isfinite(q.mean) and 0.0 <= q.mean <= 1.0
+                   for q in (self.q_weak, self.q_strong))
+
     def cost_at(self, strong_fraction: float) -> tuple[float, float] | None:
         """(USD per 1k requests, share of always-strong cost) at a strong fraction."""
         if self.cost is None or not math.isfinite(strong_fraction):

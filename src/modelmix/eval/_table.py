@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelmix.routing.learned._tables import RouterDataError, outcome_value, read_rows
+from modelmix.routing.learned._tables import (
+    RouterDataError,
+    header_of,
+    model_columns,
+    outcome_value,
+    prompt_of,
+    read_rows,
+)
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -34,7 +41,6 @@ __all__ = [
 CHARS_PER_TOKEN = 4.0
 
 _T = TypeVar("_T")
-_RESERVED = ("prompt", "subject")
 _RESPONSE_SUFFIX = "_response"
 
 
@@ -102,25 +108,24 @@ class PairTable:
         return [estimate_tokens(p) for p in self.prompts]
 
 
-def model_columns(header: Sequence[str]) -> list[str]:
-    """The model columns of an outcome-table header: all but ``prompt``, ``subject`` and
-    ``*_response``, in file order."""
-    return [c for c in header if c not in _RESERVED and not c.endswith(_RESPONSE_SUFFIX)]
-
-
-def _pick_pair(path: Path, models: list[str], weak: str | None,
-               strong: str | None) -> tuple[str, str]:
+def _pick_pair(path: Path, rows: Sequence[dict[str, Any]], header: Sequence[str],
+               weak: str | None, strong: str | None) -> tuple[str, str]:
+    """The (weak, strong) columns: as named, else from the detected model columns."""
     for given in (weak, strong):
-        if given is not None and given not in models:
-            raise RouterDataError(f"{path}: no model column {given!r}; columns are {models}")
+        if given is not None and (given not in header or given == "prompt"):
+            raise RouterDataError(f"{path}: no model column {given!r}; columns are "
+                                  f"{[c for c in header if c != 'prompt']}")
     if weak is not None and strong is not None:
         if weak == strong:
             raise RouterDataError(f"{path}: weak and strong model are both {weak!r}")
         return weak, strong
+    models = model_columns(path, rows)
     others = [m for m in models if m not in (weak, strong)]
     if len(models) != 2 and (weak is None) == (strong is None):
         raise RouterDataError(f"{path}: {len(models)} model columns {models}; name the "
                               "pair with --weak and --strong (weak= / strong= in Python)")
+    if not others:
+        raise RouterDataError(f"{path}: no second model column besides {weak or strong!r}")
     if weak is not None:
         return weak, others[0]
     if strong is not None:
@@ -132,7 +137,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names (in first-seen order) and rows of an outcome table (the reader
     ``router train`` uses); it must have a ``prompt`` column."""
     rows = read_rows(path)
-    header = list(dict.fromkeys(k for r in rows for k in r))
+    header = header_of(rows)
     if "prompt" not in header:
         raise RouterDataError(f"{path}: no 'prompt' column (columns: {header})")
     return header, rows
@@ -168,7 +173,7 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
     """
     path = Path(path)
     header, rows = _read_rows(path)
-    w, s = _pick_pair(path, model_columns(header), weak, strong)
+    w, s = _pick_pair(path, rows, header, weak, strong)
     values = [(outcome_value(r.get(w), where=f"{path}: row {i}, column {w!r}"),
                outcome_value(r.get(s), where=f"{path}: row {i}, column {s!r}"))
               for i, r in enumerate(rows, 1)]
@@ -182,7 +187,9 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
         w, s, wv, sv = s, w, sv, wv
 
     return PairTable(
-        name=name or path.stem, prompts=tuple(_text(r.get("prompt")) for r in rows),
+        name=name or path.stem,
+        prompts=tuple(prompt_of(r, "prompt", where=f"{path}: row {i + 1}")
+                      for i, r in zip(keep, rows, strict=True)),
         weak=tuple(wv), strong=tuple(sv), weak_model=w, strong_model=s,
         subjects=tuple(_text(r.get("subject")) for r in rows) if "subject" in header else None,
         weak_completion_tokens=_response_tokens(rows, header, w),

@@ -21,12 +21,13 @@ import numpy as np
 
 from modelmix.errors import ModelmixError
 
-__all__ = ["OutcomeTable", "RouterDataError", "outcome_value", "read_outcome_tables",
-           "read_prompts", "read_rows"]
+__all__ = ["OutcomeTable", "RouterDataError", "header_of", "model_columns", "outcome_value",
+           "prompt_of", "read_outcome_tables", "read_prompts", "read_rows"]
 
-_TRUE = frozenset({"true", "yes", "y", "t", "correct"})
-_FALSE = frozenset({"false", "no", "n", "f", "incorrect", "wrong"})
-_MISSING = frozenset({"", "nan", "null", "none"})
+# No single letters: an answer-key column (A-J) would read as outcomes.
+_TRUE = frozenset({"true", "yes", "correct"})
+_FALSE = frozenset({"false", "no", "incorrect", "wrong"})
+_MISSING = frozenset({"", "nan", "null", "none", "n/a", "na", "-"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 _ID_COLUMNS = frozenset({"id", "idx", "index", "uid", "question_id", "prompt_id", "row"})
 
@@ -46,7 +47,7 @@ class OutcomeTable:
         prompts: ``n`` prompt texts.
         model_names: the ``m`` model columns, in file order.
         outcomes: ``(n, m)`` float64 in [0, 1] (correct = 1); NaN where a model has no
-            outcome. Numeric scores outside [0, 1] are min-max scaled over the whole table.
+            outcome. Numeric scores outside [0, 1] are min-max scaled per file.
         domains: per prompt, the domain column's value, else the file's stem (``mmlu``).
         sources: per prompt, the file's stem, used for per-dataset reporting.
     """
@@ -143,19 +144,25 @@ def read_prompts(path: Path | str, *, prompt_column: str = "prompt") -> list[str
     path = Path(path)
     if path.suffix.lower() == ".txt":
         return _text_lines(path)
-    rows = read_rows(path)
-    prompts = []
-    for i, row in enumerate(rows, 1):
-        if prompt_column not in row:
-            cols = ", ".join(map(str, row)) or "none"
-            raise RouterDataError(f"{path}: row {i} has no column {prompt_column!r} "
-                                  f"(columns: {cols}); use --prompt-column")
-        value = row[prompt_column]
-        if value is None:
-            raise RouterDataError(f"{path}: row {i}: {prompt_column!r} is empty (null or a "
-                                  "missing CSV cell)")
-        prompts.append(_prompt_text(value))
-    return prompts
+    return [prompt_of(row, prompt_column, where=f"{path}: row {i}", hint="; use --prompt-column")
+            for i, row in enumerate(read_rows(path), 1)]
+
+
+def prompt_of(row: dict[str, Any], column: str, *, where: str, hint: str = "") -> str:
+    """The prompt text of a table row, as the gateway routes on it: a string as it is,
+    an OpenAI ``messages`` list as its last user message, anything else as JSON.
+
+    Raises:
+        RouterDataError: the row has no such column, or its cell is null (a missing CSV
+            cell): more likely a broken file than a prompt. ``""`` is a valid prompt.
+    """
+    if column not in row:
+        cols = ", ".join(map(str, row)) or "none"
+        raise RouterDataError(f"{where} has no column {column!r} (columns: {cols}){hint}")
+    value = row[column]
+    if value is None:
+        raise RouterDataError(f"{where}: {column!r} is empty (null or a missing CSV cell)")
+    return _prompt_text(value)
 
 
 def _check_file(path: Path) -> None:
@@ -220,20 +227,37 @@ def outcome_value(value: Any, *, where: str) -> float | None:
     return number
 
 
-def _model_columns(path: Path, rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
-    """Columns with at least one outcome cell (True/False or a number), except ``skip``,
-    ``*_response`` and id-like columns; text columns are left out.
+def header_of(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Column names in first-seen order over all rows (JSONL rows may omit keys)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _is_id(col: str) -> bool:
+    """Index and id columns: pandas' unnamed index, ``id``, ``*_id`` and the like."""
+    name = col.strip().lower()
+    return (not name or name.startswith("unnamed:") or name in _ID_COLUMNS
+            or name.endswith("_id"))
+
+
+def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
+                  skip: Sequence[str] = ("prompt", "subject")) -> list[str]:
+    """The model columns of an outcome table: columns with at least one outcome cell
+    (True/False or a number), except ``skip``, ``*_response`` and id / index columns;
+    text columns are left out.
 
     Raises:
         RouterDataError: such a column also has a cell that is not an outcome (a typo in
-            a model column, or a text column that happens to hold ``yes``), naming it.
+            a model column, or a text column that happens to hold ``yes``), naming it; or
+            columns of numbers beyond 0-1 (ids, answers?) next to True/False columns.
     """
-    out = []
-    for col in rows[0]:
-        if col in skip or col.endswith("_response") or col.lower() in _ID_COLUMNS:
+    binary: list[str] = []
+    graded: list[str] = []
+    for col in header_of(rows):
+        if col in skip or col.endswith("_response") or _is_id(col):
             continue
         cells = [_cell(r.get(col)) for r in rows]
-        if not any(ok and v is not None for ok, v in cells):
+        values = [v for ok, v in cells if ok and v is not None]
+        if not values:
             continue
         bad = next((i for i, (ok, _) in enumerate(cells) if not ok), None)
         if bad is not None:
@@ -241,8 +265,30 @@ def _model_columns(path: Path, rows: list[dict[str, Any]], skip: set[str]) -> li
                 f"{path}: row {bad + 1}, column {col!r}: {rows[bad].get(col)!r} is not "
                 "True/False or a finite number (name the model columns with --models if "
                 f"{col!r} is not one)")
-        out.append(col)
-    return out
+        (binary if all(v in (0.0, 1.0) for v in values) else graded).append(col)
+    beyond = [c for c in graded
+              if any(ok and v is not None and not 0.0 <= v <= 1.0
+                     for ok, v in (_cell(r.get(c)) for r in rows))]
+    if binary and beyond:
+        raise RouterDataError(
+            f"{path}: column(s) {beyond} hold numbers beyond 0-1 next to True/False "
+            f"column(s) {binary}; if they are not model scores (ids, answers), name the "
+            "model columns with --models")
+    return [c for c in header_of(rows) if c in binary or c in graded]
+
+
+def _scale_grades(columns: dict[str, list[float]]) -> None:
+    """Min-max scale a file's outcomes to [0, 1] in place when any lies outside (a 1-10
+    grade), over all its model columns together; True/False files stay 0/1. Per file,
+    so one file of grades does not squeeze another's True/False."""
+    values = [v for col in columns.values() for v in col if math.isfinite(v)]
+    if not values:
+        return
+    lo, hi = min(values), max(values)
+    if lo >= 0.0 and hi <= 1.0:
+        return
+    for col in columns.values():
+        col[:] = [(v - lo) / (hi - lo if hi > lo else 1.0) for v in col]
 
 
 @dataclass
@@ -256,10 +302,12 @@ class _Part:
 def _read_part(path: Path, prompt_column: str, domain_column: str | None,
                models: Sequence[str] | None) -> _Part:
     rows = read_rows(path)
-    prompts = read_prompts(path, prompt_column=prompt_column)
-    skip = {prompt_column, *([domain_column] if domain_column else [])}
-    cols = list(models) if models else _model_columns(path, rows, skip)
-    missing = [c for c in cols if c not in rows[0]]
+    header = header_of(rows)
+    prompts = [prompt_of(row, prompt_column, where=f"{path}: row {i}",
+                         hint="; use --prompt-column") for i, row in enumerate(rows, 1)]
+    skip = [prompt_column, *([domain_column] if domain_column else [])]
+    cols = list(models) if models else model_columns(path, rows, skip)
+    missing = [c for c in cols if c not in header]
     if missing:
         raise RouterDataError(f"{path}: no column(s) {missing}")
     if not cols:
@@ -270,8 +318,9 @@ def _read_part(path: Path, prompt_column: str, domain_column: str | None,
         values = [outcome_value(r.get(col), where=f"{path}: row {i}, column {col!r}")
                   for i, r in enumerate(rows, 1)]
         columns[col] = [math.nan if v is None else v for v in values]
+    _scale_grades(columns)
     stem = path.stem
-    has_domain = domain_column is not None and domain_column in rows[0]
+    has_domain = domain_column is not None and domain_column in header
     domains = [str(r.get(domain_column) or stem) if has_domain and domain_column else stem
                for r in rows]
     return _Part(prompts, columns, domains, stem)
@@ -305,10 +354,6 @@ def read_outcome_tables(
         nan = [math.nan] * len(part.prompts)
         blocks.append(np.array([part.columns.get(c, nan) for c in names], dtype=np.float64).T)
     outcomes = np.vstack(blocks)
-    finite = outcomes[np.isfinite(outcomes)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if lo < 0.0 or hi > 1.0:
-        outcomes = (outcomes - lo) / (hi - lo if hi > lo else 1.0)
     return OutcomeTable(
         prompts=tuple(p for part in parts for p in part.prompts),
         model_names=tuple(names),

@@ -149,8 +149,12 @@ def _cv_metrics(table: OutcomeTable, embedder: StaticEmbedder, options: FitOptio
                 progress: Progress | None) -> tuple[dict[str, Any] | None, np.ndarray | None]:
     """Cross-validated metrics and out-of-fold scores when asked for (``folds >= 2``) and
     a pair exists."""
-    if folds < 2 or pair[0] is None or pair[1] is None:
+    if folds < 2:
         return None, None
+    if pair[0] is None or pair[1] is None:
+        raise RouterDataError(f"--cv needs a weak/strong pair; the data has "
+                              f"{len(table.model_names)} models {list(table.model_names)}: "
+                              "name them with --weak and --strong")
     scores = np.full(len(table.prompts), np.nan)
     try:
         metrics = cross_validate_router(table, embedder, options, weak=pair[0],
@@ -178,7 +182,7 @@ def train_router(
 ) -> LearnedPredictor:
     """Read outcome tables, fit, and (with ``out``) write the artifact.
 
-    With ``cv_folds`` >= 2 and a weak/strong pair, the manifest also records
+    With ``cv_folds`` >= 2 (which needs a weak/strong pair), the manifest also records
     ``cv_metrics`` (:func:`~modelmix.routing.learned._cv.cross_validate_router`) for the
     same options, computed before the final fit on all rows, and the returned predictor's
     ``cv_scores`` holds each training prompt's out-of-fold P(strong needed) (in the order
@@ -215,7 +219,8 @@ def train_router(
 
 def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[float]:
     """Every prompt of ``data``'s P(strong needed) from a router of the same learner
-    (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order.
+    (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order,
+    for the rows that have both outcomes (the rows calibration uses).
 
     Raises:
         ConfigError: the router is not a trained artifact, or the data has no weak/strong
@@ -233,4 +238,6 @@ def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[fl
                               folds=folds, scores_out=scores)
     except ValueError as exc:
         raise ConfigError(f"cannot cross-validate on this data: {exc}") from exc
-    return [float(v) for v in scores]
+    # calibration reads the same tables and leaves out rows without both outcomes
+    both = np.isfinite(table.outcomes).all(axis=1)
+    return [float(v) for v in scores[both]]
