@@ -27,7 +27,7 @@ def serve_app(app: Any, *, port: int | None = None) -> Iterator[str]:
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on", access_log=False,
-                            http=http_protocol())
+                            http=http_protocol(), ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

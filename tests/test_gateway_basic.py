@@ -171,6 +171,13 @@ def test_unparseable_http_gets_openai_json_400(base_url: str, raw: bytes) -> Non
     assert "invalid http request" in error["message"].lower()
 
 
+def test_websocket_upgrade_is_answered_as_plain_http_json(base_url: str) -> None:
+    resp = httpx.get(base_url + "/v1/models", headers={
+        "connection": "upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert resp.status_code == 200 and resp.json()["object"] == "list"
+
+
 def test_models_lists_groups_and_availability(base_url: str) -> None:
     data = httpx.get(base_url + "/v1/models").json()["data"]
     ids = [m["id"] for m in data]

@@ -430,6 +430,8 @@ def test_cli_train_bad_inputs(tmp_path: Path) -> None:
     result = runner.invoke(app, ["router", "train", "--data", str(three), "--out",
                                  str(tmp_path / "o3"), "--cv", "2"])
     assert "--cv needs a weak/strong pair" in _clean_error(result)
+    same = train("--out", str(tmp_path / "o4"), "--weak", WEAK, "--strong", WEAK)
+    assert f"both {WEAK!r}" in same
     assert not (tmp_path / "o2" / "manifest.json").exists()
 
 

@@ -143,7 +143,7 @@ def serve(
         gc.freeze()
         uvicorn.run(application, host=host or cfg.server.host, port=port or cfg.server.port,
                     log_level=log_level, access_log=False, log_config=None,
-                    http=http_protocol())
+                    http=http_protocol(), ws="none")  # no WebSocket routes: Upgrade is plain HTTP
     finally:
         listener.stop()
 

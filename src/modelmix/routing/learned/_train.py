@@ -52,14 +52,16 @@ def choose_pair(table: OutcomeTable, weak: str | None,
     """The weak/strong pair: as given, else for two models the lower/higher mean outcome.
 
     Raises:
-        RouterDataError: a named model is not a column, or only one of the two is given
-            for a table of more than two models.
+        RouterDataError: a named model is not a column, weak and strong are the same, or
+            only one of the two is given for a table of more than two models.
     """
     names = table.model_names
     for given in (weak, strong):
         if given is not None and given not in names:
             raise RouterDataError(f"no model column {given!r}; columns: {list(names)}")
     if weak is not None and strong is not None:
+        if weak == strong:
+            raise RouterDataError(f"weak and strong model are both {weak!r}")
         return weak, strong
     if len(names) != 2:
         if weak is not None or strong is not None:
