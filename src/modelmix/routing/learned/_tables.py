@@ -251,7 +251,7 @@ def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
             columns of numbers beyond 0-1 (ids, answers?) next to True/False columns.
     """
     binary: list[str] = []
-    graded: list[str] = []
+    graded: dict[str, list[float]] = {}
     for col in header_of(rows):
         if col in skip or col.endswith("_response") or _is_id(col):
             continue
@@ -265,10 +265,11 @@ def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
                 f"{path}: row {bad + 1}, column {col!r}: {rows[bad].get(col)!r} is not "
                 "True/False or a finite number (name the model columns with --models if "
                 f"{col!r} is not one)")
-        (binary if all(v in (0.0, 1.0) for v in values) else graded).append(col)
-    beyond = [c for c in graded
-              if any(ok and v is not None and not 0.0 <= v <= 1.0
-                     for ok, v in (_cell(r.get(c)) for r in rows))]
+        if all(v in (0.0, 1.0) for v in values):
+            binary.append(col)
+        else:
+            graded[col] = values
+    beyond = [c for c, values in graded.items() if not all(0.0 <= v <= 1.0 for v in values)]
     if binary and beyond:
         raise RouterDataError(
             f"{path}: column(s) {beyond} hold numbers beyond 0-1 next to True/False "
