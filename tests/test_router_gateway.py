@@ -237,7 +237,7 @@ def test_no_allowed_deployment_of_the_needed_kind_is_explained() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
     d = router.route("auto", req.needs(), prompt=prompt_text(req))
     assert names(d) == ["prop-cheap", "prop-pricey"]
-    assert "no weak-model deployment allowed (open-big: no image input" in d.reason
+    assert "no weak-model deployment allowed (excluded: open-big: no image input" in d.reason
 
 
 def test_unloadable_predictor_falls_back_to_rules_with_reason() -> None:

@@ -92,6 +92,14 @@ def test_allow_list_limits_candidates_and_forbids_others() -> None:
     assert [x.name for x in d.candidates] == ["vllm"]  # fallback not on the allow-list
     with pytest.raises(PermissionDenied):
         router.route("gpt", needs(), allowed_models=frozenset({"vllm"}))
+    # a key allowed a group may also name the group's deployments, and no others
+    open_only = frozenset({"open"})
+    assert router.route("vllm", needs(), allowed_models=open_only).deployment.name == "vllm"
+    assert router.route("open", needs(), allowed_models=open_only).deployment.name == "local"
+    with pytest.raises(PermissionDenied):
+        router.route("gpt", needs(), allowed_models=open_only)
+    d = router.route("auto", needs(), allowed_models=open_only)  # narrowed to open members
+    assert {x.name for x in d.candidates} <= {"local", "vllm"}
 
 
 def test_tier_groups() -> None:

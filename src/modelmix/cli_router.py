@@ -165,7 +165,8 @@ def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> Non
 
 @router_app.command()
 def score(
-    input_file: Annotated[Path, typer.Option("--input", help="Prompts: CSV/TSV or JSONL.")],
+    input_file: Annotated[Path, typer.Option(
+        "--input", help="Prompts: CSV/TSV, JSON/JSONL, or .txt (one prompt per line).")],
     router: Annotated[str, typer.Option(help="'default' or a router artifact directory.")]
     = "default",
     prompt_column: Annotated[str, typer.Option(help="Prompt column / JSON key.")] = "prompt",

@@ -1,7 +1,7 @@
 """Catalog: deployments, groups and settings, loaded from YAML and validated."""
 
 from modelmix.catalog._config import Availability, Config, config_from_dict, load_config
-from modelmix.catalog._default import default_config
+from modelmix.catalog._default import DEFAULT_CONFIG, default_config
 from modelmix.catalog._models import (
     OPENAI_COMPATIBLE_PROVIDERS,
     PROVIDERS,
@@ -17,6 +17,7 @@ from modelmix.catalog._models import (
 )
 
 __all__ = [
+    "DEFAULT_CONFIG",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
     "Availability",

@@ -368,7 +368,7 @@ class LearnedStrategy(Strategy):
             missing_strong = need_strong if not primary else not need_strong
             kind = "strong" if missing_strong else "weak"
             why = "; ".join(f"{n}: {w}" for n, w in excluded.items()) or "none configured"
-            reason += f"; no {kind}-model deployment allowed ({why})"
+            reason += f"; no {kind}-model deployment allowed (excluded: {why})"
         return _Choice([*primary, *secondary], reason, score=score, quality=quality,
                        threshold=limit)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from modelmix.catalog import Config, Deployment, Tier
-from modelmix.errors import InvalidRequest, NoDeployment, PolicyDenied
+from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment, PolicyDenied
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._input import RoutingHints, RoutingInput
@@ -49,6 +49,7 @@ class Router:
         self._strategies = strategies or {}
         self._ordered = OrderedStrategy()
         self._deployment_names = frozenset(d.name for d in config.deployments)
+        self._allow_lists: dict[frozenset[str], frozenset[str]] = {}
 
     def strategy(self, name: str) -> Strategy:
         if name not in self._strategies:
@@ -91,6 +92,22 @@ class Router:
         chain = [dep, *(cfg.deployment(n) for n in cfg.fallbacks.get(model, ()))]
         return chain, self._ordered
 
+    def _with_group_members(self, allowed: frozenset[str] | None) -> frozenset[str] | None:
+        """A key's allow-list with the deployments of every group on it added: a key
+        allowed ``open`` may also name ``open``'s deployments (cached per list)."""
+        if allowed is None:
+            return None
+        if allowed not in self._allow_lists:
+            names = set(allowed)
+            for name in allowed:
+                if name not in self._deployment_names:
+                    try:
+                        names.update(d.name for d in self.candidates(name)[0])
+                    except ModelmixError:  # a group since removed from the catalog
+                        continue
+            self._allow_lists[allowed] = frozenset(names)
+        return self._allow_lists[allowed]
+
     def route(
         self,
         model: str,
@@ -112,6 +129,7 @@ class Router:
         """
         members, strategy = self.candidates(model)
         is_group = model not in self._deployment_names
+        allowed_models = self._with_group_members(allowed_models)
         ctx = PolicyContext(needs=needs, requested=model, allowed_models=allowed_models,
                             tags=tags, requested_is_group=is_group)
         if allowed_models is not None and model not in allowed_models and not any(
