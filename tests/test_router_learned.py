@@ -490,8 +490,10 @@ def test_cli_calibrate_on_out_of_fold_scores(trained: LearnedPredictor, tmp_path
             "--target", "min-pgr=0.8", "--name", "q"]
     (tmp_path / "in").mkdir()
     (tmp_path / "oof").mkdir()
-    _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "in")]))
-    _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "oof"), "--cv", "3"]))
+    in_run = _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "in")]))
+    assert "part1.csv is in this router's training data" in " ".join(in_run.stderr.split())
+    oof_run = _ok(CliRunner().invoke(app, [*base, "--out", str(tmp_path / "oof"), "--cv", "3"]))
+    assert "training data" not in oof_run.stderr
     in_sample = load_calibration(tmp_path / "in").targets["q"]
     oof = load_calibration(tmp_path / "oof").targets["q"]
     # scores of prompts the router never saw are less confident: the same quality target

@@ -83,6 +83,7 @@ class CalibrationRun:
     strong_deployment: str | None
     dropped: tuple[str, ...] = ()
     in_artifact: bool = True
+    in_sample: tuple[Path, ...] = ()
 
 
 def _two_model(predictor: QualityPredictor) -> tuple[str, str]:
@@ -192,9 +193,19 @@ def run_calibration(
         raise ConfigError(f"router {router!r} has no artifact directory; pass --out DIR")
     fingerprint = None if artifact is None else router_fingerprint(artifact)
     cal, file, dropped = _store(folder, name, result, bool(make_default), fingerprint)
+    trained_on = () if scores is not None else tuple(_in_sample(predictor, data))
     return CalibrationRun(name, result, file, cal.default,
                           pair[0].name if pair else None, pair[1].name if pair else None,
-                          dropped, in_artifact=folder == artifact)
+                          dropped, in_artifact=folder == artifact, in_sample=trained_on)
+
+
+def _in_sample(predictor: QualityPredictor, data: Sequence[Path]) -> list[Path]:
+    """The files of ``data`` the router was trained on (none for routers without a
+    manifest), whose scores are overconfident."""
+    from modelmix.eval._learned import in_sample_files
+    from modelmix.routing.learned import LearnedPredictor
+
+    return in_sample_files(predictor, data) if isinstance(predictor, LearnedPredictor) else []
 
 
 def _print_run(run: CalibrationRun) -> None:
@@ -218,7 +229,8 @@ def _print_run(run: CalibrationRun) -> None:
 
 def calibrate_command(
     data: Annotated[list[Path], typer.Option(
-        "--data", help="Outcome table(s): CSV with prompt + weak/strong model columns.")],
+        "--data", help="Outcome table(s): CSV/TSV/JSON/JSONL with prompt + weak/strong "
+        "model columns (repeat --data for several).")],
     target: Annotated[str, typer.Option(
         help="strong-share=0.3 | cost-per-1k=0.50 (USD) | min-pgr=0.8")],
     name: Annotated[str, typer.Option(help="Name of the target (per request: "
@@ -269,6 +281,10 @@ def calibrate_command(
     except OSError as exc:  # the calibration file could not be written (disk full...)
         _fail(f"cannot write the calibration: {exc.strerror or exc}", code=1)
     _print_run(run)
+    for path in run.in_sample:
+        _err.print(f"[yellow]warning:[/yellow] {path} is in this router's training data: its "
+                   "scores are overconfident and the threshold will not hold on new traffic; "
+                   "use --cv K", highlight=False)
     source = (f"out-of-fold, {cv}-fold CV (the learner retrained per fold)" if cv else
               "the router as trained (use --cv K on the router's own training data)")
     _out.print(f"  scores: {source}", highlight=False)
