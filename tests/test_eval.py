@@ -490,6 +490,14 @@ def test_cli_eval_shows_numeric_grades_as_scores_not_percentages(
     caption = " ".join(result.output.split())
     weak = sum(int(r[1]) for r in rows) / len(rows)
     assert f"mean score weak {weak:.2f}" in caption and "quality" not in caption
+    renamed = _write_csv(tmp_path / "q.csv", ["question", "small", "big"], rows)
+    again = CliRunner().invoke(app, ["router", "eval", "--data", str(renamed), "--folds", "2",
+                                     "--out", str(tmp_path / "ev2"), "--prompt-column",
+                                     "question"])
+    assert again.exit_code == 0, again.output
+    first, second = (json.loads((tmp_path / d / "results.json").read_text())["datasets"][0]
+                     for d in ("ev", "ev2"))
+    assert first["methods"]["router"]["apgr"] == second["methods"]["router"]["apgr"]
 
 
 def test_cli_eval_cross_validates_the_learned_trainer(tmp_path: Path,

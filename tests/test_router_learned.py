@@ -376,3 +376,13 @@ def test_cli_calibrate_on_out_of_fold_scores(trained: LearnedPredictor, tmp_path
     result = _ok(CliRunner().invoke(app, [*base[:5], str(sparse), *base[6:], "--out",
                                           str(tmp_path / "oof"), "--cv", "3"]))
     assert "out-of-fold" in result.stdout
+
+    # the same table with its prompt column named otherwise: the same threshold
+    renamed = write_csv(tmp_path / "renamed.csv", [
+        {("question" if k == "prompt" else k): v for k, v in row.items()}
+        for row in csv.DictReader(data.open())])
+    (tmp_path / "renamed").mkdir()
+    _ok(CliRunner().invoke(app, [*base[:5], str(renamed), *base[6:], "--out",
+                                 str(tmp_path / "renamed"), "--cv", "3",
+                                 "--prompt-column", "question"]))
+    assert load_calibration(tmp_path / "renamed").targets["q"].threshold == oof.threshold

@@ -93,10 +93,12 @@ def _two_model(predictor: QualityPredictor) -> tuple[str, str]:
     return predictor.weak_model, predictor.strong_model
 
 
-def _read_tables(paths: Sequence[Path], weak: str, strong: str) -> list[PairTable]:
+def _read_tables(paths: Sequence[Path], weak: str, strong: str,
+                 prompt_column: str) -> list[PairTable]:
     from modelmix.eval import load_outcome_table
 
-    return [load_outcome_table(p, weak=weak, strong=strong) for p in paths]
+    return [load_outcome_table(p, weak=weak, strong=strong, prompt_column=prompt_column)
+            for p in paths]
 
 
 def _costs(tables: Sequence[PairTable], pair: tuple[Deployment, Deployment],
@@ -154,6 +156,7 @@ def run_calibration(
     completion_tokens: int | None = None,
     loader: PredictorLoader = default_predictor_loader,
     scores: Sequence[float] | None = None,
+    prompt_column: str = "prompt",
 ) -> CalibrationRun:
     """Score ``data`` with the router, calibrate ``target`` and store it as ``name`` in
     ``calibration.json`` (in ``out``, else the router's artifact directory).
@@ -171,7 +174,7 @@ def run_calibration(
 
     predictor = loader(router)
     weak, strong = _two_model(predictor)
-    tables = _read_tables(data, weak, strong)
+    tables = _read_tables(data, weak, strong, prompt_column)
     prompts = [p for t in tables for p in t.prompts]
     from modelmix.eval._command import pricing_deployments
 
@@ -255,6 +258,7 @@ def calibrate_command(
         "on the data, each time scoring the fold left out. Use it when the data is (part "
         "of) what the router was trained on; 0: score the data with the router as is.")]
     = 0,
+    prompt_column: Annotated[str, typer.Option(help="Prompt column.")] = "prompt",
 ) -> None:
     """Set a routing threshold for a target and store it with the router."""
     try:
@@ -270,12 +274,13 @@ def calibrate_command(
             check_out_dir(out)
         from modelmix.routing.learned._train import out_of_fold_scores
 
-        scores = out_of_fold_scores(router, data, cv) if cv else None
+        scores = (out_of_fold_scores(router, data, cv, prompt_column=prompt_column)
+                  if cv else None)
         run = run_calibration(
             router=router, data=data, target=parsed, name=name, config=_config(config),
             make_default=make_default, out=out, weak_deployment=weak_deployment,
             strong_deployment=strong_deployment, completion_tokens=completion_tokens,
-            scores=scores)
+            scores=scores, prompt_column=prompt_column)
     except ModelmixError as exc:
         _fail(exc.message)
     except OSError as exc:  # the calibration file could not be written (disk full...)

@@ -252,6 +252,7 @@ def eval_(
         help="Deployment pricing the strong model (default: cheapest proprietary).")] = None,
     completion_tokens: Annotated[int, typer.Option(
         min=1, help="Completion tokens per request for tables without responses.")] = 1,
+    prompt_column: Annotated[str, typer.Option(help="Prompt column.")] = "prompt",
 ) -> None:
     """RouteLLM metrics (APGR, CPT 20/50/80%) with cost, vs random and oracle (docs/router.md)."""
     from modelmix.eval._command import EvalRequest, run_eval_command
@@ -260,7 +261,7 @@ def eval_(
         data=data, out=out, router=router, cv=cv, folds=folds, seed=seed, learner=learner, c=c,
         embedder=embedder, weak=weak, strong=strong, config=config,
         weak_deployment=weak_deployment, strong_deployment=strong_deployment,
-        completion_tokens=completion_tokens)
+        completion_tokens=completion_tokens, prompt_column=prompt_column)
     try:
         run_eval_command(request, console, _err)
     except ModelmixError as exc:

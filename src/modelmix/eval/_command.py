@@ -51,6 +51,7 @@ class EvalRequest:
             (default: the cheapest open and the cheapest proprietary deployment, as
             ``modelmix router calibrate`` does).
         completion_tokens: completion tokens per request for tables without responses.
+        prompt_column: the tables' prompt text column.
     """
 
     data: list[Path]
@@ -68,6 +69,7 @@ class EvalRequest:
     weak_deployment: str | None = None
     strong_deployment: str | None = None
     completion_tokens: int = DEFAULT_COMPLETION_TOKENS
+    prompt_column: str = "prompt"
 
     def describe(self) -> dict[str, Any]:
         """The options as recorded in ``results.json``."""
@@ -107,11 +109,12 @@ def _options(req: EvalRequest) -> EvalOptions:
 def _tables(req: EvalRequest, weak: str | None, strong: str | None) -> list[PairTable]:
     if not req.data:
         raise ConfigError("no outcome tables given (--data FILE)")
-    tables = [load_outcome_table(p, weak=weak, strong=strong) for p in req.data]
+    tables = [load_outcome_table(p, weak=weak, strong=strong, prompt_column=req.prompt_column)
+              for p in req.data]
     names = [t.name for t in tables]
     if len(set(names)) != len(names):
-        tables = [load_outcome_table(p, weak=weak, strong=strong, name=str(p))
-                  for p in req.data]
+        tables = [load_outcome_table(p, weak=weak, strong=strong, name=str(p),
+                                     prompt_column=req.prompt_column) for p in req.data]
     return tables
 
 

@@ -109,17 +109,17 @@ class PairTable:
 
 
 def _pick_pair(path: Path, rows: Sequence[dict[str, Any]], header: Sequence[str],
-               weak: str | None, strong: str | None) -> tuple[str, str]:
+               weak: str | None, strong: str | None, prompt: str) -> tuple[str, str]:
     """The (weak, strong) columns: as named, else from the detected model columns."""
     for given in (weak, strong):
-        if given is not None and (given not in header or given == "prompt"):
+        if given is not None and (given not in header or given == prompt):
             raise RouterDataError(f"{path}: no model column {given!r}; columns are "
-                                  f"{[c for c in header if c != 'prompt']}")
+                                  f"{[c for c in header if c != prompt]}")
     if weak is not None and strong is not None:
         if weak == strong:
             raise RouterDataError(f"{path}: weak and strong model are both {weak!r}")
         return weak, strong
-    models = model_columns(path, rows)
+    models = model_columns(path, rows, skip=(prompt, "subject"))
     others = [m for m in models if m not in (weak, strong)]
     if len(models) != 2 and (weak is None) == (strong is None):
         raise RouterDataError(f"{path}: {len(models)} model columns {models}; name the "
@@ -133,13 +133,14 @@ def _pick_pair(path: Path, rows: Sequence[dict[str, Any]], header: Sequence[str]
     return models[0], models[1]  # reordered by accuracy in load_outcome_table
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_rows(path: Path, prompt: str) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names (in first-seen order) and rows of an outcome table (the reader
-    ``router train`` uses); it must have a ``prompt`` column."""
+    ``router train`` uses); it must have the ``prompt`` column."""
     rows = read_rows(path)
     header = header_of(rows)
-    if "prompt" not in header:
-        raise RouterDataError(f"{path}: no 'prompt' column (columns: {header})")
+    if prompt not in header:
+        raise RouterDataError(f"{path}: no {prompt!r} column (columns: {header}); use "
+                              "--prompt-column")
     return header, rows
 
 
@@ -155,12 +156,14 @@ def _response_tokens(rows: Sequence[dict[str, Any]], header: Sequence[str],
 
 
 def load_outcome_table(path: str | Path, *, weak: str | None = None,
-                       strong: str | None = None, name: str | None = None) -> PairTable:
+                       strong: str | None = None, name: str | None = None,
+                       prompt_column: str = "prompt") -> PairTable:
     """Read a RouteLLM-style outcome table (CSV, TSV, JSON or JSONL rows).
 
-    Rows where the weak or the strong outcome is missing are skipped (counted in
-    ``skipped_rows``). With exactly two model columns and no ``weak``/``strong`` given,
-    the model with the lower mean score is taken as weak.
+    ``prompt_column`` names the prompt text column. Rows where the weak or the strong
+    outcome is missing are skipped (counted in ``skipped_rows``). With exactly two model
+    columns and no ``weak``/``strong`` given, the model with the lower mean score is
+    taken as weak.
 
     Raises:
         RouterDataError: an unreadable or malformed table (the same reader and messages
@@ -172,8 +175,8 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
         table.weak_model  # 'mistralai/Mixtral-8x7B-Instruct-v0.1'
     """
     path = Path(path)
-    header, rows = _read_rows(path)
-    w, s = _pick_pair(path, rows, header, weak, strong)
+    header, rows = _read_rows(path, prompt_column)
+    w, s = _pick_pair(path, rows, header, weak, strong, prompt_column)
     values = [(outcome_value(r.get(w), where=f"{path}: row {i}, column {w!r}"),
                outcome_value(r.get(s), where=f"{path}: row {i}, column {s!r}"))
               for i, r in enumerate(rows, 1)]
@@ -188,7 +191,7 @@ def load_outcome_table(path: str | Path, *, weak: str | None = None,
 
     return PairTable(
         name=name or path.stem,
-        prompts=tuple(prompt_of(r, "prompt", where=f"{path}: row {i + 1}")
+        prompts=tuple(prompt_of(r, prompt_column, where=f"{path}: row {i + 1}")
                       for i, r in zip(keep, rows, strict=True)),
         weak=tuple(wv), strong=tuple(sv), weak_model=w, strong_model=s,
         subjects=tuple(_text(r.get("subject")) for r in rows) if "subject" in header else None,

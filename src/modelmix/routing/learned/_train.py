@@ -219,7 +219,8 @@ def train_router(
     return predictor
 
 
-def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[float]:
+def out_of_fold_scores(router: str, data: Sequence[Path], folds: int, *,
+                       prompt_column: str = "prompt") -> list[float]:
     """Every prompt of ``data``'s P(strong needed) from a router of the same learner
     (the artifact manifest's) trained on the other ``folds - 1`` folds, in table order,
     for the rows that have both outcomes (the rows calibration uses).
@@ -234,7 +235,8 @@ def out_of_fold_scores(router: str, data: Sequence[Path], folds: int) -> list[fl
         raise ConfigError(f"router {router} has no weak/strong pair to calibrate")
     try:
         options = FitOptions.from_description(predictor.manifest.get("learner", {}))
-        table = read_outcome_tables(list(data), models=[weak, strong])
+        table = read_outcome_tables(list(data), models=[weak, strong],
+                                    prompt_column=prompt_column)
         scores = np.full(len(table.prompts), np.nan)
         cross_validate_router(table, predictor.embedder, options, weak=weak, strong=strong,
                               folds=folds, scores_out=scores)
