@@ -131,10 +131,13 @@ class FaultyUpstream:
 
     Args:
         name: used in replies (``"hello from <name>"``) and the served model id.
-        prompt_tokens: the prompt token count it reports in ``usage``.
+        prompt_tokens: the prompt token count it reports in ``usage``, or a function of
+            the request body giving it (e.g. the UTF-8 bytes of the messages, as a
+            byte-level tokenizer's worst case would bill).
     """
 
-    def __init__(self, name: str = "upstream", *, prompt_tokens: int = 7):
+    def __init__(self, name: str = "upstream", *,
+                 prompt_tokens: int | Callable[[dict[str, Any]], int] = 7):
         self.name = name
         self.reply = f"hello from {name}"
         self.prompt_tokens = prompt_tokens
@@ -321,10 +324,11 @@ class FaultyUpstream:
 
     # -- OpenAI bodies -------------------------------------------------------------------
 
-    def _usage(self) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any]) -> dict[str, int]:
         done = len(self.reply.split())
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": done,
-                "total_tokens": self.prompt_tokens + done}
+        prompt = self.prompt_tokens(body) if callable(self.prompt_tokens) else self.prompt_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": done,
+                "total_tokens": prompt + done}
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -332,7 +336,7 @@ class FaultyUpstream:
             "model": body.get("model", self.name),
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": self.reply}}],
-            "usage": self._usage(),
+            "usage": self._usage(body),
         }
 
     def _events(self, body: dict[str, Any]) -> list[bytes]:
@@ -348,7 +352,7 @@ class FaultyUpstream:
         events += [choice({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
         events.append(choice({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(json.dumps({**base, "choices": [], "usage": self._usage()}).encode())
+            events.append(json.dumps({**base, "choices": [], "usage": self._usage(body)}).encode())
         events.append(b"[DONE]")
         return events
 

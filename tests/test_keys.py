@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from _servers import serve_app
+from faulty_upstream import FaultyUpstream
 from modelmix._service import ChatService
 from modelmix.catalog import Deployment, config_from_dict
 from modelmix.cli import app as cli_app
@@ -47,12 +48,15 @@ CONFIG = {
     ],
 }
 
-# 40 characters -> prompt estimate (40 + 3) // 4 + 4 = 14 tokens; FakeProvider reports
-# 10 prompt tokens and 1 completion token ("ok").
+# 40 characters -> prompt estimate (40 + 3) // 4 + 4 = 14 tokens (routing); budget
+# admission reserves the prompt's upper bound: 40 UTF-8 bytes + 8 per message + 16 = 64
+# tokens. FakeProvider reports 10 prompt tokens and 1 completion token ("ok").
 PROMPT = "x" * 40
 MAX_TOKENS = 5
-MAX_COST = (14 * 1000 + MAX_TOKENS * 2000) / 1e6   # 0.024 USD reserved per request
-ACTUAL_COST = (10 * 1000 + 1 * 2000) / 1e6          # 0.012 USD charged per request
+PROMPT_BOUND = 40 + 8 + 16
+ESTIMATE_COST = (14 * 1000 + MAX_TOKENS * 2000) / 1e6         # 0.024 USD at the estimate
+MAX_COST = (PROMPT_BOUND * 1000 + MAX_TOKENS * 2000) / 1e6    # 0.074 USD reserved
+ACTUAL_COST = (10 * 1000 + 1 * 2000) / 1e6                    # 0.012 USD charged
 
 
 def chat_body(model: str = "cheap", max_tokens: int | None = MAX_TOKENS,
@@ -144,7 +148,9 @@ def test_max_cost_is_dearest_candidate_at_the_output_bound() -> None:
     b = _dep("b", input_cost_per_mtok=10, output_cost_per_mtok=20, max_output_tokens=50)
     needs = _request().needs()
     assert needs.prompt_tokens_estimate == 14
-    assert max_request_cost([a, b], needs) == pytest.approx(MAX_COST)
+    assert max_request_cost([a, b], needs) == pytest.approx(ESTIMATE_COST)
+    assert _request().prompt_token_bound() == PROMPT_BOUND
+    assert max_request_cost([a, b], needs, PROMPT_BOUND) == pytest.approx(MAX_COST)
     unset = _request(max_tokens=None).needs()
     # no max_tokens: context window minus the prompt estimate (a), or max_output_tokens (b)
     assert max_request_cost([a], unset) == pytest.approx((14 * 1000 + 86 * 2000) / 1e6)
@@ -192,10 +198,31 @@ async def test_limiter_budget_counts_in_flight_reservations() -> None:
     limiter.settle(held[0], ACTUAL_COST, 11)
     limiter.settle(held[0], ACTUAL_COST, 11)  # a second settle is ignored
     assert limiter.spent_usd == pytest.approx(ACTUAL_COST) and spent == [ACTUAL_COST]
-    with pytest.raises(BudgetExceeded):  # 0.012 spent + 0.048 reserved + 0.024 > 0.072
+    with pytest.raises(BudgetExceeded):  # 0.012 spent + 0.148 reserved + 0.074 > 0.222
         await limiter.admit(decision, _request())
     limiter.settle(held[1], ACTUAL_COST, 11)
-    await limiter.admit(decision, _request())  # 0.024 + 0.024 + 0.024 <= 0.072
+    await limiter.admit(decision, _request())  # 0.024 + 0.074 + 0.074 <= 0.222
+
+
+async def test_limiter_admits_one_at_a_time_once_an_upstream_bills_past_the_bound() -> None:
+    decision = RouteDecision(deployment=_dep("a", input_cost_per_mtok=1000,
+                                             output_cost_per_mtok=2000), reason="t")
+    limiter = KeyLimiter("k", KeyLimits(budget_usd=100 * MAX_COST))
+    first = await limiter.admit(decision, _request())
+    second = await limiter.admit(decision, _request())
+    limiter.settle(first, 2 * MAX_COST, 11)  # billed twice what it reserved
+    with pytest.raises(KeyRateLimited, match="one request at a time") as info:
+        await limiter.admit(decision, _request())  # `second` is still in flight
+    assert info.value.retry_after == 1.0
+    limiter.settle(second, ACTUAL_COST, 11)
+    third = await limiter.admit(decision, _request())  # nothing in flight: admitted
+    with pytest.raises(KeyRateLimited):
+        await limiter.admit(decision, _request())
+    limiter.settle(third, ACTUAL_COST, 11)
+    unlimited = KeyLimiter("u", KeyLimits())  # no budget: nothing to protect
+    held = await unlimited.admit(decision, _request())
+    unlimited.settle(held, 2 * MAX_COST, 11)
+    await asyncio.gather(*(unlimited.admit(decision, _request()) for _ in range(3)))
 
 
 async def test_limiter_rpm_and_tpm_slide_over_sixty_seconds() -> None:
@@ -403,7 +430,7 @@ def test_allowed_models_are_enforced(gw: Gateway) -> None:
 
 
 async def test_budget_is_exact_under_concurrency(slow_gw: Gateway) -> None:
-    budget = 0.13  # room for 5 reservations of 0.024 USD (6 would need 0.144)
+    budget = 5 * MAX_COST + 0.01  # room for 5 reservations of 0.074 USD, not 6
     key, key_id = slow_gw.new_key(max_budget=budget)
     limiter_peak = 0.0
     done = asyncio.Event()
@@ -482,7 +509,7 @@ def test_tpm_limit_reserves_the_estimate_and_settles_to_actual(gw: Gateway) -> N
 
 
 def test_keys_and_spend_survive_a_restart(db: Path) -> None:
-    budget = 0.05  # two reservations of 0.024 fit; spend is 0.012 per request
+    budget = 2 * ACTUAL_COST + MAX_COST + 0.001  # 0.099: spend is 0.012 per request
     with serve_app(_serve(db)) as url:
         gw = Gateway(url, db, None)
         key, key_id = gw.new_key(max_budget=budget, key_alias="persist")
@@ -500,7 +527,7 @@ def test_keys_and_spend_survive_a_restart(db: Path) -> None:
         assert info["key_alias"] == "persist" and info["spend"] == pytest.approx(spent)
         statuses = [httpx.post(url + "/v1/chat/completions", json=chat_body(),
                                headers=bearer(key)).status_code for _ in range(3)]
-        # 0.024 + 0.024 <= 0.05 admits one more; then 0.036 + 0.024 > 0.05
+        # 0.024 + 0.074 <= 0.099 admits one more; then 0.036 + 0.074 > 0.099
         assert statuses == [200, 429, 429]
 
 
@@ -541,3 +568,38 @@ def test_cli_create_rejects_out_of_range_limits(db: Path, args: list[str]) -> No
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and not result.stdout.startswith("sk-mm-")
     assert KeyStore(f"sqlite:///{db}").count() == 0
+
+
+def _utf8_prompt_tokens(body: dict[str, Any]) -> int:
+    """What a byte-level tokenizer bills at worst: a token per UTF-8 byte, plus 3 per
+    message (far more than the chars / 4 estimate for CJK text)."""
+    return sum(len(str(m["content"]).encode()) + 3 for m in body["messages"])
+
+
+async def test_budget_holds_when_the_upstream_bills_more_than_the_estimate(db: Path) -> None:
+    """Issue 9: a $0.01-style budget was overspent (130%) when the prompt estimate was
+    lower than what the upstream then billed. The reservation is now an upper bound."""
+    with FaultyUpstream("u", prompt_tokens=_utf8_prompt_tokens) as up:
+        cfg = config_from_dict({"deployments": [{
+            "name": "cjk", "provider": "openai-compatible", "base_url": up.url,
+            "model": "m", "input_cost_per_mtok": 1000, "output_cost_per_mtok": 2000}]})
+        prompt = "数据" * 100  # 200 characters: estimated 54 tokens, billed 603
+        body = {"model": "cjk", "max_tokens": MAX_TOKENS,
+                "messages": [{"role": "user", "content": prompt}]}
+        actual = (603 * 1000 + 3 * 2000) / 1e6  # "hello from u": 3 completion tokens
+        budget = 6.0  # 9 requests fit (5.48 USD), 10 do not
+        with serve_app(create_app(cfg)) as url:
+            gw = Gateway(url, db, None)
+            key, key_id = gw.new_key(max_budget=budget)
+            async with httpx.AsyncClient(base_url=url, headers=bearer(key),
+                                         timeout=30) as client:
+                wave = await asyncio.gather(*(client.post("/v1/chat/completions", json=body)
+                                              for _ in range(40)))
+                ok = sum(r.status_code == 200 for r in wave)
+                while (await client.post("/v1/chat/completions",
+                                         json=body)).status_code == 200:
+                    ok += 1
+            info = gw.key_info(key_id)
+    assert 1 <= ok <= 9
+    assert info["spend"] == pytest.approx(ok * actual)
+    assert info["spend"] <= budget

@@ -329,6 +329,7 @@ def test_breaker_on_single_deployment_fails_fast(gateway: GatewayFactory,
         assert time.monotonic() - started < 0.2
         assert blocked.status_code == 503
         assert _error(blocked)["code"] == "no_deployment_available"
+        assert blocked.headers["retry-after"] == "1"  # the cooldown left, rounded up to 1 s
         assert "circuit open" in blocked.json()["error"]["message"]
         assert a.count == THRESHOLD
         a.default = Fault.ok()

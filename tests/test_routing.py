@@ -84,6 +84,25 @@ def test_nothing_healthy_is_503() -> None:
     assert info.value.status_code == 503
 
 
+def test_503_says_when_the_first_circuit_reopens() -> None:
+    waits = {"local": 7.5, "vllm": 2.25, "gpt": None, "claude": None}
+    router = Router(CFG, health=lambda d: "circuit open", retry_after=lambda d: waits[d.name])
+    with pytest.raises(NoDeployment) as info:
+        router.route("auto", needs())
+    assert info.value.status_code == 503 and info.value.retry_after == 2.25
+
+
+def test_nothing_that_waiting_would_fix_is_404_not_503() -> None:
+    """OpenAI SDKs retry a 503 three times; a deployment whose API key is unset will
+    not come back by retrying, so the answer is a 404 that they do not retry."""
+    router = Router(CFG, health=lambda d: "MM_TEST_KEY is not set",
+                    retry_after=lambda d: None)
+    with pytest.raises(NoDeployment) as info:
+        router.route("gpt", needs())
+    assert info.value.status_code == 404 and info.value.code == "model_not_available"
+    assert info.value.retry_after is None
+
+
 def test_allow_list_limits_candidates_and_forbids_others() -> None:
     router = Router(CFG, health=healthy)
     d = router.route("auto", needs(), allowed_models=frozenset({"auto", "vllm"}))

@@ -8,15 +8,11 @@ PostgreSQL cases skip, or fail when ``CI=true``.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
+from _postgres import Cluster, pg_bindir, unavailable
 from _servers import free_port, serve_app
 from modelmix.catalog import StoreSettings
 from modelmix.cli import app as cli_app
@@ -53,62 +50,6 @@ from modelmix.store._sql import normalize_url
 # -- database fixtures ---------------------------------------------------------------------
 
 
-def _pg_bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _unavailable(reason: str) -> None:
-    message = (f"PostgreSQL tests need {reason}: apt-get install postgresql, or set "
-               "MODELMIX_TEST_PG_URL to a throwaway database")
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-class _Cluster:
-    """A throwaway PostgreSQL cluster on a free loopback port (trust auth, fsync off)."""
-
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="modelmix-pg-"))
-        self.port = free_port()
-        self.user: str | None = None
-        if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-            try:
-                owner = pwd.getpwnam("postgres")
-            except KeyError:
-                _unavailable("a 'postgres' system user when tests run as root")
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-            self.user = "postgres"
-
-    def _run(self, *args: str) -> None:
-        proc = subprocess.run([str(self.bindir / args[0]), *args[1:]], user=self.user,
-                              capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode != 0:
-            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
-            raise RuntimeError(f"{args[0]} failed: {proc.stdout}{proc.stderr}{log}")
-
-    def start(self) -> str:
-        data = str(self.root / "data")
-        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off")
-        self._run("pg_ctl", "-D", data, "-w", "-t", "60", "-l", str(self.root / "log"),
-                  "-o", opts, "start")
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server to test against (given, or started here)."""
@@ -116,15 +57,15 @@ def pg_server_url() -> Iterator[str]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _unavailable("psycopg (pip install 'modelmix[postgres]')")
+        unavailable("psycopg (pip install 'modelmix[postgres]')")
     if given:
         yield given
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
-        _unavailable("initdb and pg_ctl (not found under /usr/lib/postgresql/*/bin or PATH)")
+        unavailable("initdb and pg_ctl (not found under /usr/lib/postgresql/*/bin or PATH)")
     assert bindir is not None
-    cluster = _Cluster(bindir)
+    cluster = Cluster(bindir)
     try:
         url = cluster.start()
     except Exception:

@@ -45,6 +45,15 @@ class CircuitBreaker:
             return None
         return "circuit half-open (probe in flight)" if self._probe_in_flight else None
 
+    def retry_in_s(self) -> float | None:
+        """Seconds until a call may go ahead (None when one may now): the cooldown left
+        while open, 1 while a half-open probe is in flight."""
+        if self.blocked_reason() is None:
+            return None
+        if self.state is BreakerState.OPEN:
+            return max(self._settings.cooldown_s - (self._clock() - self._opened_at), 0.0)
+        return 1.0
+
     def acquire(self) -> bool:
         """Take permission for one call; in half-open state only one probe at a time."""
         if self.blocked_reason() is not None:

@@ -87,6 +87,10 @@ class Executor:
         """None when ``dep``'s circuit lets calls through, else why not."""
         return self.breaker(dep.name).blocked_reason()
 
+    def retry_in_s(self, dep: Deployment) -> float | None:
+        """Seconds until ``dep``'s circuit lets a call through, None when it does now."""
+        return self.breaker(dep.name).retry_in_s()
+
     def breaker(self, name: str) -> CircuitBreaker:
         """The circuit breaker of deployment ``name`` (created closed on first use)."""
         found = self.breakers.get(name)
@@ -168,10 +172,13 @@ class Executor:
                 attempts.append(Attempt(dep.name, _ms(started)))
                 return result, dep, attempts
         if last is None:
+            waits = [w for d in decision.candidates
+                     if (w := self.breaker(d.name).retry_in_s()) is not None]
             raise NoDeployment(
                 "every candidate deployment's circuit is open",
                 status_code=503,
                 code="no_deployment_available",
+                retry_after=min(waits, default=None),
             )
         last.attempts = attempts
         raise last

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -178,7 +179,8 @@ class ChatService:
         self.providers = built
         kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.executor = Executor(built, config.reliability, **kw)
-        self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
+        self.router = Router(config, health=self._health, strategies=dict(strategies or {}),
+                             retry_after=self.executor.retry_in_s)
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
         if guard is None:
@@ -214,6 +216,11 @@ class ChatService:
                 prompt=prompt_text(request), hints=ctx.hints,
                 extra_rules=screening.rules if screening is not None else (),
             )
+            if screening is not None and screening.verdict.constrained:
+                v = screening.verdict  # say which data rule limited the choice
+                decision = dataclasses.replace(decision, reason=(
+                    f"{decision.reason}; data policy {v.policy}: {v.data_class.value} "
+                    f"({v.rule})"))
             return decision
         finally:
             for observer in self.observers:

@@ -13,11 +13,12 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     │   └── RequestTimeout (408)     body not received within server.body_timeout_s
     ├── ClientDisconnected (499) the caller left; recorded, never sent
     ├── AuthenticationFailed (401)
+    ├── AuthUnavailable (503)    the key store cannot be read: refused, never admitted
     ├── PermissionDenied (403)   key not allowed to use this model
     ├── BudgetExceeded (429)     virtual key budget spent
     ├── KeyRateLimited (429)     virtual key RPM / TPM limit hit
     ├── PolicyDenied (403)       policy forbids every candidate
-    ├── NoDeployment (404/503)   unknown model, or no healthy deployment
+    ├── NoDeployment (404/503)   unknown or unservable model (404), none healthy now (503)
     └── ProviderError (502)      an upstream call failed
         ├── RateLimited (429)        retryable; may carry ``retry_after`` (s)
         ├── ProviderTimeout (504)    retryable
@@ -32,6 +33,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "AuthUnavailable",
     "AuthenticationFailed",
     "BudgetExceeded",
     "ClientDisconnected",
@@ -136,6 +138,19 @@ class AuthenticationFailed(ModelmixError):
     default_code = "invalid_api_key"
 
 
+class AuthUnavailable(ModelmixError):
+    """Authentication could not run (the key store is unreachable): the request is
+    refused, never admitted (fail closed). ``retry_after`` is in seconds."""
+
+    status_code = 503
+    error_type = "service_unavailable_error"
+    default_code = "auth_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PermissionDenied(ModelmixError):
     """The key may not use the requested model."""
 
@@ -173,15 +188,18 @@ class PolicyDenied(ModelmixError):
 
 
 class NoDeployment(ModelmixError):
-    """No deployment can serve the request (unknown model or none available)."""
+    """No deployment can serve the request: an unknown model or none configured to
+    serve it (404), or none available now (503, with ``retry_after`` in seconds when a
+    circuit breaker says when one will be)."""
 
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
 
     def __init__(self, message: str, *, status_code: int = 404, code: str | None = None,
-                 param: str | None = "model"):
+                 param: str | None = "model", retry_after: float | None = None):
         super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
         self.status_code = status_code  # type: ignore[misc]
         if status_code == 503:
             self.error_type = "service_unavailable_error"  # type: ignore[misc]

@@ -41,6 +41,7 @@ from modelmix.errors import InvalidRequest
 from modelmix.guard._base import DataClass
 
 __all__ = [
+    "LOCAL_HOSTING",
     "POLICY_ENV",
     "READY_POLICIES",
     "TAGS_HEADER",
@@ -66,7 +67,8 @@ POLICY_ENV = "MODELMIX_POLICY"
 READY_POLICIES = ("healthcare", "finance", "eu-residency")
 
 _ENTITY_TYPE = r"^[A-Z][A-Z0-9_]*$"
-_LOCAL_HOSTING = (Hosting.LOCAL, Hosting.SELF_HOSTED)
+#: Hosting kinds that keep data on the operator's machines (``route-local``).
+LOCAL_HOSTING = (Hosting.LOCAL, Hosting.SELF_HOSTED)
 
 
 class Action(StrEnum):
@@ -156,13 +158,13 @@ class RuleSpec(Scope):
     def _local_by_default(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and data.get("action") == Action.ROUTE_LOCAL.value \
                 and data.get("hosting") is None:
-            return {**data, "hosting": [h.value for h in _LOCAL_HOSTING]}
+            return {**data, "hosting": [h.value for h in LOCAL_HOSTING]}
         return data
 
     @_model_validator(mode="after")
     def _consistent(self) -> RuleSpec:
         if self.action is Action.ROUTE_LOCAL and any(
-            h not in _LOCAL_HOSTING for h in self.hosting or ()
+            h not in LOCAL_HOSTING for h in self.hosting or ()
         ):
             raise ValueError("route-local allows only local and self-hosted hosting")
         if self.action is not Action.PSEUDONYMISE and (

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "IMAGE_TOKEN_BOUND",
     "ChatMessage",
     "ChatRequest",
     "ContentPart",
@@ -23,6 +25,17 @@ __all__ = [
     "Tool",
     "estimate_tokens",
 ]
+
+#: Prompt tokens one image part is assumed to cost at most when reserving budget. The
+#: largest published per-image costs are below it for ordinary images: OpenAI's
+#: high-detail tiles (85 + 170 per 512 px tile, at most ~1,100 for gpt-4o), Anthropic's
+#: (width x height) / 750 (~1,600 for its 1.15-megapixel cap), Gemini's 258 per 768 px
+#: tile. A very large image on a tiling provider can exceed it: see docs/keys.md.
+IMAGE_TOKEN_BOUND = 4096
+
+#: Prompt tokens one message's chat template may add (role markers, separators): OpenAI
+#: counts 3-4 per message, Llama 3 and ChatML templates 4-6.
+_MESSAGE_TOKEN_BOUND = 8
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -229,11 +242,51 @@ class ChatRequest(_Strict):
             max_output_tokens=self.completion_limit or 0,
         )
 
+    def prompt_token_bound(self) -> int:
+        """An upper bound of the prompt tokens any upstream can bill for this request.
+
+        Tokenizers in use (byte-level BPE, SentencePiece with byte fallback) emit at most
+        one token per UTF-8 byte, so the bound is: the UTF-8 bytes of every text sent
+        (message contents, names, tool calls, tool definitions, response format, other
+        forwarded fields, as JSON, which only adds bytes), plus 8 tokens of chat template
+        per message and 16 for the reply's priming, plus :data:`IMAGE_TOKEN_BOUND` per
+        image part and (base64 characters / 100 + 256) per audio part. Budget admission
+        reserves this (server/_limits.py); routing uses the cheaper
+        ``needs().prompt_tokens_estimate``.
+        """
+        total = 16
+        for msg in self.messages:
+            total += len(msg.name.encode()) if msg.name else 0
+            total += _MESSAGE_TOKEN_BOUND
+            if isinstance(msg.content, str):
+                total += len(msg.content.encode())
+            elif msg.content is not None:
+                total += sum(_part_token_bound(part) for part in msg.content)
+            if msg.tool_calls:
+                total += len(orjson.dumps(msg.tool_calls))
+            if msg.model_extra:
+                total += len(orjson.dumps(msg.model_extra))
+        for extra in (self.tools, self.tool_choice, self.response_format, self.stop,
+                      self.model_extra or None):
+            if extra is not None:
+                total += len(orjson.dumps(extra))
+        return total
+
     def to_upstream(self, model: str) -> dict[str, Any]:
         """The body to send an OpenAI-compatible upstream serving ``model``."""
         body = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
         body["model"] = model
         return body
+
+
+def _part_token_bound(part: ContentPart) -> int:
+    if part.type == "image_url":
+        return IMAGE_TOKEN_BOUND
+    if part.type == "input_audio" and part.input_audio is not None:
+        return len(part.input_audio.data) // 100 + 256
+    if part.type == "file":
+        return IMAGE_TOKEN_BOUND + len(orjson.dumps(part.model_extra or {}))
+    return len((part.text or "").encode())
 
 
 def estimate_tokens(chars: int) -> int:

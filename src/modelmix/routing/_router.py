@@ -17,6 +17,10 @@ __all__ = ["HealthCheck", "Router"]
 #: Returns None when a deployment can take calls now, else why not.
 HealthCheck = Callable[[Deployment], str | None]
 
+#: Returns the seconds until an unhealthy deployment may take calls again (its circuit
+#: breaker's cooldown), or None when it will not by waiting (e.g. its API key is unset).
+RetryAfter = Callable[[Deployment], float | None]
+
 _CAPABILITY_WORDS = ("input", "context", "max output", "tool", "JSON")
 _NO_HINTS = RoutingHints()
 
@@ -30,7 +34,9 @@ class Router:
     name is that deployment followed by its configured ``fallbacks``.
 
     Raises:
-        NoDeployment: unknown model name (404) or nothing healthy (503).
+        NoDeployment: unknown model name, or no deployment configured to serve it (404:
+            with ``retry_after`` given, when no unhealthy candidate would recover by
+            waiting); nothing healthy now (503, ``retry_after`` the shortest wait).
         InvalidRequest: no candidate can take this request (e.g. context too long).
         PolicyDenied: candidates exist but policy forbids all of them (403).
     """
@@ -42,9 +48,11 @@ class Router:
         health: HealthCheck,
         extra_rules: Sequence[Rule] = (),
         strategies: dict[str, Strategy] | None = None,
+        retry_after: RetryAfter | None = None,
     ):
         self.config = config
         self._health = health
+        self._retry_after = retry_after
         self._rules = [*capability_rules(), *extra_rules]
         self._strategies = strategies or {}
         self._ordered = OrderedStrategy()
@@ -148,33 +156,42 @@ class Router:
             else:
                 excluded[dep.name] = why
         if not healthy:
-            raise _nothing_left(model, allowed, excluded)
+            raise self._nothing_left(model, allowed, excluded)
         request = RoutingInput(needs=needs, prompt=prompt, hints=hints or _NO_HINTS)
         return strategy.decide(healthy, request, excluded)
 
 
-def _nothing_left(model: str, allowed: list[Deployment], excluded: dict[str, str]) -> Exception:
-    detail = "; ".join(f"{name}: {why}" for name, why in excluded.items())
-    if allowed:  # capable deployments exist, but none is healthy now
+    def _nothing_left(self, model: str, allowed: list[Deployment],
+                      excluded: dict[str, str]) -> Exception:
+        detail = "; ".join(f"{name}: {why}" for name, why in excluded.items())
+        if allowed:  # capable deployments exist, but none is healthy now
+            if self._retry_after is None:
+                return _unavailable_now(model, detail, None)
+            waits = [w for d in allowed if (w := self._retry_after(d)) is not None]
+            if waits:
+                return _unavailable_now(model, detail, min(waits))
+            return NoDeployment(  # e.g. API keys unset: waiting (and retrying) won't help
+                f"no deployment for '{model}' can serve requests in this configuration "
+                f"({detail})", code="model_not_available")
+        reasons = excluded.values()
+        if any("not allowed" in why for why in reasons) and all(
+            "not allowed" in why or "not set" in why for why in reasons
+        ):
+            return PolicyDenied(f"policy forbids every deployment for '{model}' ({detail})")
+        if any(any(w in why for w in _CAPABILITY_WORDS) for why in reasons):
+            code = "context_length_exceeded" if "context" in detail else "unsupported_request"
+            return InvalidRequest(
+                f"no deployment for '{model}' can take this request ({detail})", code=code
+            )
         return NoDeployment(
-            f"no deployment for '{model}' is available now ({detail})",
-            status_code=503,
-            code="no_deployment_available",
-        )
-    if any("not allowed" in why for why in excluded.values()) and all(
-        "not allowed" in why or "not set" in why for why in excluded.values()
-    ):
-        return PolicyDenied(f"policy forbids every deployment for '{model}' ({detail})")
-    if excluded and all(
-        any(w in why for w in _CAPABILITY_WORDS) or "not set" in why or "not found" in why
-        for why in excluded.values()
-    ) and any(any(w in why for w in _CAPABILITY_WORDS) for why in excluded.values()):
-        code = "context_length_exceeded" if "context" in detail else "unsupported_request"
-        return InvalidRequest(
-            f"no deployment for '{model}' can take this request ({detail})", code=code
-        )
+            f"no deployment for '{model}' can serve this request ({detail})",
+            code="model_not_available")
+
+
+def _unavailable_now(model: str, detail: str, retry_after: float | None) -> NoDeployment:
     return NoDeployment(
         f"no deployment for '{model}' is available now ({detail})",
         status_code=503,
         code="no_deployment_available",
+        retry_after=retry_after,
     )

@@ -90,6 +90,11 @@ def routing_hints(data: dict[str, Any]) -> RoutingHints | None:
     return parse_hints(data.pop("router", None))
 
 
+#: Deepest nesting of JSON arrays and objects a request body may have. Real chat bodies
+#: nest under 10 levels and deep tool schemas under 30; orjson (and so every upstream
+#: adapter) cannot re-serialise beyond 254, so deeper bodies are refused at parse time.
+MAX_JSON_DEPTH = 64
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BOM = b"\xef\xbb\xbf"
 
@@ -108,7 +113,7 @@ def _model_name(data: dict[str, Any]) -> str | None:
 
 def load_json_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON object body (a UTF-8 byte-order mark is ignored, RFC 8259 §8.1).
-    Raises InvalidRequest (400)."""
+    Raises InvalidRequest (400), also for nesting deeper than :data:`MAX_JSON_DEPTH`."""
     if body.startswith(_BOM):
         body = body[len(_BOM):]
     try:
@@ -116,10 +121,35 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         if "utf-8" in str(exc).lower():
             raise InvalidRequest("request body is not valid UTF-8") from exc
+        if "depth limit" in str(exc).lower():  # orjson's own limit (1,024 levels)
+            raise _too_deep() from None
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
+    if _nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise _too_deep()
     return data
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep "
+        "(this gateway's limit)", code="json_too_deep")
+
+
+def _nesting_exceeds(data: dict[str, Any], limit: int) -> bool:
+    """Whether ``data`` has arrays / objects nested deeper than ``limit`` (the top-level
+    object is level 1). Iterative, so any depth orjson accepts (up to 1,024) is safe."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str | None:

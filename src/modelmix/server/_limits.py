@@ -3,9 +3,14 @@
 A :class:`KeyLimiter` is the :class:`~modelmix._service.Admission` of one virtual key.
 ``admit`` runs its checks and takes its reservations without awaiting anything, so in
 one event loop no other request can slip in between check and reserve: the key's
-spend can never pass its budget by more than what the in-flight requests reserved
-(and since each reservation is that request's maximum cost, not at all, as long as
-the prompt estimate holds; see ``docs/keys.md``).
+spend can never pass its budget by more than what the in-flight requests reserved.
+Each reservation is an upper bound of that request's cost (the dearest candidate at
+:meth:`~modelmix.protocol.ChatRequest.prompt_token_bound` prompt tokens plus the most
+completion tokens it may produce), so in one process the budget is not passed at all
+while upstreams bill within that bound. Settling reconciles: the actual cost replaces
+the reservation. If an upstream ever bills more than a request reserved, the key is
+admitted one request at a time from then on, so the overshoot stays within one
+in-flight request (``docs/keys.md``).
 
 Example::
 
@@ -17,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -40,6 +46,8 @@ __all__ = [
     "max_output_tokens",
     "max_request_cost",
 ]
+
+log = logging.getLogger("modelmix.keys")
 
 #: Length of the RPM / TPM sliding window, seconds.
 WINDOW_S = 60.0
@@ -129,12 +137,15 @@ def max_output_tokens(dep: Deployment, needs: RequestNeeds) -> int:
     return max(dep.context_window - needs.prompt_tokens_estimate, 0)
 
 
-def max_request_cost(candidates: Sequence[Deployment], needs: RequestNeeds) -> float:
-    """Maximum cost of a request in USD: the dearest candidate at the prompt estimate
-    plus :func:`max_output_tokens` (any candidate may end up serving, via fallback)."""
+def max_request_cost(candidates: Sequence[Deployment], needs: RequestNeeds,
+                     prompt_tokens: int | None = None) -> float:
+    """Maximum cost of a request in USD: the dearest candidate at ``prompt_tokens``
+    (default: the prompt estimate; admission passes
+    :meth:`~modelmix.protocol.ChatRequest.prompt_token_bound`) plus
+    :func:`max_output_tokens` (any candidate may end up serving, via fallback)."""
+    prompt = needs.prompt_tokens_estimate if prompt_tokens is None else prompt_tokens
     return max(
-        (dep.cost_usd(needs.prompt_tokens_estimate, max_output_tokens(dep, needs))
-         for dep in candidates),
+        (dep.cost_usd(prompt, max_output_tokens(dep, needs)) for dep in candidates),
         default=0.0,
     )
 
@@ -170,6 +181,7 @@ class KeyLimiter:
         self._requests: deque[float] = deque()
         self._tokens: deque[_TokenEntry] = deque()
         self._token_sum = 0
+        self._one_at_a_time = False
 
     @property
     def spent_usd(self) -> float:
@@ -191,10 +203,12 @@ class KeyLimiter:
 
         Raises:
             BudgetExceeded: spent + reserved + this request's maximum cost > budget.
-            KeyRateLimited: the RPM or TPM window is full; ``retry_after`` in seconds.
+            KeyRateLimited: the RPM or TPM window is full, or (after an upstream billed
+                more than a reservation) another request of this budgeted key is in
+                flight; ``retry_after`` in seconds.
         """
         needs = request.needs()
-        cost = max_request_cost(decision.candidates, needs)
+        cost = max_request_cost(decision.candidates, needs, request.prompt_token_bound())
         tokens = needs.prompt_tokens_estimate + needs.max_output_tokens
         now = self._clock()
         self._check_budget(cost)
@@ -207,6 +221,11 @@ class KeyLimiter:
         if not isinstance(reservation, Reservation) or reservation.settled:
             return
         reservation.settled = True
+        if cost_usd > reservation.cost_usd + _EPSILON_USD and not self._one_at_a_time:
+            self._one_at_a_time = True
+            log.warning("key %s: a request cost $%.6f, more than the $%.6f reserved for it; "
+                        "admitting this key one request at a time from now on",
+                        self.key_id, cost_usd, reservation.cost_usd)
         self._in_flight -= 1
         self._reserved = self._reserved - reservation.cost_usd if self._in_flight else 0.0
         self._spent += cost_usd
@@ -222,6 +241,11 @@ class KeyLimiter:
         budget = self.limits.budget_usd
         if budget is None:
             return
+        if self._one_at_a_time and self._in_flight:
+            raise KeyRateLimited(
+                f"key {self.key_id} is admitted one request at a time: an upstream billed "
+                "more than a request's reserved bound, so its budget cannot be reserved "
+                "exactly", retry_after=1.0)
         if self._spent + self._reserved + cost > budget + _EPSILON_USD:
             raise BudgetExceeded(
                 f"budget of key {self.key_id} would be exceeded: budget ${budget:.6f}, "

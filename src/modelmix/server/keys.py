@@ -26,18 +26,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelmix.catalog import Config
-from modelmix.errors import AuthenticationFailed, InvalidRequest, ModelmixError, PermissionDenied
+from modelmix.errors import (
+    AuthenticationFailed,
+    AuthUnavailable,
+    InvalidRequest,
+    ModelmixError,
+    PermissionDenied,
+)
 from modelmix.server._auth import KeyInfo, bearer_token
 from modelmix.server._gateway import error_response, read_body
 from modelmix.server._keystore import (
@@ -73,6 +81,8 @@ __all__ = [
     "max_request_cost",
 ]
 
+log = logging.getLogger("modelmix.keys")
+
 #: Largest admin request body, bytes.
 _ADMIN_BODY_LIMIT = 64 * 1024
 
@@ -98,6 +108,9 @@ class VirtualKeyAuth:
 
     Raises (from ``authenticate``):
         AuthenticationFailed: missing, unknown or revoked key.
+        AuthUnavailable: the key store could not be read (503; logged). Authentication
+            fails closed: a store error never admits a request, and a failed "are there
+            any keys?" count counts as "keys exist".
     """
 
     def __init__(
@@ -118,6 +131,7 @@ class VirtualKeyAuth:
         self._limiters: dict[str, KeyLimiter] = {}
         self._any_keys = False
         self._counted_at: float | None = None
+        self._counting: asyncio.Future[bool | None] | None = None
 
     @property
     def has_master_key(self) -> bool:
@@ -129,9 +143,13 @@ class VirtualKeyAuth:
         return f"VirtualKeyAuth(master_key={master}, store={self.store!r})"
 
     async def authenticate(self, authorization: str | None) -> KeyInfo:
-        if self._master is None and not await self._keys_exist():
-            return KeyInfo(key_id=None, is_admin=True)
         token = bearer_token(authorization)
+        if self._master is None:
+            keys_exist = await self._keys_exist()
+            if keys_exist is False:
+                return KeyInfo(key_id=None, is_admin=True)
+            if keys_exist is None and token is None:
+                raise AuthUnavailable("cannot check API keys: the key store is unreachable")
         if token is None:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
         if self._master is not None and hmac.compare_digest(token.encode(),
@@ -145,14 +163,35 @@ class VirtualKeyAuth:
         return KeyInfo(key_id=key.id, allowed_models=key.allowed_models,
                        admission=self._limiter(key))
 
-    async def _keys_exist(self) -> bool:
-        """Whether any virtual key exists (sticky once true; re-counted every refresh_s)."""
+    async def _keys_exist(self) -> bool | None:
+        """Whether any virtual key exists: True (sticky once seen), False, or None when
+        the store could not be counted (callers treat that as "keys exist").
+
+        The count is re-read every ``refresh_s``. Concurrent callers wait for one
+        shared count, so no request is admitted in open mode while it is in flight.
+        """
         if self._any_keys:
             return True
         now = self._clock()
-        if self._counted_at is None or now - self._counted_at >= self._refresh_s:
-            self._counted_at = now
-            self._any_keys = self._any_keys or await asyncio.to_thread(self.store.count) > 0
+        if self._counted_at is not None and now - self._counted_at < self._refresh_s:
+            return False
+        if self._counting is None:
+            self._counting = asyncio.ensure_future(self._count())
+        # Shielded: a caller that leaves (client disconnect) does not cancel the count
+        # the others wait for.
+        return await asyncio.shield(self._counting)
+
+    async def _count(self) -> bool | None:
+        try:
+            found = await asyncio.to_thread(self.store.count) > 0
+        except Exception:  # any failure to count fails closed
+            log.exception("key store unreachable while counting keys; refusing keyless "
+                          "requests (503) until it answers")
+            return None
+        finally:
+            self._counting = None
+        self._counted_at = self._clock()
+        self._any_keys = self._any_keys or found
         return self._any_keys
 
     async def _lookup(self, token: str) -> VirtualKey | None:
@@ -164,7 +203,12 @@ class VirtualKeyAuth:
         if cached is not None and now - cached[1] < self._refresh_s:
             key = cached[0]
         else:
-            found = await asyncio.to_thread(self.store.get_by_hash, digest)
+            try:
+                found = await asyncio.to_thread(self.store.get_by_hash, digest)
+            except Exception:  # any failure to look up fails closed
+                log.exception("key store unreachable while looking up a key; refused (503)")
+                raise AuthUnavailable(
+                    "cannot check this API key: the key store is unreachable") from None
             if found is None:
                 self._cache.pop(digest, None)
                 return None
@@ -306,6 +350,9 @@ class _KeyAdmin:
                 return JSONResponse(await handler(request))
             except ModelmixError as exc:
                 return error_response(exc)
+            except SQLAlchemyError:
+                log.exception("key store error in %s", request.url.path)
+                return error_response(AuthUnavailable("the key store is unreachable"))
         return endpoint
 
     async def _check_admin(self, request: Request) -> None:

@@ -1,0 +1,142 @@
+"""Media the guard cannot read fails closed (issue 9, item 8), and unservable models.
+
+Images, audio and files are not read yet (no OCR / ASR), so under a policy they count as
+the policy's strictest class: a scanned intake form must not reach a cloud vision model
+under the healthcare or finance policy, however harmless the text beside it. Runs a real
+gateway over real OpenAI-compatible upstreams on loopback and checks what each upstream
+actually received.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from _servers import serve_app
+from faulty_upstream import FaultyUpstream
+from modelmix._service import ChatService
+from modelmix.catalog import config_from_dict
+from modelmix.guard import Guard, load_detector, load_policy
+from modelmix.server import create_app
+from modelmix.testing import ListSink
+
+# A 1x1 PNG: stands in for a scanned intake form (its pixels are never read).
+PNG = "data:image/png;base64," + base64.b64encode(
+    bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                  "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+).decode()
+WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, FaultyUpstream]]:
+    ups = {name: FaultyUpstream(name).start() for name in ("cloud-v", "local-v")}
+    yield ups
+    for up in ups.values():
+        up.stop()
+
+
+def _config(ups: dict[str, FaultyUpstream], names: tuple[str, ...]) -> dict[str, Any]:
+    deps = [{"name": name, "provider": "openai-compatible", "base_url": ups[name].url,
+             "model": f"model-{name}", "input_modalities": ["text", "image", "audio"],
+             "hosting": "cloud" if name.startswith("cloud") else "local",
+             "tier": "proprietary" if name.startswith("cloud") else "open",
+             "region": "us-east-1" if name.startswith("cloud") else None}
+            for name in names]
+    return {"deployments": deps, "groups": {"vision": list(names)},
+            "reliability": {"num_retries": 0}}
+
+
+def _serve(ups: dict[str, FaultyUpstream], policy: str,
+           names: tuple[str, ...] = ("cloud-v", "local-v")) -> tuple[Any, ListSink]:
+    for up in ups.values():
+        up.clear()
+    cfg = config_from_dict(_config(ups, names))
+    sink = ListSink()
+    guard = Guard(load_policy(policy), load_detector())
+    return create_app(service=ChatService(cfg, usage=sink, guard=guard)), sink
+
+
+def _form(text: str = "Please file this intake form.") -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "text", "text": text},
+                                         {"type": "image_url", "image_url": {"url": PNG}}]}]
+
+
+@pytest.mark.parametrize("policy", ["healthcare", "finance"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_unread_image_stays_local(upstreams: dict[str, FaultyUpstream], policy: str,
+                                  stream: bool) -> None:
+    app, sink = _serve(upstreams, policy)
+    with serve_app(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="vision", messages=_form(), stream=stream)  # type: ignore[call-overload]
+        assert raw.headers["x-modelmix-deployment"] == "local-v"
+        assert "media-unread" in raw.headers["x-modelmix-route-reason"]
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in raw.parse()
+                           if c.choices)
+    assert upstreams["cloud-v"].count == 0 and upstreams["local-v"].count == 1
+    (rec,) = sink.wait_for(1)
+    assert rec.audit is not None and rec.audit.rule == "media-unread"
+    assert rec.audit.data_class == "regulated"
+
+
+def test_text_alone_may_still_go_to_the_cloud(upstreams: dict[str, FaultyUpstream]) -> None:
+    app, _ = _serve(upstreams, "healthcare")
+    with serve_app(app) as url:
+        resp = httpx.post(url + "/v1/chat/completions", json={
+            "model": "vision", "messages": [{"role": "user", "content": "Please file it."}]})
+    assert resp.status_code == 200 and resp.headers["x-modelmix-deployment"] == "cloud-v"
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}},
+    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=",
+                              "filename": "form.pdf"}},
+], ids=["audio", "pdf"])
+def test_unread_media_with_only_cloud_deployments_is_refused(
+        upstreams: dict[str, FaultyUpstream], part: dict[str, Any]) -> None:
+    app, sink = _serve(upstreams, "healthcare", names=("cloud-v",))
+    with serve_app(app) as url:
+        resp = httpx.post(url + "/v1/chat/completions", json={
+            "model": "vision",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, part]}]})
+    assert resp.status_code == 403, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "policy_denied" and "media-unread" in error["message"]
+    assert upstreams["cloud-v"].count == 0
+    assert sink.wait_for(1)[0].status_code == 403
+
+
+def test_eu_residency_keeps_unread_media_in_the_eu(upstreams: dict[str, FaultyUpstream]
+                                                   ) -> None:
+    app, _ = _serve(upstreams, "eu-residency")
+    with serve_app(app) as url:
+        resp = httpx.post(url + "/v1/chat/completions",
+                          json={"model": "vision", "messages": _form()})
+    # neither deployment is in an EU region: the image goes nowhere
+    assert resp.status_code == 403 and "media-unread" in resp.json()["error"]["message"]
+    assert upstreams["cloud-v"].count == 0 and upstreams["local-v"].count == 0
+
+
+def test_deployment_without_its_api_key_is_404_not_a_retried_503(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MM_TEST_UNSET_KEY", raising=False)
+    cfg = config_from_dict({"deployments": [
+        {"name": "gpt", "provider": "openai", "model": "g", "api_key_env": "MM_TEST_UNSET_KEY"}]})
+    with serve_app(create_app(service=ChatService(cfg))) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x")  # default: 2 retries
+        with pytest.raises(openai.NotFoundError) as info:
+            client.chat.completions.create(model="gpt",
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert "MM_TEST_UNSET_KEY is not set" in str(info.value)
+        resp = httpx.post(url + "/v1/chat/completions", json={
+            "model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 404 and "retry-after" not in resp.headers
+    assert resp.json()["error"]["code"] == "model_not_available"
