@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelmix._breaker import BreakerState, CircuitBreaker
 from modelmix.catalog import CircuitBreakerSettings
+from modelmix.engine._breaker import BreakerState, CircuitBreaker
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from modelmix.cli import _check_port as _REAL_CHECK
+from modelmix.cli._app import _check_port as _REAL_CHECK
 from modelmix.cli import app
 
 DEPLOYMENT = ("deployments:\n  - name: v\n    provider: vllm\n"
@@ -26,7 +26,8 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
         raise AssertionError("serve got as far as starting the server")
 
     monkeypatch.setattr("uvicorn.run", no_server)
-    monkeypatch.setattr("modelmix.cli._check_port", lambda host, port: None)  # 4000 may be busy
+    # port 4000 may be busy
+    monkeypatch.setattr("modelmix.cli._app._check_port", lambda host, port: None)
     return CliRunner()
 
 
@@ -188,7 +189,7 @@ def test_serve_reports_a_busy_port_in_one_line(runner: CliRunner,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    monkeypatch.setattr("modelmix.cli._check_port", _REAL_CHECK)  # the fixture stubs it
+    monkeypatch.setattr("modelmix.cli._app._check_port", _REAL_CHECK)  # the fixture stubs it
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

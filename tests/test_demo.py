@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelmix.catalog import config_from_dict, default_config
-from modelmix.demo import (
+from modelmix.cli._demo import (
     DemoResult,
     _malformed_table,
     _reference,
@@ -138,7 +138,7 @@ def test_malformed_table_cuts_messages_at_a_word_boundary() -> None:
 
 
 def test_learned_route_reason_shows_score_and_threshold_first() -> None:
-    from modelmix.demo import _short_reason
+    from modelmix.cli._demo import _short_reason
 
     full = ("learned: p(strong needed)=0.55 < 0.58 (target balanced); no strong-model deployment "
             "allowed (gpt-4.1: OPENAI_API_KEY unset)")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from modelmix._breaker import BreakerState
-from modelmix._executor import Attempt, Executor
 from modelmix.catalog import Config, Deployment, config_from_dict
+from modelmix.engine._breaker import BreakerState
+from modelmix.engine._executor import Attempt, Executor
 from modelmix.errors import (
     ContextTooLong,
     NoDeployment,

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from _servers import serve_app
-from modelmix._service import ChatService
 from modelmix.catalog import Config, config_from_dict
+from modelmix.engine._service import ChatService
 from modelmix.errors import AuthenticationFailed
 from modelmix.routing._from_feedback import Judge, build_feedback_table, parse_grade
 from modelmix.server import create_app
@@ -310,7 +310,7 @@ def _judge_upstream() -> Any:
 
 
 def test_feedback_training_data_uses_the_judge_for_unrated_answers(tmp_path: Path) -> None:
-    from modelmix._router_cli import feedback_training_data
+    from modelmix.cli._router_calibrate import feedback_training_data
 
     db = f"sqlite:///{tmp_path / 'u.db'}"
     now = time.time()
@@ -344,7 +344,7 @@ def test_feedback_training_data_uses_the_judge_for_unrated_answers(tmp_path: Pat
 
 
 def test_feedback_training_data_without_feedback_says_what_to_do(tmp_path: Path) -> None:
-    from modelmix._router_cli import feedback_training_data
+    from modelmix.cli._router_calibrate import feedback_training_data
     from modelmix.errors import ConfigError
 
     cfg = _config(f"sqlite:///{tmp_path / 'empty.db'}")

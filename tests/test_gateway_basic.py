@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from _servers import serve_app
-from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
+from modelmix.engine._service import ChatService
 from modelmix.server import create_app
 from modelmix.testing import FakeProvider
 

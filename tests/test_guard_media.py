@@ -19,8 +19,8 @@ import pytest
 
 from _servers import serve_app
 from faulty_upstream import FaultyUpstream
-from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
+from modelmix.engine._service import ChatService
 from modelmix.guard import Guard, load_detector, load_policy
 from modelmix.server import create_app
 from modelmix.testing import ListSink

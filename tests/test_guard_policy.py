@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from _guard_fakes import BrokenDetector, EchoProvider, RegexDetector, sent_text
 from _servers import serve_app
-from modelmix._service import CallContext, ChatService
 from modelmix.catalog import Config, config_from_dict
 from modelmix.cli import app as cli_app
+from modelmix.engine._service import CallContext, ChatService
 from modelmix.errors import ConfigError, InvalidRequest, PolicyDenied, UpstreamUnavailable
 from modelmix.guard import (
     READY_POLICIES,

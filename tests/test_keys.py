@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from _servers import serve_app
 from faulty_upstream import FaultyUpstream
-from modelmix._service import ChatService
 from modelmix.catalog import Deployment, config_from_dict
 from modelmix.cli import app as cli_app
+from modelmix.engine._service import ChatService
 from modelmix.errors import BudgetExceeded, KeyRateLimited
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision

@@ -21,22 +21,22 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from _servers import serve_app
-from modelmix._logging import (
+from modelmix.catalog import config_from_dict
+from modelmix.engine._service import ChatService
+from modelmix.errors import UpstreamUnavailable
+from modelmix.observability._logging import (
     REQUEST_LOGGER,
     JsonFormatter,
     TextFormatter,
     configure_logging,
 )
-from modelmix._service import ChatService
-from modelmix.catalog import config_from_dict
-from modelmix.errors import UpstreamUnavailable
-from modelmix.server import create_app
-from modelmix.server._metrics import (
+from modelmix.observability._metrics import (
     LATENCY_BUCKETS_S,
     TTFT_BUCKETS_S,
     GatewayMetrics,
     MetricsSink,
 )
+from modelmix.server import create_app
 from modelmix.testing import FakeProvider
 
 CHAT = "/v1/chat/completions"
@@ -330,7 +330,7 @@ def spans() -> Iterator[tuple[Any, Any]]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from modelmix._tracing import Tracing
+    from modelmix.observability._tracing import Tracing
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -410,7 +410,7 @@ def test_stream_attempt_span_covers_the_whole_stream(spans: tuple[Any, Any]) -> 
 
 def test_tracing_from_environment() -> None:
     pytest.importorskip("opentelemetry.sdk")
-    from modelmix._tracing import Tracing, tracing_requested
+    from modelmix.observability._tracing import Tracing, tracing_requested
 
     assert not tracing_requested({})
     assert tracing_requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
@@ -429,7 +429,7 @@ def test_no_opentelemetry_import_when_not_configured() -> None:
     code = (
         "import sys\n"
         "from modelmix.server import create_app\n"
-        "from modelmix._service import ChatService\n"
+        "from modelmix.engine._service import ChatService\n"
         "from modelmix.catalog import config_from_dict\n"
         "cfg = config_from_dict({'deployments': [{'name': 'a', 'provider': 'vllm',"
         " 'base_url': 'http://127.0.0.1:9/v1', 'model': 'm'}]})\n"

@@ -22,8 +22,8 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from _servers import serve_app
 from faulty_upstream import Fault, FaultyUpstream
-from modelmix._service import ChatService
 from modelmix.catalog import config_from_dict
+from modelmix.engine._service import ChatService
 from modelmix.server import create_app
 from modelmix.store import UsageRecord
 from modelmix.testing import ListSink

@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from _servers import serve_app
-from modelmix._service import ChatService
 from modelmix.catalog import Deployment, LearnedRouterSettings, config_from_dict
+from modelmix.engine._service import ChatService
 from modelmix.errors import ConfigError, InvalidRequest
 from modelmix.protocol import ChatRequest
 from modelmix.routing import (
@@ -497,7 +497,7 @@ def _outcome_csv(path: Path) -> Path:
 
 
 def test_run_calibration_stores_named_targets(tmp_path: Path) -> None:
-    from modelmix._router_cli import run_calibration
+    from modelmix.cli._router_calibrate import run_calibration
 
     data = [_outcome_csv(tmp_path / "t.csv")]
     common: dict[str, Any] = {"router": "fake", "data": data, "config": CFG, "out": tmp_path,
@@ -516,7 +516,7 @@ def test_run_calibration_stores_named_targets(tmp_path: Path) -> None:
 
 
 def test_run_calibration_on_given_out_of_fold_scores(tmp_path: Path) -> None:
-    from modelmix._router_cli import run_calibration
+    from modelmix.cli._router_calibrate import run_calibration
 
     data = [_outcome_csv(tmp_path / "t.csv")]
     common: dict[str, Any] = {"router": "fake", "data": data, "config": CFG, "out": tmp_path,
@@ -536,7 +536,7 @@ def test_calibrate_command_reports_bad_input(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from modelmix._router_cli import register
+    from modelmix.cli._router_calibrate import register
 
     app = typer.Typer()
     register(app)
@@ -589,7 +589,7 @@ def test_calibration_made_for_another_router_is_flagged(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from dataclasses import replace
 
-    from modelmix._router_cli import run_calibration
+    from modelmix.cli._router_calibrate import run_calibration
     from modelmix.routing import router_fingerprint
 
     (tmp_path / "model.npz").write_bytes(b"v1")

@@ -19,8 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-from modelmix._router_cli import run_calibration
 from modelmix.catalog import load_config
+from modelmix.cli._router_calibrate import run_calibration
 from modelmix.routing._calibration import Target
 from modelmix.routing.learned import (
     FitOptions,

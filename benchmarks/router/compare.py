@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/router/compare.py                    # ~15 min on 2 cores
     .venv/bin/python benchmarks/router/compare.py --methods logreg,knn
 
-Protocol (``modelmix.routing.learned._cv``, the same code as ``router train --cv``):
+Protocol (``modelmix.routing.learned._train``, the same code as ``router train --cv``):
 folds by prompt from ``modelmix.eval.stratified_folds`` (MMLU stratified by subject),
 one router per fold trained on the other folds of both benchmarks together, metrics from
 ``modelmix.eval.evaluate_scores``. Features are computed once per prompt (they do not
@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from modelmix.routing.learned import FitOptions, OutcomeTable, StaticEmbedder
-from modelmix.routing.learned._cv import assign_folds, cross_validate_method
 from modelmix.routing.learned._features import lexical_features
 from modelmix.routing.learned._fit import FittedBase, fit_base, fit_head
 from modelmix.routing.learned._structure import structure_features
 from modelmix.routing.learned._tables import read_outcome_tables
 from modelmix.routing.learned._tokens import ngram_rows
+from modelmix.routing.learned._train import assign_folds, cross_validate_method
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -52,7 +52,7 @@ class Bench:
         if all(f.exists() for f in full):
             self.emb["minilm"] = np.vstack([np.load(f) for f in full])
         self.lex = lexical_features(self.table.prompts)
-        self.fold = assign_folds(self.table, WEAK, STRONG)
+        self.fold = assign_folds(self.table)
         self.w = self.table.model_names.index(WEAK)
         self.s = self.table.model_names.index(STRONG)
         self._bases: dict[tuple[str, bool, int, bool], FittedBase] = {}

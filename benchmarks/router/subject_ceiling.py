@@ -36,8 +36,8 @@ from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from modelmix.routing.learned._cv import cross_validate_method
 from modelmix.routing.learned._tokens import idf_from_rows, tfidf_csr
+from modelmix.routing.learned._train import cross_validate_method
 
 HERE = Path(__file__).resolve().parent
 BETA, HEAD_C, DOMAIN_C, SVC_C, PRIOR_ROWS = 0.03, 0.5, 0.1, 1.0, 10.0

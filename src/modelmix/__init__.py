@@ -7,6 +7,7 @@ Example::
         print(client.chat(model="auto", messages=[{"role": "user", "content": "Hi"}]).text)
 """
 
+from modelmix._version import __version__
 from modelmix.catalog import Config, Deployment, Hosting, Modality, Tier, load_config
 from modelmix.client import AsyncClient, Client
 from modelmix.errors import (
@@ -30,8 +31,6 @@ from modelmix.errors import (
 )
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.routing import RouteDecision
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from modelmix._service import CallContext, ChatService
 from modelmix.catalog import Config, load_config
+from modelmix.engine._service import CallContext, ChatService
 from modelmix.errors import InvalidRequest
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider

@@ -1,6 +1,13 @@
 """Catalog: deployments, groups and settings, loaded from YAML and validated."""
 
-from modelmix.catalog._config import Availability, Config, config_from_dict, load_config
+from modelmix.catalog._config import (
+    CONFIG_ENV,
+    Availability,
+    Config,
+    config_from_dict,
+    config_from_env,
+    load_config,
+)
 from modelmix.catalog._default import DEFAULT_CONFIG, default_config
 from modelmix.catalog._models import (
     OPENAI_COMPATIBLE_PROVIDERS,
@@ -17,6 +24,7 @@ from modelmix.catalog._models import (
 )
 
 __all__ = [
+    "CONFIG_ENV",
     "DEFAULT_CONFIG",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
@@ -32,6 +40,7 @@ __all__ = [
     "StoreSettings",
     "Tier",
     "config_from_dict",
+    "config_from_env",
     "default_config",
     "load_config",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,8 @@ from modelmix.catalog._models import (
 )
 from modelmix.errors import ConfigError
 
-__all__ = ["Availability", "Config", "config_from_dict", "load_config"]
+__all__ = ["CONFIG_ENV", "Availability", "Config", "config_from_dict", "config_from_env",
+           "load_config"]
 
 #: Friendlier wording for pydantic's type errors, by error type: YAML speaks of lists
 #: and mappings, not tuples and dictionaries.
@@ -208,6 +209,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return default_config()
     file = Path(path)
     return config_from_dict(read_yaml_file(file), source=str(file))
+
+
+#: Environment variable naming the catalog YAML used when no path is given.
+CONFIG_ENV = "MODELMIX_CONFIG"
+
+
+def config_from_env(path: str | os.PathLike[str] | None = None,
+                    env: Mapping[str, str] | None = None) -> Config:
+    """The catalog every entry point uses: ``path`` when given, else the file named by
+    ``$MODELMIX_CONFIG``, else the embedded default (:func:`load_config`).
+
+    Raises:
+        ConfigError: as :func:`load_config`.
+    """
+    env = os.environ if env is None else env
+    return load_config(path if path is not None else (env.get(CONFIG_ENV) or None))
 
 
 def read_yaml_file(file: Path, what: str = "config") -> Any:

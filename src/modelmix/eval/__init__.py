@@ -12,7 +12,9 @@ Example::
 
 from modelmix.eval._baselines import RANDOM_SEEDS, oracle_curve, oracle_metrics, random_metrics
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, CostModel, cost_model
-from modelmix.eval._cv import (
+from modelmix.eval._output import PLOT_FILE, RESULTS_FILE, render_table, write_results
+from modelmix.eval._plot import plot_reports
+from modelmix.eval._protocols import (
     Fit,
     Scorer,
     cross_validate,
@@ -20,11 +22,21 @@ from modelmix.eval._cv import (
     evaluate_holdout,
     stratified_folds,
 )
-from modelmix.eval._metrics import (
+from modelmix.eval._report import CURVE_GRID, METHODS, EvalReport, MethodSummary
+from modelmix.eval._run import EvalOptions, run_eval
+from modelmix.eval._table import (
+    CHARS_PER_TOKEN,
+    PairTable,
+    estimate_tokens,
+    load_outcome_table,
+    model_columns,
+)
+from modelmix.metrics import (
     DEFAULT_BINS,
     PGR_TARGETS,
     CurvePoint,
     RouterMetrics,
+    Stat,
     apgr,
     area_under_curve,
     cpt,
@@ -34,17 +46,6 @@ from modelmix.eval._metrics import (
     pgr,
     quality_curve,
     summarize_curve,
-)
-from modelmix.eval._output import PLOT_FILE, RESULTS_FILE, render_table, write_results
-from modelmix.eval._plot import plot_reports
-from modelmix.eval._report import CURVE_GRID, METHODS, EvalReport, MethodSummary, Stat
-from modelmix.eval._run import EvalOptions, run_eval
-from modelmix.eval._table import (
-    CHARS_PER_TOKEN,
-    PairTable,
-    estimate_tokens,
-    load_outcome_table,
-    model_columns,
 )
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelmix.eval._metrics import (
+from modelmix.metrics._quality import (
     DEFAULT_BINS,
     PGR_TARGETS,
     CurvePoint,

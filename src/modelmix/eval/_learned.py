@@ -1,5 +1,5 @@
 """The learned router (:mod:`modelmix.routing.learned`) as evaluation sees it: a trainer
-for cross-validation (:data:`~modelmix.eval._cv.Fit`) and a trained artifact as a scorer.
+for cross-validation (:data:`~modelmix.eval._protocols.Fit`) and a trained artifact as a scorer.
 
 The learned-router package is imported inside the functions (it needs scikit-learn to
 train), so the metrics work without it.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelmix.errors import ConfigError
-from modelmix.eval._cv import Fit, Scorer
+from modelmix.eval._protocols import Fit, Scorer
 from modelmix.eval._table import PairTable
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from typing import Any
 from rich.table import Table
 
 from modelmix.eval._plot import plot_reports
-from modelmix.eval._report import EvalReport, Stat
+from modelmix.eval._report import EvalReport
+from modelmix.metrics import Stat
 
 __all__ = ["PLOT_FILE", "RESULTS_FILE", "render_table", "write_results"]
 

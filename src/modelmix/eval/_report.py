@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from modelmix.eval._cost import CostModel
-from modelmix.eval._metrics import RouterMetrics, interpolate_curve
+from modelmix.metrics import RouterMetrics, Stat, finite_or_none, interpolate_curve
 
 __all__ = ["CURVE_GRID", "METHODS", "EvalReport", "MethodSummary", "Stat", "summarize_method"]
 
@@ -32,41 +32,6 @@ def _pct_key(target: float) -> str:
     """``0.5`` -> ``"50%"``: JSON key of a PGR target."""
     return f"{round(target * 100)}%"
 
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """Mean and sample standard deviation (``ddof=1``) of one number over folds.
-
-    ``std`` is None with fewer than two values; ``mean`` is NaN if any value is NaN.
-    """
-
-    mean: float
-    std: float | None
-    values: tuple[float, ...]
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
-        arr = np.asarray(values, dtype=np.float64)
-        std = float(arr.std(ddof=1)) if arr.size >= 2 else None
-        return cls(mean=float(arr.mean()), std=std, values=tuple(float(v) for v in arr))
-
-    def fmt(self, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
-        """``"0.512 ± 0.021"``-style text; ``"n/a"`` for NaN."""
-        if not math.isfinite(self.mean):
-            return "n/a"
-        text = f"{self.mean * scale:.{digits}f}{unit}"
-        if self.std is not None and math.isfinite(self.std):
-            text += f" ± {self.std * scale:.{digits}f}{unit}"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        std = None if self.std is None else _finite_or_none(self.std)
-        return {"mean": _finite_or_none(self.mean), "std": std,
-                "per_fold": [_finite_or_none(v) for v in self.values]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +69,8 @@ class MethodSummary:
 def _fold_dict(m: RouterMetrics) -> dict[str, Any]:
     return {
         "q_weak": m.q_weak, "q_strong": m.q_strong, "auc": m.auc,
-        "apgr": _finite_or_none(m.apgr),
-        "cpt": {_pct_key(t): _finite_or_none(v) for t, v in m.cpt.items()},
+        "apgr": finite_or_none(m.apgr),
+        "cpt": {_pct_key(t): finite_or_none(v) for t, v in m.cpt.items()},
         "curve": [{"strong_fraction": p.strong_fraction, "quality": p.quality,
                    "threshold": p.threshold} for p in m.curve],
     }
@@ -191,4 +156,4 @@ class EvalReport:
         if at is None:
             return None
         return {"strong_fraction": fraction, "usd_per_1k_requests": at[0],
-                "share_of_all_strong": _finite_or_none(at[1])}
+                "share_of_all_strong": finite_or_none(at[1])}

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from modelmix.catalog import Deployment
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, CostModel, cost_model
-from modelmix.eval._cv import Fit, Scorer, cross_validate_tables, evaluate_holdout
-from modelmix.eval._metrics import DEFAULT_BINS
+from modelmix.eval._protocols import Fit, Scorer, cross_validate_tables, evaluate_holdout
 from modelmix.eval._report import EvalReport
 from modelmix.eval._table import PairTable
+from modelmix.metrics import DEFAULT_BINS
 
 __all__ = ["EvalOptions", "run_eval"]
 

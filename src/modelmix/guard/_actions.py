@@ -216,7 +216,7 @@ class Guard:
             thread (keeps the event loop free while a slow detector works; shorter texts
             take well under a millisecond with the built-in detector).
 
-    The guard is also a :class:`~modelmix._service.ServiceObserver`: registered first,
+    The guard is also a :class:`~modelmix.engine._service.ServiceObserver`: registered first,
     it scrubs each screened request's usage record before other observers and sinks
     see it.
 

@@ -3,7 +3,7 @@
 Routing knows nothing of HTTP: the gateway parses the ``router`` object of a chat body
 (sent as ``extra_body={"router": {...}}`` from the OpenAI SDK) into
 :class:`RoutingHints`; library callers put hints on
-:class:`~modelmix._service.CallContext` directly.
+:class:`~modelmix.engine._service.CallContext` directly.
 """
 
 from __future__ import annotations

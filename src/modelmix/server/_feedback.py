@@ -33,8 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from modelmix._executor import Attempt
-from modelmix._service import CallContext
+from modelmix.engine._executor import Attempt
+from modelmix.engine._service import CallContext
 from modelmix.errors import InvalidRequest, ModelmixError
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
@@ -108,7 +108,7 @@ def parse_feedback(body: bytes) -> FeedbackBody:
 
 class RecentRequests:
     """The last ``size`` requests this process finished, by id (a
-    :class:`~modelmix._service.ServiceObserver`; O(1) per request, no I/O)."""
+    :class:`~modelmix.engine._service.ServiceObserver`; O(1) per request, no I/O)."""
 
     def __init__(self, size: int = 10_000):
         self._size = size

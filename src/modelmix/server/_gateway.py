@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from modelmix._service import CallContext, ChatService, StreamCompletion
 from modelmix.catalog import Config
+from modelmix.engine._service import CallContext, ChatService, StreamCompletion
 from modelmix.errors import (
     ClientDisconnected,
     InvalidRequest,

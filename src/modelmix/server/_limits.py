@@ -1,6 +1,6 @@
 """Per-key admission: USD budget with in-flight reservations, RPM and TPM windows.
 
-A :class:`KeyLimiter` is the :class:`~modelmix._service.Admission` of one virtual key.
+A :class:`KeyLimiter` is the :class:`~modelmix.engine._service.Admission` of one virtual key.
 ``admit`` runs its checks and takes its reservations without awaiting anything, so in
 one event loop no other request can slip in between check and reserve: the key's
 spend can never pass its budget by more than what the in-flight requests reserved.

@@ -17,14 +17,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelmix._service import ChatService
-from modelmix._tracing import Tracing
-from modelmix.catalog import Config, load_config
+from modelmix.catalog import Config, config_from_env
+from modelmix.engine._service import ChatService
 from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
+from modelmix.observability._metrics import instrument
+from modelmix.observability._tracing import Tracing
 from modelmix.server._auth import Authenticator
 from modelmix.server._feedback import FeedbackEndpoint, RecentRequests
 from modelmix.server._gateway import Gateway, error_response
-from modelmix.server._metrics import instrument
 from modelmix.server.keys import KeyStore, VirtualKeyAuth, key_admin_routes
 from modelmix.store import FeedbackStore, UsageSink
 
@@ -60,7 +60,7 @@ def create_app(
             default the usage database (none when ``store.enabled`` is false).
     """
     if service is None:
-        config = config or load_config(os.environ.get("MODELMIX_CONFIG") or None)
+        config = config or config_from_env()
         if usage is None:
             from modelmix.store import build_usage_sink
 

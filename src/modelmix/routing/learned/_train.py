@@ -21,19 +21,21 @@ from typing import Any
 
 import numpy as np
 
+from modelmix._version import __version__
 from modelmix.errors import ConfigError
+from modelmix.metrics import FoldMethod, cross_validate_sources, source_folds
 from modelmix.routing.learned._artifact import (
     LearnedPredictor,
     _read_manifest,
     _resolve,
     load_predictor,
 )
-from modelmix.routing.learned._cv import cross_validate_router, embedder_token_rows
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_features
 from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_router
 from modelmix.routing.learned._structure import STRUCTURE_FEATURES
 from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
+from modelmix.routing.learned._tokens import SparseRows, ngram_rows
 
 __all__ = ["EMBEDDING_SOURCE", "choose_pair", "load_embedder", "out_of_fold_scores",
            "train_on_table", "train_router"]
@@ -185,7 +187,7 @@ def train_router(
     """Read outcome tables, fit, and (with ``out``) write the artifact.
 
     With ``cv_folds`` >= 2 (which needs a weak/strong pair), the manifest also records
-    ``cv_metrics`` (:func:`~modelmix.routing.learned._cv.cross_validate_router`) for the
+    ``cv_metrics`` (:func:`cross_validate_router`) for the
     same options, computed before the final fit on all rows, and the returned predictor's
     ``cv_scores`` holds each training prompt's out-of-fold P(strong needed) (in the order
     the tables list them), for calibrating thresholds without in-sample optimism.
@@ -194,8 +196,6 @@ def train_router(
         RouterDataError: unusable data, or more ``cv_folds`` than distinct prompts.
         ConfigError: no artifact to take the embedding table from.
     """
-    from modelmix import __version__
-
     paths = [Path(p) for p in data]
     table = read_outcome_tables(paths, prompt_column=prompt_column,
                                 domain_column=domain_column, models=models)
@@ -245,3 +245,82 @@ def out_of_fold_scores(router: str, data: Sequence[Path], folds: int, *,
     # calibration reads the same tables and leaves out rows without both outcomes
     both = np.isfinite(table.outcomes).all(axis=1)
     return [float(v) for v in scores[both]]
+
+
+# -- cross-validation: the same folds and metrics as ``modelmix.eval`` (modelmix.metrics) --
+#
+# Protocol: every source file is split into ``folds`` parts by prompt (duplicates kept
+# together, stratified by MMLU subject). For fold k one router is trained on the other
+# folds of *all* sources together, as the final router is, and scores fold k of each
+# source; no prompt is scored by a router that trained on it. Metrics are RouteLLM's APGR
+# and CPT, summarised as mean and sample std over folds.
+
+
+def embedder_token_rows(embedder: StaticEmbedder, prompts: list[str] | tuple[str, ...],
+                        options: FitOptions) -> SparseRows | None:
+    """Token n-gram rows of ``prompts`` when ``options.tokens`` asks for them."""
+    if not (options.learner == "logreg" and options.tokens):
+        return None
+    ids = embedder.token_ids(list(prompts))
+    return ngram_rows(ids, embedder.table.shape[0], options.token_buckets)
+
+
+def assign_folds(table: OutcomeTable, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold index of every row of ``table``, ``(n,)`` int
+    (:func:`modelmix.metrics.source_folds`: each source split on its own, by prompt,
+    stratified by subject)."""
+    return source_folds(table.prompts, table.sources, table.domains, folds, seed)
+
+
+def cross_validate_method(table: OutcomeTable, fold: np.ndarray, weak: str, strong: str,
+                          method: FoldMethod, progress: Progress | None = None, *,
+                          scores_out: np.ndarray | None = None) -> dict[str, Any]:
+    """Run ``method`` on every fold of ``table`` and score ``weak`` vs ``strong`` per
+    source (:func:`modelmix.metrics.cross_validate_sources`)."""
+    w, s = table.model_names.index(weak), table.model_names.index(strong)
+    return cross_validate_sources(table.sources, table.outcomes[:, w], table.outcomes[:, s],
+                                  fold, method, progress, scores_out=scores_out)
+
+
+def cross_validate_router(
+    table: OutcomeTable,
+    embedder: StaticEmbedder,
+    options: FitOptions,
+    *,
+    weak: str,
+    strong: str,
+    folds: int = 5,
+    seed: int = 0,
+    progress: Progress | None = None,
+    scores_out: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Cross-validated metrics of the router ``options`` describes (see the module doc).
+
+    Returns ``{"protocol", "folds", "seed", "datasets": {source: {"apgr": {"mean",
+    "std", "per_fold"}, "cpt50": ..., "cpt80": ..., "prompts": n}}}``; CPT values are
+    strong-call fractions in [0, 1]. ``scores_out`` (``(n,)`` float), when given, receives
+    every prompt's out-of-fold P(strong needed): the scores to calibrate thresholds on.
+    """
+    embeddings = embedder.embed(table.prompts)
+    lexical = lexical_features(table.prompts, options.structure)
+    tokens = embedder_token_rows(embedder, table.prompts, options)
+    w, s = table.model_names.index(weak), table.model_names.index(strong)
+
+    def method(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(train)
+        model = fit_router(embeddings[rows], lexical[rows], table.outcomes[rows],
+                           [table.domains[i] for i in rows], options,
+                           sources=[table.sources[i] for i in rows],
+                           tokens=[tokens[i] for i in rows] if tokens else None,
+                           token_vocab=embedder.table.shape[0])
+        x0 = model.base_features(embeddings[test], lexical[test])
+        probs = model.predict_features(
+            x0, embeddings[test],
+            [tokens[i] for i in np.flatnonzero(test)] if tokens else None)
+        return np.asarray((1.0 + probs[:, s] - probs[:, w]) / 2.0)
+
+    fold = assign_folds(table, folds, seed)
+    return {"protocol": f"{folds}-fold CV by prompt, stratified by subject, trained on all "
+                        "sources together", "folds": folds, "seed": seed,
+            "datasets": cross_validate_method(table, fold, weak, strong, method, progress,
+                                              scores_out=scores_out)}

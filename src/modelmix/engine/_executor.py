@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from modelmix._breaker import CircuitBreaker
 from modelmix.catalog import Deployment, ReliabilitySettings
+from modelmix.engine._breaker import CircuitBreaker
 from modelmix.errors import NoDeployment, ProviderError, ProviderTimeout, RateLimited
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider

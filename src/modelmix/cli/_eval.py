@@ -3,7 +3,7 @@
 Example (the same as ``modelmix router eval --data mmlu.csv --data gsm8k.csv --out out``)::
 
     from rich.console import Console
-    from modelmix.eval._command import EvalRequest, run_eval_command
+    from modelmix.cli._eval import EvalRequest, run_eval_command
 
     run_eval_command(EvalRequest(data=[Path("mmlu.csv"), Path("gsm8k.csv")],
                                  out=Path("out")), Console())
@@ -11,7 +11,6 @@ Example (the same as ``modelmix router eval --data mmlu.csv --data gsm8k.csv --o
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -20,8 +19,8 @@ from typing import Any
 
 from rich.console import Console
 
-from modelmix._cli_output import check_out_dir
-from modelmix.catalog import Config, Deployment, Tier, load_config
+from modelmix.catalog import Config, Deployment, Tier, config_from_env
+from modelmix.cli._output import check_out_dir
 from modelmix.errors import ConfigError
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS
 from modelmix.eval._output import render_table, write_results
@@ -97,9 +96,8 @@ def pricing_deployments(config: Config, weak: str | None,
 
 
 def _options(req: EvalRequest) -> EvalOptions:
-    path = req.config or (Path(os.environ["MODELMIX_CONFIG"])
-                          if os.environ.get("MODELMIX_CONFIG") else None)
-    pair = pricing_deployments(load_config(path), req.weak_deployment, req.strong_deployment)
+    pair = pricing_deployments(config_from_env(req.config), req.weak_deployment,
+                               req.strong_deployment)
     return EvalOptions(folds=req.folds, seed=req.seed,
                        weak_deployment=pair[0] if pair else None,
                        strong_deployment=pair[1] if pair else None,

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelmix._cli_output import check_out_dir
-from modelmix._cli_output import console as _out
-from modelmix._cli_output import err_console as _err
-from modelmix._cli_output import fail as _fail
-from modelmix.catalog import Config, Deployment, load_config
+from modelmix.catalog import Config, Deployment, config_from_env
+from modelmix.cli._output import check_out_dir
+from modelmix.cli._output import console as _out
+from modelmix.cli._output import err_console as _err
+from modelmix.cli._output import fail as _fail
 from modelmix.errors import ConfigError, ModelmixError
 from modelmix.routing._calibration import (
     CALIBRATION_FILE,
@@ -60,11 +60,7 @@ __all__ = [
 
 
 def _config(path: Path | None) -> Config:
-    import os
-
-    if path is None and os.environ.get("MODELMIX_CONFIG"):
-        path = Path(os.environ["MODELMIX_CONFIG"])
-    return load_config(path)
+    return config_from_env(path)
 
 
 # -- calibrate -------------------------------------------------------------------------------
@@ -176,7 +172,7 @@ def run_calibration(
     weak, strong = _two_model(predictor)
     tables = _read_tables(data, weak, strong, prompt_column)
     prompts = [p for t in tables for p in t.prompts]
-    from modelmix.eval._command import pricing_deployments
+    from modelmix.cli._eval import pricing_deployments
 
     pair = pricing_deployments(config, weak_deployment, strong_deployment)
     costs = (_costs(tables, pair, completion_tokens or DEFAULT_COMPLETION_TOKENS)

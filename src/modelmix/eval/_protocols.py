@@ -13,15 +13,14 @@ fixes the split.
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from modelmix.eval._baselines import RANDOM_SEEDS, oracle_metrics, random_metrics
 from modelmix.eval._cost import CostModel
-from modelmix.eval._metrics import DEFAULT_BINS, PGR_TARGETS, RouterMetrics, evaluate_scores
-from modelmix.eval._report import METHODS, EvalReport, Stat, summarize_method
+from modelmix.eval._report import METHODS, EvalReport, summarize_method
 from modelmix.eval._table import PairTable
+from modelmix.metrics import DEFAULT_BINS, PGR_TARGETS, RouterMetrics, Stat, evaluate_scores
+from modelmix.metrics import stratified_folds as _stratified
 
 __all__ = [
     "Fit",
@@ -39,31 +38,9 @@ Fit = Callable[[Sequence[PairTable]], Scorer]
 
 
 def stratified_folds(table: PairTable, folds: int = 5, seed: int = 0) -> list[list[int]]:
-    """Row indices of each fold's test part (every row in exactly one fold).
-
-    Groups (rows sharing a prompt text) of each stratum (subject, or one stratum when the
-    table has none) are shuffled and dealt round-robin; the dealing position carries over
-    from one stratum to the next, so fold sizes differ by at most one group per fold.
-    """
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, prompt in enumerate(table.prompts):
-        groups[prompt].append(i)
-    if not 2 <= folds <= len(groups):
-        raise ValueError(f"folds must be between 2 and the number of distinct prompts "
-                         f"({len(groups)}), got {folds}")
-    strata: dict[str, list[list[int]]] = defaultdict(list)
-    for rows in groups.values():
-        strata[table.subjects[rows[0]] if table.subjects else ""].append(rows)
-    rng = random.Random(seed)
-    out: list[list[int]] = [[] for _ in range(folds)]
-    position = 0
-    for name in sorted(strata):
-        members = strata[name]
-        rng.shuffle(members)
-        for rows in members:
-            out[position % folds].extend(rows)
-            position += 1
-    return [sorted(f) for f in out]
+    """Row indices of each fold's test part for ``table``
+    (:func:`modelmix.metrics.stratified_folds` over its prompts and subjects)."""
+    return _stratified(table.prompts, table.subjects, folds, seed)
 
 
 def _score_fold(test: PairTable, scores: Sequence[float], *, bins: int,

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.table import Table
 
-from modelmix._cli_output import console, err_console
-from modelmix._cli_output import fail as _fail
-from modelmix._logging import LogFormat, configure_logging
-from modelmix.catalog import Config, load_config
-from modelmix.cli_guard import guard_app
-from modelmix.cli_router import router_app
+from modelmix.catalog import Config, config_from_env
+from modelmix.cli._guard import guard_app
+from modelmix.cli._output import console, err_console
+from modelmix.cli._output import fail as _fail
+from modelmix.cli._router import router_app
 from modelmix.errors import ConfigError, ModelmixError
+from modelmix.observability._logging import LogFormat, configure_logging
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -42,10 +42,8 @@ ConfigOpt = Annotated[
 
 
 def _config(path: Path | None) -> Config:
-    path = path or (Path(os.environ["MODELMIX_CONFIG"]) if os.environ.get("MODELMIX_CONFIG")
-                    else None)
     try:
-        return load_config(path)
+        return config_from_env(path)
     except ConfigError as exc:
         _fail(exc.message)
 
@@ -204,7 +202,7 @@ def demo(
              "one).")] = None,
 ) -> None:
     """Start the gateway on loopback and send a real workload through it."""
-    from modelmix.demo import run_demo
+    from modelmix.cli._demo import run_demo
 
     cfg = _config(config)
     try:
@@ -374,7 +372,7 @@ def keys_revoke(
 
 
 def _register_audit() -> None:
-    from modelmix.cli_audit import audit  # data guard audit records (docs/guard.md)
+    from modelmix.cli._audit import audit  # data guard audit records (docs/guard.md)
 
     app.command("audit")(audit)
 

@@ -2,7 +2,7 @@
 
 Most series are fed from :class:`~modelmix.store.UsageRecord` by :class:`MetricsSink`, a tee
 in front of the real usage sink; routing time and upstream attempts come through the
-:class:`~modelmix._service.ServiceObserver` hooks; in-flight requests are counted by
+:class:`~modelmix.engine._service.ServiceObserver` hooks; in-flight requests are counted by
 :class:`InFlightMiddleware`; circuit state is read from the executor at scrape time.
 
 Example::
@@ -31,12 +31,12 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelmix._breaker import BreakerState, CircuitBreaker
-from modelmix._executor import Attempt
-from modelmix._logging import PromptLogger, RequestLogSink
-from modelmix._service import CallContext, ChatService
-from modelmix._tracing import Tracing, TracingMiddleware
 from modelmix.catalog import Config
+from modelmix.engine._breaker import BreakerState, CircuitBreaker
+from modelmix.engine._executor import Attempt
+from modelmix.engine._service import CallContext, ChatService
+from modelmix.observability._logging import PromptLogger, RequestLogSink
+from modelmix.observability._tracing import Tracing, TracingMiddleware
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
 from modelmix.store import UsageRecord, UsageSink
@@ -114,7 +114,7 @@ class _CircuitCollector(Collector):
 class GatewayMetrics:
     """Every gateway metric, in its own :class:`CollectorRegistry`.
 
-    Implements :class:`~modelmix._service.ServiceObserver` (routing time, upstream attempts);
+    Implements :class:`~modelmix.engine._service.ServiceObserver` (routing time, upstream attempts);
     :meth:`observe` takes usage records (see :class:`MetricsSink`).
 
     Args:

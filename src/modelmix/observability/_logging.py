@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from modelmix._executor import Attempt
-from modelmix._service import CallContext
+from modelmix.engine._executor import Attempt
+from modelmix.engine._service import CallContext
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
 from modelmix.store import UsageRecord, UsageSink

@@ -13,7 +13,6 @@ Examples::
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
@@ -22,8 +21,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from modelmix._cli_output import console as _console
-from modelmix._cli_output import fail as _fail
+from modelmix.cli._output import console as _console
+from modelmix.cli._output import fail as _fail
 
 if TYPE_CHECKING:
     from modelmix.catalog import Config
@@ -40,14 +39,12 @@ __all__ = ["audit", "policy"]
 def _db_url(config: Path | None, db: str | None) -> str:
     """``--db``, else ``$MODELMIX_DB_URL``, else the config's ``store.url``; a SQLite file
     that does not exist is an error (nothing was recorded there)."""
-    from modelmix.catalog import load_config
+    from modelmix.catalog import config_from_env
     from modelmix.store import resolve_db_url
     from modelmix.store._sql import normalize_url
 
     if db is None:
-        path = config or (Path(os.environ["MODELMIX_CONFIG"])
-                          if os.environ.get("MODELMIX_CONFIG") else None)
-        db = resolve_db_url(load_config(path).store)
+        db = resolve_db_url(config_from_env(config).store)
     parsed = normalize_url(db)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(str(parsed.database)).expanduser().exists():
@@ -175,13 +172,12 @@ def policy(
     key: Annotated[str | None, typer.Option(help="Screen as this virtual key id.")] = None,
 ) -> None:
     """Check a data policy and print its rules, or what it decides for --text."""
-    from modelmix.catalog import load_config
+    from modelmix.catalog import config_from_env
     from modelmix.errors import ConfigError
     from modelmix.guard import load_policy, resolve_policy_ref
 
     try:
-        cfg = load_config(config or (Path(os.environ["MODELMIX_CONFIG"])
-                                     if os.environ.get("MODELMIX_CONFIG") else None))
+        cfg = config_from_env(config)
         chosen = ref or resolve_policy_ref(cfg.policy)
         if chosen is None:
             _fail("no policy: name one, set MODELMIX_POLICY or the config's policy")

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelmix._cli_output import check_out_dir, console
-from modelmix._cli_output import err_console as _err
-from modelmix._cli_output import fail as _fail
-from modelmix._router_cli import feedback_data
-from modelmix._router_cli import register as _register_gateway_commands
+from modelmix.cli._output import check_out_dir, console
+from modelmix.cli._output import err_console as _err
+from modelmix.cli._output import fail as _fail
+from modelmix.cli._router_calibrate import feedback_data
+from modelmix.cli._router_calibrate import register as _register_gateway_commands
 from modelmix.errors import ModelmixError
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ def eval_(
     prompt_column: Annotated[str, typer.Option(help="Prompt column.")] = "prompt",
 ) -> None:
     """RouteLLM metrics (APGR, CPT 20/50/80%) with cost, vs random and oracle (docs/router.md)."""
-    from modelmix.eval._command import EvalRequest, run_eval_command
+    from modelmix.cli._eval import EvalRequest, run_eval_command
 
     request = EvalRequest(
         data=data, out=out, router=router, cv=cv, folds=folds, seed=seed, learner=learner, c=c,

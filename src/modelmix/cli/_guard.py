@@ -25,7 +25,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from modelmix._cli_output import fail as _fail
+from modelmix.cli._output import fail as _fail
 
 __all__ = ["guard_app"]
 
@@ -125,7 +125,7 @@ def scan(
 
 
 def _register_policy() -> None:
-    from modelmix.cli_audit import policy  # data policies (docs/guard.md)
+    from modelmix.cli._audit import policy  # data policies (docs/guard.md)
 
     guard_app.command("policy")(policy)
 

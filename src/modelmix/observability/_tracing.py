@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelmix._executor import Attempt
+from modelmix.engine._executor import Attempt
 from modelmix.providers import Provider
 from modelmix.store import UsageRecord
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
-    from modelmix._service import CallContext, ChatService
+    from modelmix.engine._service import CallContext, ChatService
     from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
     from modelmix.routing import RouteDecision
 
@@ -84,7 +84,7 @@ def tracing_requested(environ: Mapping[str, str]) -> bool:
 class Tracing:
     """A tracer and the hooks that feed it; one per app.
 
-    Implements :class:`~modelmix._service.ServiceObserver`: it names and annotates the
+    Implements :class:`~modelmix.engine._service.ServiceObserver`: it names and annotates the
     current request span. Build it over your own provider in tests::
 
         exporter = InMemorySpanExporter()
