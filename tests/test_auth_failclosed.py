@@ -20,7 +20,7 @@ import pytest
 from _postgres import Cluster, pg_bindir, unavailable
 from _servers import serve_app
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import AuthenticationFailed, AuthUnavailable
 from modelmix.server import create_app
 from modelmix.server.keys import KeyStore, VirtualKeyAuth

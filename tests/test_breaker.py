@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelmix.catalog import CircuitBreakerSettings
-from modelmix.engine._breaker import BreakerState, CircuitBreaker
+from modelmix.engine import BreakerState, CircuitBreaker
 
 
 class FakeClock:

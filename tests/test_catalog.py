@@ -8,6 +8,7 @@ import pytest
 
 from modelmix.catalog import Hosting, Tier, config_from_dict, default_config, load_config
 from modelmix.errors import ConfigError
+from modelmix.providers import availability
 
 
 def test_minimal_openai_compatible_deployment(tmp_path: Path) -> None:
@@ -45,8 +46,6 @@ def test_bad_file_names_file_deployment_and_field(tmp_path: Path) -> None:
         ({"deployments": [{"name": "a", "provider": "openai", "model": "m"},
                           {"name": "a", "provider": "openai", "model": "n"}]}, "duplicate"),
         ("just a string", "mapping"),
-        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
-          "router": "smartest"}, "unknown routing strategy 'smartest'"),
         ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
                            "base_url": "not a url"}]}, "not an http"),
         ({"deployments": [{"name": "a", "provider": "vllm", "model": "m",
@@ -120,13 +119,25 @@ def test_invalid_utf8_and_deep_nesting_are_config_errors(tmp_path: Path) -> None
 def test_unset_api_key_makes_deployment_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cfg = default_config()
-    avail = cfg.availability(cfg.deployment("gpt-4.1"))
+    avail = availability(cfg.deployment("gpt-4.1"))
     assert not avail.available and "OPENAI_API_KEY" in avail.reason
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    assert cfg.availability(cfg.deployment("gpt-4.1")).available
+    assert availability(cfg.deployment("gpt-4.1")).available
 
 
 def test_cost_uses_usd_per_million_tokens() -> None:
     dep = default_config().deployment("gpt-4.1")
     assert dep.cost_usd(1_000_000, 0) == pytest.approx(2.0)
     assert dep.cost_usd(500, 250) == pytest.approx((500 * 2 + 250 * 8) / 1e6)
+
+
+def test_unknown_strategy_is_refused_where_routing_is_assembled() -> None:
+    """The catalog checks shapes only; the strategy name is checked by the router, when
+    the service (app factory, Client) is built."""
+    from modelmix.engine import ChatService
+
+    cfg = config_from_dict({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+                            "router": "smartest"}, source="cat.yaml")
+    with pytest.raises(ConfigError, match="unknown routing strategy 'smartest'") as info:
+        ChatService(cfg)
+    assert info.value.message.startswith('cat.yaml: field "router"')

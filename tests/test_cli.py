@@ -8,8 +8,8 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from modelmix.cli._app import _check_port as _REAL_CHECK
 from modelmix.cli import app
+from modelmix.cli._app import _check_port as _REAL_CHECK
 
 DEPLOYMENT = ("deployments:\n  - name: v\n    provider: vllm\n"
               "    base_url: http://127.0.0.1:9/v1\n    model: m\n")

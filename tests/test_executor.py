@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from modelmix.catalog import Config, Deployment, config_from_dict
-from modelmix.engine._breaker import BreakerState
-from modelmix.engine._executor import Attempt, Executor
+from modelmix.engine import Attempt, BreakerState, Executor
 from modelmix.errors import (
     ContextTooLong,
     NoDeployment,

@@ -16,7 +16,7 @@ import pytest
 
 from _servers import serve_app
 from modelmix.catalog import Config, config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import AuthenticationFailed
 from modelmix.routing._from_feedback import Judge, build_feedback_table, parse_grade
 from modelmix.server import create_app

@@ -11,7 +11,7 @@ import pytest
 
 from _servers import serve_app
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.server import create_app
 from modelmix.testing import FakeProvider
 

@@ -20,7 +20,7 @@ import pytest
 from _servers import serve_app
 from faulty_upstream import FaultyUpstream
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.guard import Guard, load_detector, load_policy
 from modelmix.server import create_app
 from modelmix.testing import ListSink

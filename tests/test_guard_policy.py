@@ -17,7 +17,7 @@ from _guard_fakes import BrokenDetector, EchoProvider, RegexDetector, sent_text
 from _servers import serve_app
 from modelmix.catalog import Config, config_from_dict
 from modelmix.cli import app as cli_app
-from modelmix.engine._service import CallContext, ChatService
+from modelmix.engine import CallContext, ChatService
 from modelmix.errors import ConfigError, InvalidRequest, PolicyDenied, UpstreamUnavailable
 from modelmix.guard import (
     READY_POLICIES,
@@ -150,8 +150,9 @@ def test_policy_file_errors(tmp_path: Path) -> None:
 def test_config_policy_section_is_validated() -> None:
     cfg = _config(policy="finance")
     assert cfg.policy == "finance"
-    with pytest.raises(ConfigError) as err:
-        _config(policy={"name": "x", "classes": {"regulated": {"action": "nope"}}})
+    bad = _config(policy={"name": "x", "classes": {"regulated": {"action": "nope"}}})
+    with pytest.raises(ConfigError) as err:  # checked (and parsed, once) by the service
+        ChatService(bad)
     assert 'field "policy"' in err.value.message
     assert 'rule "classes.regulated", field "action"' in err.value.message
 

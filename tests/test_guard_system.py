@@ -34,7 +34,7 @@ from _guard_fakes import RegexDetector
 from _servers import serve_app
 from faulty_upstream import Fault, FaultyUpstream
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.guard import Guard, policy_from_dict
 from modelmix.server import create_app
 from modelmix.testing import ListSink

@@ -20,7 +20,7 @@ from _servers import serve_app
 from faulty_upstream import FaultyUpstream
 from modelmix.catalog import Deployment, config_from_dict
 from modelmix.cli import app as cli_app
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import BudgetExceeded, KeyRateLimited
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision

@@ -27,7 +27,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from _servers import free_port, serve_app
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.providers.local import default_model_path
 from modelmix.server import create_app
 from modelmix.testing import ListSink

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from _servers import serve_app
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import UpstreamUnavailable
 from modelmix.observability._logging import (
     REQUEST_LOGGER,

@@ -18,7 +18,7 @@ import _provider_checks as checks
 from _provider_checks import collect, tool_call_deltas
 from _servers import free_port, serve_app
 from modelmix.catalog import Deployment, config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import (
     ContextTooLong,
     ProviderAuthError,

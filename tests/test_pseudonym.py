@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from _guard_fakes import RegexDetector, sent_text
 from modelmix.catalog import Deployment, config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.guard import ChunkRestorer, Entity, Guard, Pseudonymizer, StreamRestorer, load_policy
 from modelmix.protocol import (
     ChatChoice,

@@ -23,7 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from _servers import serve_app
 from faulty_upstream import Fault, FaultyUpstream
 from modelmix.catalog import config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.server import create_app
 from modelmix.store import UsageRecord
 from modelmix.testing import ListSink

@@ -14,7 +14,7 @@ import pytest
 
 from _servers import serve_app
 from modelmix.catalog import Deployment, LearnedRouterSettings, config_from_dict
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import ConfigError, InvalidRequest
 from modelmix.protocol import ChatRequest
 from modelmix.routing import (

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from modelmix.catalog import Config, load_config
-from modelmix.engine._service import CallContext, ChatService
+from modelmix.engine import CallContext, ChatService
 from modelmix.errors import InvalidRequest
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider

@@ -13,8 +13,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -93,28 +93,12 @@ class Config(BaseModel):
     #: lower-case and unfamiliar names, ~35 ms per 1,000 characters; needs the ``guard``
     #: extra). benchmarks/guard/RESULTS.md compares them.
     guard_ner: Literal["none", "presidio"] = "none"
+    _source: str = PrivateAttr(default="<config>")
 
-    @field_validator("policy")
-    @classmethod
-    def _valid_policy(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        if value is not None:
-            from modelmix.guard._policy_files import load_policy  # the guard imports the catalog
-
-            try:
-                load_policy(value)
-            except ConfigError as exc:
-                raise ValueError(exc.message) from None
-        return value
-
-    @field_validator("router")
-    @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        from modelmix.routing import STRATEGIES  # routing imports the catalog
-
-        if value not in STRATEGIES:
-            raise ValueError(f"unknown routing strategy {value!r}; expected one of "
-                             f"{sorted(STRATEGIES)}")
-        return value
+    @property
+    def source(self) -> str:
+        """Where this catalog came from (its file, or ``<config>``), for error messages."""
+        return self._source
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
@@ -150,17 +134,6 @@ class Config(BaseModel):
         groups = [g for g in BUILTIN_GROUPS if g not in self.groups] + list(self.groups)
         return [d.name for d in self.deployments] + groups
 
-    def availability(self, dep: Deployment) -> Availability:
-        """A deployment whose API key variable is unset is unavailable (not an error)."""
-        if dep.api_key_env and not dep.api_key():
-            return Availability(available=False, reason=f"{dep.api_key_env} is not set")
-        if dep.provider == "local":
-            from modelmix.providers.local import local_model_status
-
-            ok, why = local_model_status(dep)
-            return Availability(available=ok, reason=why)
-        return Availability(available=True)
-
 
 def _describe_location(raw: dict[str, Any], loc: Iterable[int | str]) -> str:
     """Turn a pydantic error location into 'deployment "x", field "y"'."""
@@ -182,11 +155,13 @@ def config_from_dict(raw: Any, *, source: str = "<config>") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{source}: {_describe_location(raw, err['loc'])}: "
                  f"{_MESSAGES.get(err['type'], err['msg'])}" for err in _relevant(exc.errors())]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from exc
+    config._source = source
+    return config
 
 
 def _relevant(errors: list[ErrorDetails]) -> list[ErrorDetails]:

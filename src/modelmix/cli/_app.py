@@ -54,12 +54,14 @@ def _non_empty_host(value: str | None) -> str | None:
     return value
 
 
-def _build_app(cfg: Config) -> Starlette:
-    """The gateway app; a bad store URL or missing database driver is a clean error."""
+def _build_app(cfg: Config, policy_env: bool = True) -> Starlette:
+    """The gateway app; a bad policy, store URL or missing database driver is a clean
+    error. ``policy_env``: whether ``$MODELMIX_POLICY`` may override the config's policy
+    (not when ``--policy`` chose it)."""
     from modelmix.server import create_app
 
     try:
-        return create_app(cfg)
+        return create_app(cfg, policy_env=policy_env)
     except ConfigError as exc:
         _fail(exc.message)
 
@@ -83,21 +85,17 @@ def _check_port(host: str, port: int) -> None:
                   "(another server on that port? use --port)")
 
 
-def _set_policy(ref: str) -> None:
-    """Make ``ref`` the gateway's policy (through ``$MODELMIX_POLICY``, which outranks the
-    config); a bad name or file is a clean error now rather than at the first request."""
-    from modelmix.guard import POLICY_ENV, load_policy
-
+def _with_policy(cfg: Config, ref: str) -> Config:
+    """``cfg`` with ``--policy ref`` as its policy (``none`` / ``off``: no policy). The
+    policy is parsed once, when the app is built; a bad one stops the start there."""
     ref = ref.strip()
     if not ref:
         raise typer.BadParameter("must not be empty (a ready policy, a file, or none)",
                                  param_hint="--policy")
-    if ref.lower() not in ("none", "off"):
-        try:
-            load_policy(ref)
-        except ConfigError as exc:
-            _fail(exc.message)
-    os.environ[POLICY_ENV] = ref
+    chosen = None if ref.lower() in ("none", "off") else ref
+    updated = cfg.model_copy(update={"policy": chosen})
+    updated._source = f"{cfg.source} (--policy)"
+    return updated
 
 
 @app.command()
@@ -122,7 +120,7 @@ def serve(
 
     cfg = _config(config)
     if policy is not None:
-        _set_policy(policy)
+        cfg = _with_policy(cfg, policy)
     bind = host or cfg.server.host
     if bind not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(
         cfg.server.master_key_env
@@ -133,7 +131,7 @@ def serve(
     _check_port(bind, port or cfg.server.port)
     listener = configure_logging(log_format, log_level)
     try:
-        application = _build_app(cfg)
+        application = _build_app(cfg, policy_env=policy is None)
         # What start-up built lives as long as the process: keep it out of the collector's
         # full passes (+12% requests/s, half the p99 at concurrency 32 in
         # benchmarks/overhead/RESULTS.md).
@@ -149,11 +147,13 @@ def serve(
 @app.command()
 def models(config: ConfigOpt = None) -> None:
     """List deployments and groups with their availability."""
+    from modelmix.providers import availability
+
     cfg = _config(config)
     table = Table("name", "provider", "model", "tier", "hosting", "context", "USD/1M in/out",
                   "available")
     for dep in cfg.deployments:
-        avail = cfg.availability(dep)
+        avail = availability(dep)
         table.add_row(dep.name, dep.provider, dep.model, dep.tier.value, dep.hosting.value,
                       f"{dep.context_window:,}",
                       f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}",

@@ -25,6 +25,7 @@ from modelmix.engine._breaker import BreakerState, CircuitBreaker
 from modelmix.engine._executor import Attempt, Executor, StreamStart
 from modelmix.engine._service import (
     KEPT_TEXT_CHARS,
+    POLICY_FROM_CONFIG,
     Admission,
     CallContext,
     ChatService,
@@ -35,6 +36,7 @@ from modelmix.engine._service import (
 
 __all__ = [
     "KEPT_TEXT_CHARS",
+    "POLICY_FROM_CONFIG",
     "Admission",
     "Attempt",
     "BreakerState",

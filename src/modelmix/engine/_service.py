@@ -9,13 +9,14 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelmix.catalog import Config, Deployment
 from modelmix.engine._executor import Attempt, Executor
 from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
-from modelmix.providers import Provider, create_provider
+from modelmix.providers import Provider, availability, create_provider
 from modelmix.routing import RouteDecision, Router, RoutingHints, Strategy, prompt_text
 from modelmix.store import NullSink, UsageRecord, UsageSink
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEPT_TEXT_CHARS",
+    "POLICY_FROM_CONFIG",
     "Admission",
     "CallContext",
     "ChatService",
@@ -31,6 +33,14 @@ __all__ = [
     "ServiceObserver",
     "StreamCompletion",
 ]
+
+
+class _FromConfig(Enum):
+    POLICY = "policy"
+
+
+#: ``ChatService(guard=...)`` default: build the guard from the config's ``policy``.
+POLICY_FROM_CONFIG = _FromConfig.POLICY
 
 
 class _LazyProviders(dict[str, Provider]):
@@ -155,8 +165,15 @@ class ChatService:
         sleep: the executor's backoff sleep (tests pass a recorder).
         strategies: routing strategies by name, used instead of building them from
             the config (tests pass a learned strategy over a fake predictor).
-        guard: the data guard (docs/guard.md); when omitted, built from the config's
-            ``policy`` or ``$MODELMIX_POLICY``, and None when neither names one.
+        guard: the data guard (docs/guard.md): a :class:`~modelmix.guard.Guard`, None for
+            none, or (the default) :data:`POLICY_FROM_CONFIG`: built from the config's
+            ``policy`` (no guard when it names none). The service reads no environment
+            variable; pass ``guard_from_config(config, os.environ)`` to let
+            ``$MODELMIX_POLICY`` override the config, as the gateway does.
+
+    Raises:
+        ConfigError: the config's policy does not load, or its ``router`` names no
+            strategy.
 
     Attributes:
         observers: hooks told of routing time and of each finished request
@@ -171,7 +188,7 @@ class ChatService:
         usage: UsageSink | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
-        guard: Guard | None = None,
+        guard: Guard | _FromConfig | None = _FromConfig.POLICY,
     ):
         self.config = config
         built = _LazyProviders(config)
@@ -183,7 +200,7 @@ class ChatService:
                              retry_after=self.executor.retry_in_s)
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
-        if guard is None:
+        if isinstance(guard, _FromConfig):
             from modelmix.guard import guard_from_config
 
             guard = guard_from_config(config)
@@ -194,7 +211,7 @@ class ChatService:
 
     def _health(self, dep: Deployment) -> str | None:
         if dep.name not in self._availability:
-            avail = self.config.availability(dep)
+            avail = availability(dep)
             self._availability[dep.name] = None if avail.available else avail.reason
         return self._availability[dep.name] or self.executor.health(dep)
 

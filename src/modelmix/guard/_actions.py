@@ -36,7 +36,7 @@ from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
 from modelmix.guard._base import DataClass, Detector, Entity
 from modelmix.guard._context import join_straddling, key_context
-from modelmix.guard._policy import LOCAL_HOSTING, Action, Policy, Scope, Verdict
+from modelmix.guard._policy import LOCAL_HOSTING, POLICY_ENV, Action, Policy, Scope, Verdict
 from modelmix.guard._policy_files import load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
 from modelmix.guard._texts import TextMap, request_texts, rewrite
@@ -385,17 +385,27 @@ def _span_replacer(pseudo: Pseudonymizer, per_text: list[list[Entity]],
 def guard_from_config(config: Config, env: Mapping[str, str] | None = None, *,
                       detector: Detector | Callable[[], Detector] | None = None
                       ) -> Guard | None:
-    """The guard for ``config.policy`` (``$MODELMIX_POLICY`` overrides it), with
-    ``detector`` or else the built-in one (loaded on first use); None when no policy
-    is set.
+    """The guard for ``config.policy``, with ``detector`` or else the built-in one (loaded
+    on first use); None when no policy is set. The policy is parsed here, once.
+
+    ``env``, when given (the gateway passes ``os.environ``), may override the policy
+    through ``$MODELMIX_POLICY`` (``none`` turns the guard off); the library reads no
+    environment variable unless asked this way.
 
     Raises:
-        ConfigError: a bad policy, or no detector available to enforce it.
+        ConfigError: a bad policy (naming the catalog's ``policy`` field or
+            ``$MODELMIX_POLICY``, the policy file, rule and field), or no detector
+            available to enforce it.
     """
-    ref = resolve_policy_ref(config.policy, env)
+    ref = resolve_policy_ref(config.policy, env) if env is not None else config.policy
     if ref is None:
         return None
-    policy = load_policy(ref)
+    try:
+        policy = load_policy(ref)
+    except ConfigError as exc:
+        where = (f'{config.source}: field "policy"' if ref is config.policy
+                 else f"${POLICY_ENV}")
+        raise ConfigError(f"{where}: {exc.message}") from exc
     if detector is None:
         try:
             from modelmix.guard._detect import load_detector

@@ -24,8 +24,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from modelmix.engine._executor import Attempt
-from modelmix.engine._service import CallContext
+from modelmix.engine import Attempt, CallContext
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
 from modelmix.store import UsageRecord, UsageSink

@@ -32,9 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelmix.catalog import Config
-from modelmix.engine._breaker import BreakerState, CircuitBreaker
-from modelmix.engine._executor import Attempt
-from modelmix.engine._service import CallContext, ChatService
+from modelmix.engine import Attempt, BreakerState, CallContext, ChatService, CircuitBreaker
 from modelmix.observability._logging import PromptLogger, RequestLogSink
 from modelmix.observability._tracing import Tracing, TracingMiddleware
 from modelmix.protocol import ChatRequest

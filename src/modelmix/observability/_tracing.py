@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelmix.engine._executor import Attempt
+from modelmix.engine import Attempt
 from modelmix.providers import Provider
 from modelmix.store import UsageRecord
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
 
-    from modelmix.engine._service import CallContext, ChatService
+    from modelmix.engine import CallContext, ChatService
     from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
     from modelmix.routing import RouteDecision
 

@@ -1,5 +1,6 @@
 """Provider adapters: one per wire protocol, all behind :class:`Provider`."""
 
+from modelmix.providers._availability import availability
 from modelmix.providers.base import (
     PROVIDER_CLASSES,
     Provider,
@@ -11,6 +12,7 @@ from modelmix.providers.base import (
 __all__ = [
     "PROVIDER_CLASSES",
     "Provider",
+    "availability",
     "create_provider",
     "error_from_status",
     "parse_retry_after",

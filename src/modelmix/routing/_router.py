@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from modelmix.catalog import Config, Deployment, Tier
-from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment, PolicyDenied
+from modelmix.errors import (
+    ConfigError,
+    InvalidRequest,
+    ModelmixError,
+    NoDeployment,
+    PolicyDenied,
+)
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._input import RoutingHints, RoutingInput
@@ -33,7 +39,9 @@ class Router:
     deployment of that tier; other groups keep their configured order; a deployment
     name is that deployment followed by its configured ``fallbacks``.
 
-    Raises:
+    Raises (construction): ConfigError when ``config.router`` names no strategy.
+
+    Raises (``route``):
         NoDeployment: unknown model name, or no deployment configured to serve it (404:
             with ``retry_after`` given, when no unhealthy candidate would recover by
             waiting); nothing healthy now (503, ``retry_after`` the shortest wait).
@@ -50,6 +58,9 @@ class Router:
         strategies: dict[str, Strategy] | None = None,
         retry_after: RetryAfter | None = None,
     ):
+        if config.router not in STRATEGIES:
+            raise ConfigError(f'{config.source}: field "router": unknown routing strategy '
+                              f"{config.router!r}; expected one of {sorted(STRATEGIES)}")
         self.config = config
         self._health = health
         self._retry_after = retry_after

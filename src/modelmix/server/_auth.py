@@ -6,7 +6,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from modelmix.engine._service import Admission
+from modelmix.engine import Admission
 from modelmix.errors import AuthenticationFailed
 
 __all__ = ["Authenticator", "KeyInfo", "MasterKeyAuth", "bearer_token"]

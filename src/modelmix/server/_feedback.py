@@ -33,8 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from modelmix.engine._executor import Attempt
-from modelmix.engine._service import CallContext
+from modelmix.engine import Attempt, CallContext
 from modelmix.errors import InvalidRequest, ModelmixError
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from modelmix.catalog import Config
-from modelmix.engine._service import CallContext, ChatService, StreamCompletion
+from modelmix.engine import CallContext, ChatService, StreamCompletion
 from modelmix.errors import (
     ClientDisconnected,
     InvalidRequest,
@@ -35,6 +35,7 @@ from modelmix.protocol import (
     error_event,
     response_json,
 )
+from modelmix.providers import availability
 from modelmix.routing import RouteDecision, RoutingHints, parse_hints
 from modelmix.server._auth import Authenticator, KeyInfo
 
@@ -313,7 +314,7 @@ class Gateway:
         created = int(time.time())
         data: list[dict[str, Any]] = []
         for dep in self.config.deployments:
-            avail = self.config.availability(dep)
+            avail = availability(dep)
             data.append({
                 "id": dep.name, "object": "model", "created": created, "owned_by": dep.provider,
                 "modelmix": {
@@ -333,7 +334,7 @@ class Gateway:
     def ready(self) -> tuple[bool, list[str]]:
         """Whether at least one deployment is available, and which are."""
         names = [d.name for d in self.config.deployments
-                 if self.config.availability(d).available]
+                 if availability(d).available]
         return bool(names), names
 
 

@@ -18,8 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelmix.catalog import Config, config_from_env
-from modelmix.engine._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
+from modelmix.guard import guard_from_config
 from modelmix.observability._metrics import instrument
 from modelmix.observability._tracing import Tracing
 from modelmix.server._auth import Authenticator
@@ -41,6 +42,7 @@ def create_app(
     usage: UsageSink | None = None,
     tracing: Tracing | None = None,
     feedback: FeedbackStore | None = None,
+    policy_env: bool = True,
 ) -> Starlette:
     """Build the gateway app (its start-up warms the ``auto`` strategy: :func:`_warm`).
 
@@ -58,6 +60,12 @@ def create_app(
             off (nothing imported) when they say nothing. See docs/observability.md.
         feedback: where ``POST /v1/feedback`` stores scores and looks up request ids; by
             default the usage database (none when ``store.enabled`` is false).
+        policy_env: whether ``$MODELMIX_POLICY`` may override ``config.policy`` when
+            ``service`` is not given (``modelmix serve --policy`` passes False, having
+            put its choice in the config).
+
+    Raises:
+        ConfigError: a bad catalog, policy or store URL.
     """
     if service is None:
         config = config or config_from_env()
@@ -65,7 +73,8 @@ def create_app(
             from modelmix.store import build_usage_sink
 
             usage = build_usage_sink(config.store)
-        service = ChatService(config, usage=usage)
+        guard = guard_from_config(config, os.environ if policy_env else None)
+        service = ChatService(config, usage=usage, guard=guard)
     config = service.config
     if auth is None:
         auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
