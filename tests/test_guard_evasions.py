@@ -77,6 +77,21 @@ EVASIONS = {
     "keycaps": ("card 4\ufe0f\u20e3111 1111 1111 1111", "4\ufe0f\u20e3111 1111 1111 1111",
                 "CREDIT_CARD"),
     "reversed": ("my ssn backwards: 1678-22-635", "1678-22-635", "US_SSN"),
+    "right-to-left override": ("ssn: \u202e1678-22-635\u202c ok", "1678-22-635", "US_SSN"),
+    "one digit per line": ("SSN:\n5\n3\n6\n2\n2\n8\n7\n6\n1\n", "5\n3\n6\n2\n2\n8\n7\n6\n1",
+                           "US_SSN"),
+    "hex": ("payload 0x3533362d32322d38373631 (ssn)", "3533362d32322d38373631", "US_SSN"),
+    "hex bytes": ("ssn 35 33 36 2d 32 32 2d 38 37 36 31", "35 33 36 2d 32 32 2d 38 37 36 31",
+                  "US_SSN"),
+    "quoted-printable": ("ssn: =35=33=36=2D22=2D8761=0A", "=35=33=36=2D22=2D8761", "US_SSN"),
+    "base64 with JSON-escaped slashes": (
+        '{"doc": "' + _b64("ssn 536-22-8761 ??>").replace("/", "\\/") + '"}',
+        _b64("ssn 536-22-8761 ??>").replace("/", "\\/"), "US_SSN"),
+    "number words with hundreds": ("ssn five hundred and thirty-six, twenty-two, eighty-seven "
+                                   "sixty-one", "five hundred and thirty-six, twenty-two, "
+                                   "eighty-seven sixty-one", "US_SSN"),
+    "digits with spelled dashes": ("ssn 536 dash 22 dash 8761", "536 dash 22 dash 8761",
+                                   "US_SSN"),
     "interleaved": ("ssn (drop the x): 5x3x6x2x2x8x7x6x1", "5x3x6x2x2x8x7x6x1", "US_SSN"),
 }
 
@@ -110,6 +125,10 @@ DECOYS = [
     '{"title": "\\u00e9t\\u00e9 \\u00e0 Paris", "n": 3}',
     "caf\u0065\u0301 cr\u0065\u0300me \u2764\ufe0f 5\ufe0f\u20e3 stars, gpt-4o and ISO 9001",
     "The charge was reversed on 2024-01-02; see pages 12/34/707.",
+    "digest 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, colour #a3f2c1",
+    "hex greeting 48656c6c6f20776f726c642c2073656520796f75206174203130",
+    "scores\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10",
+    "width=20 height=10 depth=30; x=3D y=4F z=2A",
     "Weekly counts: Mon 2 41 5 1338 160 974",
 ]
 

@@ -98,6 +98,17 @@ class Evasions:
         return "".join(c if c.isalnum() else urllib.parse.quote(c, safe="") if c != "-"
                        else "%2D" for c in text)
 
+    def hex(self, text: str) -> str:
+        raw = text.encode().hex()
+        if self.rng.random() < 0.3:
+            raw = raw.upper()
+        if self.rng.random() < 0.4:
+            raw = self.pick([" ", ":"]).join(raw[i:i + 2] for i in range(0, len(raw), 2))
+        return raw
+
+    def quoted_printable(self, text: str) -> str:
+        return "".join(f"={ord(c):02X}" if c.isdigit() or not c.isalnum() else c for c in text)
+
     def html_entities(self, text: str) -> str:
         style = self.rng.random()
         return "".join((f"&#{ord(c)};" if style < 0.5 else f"&#x{ord(c):x};")
@@ -120,6 +131,19 @@ class Evasions:
         """Digit pairs as tens ("thirty-six"), teens, "double seven" and "oh five"."""
         return ", ".join(" ".join(_pair_words(pair) for pair in _pairs(group))
                          for group in _groups(value))
+
+    def hundreds_words(self, value: str) -> str:
+        """Three-digit groups as "five hundred thirty-six", the rest as digit pairs."""
+        out = []
+        for group in _groups(value):
+            if len(group) == 3 and group[0] != "0":
+                rest = _pair_words(group[1:]) if group[1:] != "00" else ""
+                rest = rest.replace("oh ", "") if rest.startswith("oh ") else rest
+                out.append(f"{_WORDS['en'][int(group[0])]} hundred"
+                           + (f"{self.pick([' ', ' and '])}{rest}" if rest else ""))
+            else:
+                out.append(" ".join(_pair_words(pair) for pair in _pairs(group)))
+        return ", ".join(out)
 
     def regroup(self, value: str, separators: str) -> str:
         """The digits of ``value`` in random groups of 1-4, joined by ``separators``."""

@@ -7,7 +7,8 @@ One JSON object per line, the main corpus's row format plus a ``category``:
 categories write an SSN, a card number, a phone number, a lower-case name or an AWS secret so
 that plain patterns miss it (base64, percent-encoding, HTML entities, JSON escapes, number
 words, odd separators, look-alike digits, invisible characters, combining marks, reversed or
-interleaved digits, mixed languages); the gold span is the encoded form as written. Decoy
+interleaved digits, right-to-left overrides, one digit per line, hex, quoted-printable, mixed
+languages); the gold span is the encoded form as written. Decoy
 categories (``decoy-...``) hold look-alikes that are not personal data (random base64, hashes,
 recipes, versions, IP addresses, UUIDs, ISBNs, dates, harmless escapes); a decoy's only gold
 spans are IP addresses, which should be reported as such and as nothing else.
@@ -115,6 +116,33 @@ _LANG_CUES = {
 }
 
 
+def number_hundreds(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    return _doc(f"{cue} is ", kind, ev.hundreds_words(value), ".")
+
+
+def hex_encoded(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    return _doc(ev.pick(["payload (hex): ", "0x", "data="]), kind,
+                ev.hex(ev.pick([value, f"{cue}: {value}"])), "")
+
+
+def quoted_printable(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    return _doc(f"Content-Transfer-Encoding: quoted-printable\n\n{cue}: ", kind,
+                ev.quoted_printable(value), "=0A")
+
+
+def bidi_override(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    return _doc(f"{cue}: ", kind, "\u202e" + value[::-1] + "\u202c", " thanks")
+
+
+def vertical_digits(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    return _doc(f"{cue}:\n", kind, "\n".join(c for c in value if c.isdigit()), "\n")
+
+
 def number_words_multilingual(ev: Evasions) -> Doc:
     kind, value, _ = _value(ev)
     language = ev.pick(list(_LANG_CUES))
@@ -203,12 +231,15 @@ def aws_secret(ev: Evasions) -> Doc:
 SENSITIVE: dict[str, Build] = {
     "base64": base64_plain, "base64url": base64_urlsafe, "base64-nested": base64_nested,
     "percent-url": percent_url, "html-entities": html_entities, "json-escapes": json_escapes,
+    "hex": hex_encoded, "quoted-printable": quoted_printable,
     "number-words": number_words, "number-words-tens": number_tens,
+    "number-words-hundreds": number_hundreds,
     "number-words-multilingual": number_words_multilingual, "mixed-language": mixed_language,
     "split-dots": split_dots, "split-separators": split_separators,
     "split-spaces": split_spaces, "lookalike-digits": lookalike_digits,
     "zero-width": invisible_chars, "combining-marks": combining_marks,
-    "reversed": reversed_digits, "interleaved": interleaved_digits,
+    "reversed": reversed_digits, "bidi-override": bidi_override,
+    "interleaved": interleaved_digits, "vertical-digits": vertical_digits,
     "lowercase-name": lowercase_name, "aws-secret": aws_secret,
 }
 
@@ -299,6 +330,16 @@ def decoy_escapes(ev: Evasions) -> Doc:
     ]))
 
 
+def decoy_hex(ev: Evasions) -> Doc:
+    noise = ev.noise(ev.rng.randint(9, 32)).hex()
+    return Doc().add(ev.pick([
+        f"pointer 0x{noise[:12]} freed twice", f"digest {noise}",
+        f"dump: {' '.join(noise[i:i + 2] for i in range(0, len(noise), 2))}",
+        f"greeting hex {ev.hex('Hello world, see you at 10')}",
+        f"colours #{noise[:6]} and #{noise[6:12]}, salt {noise.upper()}",
+    ]))
+
+
 def decoy_numeric_table(ev: Evasions) -> Doc:
     rows = [" ".join(str(ev.rng.randint(0, ev.rng.choice([9, 99, 999, 9999])))
                      for _ in range(ev.rng.randint(4, 8))) for _ in range(3)]
@@ -346,7 +387,8 @@ DECOYS: dict[str, Build] = {
     "decoy-token-like": decoy_token_like, "decoy-number-words": decoy_recipe,
     "decoy-versions": decoy_version, "decoy-ip": decoy_ip,
     "decoy-identifiers": decoy_identifiers, "decoy-dates-numbers": decoy_dates_numbers,
-    "decoy-escapes": decoy_escapes, "decoy-numeric-tables": decoy_numeric_table,
+    "decoy-escapes": decoy_escapes, "decoy-hex": decoy_hex,
+    "decoy-numeric-tables": decoy_numeric_table,
     "decoy-long-numbers": decoy_long_numbers, "decoy-counting": decoy_counting,
     "decoy-code-escapes": decoy_code_escapes,
 }

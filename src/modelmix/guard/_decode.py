@@ -31,6 +31,7 @@ import binascii
 import bisect
 import html
 import itertools
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,9 +62,13 @@ class DecodedView:
         return min(self.starts[start:end]), max(self.ends[start:end])
 
     def then(self, inner: DecodedView) -> DecodedView:
-        """The view ``inner`` (decoded from this view's text) mapped to the original text."""
-        starts = [min(self.starts[s:e]) for s, e in zip(inner.starts, inner.ends, strict=True)]
-        ends = [max(self.ends[s:e]) for s, e in zip(inner.starts, inner.ends, strict=True)]
+        """The view ``inner`` (decoded from this view's text) mapped to the original text.
+
+        Each inner character takes the start of the first and the end of the last character
+        it came from (runs of an outer view are in order, except reversed digits, which an
+        inner view never decodes again)."""
+        starts = _pick(self.starts, inner.starts)
+        ends = _pick(self.ends, [end - 1 for end in inner.ends])
         changed = self.changed + tuple(self.span(s, e) for s, e in inner.changed)
         return DecodedView(inner.text, starts, ends, changed)
 
@@ -87,6 +92,12 @@ class DecodedView:
             else:
                 ranges.append((start, end))
         return [(_widen_left(self.text, s), _widen_right(self.text, e)) for s, e in ranges]
+
+
+def _pick(values: list[int], indices: list[int]) -> list[int]:
+    if len(indices) == 1:
+        return [values[indices[0]]]
+    return list(operator.itemgetter(*indices)(values)) if indices else []
 
 
 _SPACE = re.compile(r"\s")
@@ -135,13 +146,19 @@ def decode(text: str, depth: int = MAX_DEPTH) -> DecodedView | None:
 
 
 def _decode(text: str, depth: int, *, reverse: bool) -> DecodedView | None:
-    found = [*_escapes(text), *_base64_runs(text), *_number_words(text), *_split_digits(text),
-             *_lookalike_digits(text)]
-    subs = _choose([*_reversed(text), *found] if reverse else found)
-    if not subs:
+    """Escapes first (they may hide base64: ``\\/`` in JSON), then the rest on their result,
+    then, when something decoded may itself be encoded, all of it again."""
+    escapes = list(_escapes(text))
+    view = _apply(text, escapes) if escapes else None
+    current = view.text if view else text
+    found = [*_base64_runs(current), *_hex_runs(current), *_number_words(current),
+             *_split_digits(current), *_lookalike_digits(current)]
+    subs = _choose([*_reversed(current), *found] if reverse else found)
+    if subs:
+        view = view.then(_apply(current, subs)) if view else _apply(current, subs)
+    if view is None:
         return None
-    view = _apply(text, subs)
-    if depth > 1 and any(sub.nested for sub in subs):
+    if depth > 1 and any(sub.nested for sub in (*escapes, *subs)):
         inner = _decode(view.text, depth - 1, reverse=False)  # never un-reverse twice
         if inner is not None:
             return view.then(inner)
@@ -180,26 +197,33 @@ def _apply(text: str, subs: list[_Sub]) -> DecodedView:
 
 # --- percent-encoding, HTML entities, JSON / JavaScript escapes --------------------------------
 
-_ESCAPE = re.compile(r"(?:%[0-9A-Fa-f]{2})+|&(?:#\d{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]"
-                     r"[A-Za-z0-9]{1,31});|(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2})+")
+# Percent-encoding, quoted-printable ("=XX", once three in a row show the text uses it), HTML
+# entities, JSON / JavaScript escapes (``\\u0035``, ``\\x35``, ``\\/``).
+_ESCAPES = (r"(?:%[0-9A-Fa-f]{2})+|&(?:#\d{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+            r"|(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/)+")
+_ESCAPE = re.compile(_ESCAPES)
+_ESCAPE_QP = re.compile(_ESCAPES + r"|(?:=[0-9A-F]{2})+")
+_QUOTED_PRINTABLE = re.compile(r"(?:=[0-9A-F]{2}){3}")
 
 
 def _escapes(text: str) -> Iterator[_Sub]:
-    if "%" not in text and "&" not in text and "\\" not in text:
+    if "%" not in text and "&" not in text and "\\" not in text and "=" not in text:
         return
-    for match in _ESCAPE.finditer(text):
+    pattern = _ESCAPE_QP if "=" in text and _QUOTED_PRINTABLE.search(text) else _ESCAPE
+    for match in pattern.finditer(text):
         run = match.group()
         if run[0] == "&":
             out = html.unescape(run)
             if out != run:
                 yield _Sub(match.start(), match.end(), out, nested=True)
-        elif run[0] == "%":
+        elif run[0] in "%=":
             yield from _percent(run, match.start())
         else:
             yield from _backslash(run, match.start())
 
 
 def _percent(run: str, offset: int) -> Iterator[_Sub]:
+    """``%XX`` (or quoted-printable ``=XX``) bytes."""
     raw = bytes(int(run[i + 1:i + 3], 16) for i in range(0, len(run), 3))
     if raw.isascii():  # one character per %XX: spans stay exact
         for index, byte in enumerate(raw):
@@ -213,15 +237,17 @@ def _percent(run: str, offset: int) -> Iterator[_Sub]:
 
 
 def _backslash(run: str, offset: int) -> Iterator[_Sub]:
-    pieces = re.findall(r"\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}", run)
-    if all(len(p) == 6 and not 0xD800 <= int(p[2:], 16) < 0xE000 for p in pieces):
+    pieces = re.findall(r"\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/", run)
+    if all(p == "\\/" or (len(p) == 6 and not 0xD800 <= int(p[2:], 16) < 0xE000)
+           for p in pieces):
         position = offset
         for piece in pieces:
-            yield _Sub(position, position + len(piece), chr(int(piece[2:], 16)), nested=True)
+            out = "/" if piece == "\\/" else chr(int(piece[2:], 16))
+            yield _Sub(position, position + len(piece), out, nested=True)
             position += len(piece)
         return
     try:  # surrogate pairs or \x bytes: decode the run as a whole
-        out = run.encode("ascii").decode("unicode_escape").encode(
+        out = run.replace("\\/", "/").encode("ascii").decode("unicode_escape").encode(
             "utf-16", "surrogatepass").decode("utf-16")
     except (UnicodeDecodeError, UnicodeEncodeError):
         return
@@ -256,6 +282,28 @@ def _base64_runs(text: str) -> Iterator[_Sub]:
                 position += len(segment) + 1
 
 
+# Hex-encoded text ("3533362d32322d38373631"), bytes maybe separated by spaces or colons.
+_HEX = re.compile(r"[0-9A-Fa-f](?:(?<=0x.)|(?<![0-9A-Za-z].))[0-9A-Fa-f]"
+                  r"(?:[ :]?[0-9A-Fa-f]{2}){8,}(?![0-9A-Za-z])")
+
+
+def _hex_runs(text: str) -> Iterator[_Sub]:
+    for match in _HEX.finditer(text):
+        run = match.group()
+        body = run.replace(" ", "").replace(":", "")
+        if len(body) % 2 or (" " in run and ":" in run):
+            continue
+        try:
+            decoded = bytes.fromhex(body).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if _texty(decoded) and decoded.isascii():
+            start = match.start()
+            if text[start - 2:start] in ("0x", "0X"):  # the prefix goes with the run
+                start, decoded = start - 2, " " + decoded
+            yield _Sub(start, match.end(), decoded, nested=True)
+
+
 def _b64_text(run: str) -> str | None:
     """The text ``run`` encodes in base64 or base64url, or ``None`` if it is not text."""
     body = run.rstrip("=").translate(_URLSAFE)
@@ -282,26 +330,30 @@ def _texty(value: str) -> bool:
 
 _UNITS: dict[str, int] = {}
 for _digit, _words in enumerate((
-        "zero oh nought null zéro zero cero zero", "one eins un uno um", "two zwei zwo deux dos due"
-        " dois", "three drei trois tres tre três", "four vier quatre cuatro quattro quatro",
-        "five fünf fuenf cinq cinco cinque", "six sechs seis sei", "seven sieben sept siete sette"
-        " sete", "eight acht huit ocho otto oito", "nine neun neuf nueve nove")):
+        "zero oh o nought null zéro zero cero zero", "one eins un uno um",
+        "two zwei zwo deux dos due dois", "three drei trois tres tre três",
+        "four vier quatre cuatro quattro quatro", "five fünf fuenf cinq cinco cinque",
+        "six sechs seis sei", "seven sieben sept siete sette sete",
+        "eight acht huit ocho otto oito", "nine neun neuf nueve nove")):
     _UNITS.update(dict.fromkeys(_words.split(), _digit))
 _TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
           "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
 _TENS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "seventy": 7,
          "eighty": 8, "ninety": 9}
 _REPEAT = {"double": 2, "triple": 3}
-_NUMBER_WORDS = frozenset((*_UNITS, *_TEENS, *_TENS, *_REPEAT))
+_NUMBER_WORDS = frozenset((*_UNITS, *_TEENS, *_TENS, *_REPEAT, "hundred"))
+_SEPARATOR_WORDS = ("dash", "hyphen", "tiret", "strich", "guion", "and")
+# Words that suggest a spelled number ("and" and "o" are too common to count here).
+_HINT_WORDS = (_NUMBER_WORDS | frozenset(_SEPARATOR_WORDS)) - {"and", "o"}
 _WORD_OR_DIGITS = re.compile(r"[^\W\d_]+|\d{1,4}")
 # Between two number words of a run: spaces, one separator, or a spelled separator.
-_NUMBER_GAP = re.compile(r"[ \t]*(?:[,.\-/][ \t]*|(?:dash|hyphen|tiret|strich|guion)[ \t]+)?")
+_NUMBER_GAP = re.compile(rf"[ \t]*(?:[,.;:|\-/][ \t]*|(?:{'|'.join(_SEPARATOR_WORDS)})[ \t]+)?")
 
 
 def _number_words(text: str) -> Iterator[_Sub]:
     lower = text.lower()
     words = lower.replace(",", " ").replace(".", " ").replace("-", " ").split()
-    if sum(1 for word in words if word in _NUMBER_WORDS) < 3:
+    if sum(1 for word in words if word in _HINT_WORDS) < 2:
         return  # the common case, decided quickly
     if len(lower) != len(text):  # a few characters lower-case to two: keep offsets aligned
         lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
@@ -319,7 +371,10 @@ def _number_words(text: str) -> Iterator[_Sub]:
 
 def _number_run(lower: str, run: list[re.Match[str]]) -> Iterator[_Sub]:
     """The digits a run of number words spells, if it is long enough to be an identifier."""
-    if sum(1 for m in run if not m.group().isdigit()) < 3:
+    words = sum(1 for m in run if not m.group().isdigit())
+    spelled_gaps = sum(1 for a, b in itertools.pairwise(run)
+                       if lower[a.end():b.start()].strip(" \t,.;:|-/"))
+    if words < 3 and (words + spelled_gaps < 2 or len(run) < 3):
         return
     out: list[str] = []
     sources: list[tuple[int, int]] = []
@@ -345,13 +400,25 @@ def _spelled(lower: str, run: list[re.Match[str]], index: int) -> tuple[str, int
     joined = following in _UNITS and lower[run[index].end():run[index + 1].start()] in " -"
     if word in _TENS and joined:
         return f"{_TENS[word]}{_UNITS[following]}", index + 2
+    if word in _UNITS and following == "hundred":  # "five hundred (and) thirty-six"
+        after = index + 2
+        if after < len(run) and run[after].group() in _BELOW_HUNDRED and (
+                lower[run[after - 1].end():run[after].start()] in (" ", " and ")):
+            rest, after = _spelled(lower, run, after)
+            return f"{_UNITS[word]}{int(rest):02d}", after
+        return f"{_UNITS[word]}00", after
     if word in _REPEAT:
         return (str(_UNITS[following]) * _REPEAT[word] if joined else ""), index + 1 + joined
     if word in _TENS:
         return f"{_TENS[word]}0", index + 1
     if word in _TEENS:
         return str(_TEENS[word]), index + 1
+    if word == "hundred":
+        return "00", index + 1
     return (str(_UNITS[word]) if word in _UNITS else word), index + 1
+
+
+_BELOW_HUNDRED = frozenset((*_UNITS, *_TEENS, *_TENS))
 
 
 # --- digits split or interleaved --------------------------------------------------------------
@@ -359,6 +426,8 @@ def _spelled(lower: str, run: list[re.Match[str]], index: int) -> tuple[str, int
 # Digit groups joined by one or two separators: punctuation, or a letter between single digits.
 _SPLIT = re.compile(r"\d(?<![\w.\-/]\d)\d{0,5}(?:(?:[._/|*~+\-]{1,2}|[ ]?[|/*_~][ ]?)\d{1,6}){2,}"
                     r"(?![\w]|[._/|*~+\-]\d)")
+# Single digits one per line.
+_VERTICAL = re.compile(r"\d(?<![\w.]\d)(?:[ \t]*\r?\n[ \t]*\d(?![\w.]))+")
 # Digit groups of uneven sizes split by single spaces ("55 4 6447 952 233 3 13").
 _SPACED_GROUPS = re.compile(r"\d(?<![\w.,\-/]\d)\d{0,4}(?: \d{1,5}){2,8}(?![\w]|[.,\-]\d)")
 _NUMBER_CUE = re.compile(
@@ -403,21 +472,29 @@ def _regular(value: str) -> bool:
 
 
 def _split_digits(text: str) -> Iterator[_Sub]:
-    for pattern in (_SPLIT, _SPACED_GROUPS, _INTERLEAVED):
+    for pattern in (_SPLIT, _SPACED_GROUPS, _INTERLEAVED, _VERTICAL):
         for match in pattern.finditer(text):
             value = match.group()
             digits = [(i, c) for i, c in enumerate(value) if c.isdigit()]
             if not 9 <= len(digits) <= 19:
                 continue
-            if pattern is not _INTERLEAVED and (_regular(value) or _ip(value)
-                                                or _dateish(value)):
+            if pattern in (_SPLIT, _SPACED_GROUPS) and (_regular(value) or _ip(value)
+                                                        or _dateish(value)):
                 continue
             if pattern is _SPACED_GROUPS and not _NUMBER_CUE.search(
                     text, max(0, match.start() - 50), match.start()):
                 continue  # uneven spaced groups are a table row unless named as a number
             start = match.start()
-            yield _Sub(start, match.end(), "".join(c for _, c in digits),
-                       tuple((start + i, start + i + 1) for i, _ in digits))
+            sources = tuple((start + i, start + i + 1) for i, _ in digits)
+            out = "".join(c for _, c in digits)
+            lead = _LINE_BREAK_BEFORE.search(text, max(0, start - 8), start)
+            if pattern is _VERTICAL and lead:  # "SSN:\n5\n3...": keep it on the cue's line
+                out, sources = " " + out, ((lead.start(), start), *sources)
+                start = lead.start()
+            yield _Sub(start, match.end(), out, sources)
+
+
+_LINE_BREAK_BEFORE = re.compile(r"[ \t]*\r?\n[ \t]*$")
 
 
 # Letters written for digits inside digit groups ("508O 3144 O282", a Cyrillic Ze for 3).
@@ -453,8 +530,18 @@ _REVERSE_CUE = re.compile("|".join(map(re.escape, _REVERSE_WORDS)))
 _DIGIT_RUN = re.compile(r"(?<![\w])\d[\d \-.]{7,30}\d(?![\w])")
 
 
+# Right-to-left overrides and isolates: what follows is stored backwards but shown forwards.
+_BIDI = re.compile("[\u202e\u2067]([^\u202c\u2069\n]*)")
+
+
 def _reversed(text: str) -> Iterator[_Sub]:
-    """Digit runs written backwards, when the text says so ("my SSN reversed is ...")."""
+    """Digit runs written backwards, when the text says so ("my SSN reversed is ..."), and
+    text after a right-to-left override."""
+    if "\u202e" in text or "\u2067" in text:
+        for match in _BIDI.finditer(text):
+            start, value = match.start(1), match.group(1)
+            yield _Sub(match.start(), match.end(), value[::-1],
+                       tuple((start + i, start + i + 1) for i in reversed(range(len(value)))))
     lower = text.lower()
     if len(lower) != len(text) or not any(word in lower for word in _REVERSE_WORDS):
         return
