@@ -25,11 +25,12 @@ being PHI.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
 from modelmix.guard._lexicon import load_words
-from modelmix.guard._patterns import Recognizer, register
+from modelmix.guard._patterns import Recognizer, register, word_index
 
 __all__ = ["TIED_SCORE", "UNTIED_SCORE", "MedicalRecognizer"]
 
@@ -44,10 +45,17 @@ _PERSONAL = re.compile(
     r"ich|mein|meine|meinem|meinen|meiner|meines|je|j'|mon|mes|ma (?:m[eè]re|fille|femme|"
     r"s(?:oe|œ)ur|tante|grand-m[eè]re)|yo|mi|mis|io|mio|mia|miei|mie|ik|mijn|eu|meu|minha|"
     r"meus|minhas|elle|él|ella|lui|hij|ele|ela|"
-    r"paziente|paciente|patiente|patientin|patiënt|"
-    r"\d{1,3}\s?(?:[mf]|yo|y/o))(?![\w'])",
+    r"paziente|paciente|patiente|patientin|patiënt)(?![\w'])",
     re.IGNORECASE,
 )
+#: The words :data:`_PERSONAL` starts with, looked up in the shared word index.
+_PERSONAL_WORDS = frozenset(
+    "i my mine me myself he she him his her hers himself herself patient pt hx dx s admitted "
+    "discharged our ich mein meine meinem meinen meiner meines je j mon mes ma yo mi mis io mio "
+    "mia miei mie ik mijn eu meu minha meus minhas elle él ella lui hij ele ela paziente "
+    "paciente patiente patientin patiënt".split())
+# "45M", "45 y/o": an age and sex, as in a clinical note.
+_AGE_SEX = re.compile(r"\d{1,3}\s?(?:[mf]|yo|y/o)(?![\w'])", re.IGNORECASE)
 # First-person words in a frame about the writer's work or request, not their health.
 _COPULA = (r"i(?:'m|\u2019m| am)|ich bin|je suis|yo soy|soy|io sono|sono|ik ben|eu sou|sou")
 _META = re.compile(
@@ -177,16 +185,18 @@ class MedicalRecognizer(Recognizer):
             self._index.setdefault(word, []).extend(phrases)
 
     def find(self, text: str) -> Iterator[Entity]:
-        yield from self._lexicon(text)
+        hits = list(self._lexicon(text))
         for pattern, kind in ((_DIAGNOSIS, "MEDICAL_CONDITION"), (_BEFORE_DIAGNOSIS,
                               "MEDICAL_CONDITION"), (_DRUG, "MEDICATION")):
-            for match in pattern.finditer(text):
-                value = match.group("value")
-                if value.lower() not in _NOT_DRUG:
-                    start, end = match.span("value")
-                    yield Entity(kind, start, end, _score(text, start, end))
+            hits += [(kind, *match.span("value")) for match in pattern.finditer(text)
+                     if match.group("value").lower() not in _NOT_DRUG]
+        if hits:
+            cues = _Cues(text)
+            for kind, start, end in hits:
+                yield Entity(kind, start, end, TIED_SCORE if cues.tied(start, end)
+                             else UNTIED_SCORE)
 
-    def _lexicon(self, text: str) -> Iterator[Entity]:
+    def _lexicon(self, text: str) -> Iterator[tuple[str, int, int]]:
         lower = text.lower()
         for word in _WORD.finditer(lower):
             candidates = self._index.get(word.group().rstrip("'-"))
@@ -199,24 +209,45 @@ class MedicalRecognizer(Recognizer):
                 end = start + len(phrase)
                 if lower.startswith(phrase, start) and (
                         end == len(lower) or not (lower[end].isalnum() or lower[end] == "-")):
-                    yield Entity(kind, start, end, _score(text, start, end))
+                    yield kind, start, end
                     break
 
 
-def _score(text: str, start: int, end: int) -> float:
-    """:data:`TIED_SCORE` when the health term at ``[start, end)`` is about an individual."""
-    low, high = max(0, start - _WINDOW), min(len(text), end + _WINDOW)
-    if (any(not _no_one(text, cue, start) for cue in _PERSONAL.finditer(text, low, high))
-            or _has_subject(text[max(0, start - 80):start]) or _AGE.search(text, low, high)):
-        return TIED_SCORE
-    return UNTIED_SCORE
+class _Cues:
+    """The personal cues of one text, found once and asked about each health term."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        lower = text.lower()
+        if len(lower) == len(text):  # look the cue words up instead of scanning every position
+            index, _ = word_index(lower)
+            starts = sorted(p for w in _PERSONAL_WORDS if w in index for p in index[w])
+            found = [m for m in (_PERSONAL.match(text, p) for p in starts) if m]
+        else:
+            found = list(_PERSONAL.finditer(text))
+        found += [m for m in _AGE_SEX.finditer(text)
+                  if not (m.start() and text[m.start() - 1].isalnum())]
+        self.cues = sorted(found, key=lambda m: m.start())
+        self.starts = [m.start() for m in self.cues]
+
+    def tied(self, start: int, end: int) -> bool:
+        """Whether the health term at ``[start, end)`` is about an individual."""
+        text = self.text
+        low, high = max(0, start - _WINDOW), min(len(text), end + _WINDOW)
+        for cue in self.cues[bisect_left(self.starts, low):]:
+            if cue.start() >= high:
+                break
+            if cue.end() <= high and not _no_one(text, cue, start):
+                return True
+        return _has_subject(text[max(0, start - 80):start]) or bool(
+            _AGE.search(text, low, high))
 
 
 def _no_one(text: str, cue: re.Match[str], term_start: int) -> bool:
     """Whether a personal ``cue`` refers to no individual's health ("a patient", "he or
     she", "tell me", "I'm a nursing student", "for my exam")."""
     word = cue.group().lower()
-    if word.startswith(("patient", "pt", "pazient", "pacient")):
+    if word.startswith(("pati", "pt", "pazi", "paci")):
         return bool(_ANY_PATIENT_BEFORE.search(text, max(0, cue.start() - 30), cue.start())
                     or _PATIENT_MODIFIER.match(text, cue.end()))
     if word in _SEX_PRONOUNS:

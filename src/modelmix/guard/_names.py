@@ -158,13 +158,16 @@ class _Judge:
 
     def given(self, key: str) -> bool:
         """Whether ``key`` (lower case) is a known given name, accents folded."""
-        return key in self.first or _intro.fold(key) in self.first
+        return key in self.first or (not key.isascii() and _intro.fold(key) in self.first)
 
     def known(self, key: str) -> bool:
         """Whether ``key`` (lower case) is a known given or family name, accents folded."""
+        if key in self.first or key in self.last:
+            return True
+        if key.isascii():
+            return False
         folded = _intro.fold(key)
-        return (key in self.first or key in self.last or folded in self.first
-                or folded in self.last)
+        return folded in self.first or folded in self.last
 
     @staticmethod
     def cue_level(text: str, start: int) -> int:
