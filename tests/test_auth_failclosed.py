@@ -198,3 +198,56 @@ def test_deep_nesting_is_400_naming_the_limit(depth: int) -> None:
         # the keep-alive connection survives and serves the next request
         again = client.post("/v1/chat/completions", json={**BODY, "metadata": _nested(20)})
         assert again.status_code == 200, again.text
+
+
+# -- a key store that lost its keys --------------------------------------------------------
+
+def test_dropped_key_table_does_not_reopen_the_gateway(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attack: with the virtual_keys table dropped (or renamed) after keys were
+    used, the next start counted 0 keys and ran in open mode. Usage rows that name
+    virtual keys now count as "keys exist"."""
+    import sqlalchemy as sa
+
+    from modelmix.store import build_usage_sink
+
+    monkeypatch.delenv("MODELMIX_MASTER_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    monkeypatch.setenv("MODELMIX_DB_URL", url)
+    cfg = config_from_dict({**CONFIG, "store": {"url": url}})
+    key, _ = KeyStore(url).create(alias="victim")
+
+    def serve() -> Any:
+        fakes = {d.name: FakeProvider(d) for d in cfg.deployments}
+        return create_app(service=ChatService(cfg, providers=fakes,
+                                              usage=build_usage_sink(cfg.store)))
+
+    with serve_app(serve()) as base:  # the key is used: a usage row names it
+        assert httpx.post(base + "/v1/chat/completions", json=BODY,
+                          headers={"authorization": f"Bearer {key}"}).status_code == 200
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE virtual_keys"))
+    engine.dispose()
+    with serve_app(serve()) as base:
+        keyless = httpx.post(base + "/v1/chat/completions", json=BODY)
+        models = httpx.get(base + "/v1/models")
+        lost = httpx.post(base + "/v1/chat/completions", json=BODY,
+                          headers={"authorization": f"Bearer {key}"})
+    assert (keyless.status_code, models.status_code, lost.status_code) == (401, 401, 401)
+
+
+def test_reading_keys_never_creates_the_table(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a database that exists, without a key table
+        conn.execute(sa.text("CREATE TABLE unrelated (x INTEGER)"))
+    store = KeyStore(url)
+    assert store.count() == 0 and store.list_keys() == [] and store.get("k") is None
+    assert not sa.inspect(engine).has_table("virtual_keys")
+    store.create(alias="first")
+    assert sa.inspect(engine).has_table("virtual_keys") and store.count() == 1
+    engine.dispose()
+    store.close()

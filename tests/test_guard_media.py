@@ -140,3 +140,56 @@ def test_deployment_without_its_api_key_is_404_not_a_retried_503(
             "model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 404 and "retry-after" not in resp.headers
     assert resp.json()["error"]["code"] == "model_not_available"
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "user", "content": [{"type": "text", "text": "hi", "image_url": {"url": PNG}}]},
+    {"role": "user", "content": [{"type": "text", "text": "hi", "file": {"file_data": "x"}}]},
+    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG},
+                                  "text": "SSN 536-22-8761"}]},
+    {"role": "assistant", "content": [{"type": "refusal", "refusal": "no",
+                                       "input_audio": {"data": WAV, "format": "wav"}}]},
+    {"role": "user", "content": "hi", "file": {"file_data": "SSN 536-22-8761"}},
+], ids=["text+image", "text+file", "image+text", "refusal+audio", "message-file"])
+def test_payloads_hidden_under_another_parts_key_are_refused(
+        upstreams: dict[str, FaultyUpstream], message: dict[str, Any]) -> None:
+    """Found by attack: the guard reads a part by its type, so an image or text put under
+    another type's key went to the cloud unread. Such parts are refused (400)."""
+    app, _ = _serve(upstreams, "healthcare")
+    with serve_app(app) as url:
+        resp = httpx.post(url + "/v1/chat/completions",
+                          json={"model": "vision", "messages": [message]})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "invalid_value"
+    assert upstreams["cloud-v"].count == 0 and upstreams["local-v"].count == 0
+
+
+async def test_budget_covers_the_pseudonymised_request() -> None:
+    """Found by attack: placeholders (<EMAIL_ADDRESS_12>) are longer than the short values
+    they replace, so the request sent was 2.4x the one the budget reserved for."""
+    from modelmix._service import CallContext
+    from modelmix.protocol import ChatRequest
+    from modelmix.testing import FakeProvider
+
+    seen: list[ChatRequest] = []
+
+    class Recorder:  # the Admission protocol: records what the engine asks it to cover
+        async def admit(self, decision: Any, request: ChatRequest) -> object:
+            seen.append(request)
+            return object()
+
+        def settle(self, reservation: object, cost_usd: float, tokens: int, *,
+                   unknown: bool = False) -> None:
+            return None
+
+    cfg = config_from_dict({"deployments": [{"name": "c", "provider": "openai-compatible",
+                                      "base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                      "hosting": "cloud", "tier": "proprietary"}]})
+    service = ChatService(cfg, providers={"c": FakeProvider(cfg.deployment("c"))},
+                          guard=Guard(load_policy("finance"), load_detector()))
+    emails = " ".join(f"a{i}@b.io" for i in range(200))
+    body = {"model": "c", "messages": [{"role": "user", "content":
+                                        f"card 4111 1111 1111 1111, mail {emails}"}]}
+    request = ChatRequest.model_validate(body)
+    await service.complete(request, CallContext(admission=Recorder()))
+    assert seen[0].prompt_token_bound() > request.prompt_token_bound()

@@ -603,3 +603,57 @@ async def test_budget_holds_when_the_upstream_bills_more_than_the_estimate(db: P
     assert 1 <= ok <= 9
     assert info["spend"] == pytest.approx(ok * actual)
     assert info["spend"] <= budget
+
+
+def test_refusals_and_part_extras_count_in_the_bound() -> None:
+    """Found by attack: a refusal part's text counted 0 tokens, so 100 concurrent requests
+    carrying 4.8 KB refusals spent 485% of a budget."""
+    refusal = "r" * 4800
+    req = ChatRequest.model_validate({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": refusal}]}]})
+    assert req.prompt_token_bound() >= 4800 + 2
+
+
+def test_both_token_limits_reserve_and_check_the_larger(gw: Gateway) -> None:
+    """Found by attack: max_completion_tokens=1 with max_tokens=100000 reserved 1 token
+    and passed the gateway's limit, while an upstream reading max_tokens produced more."""
+    req = ChatRequest.model_validate(chat_body(max_tokens=100_000, max_completion_tokens=1))
+    assert req.completion_limit == 100_000
+    resp = httpx.post(gw.url + "/v1/chat/completions", headers=bearer(MASTER),
+                      json=chat_body(max_tokens=100_000, max_completion_tokens=1))
+    assert resp.status_code == 400 and "100014 tokens needed" in resp.json()["error"]["message"]
+
+
+async def test_a_call_cut_off_upstream_is_charged_its_reservation() -> None:
+    decision = RouteDecision(deployment=_dep("a", input_cost_per_mtok=1000,
+                                             output_cost_per_mtok=2000), reason="t")
+    limiter = KeyLimiter("k", KeyLimits(budget_usd=1.0))
+    held = await limiter.admit(decision, _request())
+    limiter.settle(held, 0.0, 0, unknown=True)  # timed out / client left: no usage
+    assert limiter.spent_usd == pytest.approx(MAX_COST)
+    released = await limiter.admit(decision, _request())
+    limiter.settle(released, 0.0, 0)  # nothing reached an upstream: nothing spent
+    assert limiter.spent_usd == pytest.approx(MAX_COST)
+
+
+async def test_timed_out_requests_spend_the_budget(db: Path) -> None:
+    """Found by attack: a request cut off by its own ``timeout`` (or the client leaving)
+    settled at $0 while the upstream worked on it, so the budget never ran out."""
+    from faulty_upstream import Fault
+
+    with FaultyUpstream("slow") as up:
+        up.default = Fault.hang(2.0)
+        cfg = config_from_dict({"deployments": [{
+            "name": "slow", "provider": "openai-compatible", "base_url": up.url,
+            "model": "m", "input_cost_per_mtok": 1000, "output_cost_per_mtok": 2000}],
+            "reliability": {"num_retries": 0}})
+        with serve_app(create_app(cfg)) as url:
+            gw = Gateway(url, db, None)
+            key, key_id = gw.new_key(max_budget=3 * MAX_COST)
+            statuses = [httpx.post(url + "/v1/chat/completions", headers=bearer(key),
+                                   json=chat_body("slow", timeout=0.2), timeout=30).status_code
+                        for _ in range(4)]
+            info = gw.key_info(key_id)
+    assert statuses == [504, 504, 504, 429]
+    assert info["spend"] == pytest.approx(3 * MAX_COST)

@@ -60,12 +60,16 @@ class Admission(Protocol):
 
     ``admit`` reserves the request's maximum cost before any upstream call and raises
     BudgetExceeded / KeyRateLimited; ``settle`` replaces the reservation by the actual
-    cost and tokens once the call ends (success or failure).
+    cost and tokens once the call ends (success or failure). ``request`` is the request
+    as it is sent upstream (after pseudonymisation, when that made it longer).
     """
 
     async def admit(self, decision: RouteDecision, request: ChatRequest) -> object: ...
 
-    def settle(self, reservation: object, cost_usd: float, tokens: int) -> None: ...
+    def settle(self, reservation: object, cost_usd: float, tokens: int, *,
+               unknown: bool = False) -> None:
+        """``unknown``: the call was cut off after it reached an upstream, which may bill
+        it in full; charge at least what was reserved."""
 
 
 class ServiceObserver(Protocol):
@@ -254,7 +258,7 @@ class ChatService:
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
-                reservation = await ctx.admission.admit(decision, request)
+                reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
             response, dep, attempts = await self.executor.complete(
                 decision, request, timeout_s=ctx.timeout_s, attempts=log,
                 providers=self._guarded(ctx),
@@ -283,7 +287,7 @@ class ChatService:
             decision = self.route(request, ctx)
             rec.route_reason = decision.reason
             if ctx.admission is not None:
-                reservation = await ctx.admission.admit(decision, request)
+                reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
             start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s,
                                                attempts=log, providers=self._guarded(ctx))
         except ModelmixError as exc:
@@ -418,8 +422,13 @@ class ChatService:
         rec.attempts = len(attempts)
         rec.latency_ms = (time.perf_counter() - ctx.started) * 1000
         if ctx.admission is not None and reservation is not None:
+            # A call that reached an upstream and was cut off (timeout, reset, the client
+            # leaving) may be billed in full though no usage came back: charge the key
+            # at least its reservation. An upstream's own error answer is not billed.
+            unknown = bool(attempts) and not rec.prompt_tokens and not (
+                isinstance(exc, ProviderError) and exc.upstream_status is not None)
             ctx.admission.settle(reservation, rec.cost_usd,
-                                 rec.prompt_tokens + rec.completion_tokens)
+                                 rec.prompt_tokens + rec.completion_tokens, unknown=unknown)
         for observer in self.observers:
             observer.finished(rec, attempts)
         self.usage.record(rec)
@@ -444,3 +453,12 @@ class ChatService:
         for provider in self.providers.values():
             await provider.aclose()
         self.usage.close()
+
+
+def _as_sent(request: ChatRequest, ctx: CallContext) -> ChatRequest:
+    """The request a budget must cover: the pseudonymised one when its placeholders make
+    it longer than the original (either may be sent, depending on the deployment)."""
+    screening = ctx.screening
+    if screening is None or screening.outgoing is request:
+        return request
+    return max((request, screening.outgoing), key=lambda r: r.prompt_token_bound())

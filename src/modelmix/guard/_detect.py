@@ -4,7 +4,10 @@ map spans back to the original text.
 Layers (all read the full text, however long; nothing is truncated):
 
 1. :mod:`._normalize` folds full-width digits, look-alike letters, odd spaces and dashes and
-   zero-width characters, keeping a map back to original offsets.
+   zero-width characters, keeping a map back to original offsets. :mod:`._decode` undoes
+   base64, percent-encoding, HTML entities, ``\\u`` escapes, number words and split digits
+   into a second copy, scanned around each decoded run; what it holds is reported on the
+   original run.
 2. Pattern recognizers with validation (:mod:`._recognizers`, :mod:`._phone`,
    :mod:`._secrets`): Luhn, IBAN mod 97, SSN rules, ``phonenumbers``, cues.
 3. Names, addresses and health terms without a neural model (:mod:`._names`,
@@ -33,6 +36,7 @@ from modelmix.guard import (
 )
 from modelmix.guard._base import DataClass, Entity
 from modelmix.guard._classify import DEFAULT_RULES, ClassificationRules, classify
+from modelmix.guard._decode import decode
 from modelmix.guard._normalize import normalize
 from modelmix.guard._patterns import RECOGNIZERS
 
@@ -99,14 +103,22 @@ class GuardDetector:
         """Entities in ``text``, sorted by start, non-overlapping, offsets into ``text``."""
         if not text:
             return []
+        found = self._scan(text)
+        view = decode(text)
+        if view is not None:  # what an encoded run holds is reported on the whole run
+            for start, end in view.windows(_DECODED_CONTEXT):
+                found += [Entity(e.type, *view.span(start + e.start, start + e.end), e.score)
+                          for e in self._scan(view.text[start:end])]
+        return _resolve(_tie_names(_tie_health(found, self.config.rules)))
+
+    def _scan(self, text: str) -> list[Entity]:
+        """Every finder's entities in ``text`` (normalised), offsets into ``text``."""
         normalized = normalize(text)
         found = [entity for finder in self._finders for entity in finder.find(normalized.text)
                  if entity.score >= self.config.min_score or entity.type in _HEALTH]
-        found = _tie_names(_tie_health(found, self.config.rules))
-        chosen = _resolve(found)
         if normalized.source is None:
-            return chosen
-        return [Entity(e.type, *normalized.span(e.start, e.end), e.score) for e in chosen]
+            return found
+        return [Entity(e.type, *normalized.span(e.start, e.end), e.score) for e in found]
 
     def detect_many(self, texts: Sequence[str]) -> list[list[Entity]]:
         """:meth:`detect` for each text, in order."""
@@ -118,6 +130,9 @@ class GuardDetector:
 
 
 _HEALTH = frozenset({"MEDICAL_CONDITION", "MEDICATION"})
+#: Characters of context around a decoded run that the second scan reads (cues such as
+#: "SSN" before an encoded value).
+_DECODED_CONTEXT = 300
 _WARM_UP = "Call Dr. Jane Roe on +1 415 555 0132 or 020 7946 0958 about MRN 1234567."
 
 

@@ -48,13 +48,23 @@ _MRN_CUES = (r"mrn|m\.r\.n\.|medical record|med\.? ?rec(?:ord)?|patient (?:id|no
              r"identifier)|pt\.? id|chart (?:no|number|#|id)|hospital (?:no|number|id)|"
              r"record|health record|ehr (?:id|no|number)|emr (?:id|no|number)|"
              r"patientennummer|dossier m[ée]dical|historia cl[ií]nica|cartella clinica")
-_PLAN_CUES = (r"member (?:id|no|number|#)|subscriber (?:id|no|number|#)|policy (?:id|no|number|#)|"
-              r"insurance (?:id|no|number|policy|card)|health ?plan (?:id|no|number|#)?|plan id|"
+_PLAN_CUES = (r"member(?:ship)?'?s? ?(?:id|identification|no|number|num|#)|"
+              r"subscriber'?s? ?(?:id|identification|no|number|num|#)|"
+              r"policy ?(?:id|no|number|num|#)|policyholder id|"
+              r"insurance (?:member )?(?:id|no|number|policy|card)|"
+              r"health ?plan (?:id|no|number|#)?|plan id|"
               r"group (?:id|no|number|#)|medicare (?:id|no|number|card)?|"
               r"medicaid (?:id|no|number)?|"
               r"\bmbi\b|beneficiary (?:id|no|number)|insured id|versichertennummer|"
-              r"krankenversicherungsnummer|carte vitale|tarjeta sanitaria|tessera sanitaria|"
-              r"numero de afiliaci[oó]n|número de afiliaci[oó]n|hicn")
+              r"versicherungsnummer|mitgliedsnummer|krankenkassennummer|"
+              r"krankenversicherungsnummer|carte vitale|adhérent|adherent|assuré|"
+              r"tarjeta sanitaria|tessera sanitaria|afiliad[oa]|"
+              r"numero de afiliaci[oó]n|número de afiliaci[oó]n|póliza|poliza|polizza|"
+              r"codice assistito|polisnummer|verzekerdennummer|lidnummer|carteirinha|"
+              r"benefici[aá]rio|hicn")
+# A plan ID after its cue: the shared ID shape, or 8-14 letters and digits with a digit
+# anywhere ("KTREZHKPY52", "W2837461950"); insurers print them in capitals.
+_PLAN_VALUE = r"(?=[A-Z0-9]{0,13}\d)[A-Z0-9]{8,14}|" + _ID_VALUE + "|" + _DIGITS_VALUE
 # CMS Medicare Beneficiary Identifier (MBI) format, 11 characters, letters without S, L, O, I, B, Z.
 _MBI = re.compile(r"[1-9](?<![A-Za-z0-9][1-9])[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?"
                   r"[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}(?![A-Za-z0-9])")
@@ -67,11 +77,15 @@ class MedicalIdRecognizer(Recognizer):
     name = "medical_ids"
     types = ("MEDICAL_RECORD_NUMBER", "HEALTH_PLAN_ID")
     _MRN = cue_regex(_MRN_CUES, _ID_VALUE + "|" + _DIGITS_VALUE)
-    _PLAN = cue_regex(_PLAN_CUES, _ID_VALUE + "|" + _DIGITS_VALUE)
+    _PLAN = cue_regex(_PLAN_CUES, _PLAN_VALUE)
 
     def find(self, text: str) -> Iterator[Entity]:
         yield from _cued(self._MRN, text, "MEDICAL_RECORD_NUMBER", 0.95, min_digits=5)
-        yield from _cued(self._PLAN, text, "HEALTH_PLAN_ID", 0.9, min_digits=3)
+        for match in self._PLAN.finditer(text):
+            value = match.group("value")
+            if len(digits_of(value)) >= 3 or (8 <= len(value) <= 14 and value.isalnum()
+                                               and value.isupper()):
+                yield Entity("HEALTH_PLAN_ID", match.start("value"), match.end("value"), 0.9)
         for match in _MBI.finditer(text):
             yield Entity("HEALTH_PLAN_ID", match.start(), match.end(), 0.9)
 

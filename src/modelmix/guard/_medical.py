@@ -1,37 +1,110 @@
-"""Diagnoses and medications, reported only when tied to a person.
+"""Diagnoses and medications, reported only when tied to an individual.
 
-A lexicon hit (``data/conditions.txt``, ``data/medications.txt``) is tied to a person when a
-personal cue stands in the same stretch of text (about one sentence either side: "I", "my",
-"she", "patient", "diagnosed", "prescribed", "taking", "Rx"...). Such hits score
-:data:`TIED_SCORE`; other hits score :data:`UNTIED_SCORE` and the detector keeps them only when
-the text also identifies someone (a name, an MRN, an SSN...). "Metformin treats type 2 diabetes"
-alone is general knowledge, not PHI (HIPAA: health information is PHI when it identifies, or
-can identify, the individual).
+HIPAA's protected health information is health information about an identifiable
+individual; "Explain how metoprolol lowers blood pressure" or "describe the symptoms of type 2
+diabetes" is general knowledge, not PHI. A lexicon hit (``data/conditions.txt``,
+``data/medications.txt``) or a phrase hit ("diagnosed with X", "takes X 50 mg") is tied to an
+individual when, within about a sentence either side, there is
+
+* a first-person speaker about themselves ("I", "my", "me"; "ich", "je", "mi", "mijn"...),
+* a third-person individual ("he", "she", "his", "her"; "elle", "ella", "lui"...; not "he or
+  she"), "the patient" (not "a patient", "patient leaflet"), "our son"...,
+* a record cue ("hx", "dx", "s/p", "admitted", "discharged", "45M", "45 y/o", "JOHN DOE, 45,"),
+* or "<someone> has X" with a person as the subject (not "everyone", "welche Nebenwirkungen").
+
+First-person words in a frame about the writer's work rather than their health ("I'm a nursing
+student", "I want to understand", "for my exam", "tell me", "mi puoi spiegare") do not tie.
+Health verbs alone ("taking", "dose", "diagnosed", "prescribed", "mg") do not either: "what
+foods should be avoided while taking cetirizine?" is about no one.
+
+Tied hits score :data:`TIED_SCORE`; the others score :data:`UNTIED_SCORE` and the detector keeps
+them only when the text also identifies someone (a name, an MRN, an SSN...), the combination
+being PHI.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
 from modelmix.guard._lexicon import load_words
-from modelmix.guard._patterns import Recognizer, register
+from modelmix.guard._patterns import Recognizer, register, word_index
 
 __all__ = ["TIED_SCORE", "UNTIED_SCORE", "MedicalRecognizer"]
 
 TIED_SCORE = 0.8
 UNTIED_SCORE = 0.45
 _WINDOW = 120  # characters either side searched for a personal cue
+_APOS = "['\u2019]"
 _PERSONAL = re.compile(
-    r"\b(?:i|i'm|i've|i'd|my|mine|he|she|his|her|him|they|their|patient|pt|client|member|"
-    r"son|daughter|wife|husband|mother|father|mom|dad|diagnosed|diagnosis|prescribed|prescription|"
-    r"taking|takes|took|started on|dose|suffers?|suffering|history of|hx|dx|rx|mg|mcg|"
-    r"ich|mein|meine|meiner|je|mon|ma|mes|yo|mi|mis|io|paziente|paciente|patiente|patientin|"
-    r"er|sie|il|elle|él|ella|lui|lei|admitted|admission|discharged?|"
-    r"\d{1,3}\s?(?:[mf]|yo|y/o))\b",
+    rf"\b(?:i|i{_APOS}(?:m|ve|d|ll)|my|mine|me|myself|he|she|him|his|her|hers|himself|"
+    r"herself|patient|pt|hx|dx|s/p|admitted|discharged|"
+    r"our (?:son|daughter|baby|child|kid|mother|father|mom|mum|dad)|"
+    r"ich|mein|meine|meinem|meinen|meiner|meines|je|j'|mon|mes|ma (?:m[eè]re|fille|femme|"
+    r"s(?:oe|œ)ur|tante|grand-m[eè]re)|yo|mi|mis|io|mio|mia|miei|mie|ik|mijn|eu|meu|minha|"
+    r"meus|minhas|elle|él|ella|lui|hij|ele|ela|"
+    r"paziente|paciente|patiente|patientin|patiënt)(?![\w'])",
     re.IGNORECASE,
 )
+#: The words :data:`_PERSONAL` starts with, looked up in the shared word index.
+_PERSONAL_WORDS = frozenset(
+    "i my mine me myself he she him his her hers himself herself patient pt hx dx s admitted "
+    "discharged our ich mein meine meinem meinen meiner meines je j mon mes ma yo mi mis io mio "
+    "mia miei mie ik mijn eu meu minha meus minhas elle él ella lui hij ele ela paziente "
+    "paciente patiente patientin patiënt".split())
+# "45M", "45 y/o": an age and sex, as in a clinical note.
+_AGE_SEX = re.compile(r"\d{1,3}\s?(?:[mf]|yo|y/o)(?![\w'])", re.IGNORECASE)
+# First-person words in a frame about the writer's work or request, not their health.
+_COPULA = (r"i(?:'m|\u2019m| am)|ich bin|je suis|yo soy|soy|io sono|sono|ik ben|eu sou|sou")
+_META = re.compile(
+    rf"(?P<copula>(?:{_COPULA})\s+(?:(?:a|an|ein|eine|un|une|uno|una|um|uma|een)\s+)?"
+    r"(?!(?:pregnant|schwanger|enceinte|embarazada|incinta|zwanger|gr[aá]vida|allergic|"
+    r"allergisch|allergique|al[eé]rgic[oa]|allergico|on|taking|still|now)\b)[^\W\d_]+)"
+    r"|i(?:'m|\u2019m| am|'ve been| was)\s+(?:\w+\s+)?(?:writing|preparing|studying|"
+    r"researching|teaching|learning|reading|working on|trying to|curious|wondering|interested|"
+    r"looking for|putting together|revising|reviewing|creating|making|drafting|giving|"
+    r"planning|doing)"
+    r"|i(?:'d| would)?\s+(?:like|want|wanted|need|needed|hope|have|must|try|tried)\s+to\s+"
+    r"(?:know|understand|learn|write|explain|prepare|study|teach|summari[sz]e|find|read|"
+    r"research|review|compare|clarify|present|cite|check|make|create|ask)"
+    r"|i\s+(?:need|want|have|got)\s+(?:a|an|some|two|three|one)?\s*(?:quick\s+)?"
+    r"(?:question|help|summary|explanation|overview|outline|quiz|list|table|essay|exam|test|"
+    r"lecture|presentation|article|report|assignment)"
+    r"|i\s+(?:read|heard|saw|learned|wonder|was wondering|teach|study|work|wrote)\b"
+    r"|my\s+(?:[\w\-]+\s+)?(?:exam|class|course|essay|thesis|paper|homework|assignment|"
+    r"lecture|presentation|article|blog|book|research|project|students|readers|audience|team|"
+    r"job|work|report|notes|studies|training|understanding|questions?|patients|clients|"
+    r"colleagues|classmates|website|newsletter|podcast|channel|slides|module|textbook)\b"
+    r"|ich\s+(?:möchte|will|würde|muss|schreibe|bereite|studiere|lerne|suche|unterrichte|"
+    r"habe eine frage)"
+    r"|je\s+(?:voudrais|veux|souhaite|cherche|prépare|rédige|écris|étudie|dois|aimerais|"
+    r"me demande|travaille)"
+    r"|mi\s+(?:puoi|può|potresti|potete|spieghi|spiega|spiegheresti|dici|dica|descrivi|chiedo|"
+    r"domando|serve|interessa|piacerebbe|aiuti|aiuta|puedes|podrías|podria|explicas)"
+    r"|io\s+(?:vorrei|voglio|devo|sto|studio|insegno)"
+    r"|ik\s+(?:wil|zou|moet|schrijf|studeer|zoek|bereid)"
+    r"|eu\s+(?:quero|gostaria|preciso|estou|estudo)"
+    r"|yo\s+(?:quiero|necesito|estoy|estudio)"
+    r"|me\s+(?:puedes|podr[ií]as|puede|pode|podes|explicas|explica|explicar|explique|dices|"
+    r"dice|diz|ayudas|ayuda|ajuda|ajudar|gustar[ií]a|interesa|mostra|mostrar|dar|d[aá])\b",
+    re.IGNORECASE,
+)
+# "tell me about X", "help me understand X": the reader, not the reader's health.
+_ASKED_ME = re.compile(r"\b(?:tell|give|show|help|explain(?: to)?|teach|let|remind|walk|send|"
+                       r"write|answer|brief|quiz|get|find|make)\s+$", re.IGNORECASE)
+# "a patient", "any patient", "patient leaflet": no one in particular.
+_ANY_PATIENT_BEFORE = re.compile(r"\b(?:a|an|any|each|every|which|what|typical|average|no|"
+                                 r"such|one|un|une|ein|eine|uno|una|um|uma|een)\s+"
+                                 r"(?:[\w\-]+\s+)?$", re.IGNORECASE)
+_PATIENT_MODIFIER = re.compile(
+    r"\s+(?:education|information|leaflets?|handouts?|safety|care|guides?|materials?|outcomes?|"
+    r"populations?|groups?|portals?|advocacy|experiences?|satisfaction|selection|"
+    r"counsell?ing|resources?|friendly|cent(?:er|re)d|reported|records? system)\b",
+    re.IGNORECASE)
+_EITHER_SEX = re.compile(r"\b(?:he|she|his|her|him|hers)\s*(?:or|/)\s*(?:he|she|his|her|him|"
+                         r"hers)\b|\bs/he\b", re.IGNORECASE)
 # "JOHN DOE, 45, HIV POSITIVE": an age in apposition.
 _AGE = re.compile(r"[^\W\d_],\s*\d{1,3}\s*,")
 # "ahmed hassan has hypertension", "Adebayo Ogunlesi was admitted with malaria": someone
@@ -44,10 +117,19 @@ _SUBJECT_HAS = re.compile(
     r"(?:(?:a|an|acute|chronic|severe|mild|early|late|advanced|stage \w+)\s+){0,2}$",
     re.IGNORECASE,
 )
+# Subjects that are no one in particular, in the languages of the cues above; questions
+# with the verb first ("welche Nebenwirkungen hat X", "qué efectos tiene X") start with one.
 _GENERIC_SUBJECT = frozenset(
     "the a an this that these those it which what who whoever everyone everybody anyone "
     "anybody someone somebody nobody no one each every any some many most few people "
-    "patients adults children men women population nobody if whether when who's".split())
+    "patients adults children men women population nobody if whether when who's how why "
+    "drug medicine medication treatment disease condition "
+    "welche welcher welches was wie wer der die das ein eine jeder man "
+    "quel quelle quels quelles qui que le la les un une chaque "
+    "qué que cuál cuáles cuántos el los las uno una cada "
+    "quale quali che il lo gli ogni "
+    "wat welke hoe het een elke "
+    "qual quais o os as um uma cada".split())
 
 
 _WORD = re.compile(r"[a-z\u00e0-\u00ff][a-z\u00e0-\u00ff'\-]*")
@@ -103,15 +185,18 @@ class MedicalRecognizer(Recognizer):
             self._index.setdefault(word, []).extend(phrases)
 
     def find(self, text: str) -> Iterator[Entity]:
-        yield from self._lexicon(text)
+        hits = list(self._lexicon(text))
         for pattern, kind in ((_DIAGNOSIS, "MEDICAL_CONDITION"), (_BEFORE_DIAGNOSIS,
                               "MEDICAL_CONDITION"), (_DRUG, "MEDICATION")):
-            for match in pattern.finditer(text):
-                value = match.group("value")
-                if value.lower() not in _NOT_DRUG:
-                    yield Entity(kind, match.start("value"), match.end("value"), TIED_SCORE)
+            hits += [(kind, *match.span("value")) for match in pattern.finditer(text)
+                     if match.group("value").lower() not in _NOT_DRUG]
+        if hits:
+            cues = _Cues(text)
+            for kind, start, end in hits:
+                yield Entity(kind, start, end, TIED_SCORE if cues.tied(start, end)
+                             else UNTIED_SCORE)
 
-    def _lexicon(self, text: str) -> Iterator[Entity]:
+    def _lexicon(self, text: str) -> Iterator[tuple[str, int, int]]:
         lower = text.lower()
         for word in _WORD.finditer(lower):
             candidates = self._index.get(word.group().rstrip("'-"))
@@ -124,16 +209,59 @@ class MedicalRecognizer(Recognizer):
                 end = start + len(phrase)
                 if lower.startswith(phrase, start) and (
                         end == len(lower) or not (lower[end].isalnum() or lower[end] == "-")):
-                    yield Entity(kind, start, end, self._score(text, start, end))
+                    yield kind, start, end
                     break
 
-    @staticmethod
-    def _score(text: str, start: int, end: int) -> float:
-        window = _PERSONAL.search(text, max(0, start - _WINDOW), min(len(text), end + _WINDOW))
-        if window or _has_subject(text[max(0, start - 80):start]) or _AGE.search(
-                text, max(0, start - _WINDOW), min(len(text), end + _WINDOW)):
-            return TIED_SCORE
-        return UNTIED_SCORE
+
+class _Cues:
+    """The personal cues of one text, found once and asked about each health term."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        lower = text.lower()
+        if len(lower) == len(text):  # look the cue words up instead of scanning every position
+            index, _ = word_index(lower)
+            starts = sorted(p for w in _PERSONAL_WORDS if w in index for p in index[w])
+            found = [m for m in (_PERSONAL.match(text, p) for p in starts) if m]
+        else:
+            found = list(_PERSONAL.finditer(text))
+        found += [m for m in _AGE_SEX.finditer(text)
+                  if not (m.start() and text[m.start() - 1].isalnum())]
+        self.cues = sorted(found, key=lambda m: m.start())
+        self.starts = [m.start() for m in self.cues]
+
+    def tied(self, start: int, end: int) -> bool:
+        """Whether the health term at ``[start, end)`` is about an individual."""
+        text = self.text
+        low, high = max(0, start - _WINDOW), min(len(text), end + _WINDOW)
+        for cue in self.cues[bisect_left(self.starts, low):]:
+            if cue.start() >= high:
+                break
+            if cue.end() <= high and not _no_one(text, cue, start):
+                return True
+        return _has_subject(text[max(0, start - 80):start]) or bool(
+            _AGE.search(text, low, high))
+
+
+def _no_one(text: str, cue: re.Match[str], term_start: int) -> bool:
+    """Whether a personal ``cue`` refers to no individual's health ("a patient", "he or
+    she", "tell me", "I'm a nursing student", "for my exam")."""
+    word = cue.group().lower()
+    if word.startswith(("pati", "pt", "pazi", "paci")):
+        return bool(_ANY_PATIENT_BEFORE.search(text, max(0, cue.start() - 30), cue.start())
+                    or _PATIENT_MODIFIER.match(text, cue.end()))
+    if word in _SEX_PRONOUNS:
+        return _EITHER_SEX.search(text, max(0, cue.start() - 8), cue.end() + 8) is not None
+    if word == "me" and _ASKED_ME.search(text, max(0, cue.start() - 16), cue.start()):
+        return True
+    meta = _META.match(text, cue.start())
+    if meta is None:
+        return False
+    # "I'm a diabetic", "ich bin Diabetiker": the role is the health term itself.
+    return not (meta.group("copula") and cue.start() <= term_start < meta.end())
+
+
+_SEX_PRONOUNS = frozenset("he she him his her hers".split())
 
 
 def _has_subject(before: str) -> bool:
@@ -142,5 +270,7 @@ def _has_subject(before: str) -> bool:
     if match is None:
         return False
     words = match.group("subject").lower().split()
+    if _EITHER_SEX.search(match.group("subject")):
+        return False  # "if he or she has asthma"
     return not any(w in _GENERIC_SUBJECT for w in words[-1:]) and words[0] not in (
         _GENERIC_SUBJECT)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from modelmix.guard import _intro
 from modelmix.guard._base import Entity
 from modelmix.guard._lexicon import load_words
 from modelmix.guard._patterns import Anchored, Recognizer, register
@@ -56,11 +57,9 @@ _CUE_WORDS = frozenset(
     "contact signed regards regards, sincerely sincerely, from: to: cc: by nom: nombre: nome: "
     "naam: paciente patient: patientin beneficiary insured guardian spouse wife husband son "
     "daughter mother father brother sister colleague manager nurse physician thanks thanks, "
-    "thank dear hi hello hey soy sono heet bin suis chamo mr mrs ms dr kontoinhaber inhaber "
-    "holder się".split())
-_CUE_PAIRS = frozenset({("name", "is"), ("name", "was"), ("name's", ""), ("i", "am"),
-                        ("i'm", ""), ("this", "is"), ("m'appelle", ""), ("heiße", ""),
-                        ("llamo", ""), ("chiamo", ""), ("ik", "ben"), ("nome", "é")})
+    "thank dear hi hello hey mr mrs ms dr kontoinhaber inhaber holder się".split())
+# Self-introductions in other languages ("mein Name ist", "je suis"...) are in ._intro.
+_CUE_PAIRS = frozenset({("i", "am"), ("i'm", ""), ("this", "is")})
 _PUBLIC_ROLES = frozenset(
     "president senator sen. chancellor minister governor gov. mayor king queen prince princess "
     "pope secretary ceo chairman chairwoman founder representative rep. congressman "
@@ -70,8 +69,11 @@ _PUBLIC_ROLES = frozenset(
 _LOWER_CUES = (r"my name is|my name's|i am|i'm|this is|name:|nombre:|je m'appelle|ich heiße|"
                r"me llamo|patient|patient:|pt:?|client|dr\.?|mr\.?|mrs\.?|ms\.?|dear|for|from|"
                r"called|named|contact|signed")
+# A cue word right after a cue ("patient name: ...", "for patient ...", "patient ms. ...") is
+# not a name: the later cue is tried instead.
+_NOT_A_NAME = r"(?!(?:name|patient|pt|client|contact|dr|mr|mrs|ms|my|this|i)\b)"
 _LOWER_CUE = Anchored(
-    rf"\b(?:{_LOWER_CUES})\s+(?P<name>[a-z\u00e0-\u00ff]{{2,20}}"
+    rf"\b(?:{_LOWER_CUES})[,:]?\s+{_NOT_A_NAME}(?P<name>[a-z\u00e0-\u00ff]{{2,20}}"
     rf"(?:\s+[a-z\u00e0-\u00ff']{{2,20}}){{0,2}})",
     ("my name", "i am", "i'm", "this is", "name:", "nombre:", "je m'appelle", "ich hei",
      "me llamo", "patient", "pt", "client", "dr", "mr", "mrs", "ms", "dear", "for", "from",
@@ -114,6 +116,13 @@ def _tail_words(text: str, start: int) -> list[str]:
     return window.lower().split()[-3:]
 
 
+def _after_naming(text: str, start: int) -> bool:
+    """Whether a naming phrase ("my name is", "je m'appelle") ends just before ``start``."""
+    head = text[max(0, start - 16):start].rsplit(None, 1)
+    return bool(head) and head[-1].lower() in _intro.NAMING_LAST and _intro.intro_level(
+        _tail_words(text, start)) == _intro.NAMING
+
+
 class _Judge:
     """Scores one piece (consecutive non-common capitalised words) of a run."""
 
@@ -125,18 +134,21 @@ class _Judge:
         keys = [w[0].lower().rstrip(".") for w in words if w[0].lower() not in _PARTICLES]
         if not keys or keys[-1] in _STREET_SUFFIXES:
             return 0.0
-        known_first = keys[0] in self.first
-        known = sum(1 for k in keys if k in self.first or k in self.last)
+        known_first = self.given(keys[0])
+        known = sum(1 for k in keys if self.known(k))
         if len(keys) > 1 and all(w[0].isupper() for w in words) and not known_first:
             return 0.0
-        cued = honorific or self._cued(text, words[0][1])
+        level = self.cue_level(text, words[0][1])
+        # a copula ("ich bin", "je suis") cues only known names, not "Ich bin Arzt"
+        cued = honorific or level >= _intro.CUE or (level == _intro.COPULA and known > 0)
         if len(keys) > 1 and (known_first or (known and cued)):
             score = CUED_SCORE if cued else UNCUED_SCORE
         elif len(keys) > 1 and cued:
             score = CUED_SCORE - 0.1
-        elif len(keys) > 1 and known:
-            score = UNCUED_SCORE - 0.05
-        elif cued and not words[0][0].isupper() and (honorific or known):
+        elif len(keys) > 1 and (known or level == _intro.COPULA):
+            score = UNCUED_SCORE - 0.05  # kept only next to other personal data
+        elif cued and not words[0][0].isupper() and (honorific or known
+                                                       or level == _intro.NAMING):
             score = CUED_SCORE - 0.05
         else:
             return 0.0
@@ -144,16 +156,31 @@ class _Judge:
             return 0.0
         return score
 
+    def given(self, key: str) -> bool:
+        """Whether ``key`` (lower case) is a known given name, accents folded."""
+        return key in self.first or (not key.isascii() and _intro.fold(key) in self.first)
+
+    def known(self, key: str) -> bool:
+        """Whether ``key`` (lower case) is a known given or family name, accents folded."""
+        if key in self.first or key in self.last:
+            return True
+        if key.isascii():
+            return False
+        folded = _intro.fold(key)
+        return folded in self.first or folded in self.last
+
     @staticmethod
-    def _cued(text: str, start: int) -> bool:
-        if _ASKED_NAME.search(text, max(0, start - 80), start):
-            return True
+    def cue_level(text: str, start: int) -> int:
+        """How strongly the words before ``start`` cue a name (an ``_intro`` level)."""
         tail = _tail_words(text, start)
-        if tail and tail[-1] in _CUE_WORDS:
-            return True
-        if tail and (tail[-1], "") in _CUE_PAIRS:
-            return True
-        return len(tail) >= 2 and (tail[-2], tail[-1]) in _CUE_PAIRS
+        level = _intro.intro_level(tail)
+        if level != _intro.NAMING and _ASKED_NAME.search(text, max(0, start - 80), start):
+            return _intro.NAMING
+        if level:
+            return level
+        if tail and (tail[-1] in _CUE_WORDS or (tail[-1], "") in _CUE_PAIRS):
+            return _intro.CUE
+        return _intro.CUE if len(tail) >= 2 and (tail[-2], tail[-1]) in _CUE_PAIRS else 0
 
     def _public(self, text: str, words: list[tuple[str, int, int]], keys: list[str]) -> bool:
         if " ".join(keys) in self.public:
@@ -180,8 +207,9 @@ class NameRecognizer(Recognizer):
             value = run.group()
             if " " not in value and "\t" not in value:
                 key = value.lower().rstrip(".")
-                if key in self._common or (key not in self._first and key not in self._last):
-                    continue
+                if key in self._common or not (self._judge.known(key)
+                                               or _after_naming(text, run.start())):
+                    continue  # one unknown word is a name only after "my name is" and such
             yield from self._split(text, run.start(), value)
         yield from self._lower_case(text)
         if _CJK_CHAR.search(text):
@@ -219,10 +247,12 @@ class NameRecognizer(Recognizer):
             key = word.lower().rstrip(".")
             role = key in _PUBLIC_ROLES and match.end() < len(value)
             initial = len(word) == 2 and word[1] == "." and word[0].isupper()
-            cue = key in _CUE_WORDS and match.end() < len(value)
+            cue = (key in _CUE_WORDS or key in _intro.NAMING_WORDS) and (
+                match.end() < len(value))  # "Chamo-me Inês Sousa"
+            copula = key in _intro.WEAK_WORDS  # "Ich bin Jürgen": judged by its own cue
             acronym = word.isupper() and len(key) <= 3 and not initial
             if not initial and (key in _HONORIFICS or key in self._common or role or cue
-                                or acronym):
+                                or acronym or copula):
                 if not public:
                     yield from self._emit(text, piece, honorific)
                 piece, honorific, public = [], key in _HONORIFICS or cue, role
@@ -277,3 +307,7 @@ class NameRecognizer(Recognizer):
             start = match.start("name")
             yield Entity("PERSON", start, start + len(" ".join(words[:count])),
                          0.75 if strong else UNCUED_SCORE)
+        judge = self._judge
+        for start, end in _intro.lower_case_intros(
+                text, self._common.__contains__, judge.given, judge.known):
+            yield Entity("PERSON", start, end, 0.75)

@@ -2,11 +2,12 @@
 
 Obfuscated identifiers defeat plain regular expressions: full-width digits (U+FF10-FF19),
 Cyrillic or Greek look-alike letters (a Cyrillic "a" in "passport"), zero-width characters
-inside a number, non-breaking or ideographic spaces, Unicode dashes, digits typed one by one
-with spaces between. :func:`normalize` folds all of these to ASCII so one
-set of patterns covers them, and keeps, for every character of the normalised text, the index of
-the original character it came from. Spans found in the normalised text are mapped back with
-:meth:`Normalized.span`.
+inside a number, other scripts' digits (Devanagari, Arabic-Indic), combining marks or
+variation selectors after a digit (strike-through, keycaps), non-breaking or ideographic
+spaces, Unicode dashes, digits typed one by one with spaces between. :func:`normalize` folds
+all of these to ASCII so one set of patterns covers them, and keeps, for every character of
+the normalised text, the index of the original character it came from. Spans found in the
+normalised text are mapped back with :meth:`Normalized.span`.
 
 ASCII text (the common case) is returned as is, with no map: normalising costs nothing then.
 Sources: Unicode NFKC (UAX #15); look-alikes from Unicode's confusables.txt (UTS #39), the
@@ -38,6 +39,10 @@ _LOOKALIKE_TO = (
 )
 _LOOKALIKES = str.maketrans(_LOOKALIKE_FROM, _LOOKALIKE_TO)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# Combining marks and variation selectors (strike-through, underline, keycap, emoji style):
+# dropped after a digit, where they only disguise it.
+_MARK = re.compile(r"^[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff"
+                   r"\ufe00-\ufe0f\ufe20-\ufe2f\U000e0100-\U000e01ef]+$")
 # Digits typed one by one with spaces between ("4 1 1 1 1 1 1 1", "5 3 1 - 4 4 - 2 9 8 7"): the
 # spaces are dropped so the digit patterns see "41111111" and "531-44-2987".
 _SPACED_DIGITS = re.compile(r"(?<![\w.,])(?:\( )?\d(?:(?: ?[\-.()] ?| )\d){5,}(?![\w]|[.,]\d)")
@@ -53,6 +58,8 @@ def _fold(char: str) -> str:
         return ""
     if category == "Zs":
         return " "
+    if category == "Nd":  # any script's decimal digit (Devanagari, Arabic-Indic, Thai...)
+        return str(unicodedata.decimal(char))
     folded = unicodedata.normalize("NFKC", char).translate(_LOOKALIKES)
     return folded
 
@@ -98,7 +105,7 @@ def normalize(text: str) -> Normalized:
         source.extend(range(pos, start))
         for index in range(start, end):
             folded = _fold(text[index])
-            if folded:
+            if folded and not (_MARK.match(folded) and parts and parts[-1][-1:].isdigit()):
                 parts.append(folded)
                 source.extend([index] * len(folded))
         pos = end

@@ -102,19 +102,25 @@ class CreditCardRecognizer(Recognizer):
         rf"|(?:[ \-.]{{1,3}}\d){{11,18}}|\d{{11,18}})(?![\w])"
     )
 
+    # A 16-digit card followed by an unrelated short number ("4111 1111 1111 1111 200").
+    _SIXTEEN = re.compile(rf"\d{{4}}{_SEP}\d{{4}}{_SEP}\d{{4}}{_SEP}\d{{4}}")
+
     def find(self, text: str) -> Iterator[Entity]:
         for match in self._PATTERN.finditer(text):
-            digits = digits_of(match.group())
+            start, value = match.start(), match.group()
+            digits = digits_of(value)
+            if len(digits) > 16 and not luhn_ok(digits) and self._SIXTEEN.match(value):
+                value = self._SIXTEEN.match(value).group()  # type: ignore[union-attr]
+                digits = digits_of(value)
             if not (12 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits)
                     and len(set(digits)) > 1):
                 continue
-            if self._IBAN_HEAD.search(text, max(0, match.start() - 6), match.start()):
+            if self._IBAN_HEAD.search(text, max(0, start - 6), start):
                 continue  # the tail of an IBAN with a wrong check, not a card
-            if _IMEI_CUE.search(text, max(0, match.start() - 24), match.start()):
+            if _IMEI_CUE.search(text, max(0, start - 24), start):
                 continue  # IMEIs are Luhn-checked too: VehicleRecognizer reports them
-            if len(digits) >= 14 or self._CUE.search(text, max(0, match.start() - 60),
-                                                     match.start()):
-                yield Entity("CREDIT_CARD", match.start(), match.end(), 1.0)
+            if len(digits) >= 14 or self._CUE.search(text, max(0, start - 60), start):
+                yield Entity("CREDIT_CARD", start, start + len(value), 1.0)
 
 
 @register
@@ -161,7 +167,10 @@ def _collect(text: str, pos: int, count: int) -> int | None:
     return pos
 
 
-_SSN_CUES = (r"ssn|ss#|ss no|social security|soc\.? ?sec|social sec|sozialversicherungsnummer"
+# "social" alone is how people name the number ("my social is ...", "seguro social: ..."),
+# when a number is said to follow it (not "social media stats: 123456789").
+_SSN_CUES = (r"ssn|ss ?#|ss ?no|ss ?num(?:ber)?|soc\.? ?sec|sozialversicherungsnummer"
+             r"|social(?=\s*(?:[#:=(]|(?:is|was|es|'s|\u2019s|no|num|number|security|sec)\b))"
              r"|taxpayer id|itin")
 
 
@@ -173,7 +182,8 @@ class SsnRecognizer(Recognizer):
     types = ("US_SSN",)
     _GROUPED = re.compile(r"\d(?<![\w\-.]\d)\d{2}([ \-.]{1,3})\d{2}\1\d{4}(?![\w]|[\-.]\d)")
     _SPACED = re.compile(r"\d(?<![\d\-]\d)(?<!\d \d)(?:[ \-.]\d){8}(?![ \-.]?\d)")
-    _CUED = cue_regex(_SSN_CUES, r"\d{9}|\d{3}[ \-.]{1,3}\d{2}[ \-.]{1,3}\d{4}", gap=30)
+    _CUED = cue_regex(_SSN_CUES, r"\d{9}|\d{3}[ \-.]{1,3}\d{2}[ \-.]{1,3}\d{4}"
+                      r"|\d(?:[ \-.]\d){8}", gap=30)
 
     def find(self, text: str) -> Iterator[Entity]:
         for pattern in (self._GROUPED, self._SPACED):

@@ -2,7 +2,8 @@
 
 Two kinds of evidence: a provider's documented key prefix (``sk-``, ``AKIA``, ``ghp_``,
 ``xoxb-``, ``AIza``, ``sk_live_``, ``glpat-``, ``hf_``, JWTs, PEM private keys, credentials inside
-a connection URL), or an assignment to a secret-named field (``api_key = "..."``,
+a connection URL; a 40-character AWS secret access key next to its access key id or the word
+"secret"), or an assignment to a secret-named field (``api_key = "..."``,
 ``"password": "..."``, ``Authorization: Bearer ...``, "my password is ...") whose value looks like
 a secret. Sources: the providers' key-format docs and the rule sets of gitleaks and
 detect-secrets (patterns re-derived, not copied).
@@ -49,6 +50,12 @@ _ASSIGNED = Anchored(
     r"(?P<value>[^\s\"'`,;)}\]\\]{4,200})",
     anchors_of(_SECRET_NAME),
 )
+# An AWS secret access key: 40 base64 characters, found next to an access key id or after the
+# word "secret" (credentials files and CSVs put it there without a field name).
+_AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])")
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_SECRET_WORD = re.compile(r"secret", re.IGNORECASE)
+_AWS_REACH = 120
 _BEARER = re.compile(r"\b(?:Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9_\-.~+/]{16,}=*)")
 _PASSWORD_NAMES = re.compile(r"pass|pwd|pw\b|passwort|mot de passe|contrase|senha|wachtwoord|pin",
                              re.IGNORECASE)
@@ -108,3 +115,18 @@ class SecretRecognizer(Recognizer):
             value = match.group("value")
             if _secret_like(value, password=False):
                 yield Entity("API_KEY", match.start("value"), match.end("value"), 0.9)
+        yield from _aws_secrets(text)
+
+
+def _aws_secrets(text: str) -> Iterator[Entity]:
+    """40-character AWS secret access keys near an access key id or the word "secret"."""
+    anchors = [*_AWS_KEY_ID.finditer(text)]
+    if "ecret" in text or "ECRET" in text:
+        anchors += _SECRET_WORD.finditer(text)
+    for anchor in anchors:
+        start = max(0, anchor.start() - _AWS_REACH)
+        for match in _AWS_SECRET.finditer(text, start, anchor.end() + _AWS_REACH):
+            value = match.group()
+            if (any(c.isupper() for c in value) and any(c.islower() for c in value)
+                    and any(c.isdigit() for c in value) and entropy(value) >= 4.0):
+                yield Entity("API_KEY", match.start(), match.end(), 0.9)

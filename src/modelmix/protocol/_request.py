@@ -54,6 +54,10 @@ class InputAudio(_Strict):
     format: str
 
 
+#: The field that carries each content part type's payload.
+_PART_PAYLOADS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
 class ContentPart(_Strict):
     """One part of a multi-part message: text, image_url or input_audio."""
 
@@ -68,6 +72,15 @@ class ContentPart(_Strict):
                   "input_audio": self.input_audio}
         if self.type in needed and needed[self.type] is None:
             raise ValueError(f"a '{self.type}' content part needs a '{self.type}' field")
+        # A payload field of another part type is refused, not forwarded: the guard reads
+        # each part by its type, so text (or an image) hidden under a foreign key would
+        # reach the upstream unread.
+        present = {"text": self.text, "image_url": self.image_url,
+                   "input_audio": self.input_audio, **(self.model_extra or {})}
+        foreign = sorted(k for k in _PART_PAYLOADS - {self.type} if present.get(k) is not None)
+        if foreign:
+            raise ValueError(f"a '{self.type}' content part may not carry "
+                             f"{', '.join(repr(k) for k in foreign)}")
         return self
 
 
@@ -80,6 +93,11 @@ class ChatMessage(_Strict):
 
     @model_validator(mode="after")
     def _role_rules(self) -> ChatMessage:
+        media = sorted(k for k in ("image_url", "input_audio", "file")
+                       if (self.model_extra or {}).get(k) is not None)
+        if media:  # OpenAI carries media only in content parts, where the guard reads it
+            raise ValueError(f"{', '.join(repr(k) for k in media)} must be a content part "
+                             "of 'content', not a message field")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a 'tool' message needs tool_call_id")
         if self.role == "assistant":
@@ -215,8 +233,11 @@ class ChatRequest(_Strict):
 
     @property
     def completion_limit(self) -> int | None:
-        """The completion token limit asked for, whichever field carried it."""
-        return self.max_completion_tokens or self.max_tokens
+        """The completion token limit asked for, whichever field carried it; the larger of
+        the two when both did (both are forwarded, and an upstream may read either)."""
+        if self.max_completion_tokens is None or self.max_tokens is None:
+            return self.max_completion_tokens or self.max_tokens
+        return max(self.max_completion_tokens, self.max_tokens)
 
     @property
     def include_usage(self) -> bool:
@@ -250,7 +271,9 @@ class ChatRequest(_Strict):
         (message contents, names, tool calls, tool definitions, response format, other
         forwarded fields, as JSON, which only adds bytes), plus 8 tokens of chat template
         per message and 16 for the reply's priming, plus :data:`IMAGE_TOKEN_BOUND` per
-        image part and (base64 characters / 100 + 256) per audio part. Budget admission
+        image part and (base64 characters / 25 + 256) per audio part (40 tokens a second
+        at 6 kbit/s, above Gemini's 32 a second), and every other field of a part (a
+        refusal's text, a file's data) as JSON. Budget admission
         reserves this (server/_limits.py); routing uses the cheaper
         ``needs().prompt_tokens_estimate``.
         """
@@ -280,13 +303,14 @@ class ChatRequest(_Strict):
 
 
 def _part_token_bound(part: ContentPart) -> int:
+    extra = len(orjson.dumps(part.model_extra)) if part.model_extra else 0
     if part.type == "image_url":
-        return IMAGE_TOKEN_BOUND
+        return IMAGE_TOKEN_BOUND + extra
     if part.type == "input_audio" and part.input_audio is not None:
-        return len(part.input_audio.data) // 100 + 256
+        return len(part.input_audio.data) // 25 + 256 + extra
     if part.type == "file":
-        return IMAGE_TOKEN_BOUND + len(orjson.dumps(part.model_extra or {}))
-    return len((part.text or "").encode())
+        return IMAGE_TOKEN_BOUND + extra
+    return len((part.text or "").encode()) + extra  # text; a refusal's text is an extra
 
 
 def estimate_tokens(chars: int) -> int:

@@ -37,7 +37,7 @@ from sqlalchemy.pool import StaticPool
 from modelmix.catalog import Config
 from modelmix.errors import ConfigError
 from modelmix.server._limits import check_limits
-from modelmix.store._sql import normalize_url
+from modelmix.store._sql import USAGE_TABLE, normalize_url
 
 __all__ = [
     "KEY_PREFIX",
@@ -150,6 +150,7 @@ class KeyStore:
             raise ConfigError(f"cannot use key store database "
                               f"{self.url.render_as_string(hide_password=True)}: {exc}") from exc
         self._engine: sa.Engine | None = None
+        self._created = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -172,7 +173,9 @@ class KeyStore:
         path = self._sqlite_file()
         return path is None or path.exists()
 
-    def _connect(self) -> sa.Engine:
+    def _connect(self, *, create: bool = False) -> sa.Engine:
+        """The engine; ``create`` (writes only) also creates the table. Reads never
+        create it: a missing table must not look like a fresh, empty one."""
         with self._lock:
             if self._engine is None:
                 kw: dict[str, Any] = {}
@@ -180,10 +183,14 @@ class KeyStore:
                     kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
                     if self._sqlite_file() is None:
                         kw["poolclass"] = StaticPool
-                engine = sa.create_engine(self.url, **kw)
-                _metadata.create_all(engine, tables=[virtual_keys])
-                self._engine = engine
+                self._engine = sa.create_engine(self.url, **kw)
+            if create and not self._created:
+                _metadata.create_all(self._engine, tables=[virtual_keys])
+                self._created = True
             return self._engine
+
+    def _table_exists(self, conn: sa.Connection) -> bool:
+        return self._created or sa.inspect(conn).has_table(virtual_keys.name)
 
     def create(
         self,
@@ -216,7 +223,7 @@ class KeyStore:
             "budget_usd": budget_usd, "spent_usd": 0.0, "rpm": rpm, "tpm": tpm,
             "created_at": record.created_at, "revoked_at": None,
         }
-        with self._connect().begin() as conn:
+        with self._connect(create=True).begin() as conn:
             conn.execute(virtual_keys.insert().values(**values))
         return key, record
 
@@ -224,6 +231,8 @@ class KeyStore:
         if not self._exists():
             return None
         with self._connect().connect() as conn:
+            if not self._table_exists(conn):
+                return None
             row = conn.execute(virtual_keys.select().where(clause)).first()
         return _row_to_key(row) if row is not None else None
 
@@ -241,21 +250,45 @@ class KeyStore:
             return []
         query = virtual_keys.select().order_by(virtual_keys.c.created_at, virtual_keys.c.id)
         with self._connect().connect() as conn:
+            if not self._table_exists(conn):
+                return []
             return [_row_to_key(row) for row in conn.execute(query)]
 
     def count(self) -> int:
-        """How many keys exist, revoked ones included."""
+        """How many keys exist, revoked ones included, as far as the gateway's open mode
+        is concerned: when the ``virtual_keys`` table is empty or missing but usage rows
+        name virtual keys, the store lost them (table dropped or renamed, rows deleted),
+        and the number of distinct key ids in usage is returned instead, with an error
+        logged, so the gateway keeps asking for keys (fail closed). A database that was
+        deleted or emptied as a whole cannot be told from a new one: docs/keys.md."""
         if not self._exists():
             return 0
         with self._connect().connect() as conn:
-            query = sa.select(sa.func.count()).select_from(virtual_keys)
-            return int(conn.execute(query).scalar_one())
+            if self._table_exists(conn):
+                query = sa.select(sa.func.count()).select_from(virtual_keys)
+                found = int(conn.execute(query).scalar_one())
+                if found:
+                    return found
+            return self._keys_seen_in_usage(conn)
+
+    def _keys_seen_in_usage(self, conn: sa.Connection) -> int:
+        if not sa.inspect(conn).has_table(USAGE_TABLE.name):
+            return 0
+        key = USAGE_TABLE.c.key_id
+        query = (sa.select(sa.func.count(sa.distinct(key)))
+                 .where(key.is_not(None), key != "master"))
+        seen = int(conn.execute(query).scalar_one())
+        if seen:
+            log.error("the virtual_keys table is empty or missing, but %d virtual keys made "
+                      "requests recorded in this database: the key store looks damaged; "
+                      "every request needs a key until it is restored", seen)
+        return seen
 
     def revoke(self, key_id: str) -> VirtualKey | None:
         """Revoke a key (idempotent: keeps the first revocation time); None if unknown."""
         if not self._exists():
             return None
-        with self._connect().begin() as conn:
+        with self._connect(create=True).begin() as conn:
             conn.execute(virtual_keys.update()
                          .where(virtual_keys.c.id == key_id, virtual_keys.c.revoked_at.is_(None))
                          .values(revoked_at=time.time()))

@@ -216,10 +216,18 @@ class KeyLimiter:
         self._check_tpm(now, tokens)
         return self._reserve(now, cost, tokens)
 
-    def settle(self, reservation: object, cost_usd: float, tokens: int) -> None:
-        """Release ``reservation`` and record the actual cost (USD) and tokens."""
+    def settle(self, reservation: object, cost_usd: float, tokens: int, *,
+               unknown: bool = False) -> None:
+        """Release ``reservation`` and record the actual cost (USD) and tokens.
+
+        ``unknown``: the call reached an upstream and was cut off before usage came back
+        (timeout, reset, client gone); the upstream may bill it in full, so at least the
+        reserved cost is recorded as spent.
+        """
         if not isinstance(reservation, Reservation) or reservation.settled:
             return
+        if unknown:
+            cost_usd = max(cost_usd, reservation.cost_usd)
         reservation.settled = True
         if cost_usd > reservation.cost_usd + _EPSILON_USD and not self._one_at_a_time:
             self._one_at_a_time = True
