@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from _guard_fakes import EchoProvider, sent_text
-from modelmix._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.catalog import config_from_dict
 from modelmix.errors import PolicyDenied
 from modelmix.guard import Guard, GuardDetector, load_detector, load_policy, normalize

@@ -167,7 +167,7 @@ def test_payloads_hidden_under_another_parts_key_are_refused(
 async def test_budget_covers_the_pseudonymised_request() -> None:
     """Found by attack: placeholders (<EMAIL_ADDRESS_12>) are longer than the short values
     they replace, so the request sent was 2.4x the one the budget reserved for."""
-    from modelmix._service import CallContext
+    from modelmix.engine import CallContext
     from modelmix.protocol import ChatRequest
     from modelmix.testing import FakeProvider
 

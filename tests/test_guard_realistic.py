@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from _guard_fakes import EchoProvider
-from modelmix._service import ChatService
+from modelmix.engine import ChatService
 from modelmix.catalog import config_from_dict
 from modelmix.guard import DataClass, Guard, GuardDetector, load_detector, load_policy
 from modelmix.protocol import ChatRequest
