@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from _guard_fakes import EchoProvider, sent_text
-from modelmix.engine import ChatService
 from modelmix.catalog import config_from_dict
+from modelmix.engine import ChatService
 from modelmix.errors import PolicyDenied
 from modelmix.guard import Guard, GuardDetector, load_detector, load_policy, normalize
 from modelmix.protocol import ChatRequest

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from _guard_fakes import EchoProvider
-from modelmix.engine import ChatService
 from modelmix.catalog import config_from_dict
+from modelmix.engine import ChatService
 from modelmix.guard import DataClass, Guard, GuardDetector, load_detector, load_policy
 from modelmix.protocol import ChatRequest
 from modelmix.testing import ListSink
