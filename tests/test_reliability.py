@@ -290,7 +290,7 @@ def test_breaker_opens_skips_and_half_open_probe_closes(
             resp = gw.post("pair")
             assert resp.headers["x-modelmix-deployment"] == "b"
             why = gw.service.executor.health(gw.service.config.deployment("a"))
-            assert (why or "").startswith("circuit open")
+            assert why is not None and why.why.startswith("circuit open")
         assert a.count == THRESHOLD
         a.default = Fault.ok()
         time.sleep(COOLDOWN_S + 0.05)
@@ -338,7 +338,7 @@ def test_breaker_on_single_deployment_fails_fast(gateway: GatewayFactory,
     records = gw.sink.wait_for(3)
     assert [r.status_code for r in records] == [502, 503, 200]
     assert [r.attempts for r in records] == [THRESHOLD, 0, 1]
-    assert records[1].error_type == "NoDeployment"
+    assert records[1].error_type == "NoDeploymentAvailable"
 
 
 # -- streaming -----------------------------------------------------------------------------

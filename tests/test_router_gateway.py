@@ -223,7 +223,7 @@ def test_max_cost_drops_expensive_deployments_or_fails_400() -> None:
     # ~5 prompt tokens + 100 completion tokens: prop-cheap ~$0.53/1k, prop-pricey ~$3.2/1k
     d = route("a hard proof", hints=RoutingHints(max_cost_per_1k=1.0), max_tokens=100)
     assert names(d) == ["prop-cheap", "open-small", "open-big"]
-    assert "max_cost_per_1k $1" in d.excluded["prop-pricey"]
+    assert "max_cost_per_1k $1" in d.excluded["prop-pricey"].why
     with pytest.raises(InvalidRequest) as info:
         route("x", hints=RoutingHints(max_cost_per_1k=0.0001), max_tokens=100)
     assert info.value.code == "max_cost_unsatisfiable"

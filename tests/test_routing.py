@@ -7,7 +7,7 @@ import pytest
 from modelmix.catalog import Deployment, config_from_dict
 from modelmix.errors import InvalidRequest, NoDeployment, PermissionDenied
 from modelmix.protocol import ChatRequest, RequestNeeds
-from modelmix.routing import Router
+from modelmix.routing import Exclusion, ExclusionKind, Router
 
 CFG = config_from_dict({
     "deployments": [
@@ -56,9 +56,10 @@ def test_tools_go_proprietary_and_reason_says_why() -> None:
 
 
 def test_unhealthy_deployments_are_excluded_with_reason() -> None:
-    router = Router(CFG, health=lambda d: "circuit open" if d.name == "local" else None)
+    circuit = Exclusion(ExclusionKind.UNHEALTHY, "circuit open", retry_after_s=3.0)
+    router = Router(CFG, health=lambda d: circuit if d.name == "local" else None)
     d = router.route("auto", needs())
-    assert d.deployment.name == "vllm" and d.excluded["local"] == "circuit open"
+    assert d.deployment.name == "vllm" and d.excluded["local"].why == "circuit open"
 
 
 def test_named_deployment_uses_configured_fallbacks() -> None:
@@ -79,14 +80,22 @@ def test_nothing_fits_is_400_context_length() -> None:
 
 
 def test_nothing_healthy_is_503() -> None:
+    down = Exclusion(ExclusionKind.UNHEALTHY, "down")
     with pytest.raises(NoDeployment) as info:
-        Router(CFG, health=lambda d: "down").route("auto", needs())
+        Router(CFG, health=lambda d: down).route("auto", needs())
     assert info.value.status_code == 503
 
 
 def test_503_says_when_the_first_circuit_reopens() -> None:
     waits = {"local": 7.5, "vllm": 2.25, "gpt": None, "claude": None}
-    router = Router(CFG, health=lambda d: "circuit open", retry_after=lambda d: waits[d.name])
+
+    def health(dep: Deployment) -> Exclusion:
+        wait = waits[dep.name]
+        if wait is None:
+            return Exclusion(ExclusionKind.UNAVAILABLE, "MM_TEST_KEY is not set")
+        return Exclusion(ExclusionKind.UNHEALTHY, "circuit open", retry_after_s=wait)
+
+    router = Router(CFG, health=health)
     with pytest.raises(NoDeployment) as info:
         router.route("auto", needs())
     assert info.value.status_code == 503 and info.value.retry_after == 2.25
@@ -95,12 +104,12 @@ def test_503_says_when_the_first_circuit_reopens() -> None:
 def test_nothing_that_waiting_would_fix_is_404_not_503() -> None:
     """OpenAI SDKs retry a 503 three times; a deployment whose API key is unset will
     not come back by retrying, so the answer is a 404 that they do not retry."""
-    router = Router(CFG, health=lambda d: "MM_TEST_KEY is not set",
-                    retry_after=lambda d: None)
+    unset = Exclusion(ExclusionKind.UNAVAILABLE, "MM_TEST_KEY is not set")
+    router = Router(CFG, health=lambda d: unset)
     with pytest.raises(NoDeployment) as info:
         router.route("gpt", needs())
     assert info.value.status_code == 404 and info.value.code == "model_not_available"
-    assert info.value.retry_after is None
+    assert getattr(info.value, "retry_after", None) is None
 
 
 def test_allow_list_limits_candidates_and_forbids_others() -> None:

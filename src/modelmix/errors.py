@@ -18,7 +18,8 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     ├── BudgetExceeded (429)     virtual key budget spent
     ├── KeyRateLimited (429)     virtual key RPM / TPM limit hit
     ├── PolicyDenied (403)       policy forbids every candidate
-    ├── NoDeployment (404/503)   unknown or unservable model (404), none healthy now (503)
+    ├── NoDeployment (404)       unknown model, or none configured to serve it here
+    │   └── NoDeploymentAvailable (503)  none can take calls now; ``retry_after`` (s)
     └── ProviderError (502)      an upstream call failed
         ├── RateLimited (429)        retryable; may carry ``retry_after`` (s)
         ├── ProviderTimeout (504)    retryable
@@ -43,6 +44,7 @@ __all__ = [
     "KeyRateLimited",
     "ModelmixError",
     "NoDeployment",
+    "NoDeploymentAvailable",
     "PayloadTooLarge",
     "PermissionDenied",
     "PolicyDenied",
@@ -188,21 +190,29 @@ class PolicyDenied(ModelmixError):
 
 
 class NoDeployment(ModelmixError):
-    """No deployment can serve the request: an unknown model or none configured to
-    serve it (404), or none available now (503, with ``retry_after`` in seconds when a
-    circuit breaker says when one will be)."""
+    """No deployment can serve the request: an unknown model, or none configured to
+    serve it here (404)."""
 
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
 
-    def __init__(self, message: str, *, status_code: int = 404, code: str | None = None,
-                 param: str | None = "model", retry_after: float | None = None):
+    def __init__(self, message: str, *, code: str | None = None,
+                 param: str | None = "model"):
         super().__init__(message, param=param, code=code)
+
+
+class NoDeploymentAvailable(NoDeployment):
+    """Deployments exist but none can take calls now (their circuits are open): 503, with
+    ``retry_after`` (seconds) when a circuit breaker says when one will."""
+
+    status_code = 503
+    error_type = "service_unavailable_error"
+    default_code = "no_deployment_available"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
         self.retry_after = retry_after
-        self.status_code = status_code  # type: ignore[misc]
-        if status_code == 503:
-            self.error_type = "service_unavailable_error"  # type: ignore[misc]
 
 
 class ProviderError(ModelmixError):

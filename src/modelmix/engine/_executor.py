@@ -20,10 +20,10 @@ from typing import TypeVar
 
 from modelmix.catalog import Deployment, ReliabilitySettings
 from modelmix.engine._breaker import CircuitBreaker
-from modelmix.errors import NoDeployment, ProviderError, ProviderTimeout, RateLimited
+from modelmix.errors import NoDeploymentAvailable, ProviderError, ProviderTimeout, RateLimited
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
-from modelmix.routing import RouteDecision
+from modelmix.routing import Exclusion, ExclusionKind, RouteDecision
 
 __all__ = ["Attempt", "Executor", "StreamStart"]
 
@@ -83,13 +83,14 @@ class Executor:
         self._sleep = sleep
         self._rng = rng
 
-    def health(self, dep: Deployment) -> str | None:
-        """None when ``dep``'s circuit lets calls through, else why not."""
-        return self.breaker(dep.name).blocked_reason()
-
-    def retry_in_s(self, dep: Deployment) -> float | None:
-        """Seconds until ``dep``'s circuit lets a call through, None when it does now."""
-        return self.breaker(dep.name).retry_in_s()
+    def health(self, dep: Deployment) -> Exclusion | None:
+        """None when ``dep``'s circuit lets calls through, else why not (UNHEALTHY, with
+        the seconds until it may)."""
+        breaker = self.breaker(dep.name)
+        why = breaker.blocked_reason()
+        if why is None:
+            return None
+        return Exclusion(ExclusionKind.UNHEALTHY, why, retry_after_s=breaker.retry_in_s())
 
     def breaker(self, name: str) -> CircuitBreaker:
         """The circuit breaker of deployment ``name`` (created closed on first use)."""
@@ -174,12 +175,8 @@ class Executor:
         if last is None:
             waits = [w for d in decision.candidates
                      if (w := self.breaker(d.name).retry_in_s()) is not None]
-            raise NoDeployment(
-                "every candidate deployment's circuit is open",
-                status_code=503,
-                code="no_deployment_available",
-                retry_after=min(waits, default=None),
-            )
+            raise NoDeploymentAvailable("every candidate deployment's circuit is open",
+                                        retry_after=min(waits, default=None))
         last.attempts = attempts
         raise last
 

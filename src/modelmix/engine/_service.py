@@ -17,7 +17,15 @@ from modelmix.engine._executor import Attempt, Executor
 from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, availability, create_provider
-from modelmix.routing import RouteDecision, Router, RoutingHints, Strategy, prompt_text
+from modelmix.routing import (
+    Exclusion,
+    ExclusionKind,
+    RouteDecision,
+    Router,
+    RoutingHints,
+    Strategy,
+    prompt_text,
+)
 from modelmix.store import NullSink, UsageRecord, UsageSink
 
 if TYPE_CHECKING:
@@ -200,8 +208,7 @@ class ChatService:
         self.providers = built
         kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.executor = Executor(built, config.reliability, **kw)
-        self.router = Router(config, health=self._health, strategies=dict(strategies or {}),
-                             retry_after=self.executor.retry_in_s)
+        self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
         if isinstance(guard, _FromConfig):
@@ -211,12 +218,13 @@ class ChatService:
         self.guard = guard
         if guard is not None:  # first, so it scrubs records before others see them
             self.observers.append(guard)
-        self._availability: dict[str, str | None] = {}
+        self._availability: dict[str, Exclusion | None] = {}
 
-    def _health(self, dep: Deployment) -> str | None:
+    def _health(self, dep: Deployment) -> Exclusion | None:
         if dep.name not in self._availability:
             avail = availability(dep)
-            self._availability[dep.name] = None if avail.available else avail.reason
+            self._availability[dep.name] = (
+                None if avail.available else Exclusion(ExclusionKind.UNAVAILABLE, avail.reason))
         return self._availability[dep.name] or self.executor.health(dep)
 
     def refresh_availability(self) -> None:

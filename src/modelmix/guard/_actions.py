@@ -42,7 +42,7 @@ from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
 from modelmix.guard._texts import TextMap, request_texts, rewrite
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
-from modelmix.routing import PolicyContext, Rule
+from modelmix.routing import Exclusion, ExclusionKind, PolicyContext, Rule
 from modelmix.store import AuditRecord, UsageRecord
 
 __all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config"]
@@ -96,11 +96,13 @@ class Screening:
             return ()
         return (self._rule,)
 
-    def _rule(self, dep: Deployment, ctx: PolicyContext) -> str | None:
+    def _rule(self, dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
         why = self.verdict.refuses(dep)
-        if why is not None and dep.name not in self.audit.forbidden:
+        if why is None:
+            return None
+        if dep.name not in self.audit.forbidden:
             self.audit.forbidden.append(dep.name)
-        return why
+        return Exclusion(ExclusionKind.POLICY, why)
 
     @property
     def active(self) -> bool:

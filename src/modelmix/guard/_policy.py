@@ -235,8 +235,9 @@ class Verdict:
         return bool(self.scopes)
 
     def refuses(self, dep: Deployment) -> str | None:
-        """None when ``dep`` may serve this request, else why not (a "not allowed" text
-        so the router reports PolicyDenied when nothing is left)."""
+        """None when ``dep`` may serve this request, else why not (shown to the caller;
+        the screening's router rule marks it a POLICY exclusion, so the router answers
+        PolicyDenied when nothing is left)."""
         if self.action is Action.BLOCK:
             return f"not allowed: blocked by data policy {self.policy} ({self.rule})"
         for rule, scope in self.scopes:

@@ -11,6 +11,7 @@ from modelmix.routing._calibration import (
     save_calibration,
 )
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingHints, RoutingInput, parse_hints, prompt_text
 from modelmix.routing._learned_strategy import LearnedStrategy, estimated_cost_usd
 from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
@@ -30,6 +31,8 @@ __all__ = [
     "Calibration",
     "CalibrationResult",
     "CheapestStrategy",
+    "Exclusion",
+    "ExclusionKind",
     "HealthCheck",
     "LearnedStrategy",
     "OrderedStrategy",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelmix.catalog import Deployment
+from modelmix.routing._exclusion import Exclusion
 
 __all__ = ["RouteDecision"]
 
@@ -29,7 +30,7 @@ class RouteDecision:
     reason: str
     score: float | None = None
     fallbacks: tuple[Deployment, ...] = ()
-    excluded: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, Exclusion] = field(default_factory=dict)
     predicted_quality: dict[str, float] = field(default_factory=dict)
     threshold: float | None = None
 

@@ -46,6 +46,7 @@ from modelmix.routing._calibration import (
     router_fingerprint,
 )
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingInput
 from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
 
@@ -203,12 +204,12 @@ class LearnedStrategy(Strategy):
     # -- deciding ------------------------------------------------------------------------
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,
-              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+              excluded: dict[str, Exclusion]) -> tuple[list[Deployment], str, float | None]:
         choice = self._choose(candidates, request, excluded)
         return choice.ordered, choice.reason, choice.score
 
     def decide(self, candidates: Sequence[Deployment], request: RoutingInput | RequestNeeds,
-               excluded: dict[str, str]) -> RouteDecision:
+               excluded: dict[str, Exclusion]) -> RouteDecision:
         """Like :meth:`Strategy.decide`, plus per-candidate predicted quality and the
         threshold that decided."""
         if isinstance(request, RequestNeeds):
@@ -220,7 +221,7 @@ class LearnedStrategy(Strategy):
             predicted_quality=choice.quality, threshold=choice.threshold)
 
     def _choose(self, candidates: Sequence[Deployment], request: RoutingInput,
-                excluded: dict[str, str]) -> _Choice:
+                excluded: dict[str, Exclusion]) -> _Choice:
         kept = self._within_budget(candidates, request, excluded)
         predictor = self._ready()
         threshold = self._threshold(request.hints.target)
@@ -238,12 +239,12 @@ class LearnedStrategy(Strategy):
                                   f"learned router failed ({type(exc).__name__})")
 
     def _by_rules(self, candidates: list[Deployment], request: RoutingInput,
-                  excluded: dict[str, str], why: str) -> _Choice:
+                  excluded: dict[str, Exclusion], why: str) -> _Choice:
         ordered, reason, _ = self._rules.order(candidates, request, excluded)
         return _Choice(ordered, f"{why}; {reason}")
 
     def _within_budget(self, candidates: Sequence[Deployment], request: RoutingInput,
-                       excluded: dict[str, str]) -> list[Deployment]:
+                       excluded: dict[str, Exclusion]) -> list[Deployment]:
         """Apply the ``max_cost_per_1k`` hint. Raises InvalidRequest when nothing fits."""
         cap = request.hints.max_cost_per_1k
         if cap is None:
@@ -252,8 +253,9 @@ class LearnedStrategy(Strategy):
         kept = [d for d in candidates if per_1k[d.name] <= cap]
         for dep in candidates:
             if per_1k[dep.name] > cap:
-                excluded[dep.name] = (f"estimated ${per_1k[dep.name]:.4f} per 1k requests > "
-                                      f"max_cost_per_1k ${cap:g}")
+                excluded[dep.name] = Exclusion(
+                    ExclusionKind.HINT, f"estimated ${per_1k[dep.name]:.4f} per 1k requests > "
+                                        f"max_cost_per_1k ${cap:g}")
         if not kept:
             cheapest = min(candidates, key=lambda d: per_1k[d.name])
             raise InvalidRequest(
@@ -303,7 +305,7 @@ class LearnedStrategy(Strategy):
 
     def _predicted(self, predictor: QualityPredictor, candidates: list[Deployment],
                    request: RoutingInput, threshold: tuple[float, str],
-                   excluded: dict[str, str]) -> _Choice:
+                   excluded: dict[str, Exclusion]) -> _Choice:
         columns = {d.name: self._column(d, predictor) for d in candidates}
         row = [_unit(v) for v in predictor.predict([request.prompt])[0]]
         index = {name: i for i, name in enumerate(predictor.model_names)}
@@ -353,7 +355,7 @@ class LearnedStrategy(Strategy):
     def _by_threshold(self, candidates: list[Deployment], request: RoutingInput,
                       columns: dict[str, str | None], strong: str, score: float,
                       threshold: tuple[float, str], quality: dict[str, float],
-                      excluded: dict[str, str]) -> _Choice:
+                      excluded: dict[str, Exclusion]) -> _Choice:
         limit, label = threshold
         need_strong = score >= limit
         cost = self._cost_key(request)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from modelmix.catalog import Deployment, Modality
 from modelmix.protocol import RequestNeeds
+from modelmix.routing._exclusion import Exclusion, ExclusionKind
 
 __all__ = ["PolicyContext", "Rule", "capability_rules", "filter_candidates"]
 
@@ -35,43 +36,46 @@ class PolicyContext:
     tags: frozenset[str] = field(default_factory=frozenset)
 
 
-#: A rule returns None when ``dep`` may serve the request, else a short reason.
-Rule = Callable[[Deployment, PolicyContext], str | None]
+#: A rule returns None when ``dep`` may serve the request, else why not.
+Rule = Callable[[Deployment, PolicyContext], Exclusion | None]
+
+_CAPABILITY, _CONTEXT = ExclusionKind.CAPABILITY, ExclusionKind.CONTEXT
 
 
-def _modalities(dep: Deployment, ctx: PolicyContext) -> str | None:
+def _modalities(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
     if ctx.needs.image_input and Modality.IMAGE not in dep.input_modalities:
-        return "no image input"
+        return Exclusion(_CAPABILITY, "no image input")
     if ctx.needs.audio_input and Modality.AUDIO not in dep.input_modalities:
-        return "no audio input"
+        return Exclusion(_CAPABILITY, "no audio input")
     return None
 
 
-def _context(dep: Deployment, ctx: PolicyContext) -> str | None:
+def _context(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
     need = ctx.needs.prompt_tokens_estimate + ctx.needs.max_output_tokens
     if need > dep.context_window:
-        return f"context window {dep.context_window} < ~{need} tokens needed"
+        return Exclusion(_CONTEXT, f"context window {dep.context_window} < ~{need} tokens needed")
     if dep.max_output_tokens and ctx.needs.max_output_tokens > dep.max_output_tokens:
-        return f"max output {dep.max_output_tokens} < {ctx.needs.max_output_tokens} asked"
+        return Exclusion(_CONTEXT, f"max output {dep.max_output_tokens} < "
+                                   f"{ctx.needs.max_output_tokens} asked")
     return None
 
 
-def _features(dep: Deployment, ctx: PolicyContext) -> str | None:
+def _features(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
     if ctx.needs.tools and not dep.supports_tools:
-        return "no tool calling"
+        return Exclusion(_CAPABILITY, "no tool calling")
     if ctx.needs.json_mode and not dep.supports_json_mode:
-        return "no JSON mode"
+        return Exclusion(_CAPABILITY, "no JSON mode")
     return None
 
 
-def _allow_list(dep: Deployment, ctx: PolicyContext) -> str | None:
+def _allow_list(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
     if ctx.allowed_models is None:
         return None
     if dep.name in ctx.allowed_models:
         return None
     if ctx.requested_is_group and ctx.requested in ctx.allowed_models:
         return None  # a key allowed a group may use every member of it
-    return "not allowed for this key"
+    return Exclusion(ExclusionKind.NOT_ALLOWED, "not allowed for this key")
 
 
 def capability_rules() -> list[Rule]:
@@ -83,10 +87,10 @@ def filter_candidates(
     candidates: Sequence[Deployment],
     ctx: PolicyContext,
     rules: Sequence[Rule],
-) -> tuple[list[Deployment], dict[str, str]]:
-    """Split ``candidates`` into (allowed, {excluded name: reason}), keeping order."""
+) -> tuple[list[Deployment], dict[str, Exclusion]]:
+    """Split ``candidates`` into (allowed, {excluded name: why}), keeping order."""
     allowed: list[Deployment] = []
-    excluded: dict[str, str] = {}
+    excluded: dict[str, Exclusion] = {}
     for dep in candidates:
         for rule in rules:
             why = rule(dep, ctx)

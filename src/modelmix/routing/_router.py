@@ -10,24 +10,27 @@ from modelmix.errors import (
     InvalidRequest,
     ModelmixError,
     NoDeployment,
+    NoDeploymentAvailable,
+    PermissionDenied,
     PolicyDenied,
 )
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingHints, RoutingInput
 from modelmix.routing._policy import PolicyContext, Rule, capability_rules, filter_candidates
 from modelmix.routing._strategies import STRATEGIES, OrderedStrategy, Strategy
 
 __all__ = ["HealthCheck", "Router"]
 
-#: Returns None when a deployment can take calls now, else why not.
-HealthCheck = Callable[[Deployment], str | None]
+#: Returns None when a deployment can take calls now, else why not: UNAVAILABLE (it
+#: cannot serve here: API key unset, model file missing) or UNHEALTHY (its circuit is
+#: open; ``retry_after_s`` says when it may take calls again).
+HealthCheck = Callable[[Deployment], Exclusion | None]
 
-#: Returns the seconds until an unhealthy deployment may take calls again (its circuit
-#: breaker's cooldown), or None when it will not by waiting (e.g. its API key is unset).
-RetryAfter = Callable[[Deployment], float | None]
-
-_CAPABILITY_WORDS = ("input", "context", "max output", "tool", "JSON")
+_K = ExclusionKind
+_REFUSED_BY_POLICY = frozenset({_K.POLICY, _K.NOT_ALLOWED})
+_REQUEST_CANNOT_FIT = frozenset({_K.CAPABILITY, _K.CONTEXT})
 _NO_HINTS = RoutingHints()
 
 
@@ -56,14 +59,12 @@ class Router:
         health: HealthCheck,
         extra_rules: Sequence[Rule] = (),
         strategies: dict[str, Strategy] | None = None,
-        retry_after: RetryAfter | None = None,
     ):
         if config.router not in STRATEGIES:
             raise ConfigError(f'{config.source}: field "router": unknown routing strategy '
                               f"{config.router!r}; expected one of {sorted(STRATEGIES)}")
         self.config = config
         self._health = health
-        self._retry_after = retry_after
         self._rules = [*capability_rules(), *extra_rules]
         self._strategies = strategies or {}
         self._ordered = OrderedStrategy()
@@ -154,8 +155,6 @@ class Router:
         if allowed_models is not None and model not in allowed_models and not any(
             d.name in allowed_models for d in members
         ):
-            from modelmix.errors import PermissionDenied
-
             raise PermissionDenied(f"this key may not use model '{model}'")
         rules = [*self._rules, *extra_rules] if extra_rules else self._rules
         allowed, excluded = filter_candidates(members, ctx, rules)
@@ -173,36 +172,25 @@ class Router:
 
 
     def _nothing_left(self, model: str, allowed: list[Deployment],
-                      excluded: dict[str, str]) -> Exception:
+                      excluded: dict[str, Exclusion]) -> ModelmixError:
+        """The error when no deployment is left, chosen by the kinds of exclusion."""
         detail = "; ".join(f"{name}: {why}" for name, why in excluded.items())
-        if allowed:  # capable deployments exist, but none is healthy now
-            if self._retry_after is None:
-                return _unavailable_now(model, detail, None)
-            waits = [w for d in allowed if (w := self._retry_after(d)) is not None]
+        if allowed:  # permitted, capable deployments exist, but none can take calls now
+            waits = [e.retry_after_s or 0.0 for e in excluded.values()
+                     if e.kind is _K.UNHEALTHY]
             if waits:
-                return _unavailable_now(model, detail, min(waits))
+                return NoDeploymentAvailable(
+                    f"no deployment for '{model}' is available now ({detail})",
+                    retry_after=min(waits))
             return NoDeployment(  # e.g. API keys unset: waiting (and retrying) won't help
                 f"no deployment for '{model}' can serve requests in this configuration "
                 f"({detail})", code="model_not_available")
-        reasons = excluded.values()
-        if any("not allowed" in why for why in reasons) and all(
-            "not allowed" in why or "not set" in why for why in reasons
-        ):
+        kinds = {e.kind for e in excluded.values()}
+        if kinds & _REFUSED_BY_POLICY and kinds <= _REFUSED_BY_POLICY | {_K.UNAVAILABLE}:
             return PolicyDenied(f"policy forbids every deployment for '{model}' ({detail})")
-        if any(any(w in why for w in _CAPABILITY_WORDS) for why in reasons):
-            code = "context_length_exceeded" if "context" in detail else "unsupported_request"
+        if kinds & _REQUEST_CANNOT_FIT:
+            code = "context_length_exceeded" if _K.CONTEXT in kinds else "unsupported_request"
             return InvalidRequest(
-                f"no deployment for '{model}' can take this request ({detail})", code=code
-            )
-        return NoDeployment(
-            f"no deployment for '{model}' can serve this request ({detail})",
-            code="model_not_available")
-
-
-def _unavailable_now(model: str, detail: str, retry_after: float | None) -> NoDeployment:
-    return NoDeployment(
-        f"no deployment for '{model}' is available now ({detail})",
-        status_code=503,
-        code="no_deployment_available",
-        retry_after=retry_after,
-    )
+                f"no deployment for '{model}' can take this request ({detail})", code=code)
+        return NoDeployment(f"no deployment for '{model}' can serve this request ({detail})",
+                            code="model_not_available")

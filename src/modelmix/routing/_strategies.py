@@ -14,6 +14,7 @@ from typing import ClassVar
 from modelmix.catalog import Config, Deployment, Tier
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
+from modelmix.routing._exclusion import Exclusion
 from modelmix.routing._input import RoutingInput
 
 __all__ = [
@@ -53,13 +54,14 @@ class Strategy(ABC):
 
     @abstractmethod
     def order(
-        self, candidates: Sequence[Deployment], request: RoutingInput, excluded: dict[str, str]
+        self, candidates: Sequence[Deployment], request: RoutingInput,
+        excluded: dict[str, Exclusion]
     ) -> tuple[list[Deployment], str, float | None]:
         """Return (ordered candidates, reason, score)."""
 
     def decide(
         self, candidates: Sequence[Deployment], request: RoutingInput | RequestNeeds,
-        excluded: dict[str, str],
+        excluded: dict[str, Exclusion],
     ) -> RouteDecision:
         """Order ``candidates`` (non-empty) into a decision with fallbacks."""
         if isinstance(request, RequestNeeds):
@@ -80,7 +82,7 @@ class OrderedStrategy(Strategy):
     name = "ordered"
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,
-              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+              excluded: dict[str, Exclusion]) -> tuple[list[Deployment], str, float | None]:
         return list(candidates), "configured order", None
 
 
@@ -90,7 +92,7 @@ class CheapestStrategy(Strategy):
     name = "cheapest"
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,
-              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+              excluded: dict[str, Exclusion]) -> tuple[list[Deployment], str, float | None]:
         ordered = sorted(candidates, key=_price)
         return ordered, "cheapest available", None
 
@@ -104,7 +106,7 @@ class RandomStrategy(Strategy):
         self._rng = random.Random(seed)
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,
-              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+              excluded: dict[str, Exclusion]) -> tuple[list[Deployment], str, float | None]:
         ordered = list(candidates)
         self._rng.shuffle(ordered)
         return ordered, "random", None
@@ -123,7 +125,7 @@ class RulesStrategy(Strategy):
     _HOSTING_RANK: ClassVar[dict[str, int]] = {"local": 0, "self-hosted": 1, "cloud": 2}
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,
-              excluded: dict[str, str]) -> tuple[list[Deployment], str, float | None]:
+              excluded: dict[str, Exclusion]) -> tuple[list[Deployment], str, float | None]:
         def key(dep: Deployment) -> tuple[int, int, float]:
             return (
                 0 if dep.tier is Tier.OPEN else 1,
@@ -135,7 +137,7 @@ class RulesStrategy(Strategy):
         first = ordered[0]
         if first.tier is Tier.OPEN:
             return ordered, "rules: open model by default", None
-        open_reasons = sorted({why for why in excluded.values()})
+        open_reasons = sorted({str(why) for why in excluded.values()})
         why = "; ".join(open_reasons) if open_reasons else "no open deployment available"
         return ordered, f"rules: proprietary needed ({why})", None
 
