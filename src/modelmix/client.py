@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from modelmix.catalog import Config, load_config
 from modelmix.engine import CallContext, ChatService
-from modelmix.errors import InvalidRequest
+from modelmix.errors import InvalidRequest, invalid_request
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
 from modelmix.routing import parse_hints
@@ -49,9 +49,7 @@ def _request(model: str, messages: list[dict[str, Any]], stream: bool,
             {"model": model, "messages": messages, "stream": stream, **params}
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{field}: {first['msg']}", param=field) from exc
+        raise invalid_request(exc) from exc
 
 
 def _context(params: dict[str, Any]) -> CallContext:

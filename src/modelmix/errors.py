@@ -31,7 +31,10 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from pydantic import ValidationError
 
 __all__ = [
     "AuthUnavailable",
@@ -55,6 +58,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "UpstreamUnavailable",
+    "invalid_request",
 ]
 
 
@@ -107,6 +111,23 @@ class InvalidRequest(ModelmixError):
 
     status_code = 400
     error_type = "invalid_request_error"
+
+
+def invalid_request(exc: ValidationError, *, prefix: Sequence[str] = ()) -> InvalidRequest:
+    """The one translation of a pydantic ``ValidationError`` into a 400: the first error's
+    field path (``messages.0.content``, union-branch tags such as ``str`` or
+    ``list[ContentPart]`` left out, under ``prefix``), its message, and how many more
+    errors there were; ``param`` is the path, ``code`` ``invalid_value``."""
+    first = exc.errors()[0]
+    parts = [*prefix, *(str(p) for p in first["loc"]
+                        if isinstance(p, int) or not (p in _TYPE_TAGS or "[" in p or "-" in p))]
+    loc = ".".join(parts) or None
+    more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+    return InvalidRequest(f"{loc or 'body'}: {first['msg']}{more}", param=loc,
+                          code="invalid_value")
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "tuple"})
 
 
 class PayloadTooLarge(InvalidRequest):

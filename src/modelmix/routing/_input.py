@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelmix.errors import InvalidRequest
+from modelmix.errors import InvalidRequest, invalid_request
 from modelmix.protocol import ChatRequest, RequestNeeds
 
 __all__ = [
@@ -93,10 +93,7 @@ def parse_hints(raw: Any) -> RoutingHints | None:
     try:
         return RoutingHints.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(["router", *(str(p) for p in first["loc"])])
-        raise InvalidRequest(f"{loc}: {first['msg']}", param=loc,
-                             code="invalid_value") from exc
+        raise invalid_request(exc, prefix=("router",)) from exc
 
 
 @dataclass(frozen=True, slots=True)

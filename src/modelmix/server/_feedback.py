@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from modelmix.engine import Attempt, CallContext
-from modelmix.errors import InvalidRequest, ModelmixError
+from modelmix.errors import InvalidRequest, ModelmixError, invalid_request
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
 from modelmix.server._auth import Authenticator, KeyInfo
@@ -99,10 +99,7 @@ def parse_feedback(body: bytes) -> FeedbackBody:
     try:
         return FeedbackBody.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequest(f"{loc or 'body'}: {first['msg']}", param=loc,
-                             code="invalid_value") from exc
+        raise invalid_request(exc) from exc
 
 
 class RecentRequests:

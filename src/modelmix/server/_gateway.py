@@ -26,6 +26,7 @@ from modelmix.errors import (
     ModelmixError,
     PayloadTooLarge,
     RequestTimeout,
+    invalid_request,
 )
 from modelmix.guard import TAGS_HEADER, request_tags
 from modelmix.protocol import (
@@ -153,15 +154,6 @@ def _nesting_exceeds(data: dict[str, Any], limit: int) -> bool:
     return False
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str | None:
-    """``messages.0.content`` from a pydantic location, without union-branch tags
-    (``str``, ``list[ContentPart]``, ``function-after[...]``)."""
-    parts = [str(p) for p in loc
-             if isinstance(p, int) or not (p in _TYPE_TAGS or "[" in p or "-" in p)]
-    return ".".join(parts) or None
-
-
-_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "tuple"})
 
 
 def parse_chat_request(body: bytes, config: Config) -> ChatRequest:
@@ -174,11 +166,7 @@ def validate_chat_request(data: dict[str, Any], config: Config) -> ChatRequest:
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = _field_path(tuple(first["loc"]))
-        more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-        raise InvalidRequest(f"{loc or 'body'}: {first['msg']}{more}", param=loc,
-                             code="invalid_value") from exc
+        raise invalid_request(exc) from exc
     limit = request.completion_limit
     if limit is not None and limit > config.server.max_tokens_limit:
         raise InvalidRequest(

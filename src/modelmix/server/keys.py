@@ -45,6 +45,7 @@ from modelmix.errors import (
     InvalidRequest,
     ModelmixError,
     PermissionDenied,
+    invalid_request,
 )
 from modelmix.server._auth import KeyInfo, bearer_token
 from modelmix.server._gateway import error_response, read_body
@@ -325,10 +326,7 @@ def _parse(body: bytes, model: type[_M]) -> _M:
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequest(f"{loc or 'body'}: {first['msg']}", param=loc,
-                             code="invalid_value") from exc
+        raise invalid_request(exc) from exc
 
 
 Handler = Callable[[Request], Awaitable[dict[str, Any]]]
