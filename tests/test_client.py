@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from modelmix import AsyncClient, Client, InvalidRequest, NoDeployment
+from modelmix import AsyncClient, Client, InvalidRequest, NoDeployment, UpstreamUnavailable
 from modelmix.catalog import config_from_dict, default_config
 from modelmix.providers.local import local_model_status
 from modelmix.testing import FakeProvider
@@ -59,3 +59,45 @@ def test_embedded_model_answers_with_usage() -> None:
         chunks = list(client.chat(model="smollm2-local", messages=MSG, max_tokens=5,
                                   stream=True, stream_options={"include_usage": True}))
         assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 5
+
+
+def test_results_say_where_they_went_and_what_they_cost() -> None:
+    cfg = config_from_dict({"deployments": [
+        {"name": "a", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+         "input_cost_per_mtok": 1000, "output_cost_per_mtok": 2000},
+        {"name": "b", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "model": "n"}],
+        "groups": {"pair": ["a", "b"]}, "reliability": {"num_retries": 0}})
+    broken = FakeProvider(cfg.deployment("a"), fail_times=1,
+                          error=UpstreamUnavailable("down", deployment="a"))
+    with Client(cfg, providers={"a": broken, "b": FakeProvider(cfg.deployment("b"))}) as client:
+        first = client.chat(model="pair", messages=MSG)
+        assert first.route.deployment == "b" and first.route.tried == ("a",)
+        assert first.route.attempts == 2 and first.route.reason == "configured order"
+        assert first.cost_usd == 0.0  # b has no price
+        second = client.chat(model="a", messages=MSG)  # 10 prompt + 1 completion tokens
+        assert second.route.deployment == "a" and second.route.tried == ()
+        assert second.cost_usd == pytest.approx((10 * 1000 + 1 * 2000) / 1e6)
+        stream = client.chat(model="a", messages=MSG, stream=True)
+        assert stream.route.deployment == "a"
+        assert "".join(c.text for c in stream) == "ok"
+        assert "".join(c.text for c in client.chat_stream(model="a", messages=MSG)) == "ok"
+
+
+async def test_async_client_streams_like_the_sync_one() -> None:
+    fake = FakeProvider(CFG.deployment("a"), reply="one two")
+    async with AsyncClient(CFG, providers={"a": fake}) as client:
+        stream = await client.chat(model="a", messages=MSG, stream=True)
+        assert stream.route.deployment == "a"
+        assert "".join([c.text async for c in stream]) == "one two"
+        done = await client.chat(model="a", messages=MSG)
+        assert done.route.deployment == "a" and done.latency_ms >= 0
+
+
+def test_version_flag() -> None:
+    from typer.testing import CliRunner
+
+    from modelmix import __version__
+    from modelmix.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"modelmix {__version__}"

@@ -183,3 +183,11 @@ def test_models_lists_groups_and_availability(base_url: str) -> None:
     ids = [m["id"] for m in data]
     assert ids[:2] == ["open-a", "prop-b"] and "auto" in ids
     assert data[0]["modelmix"]["available"] is True
+
+
+def test_answers_carry_their_cost(base_url: str) -> None:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="x")
+    raw = client.chat.completions.with_raw_response.create(
+        model="prop-b", messages=[{"role": "user", "content": "hi"}])
+    # FakeProvider: 10 prompt + 3 completion tokens ("hello from prop-b") at 2 / 8 USD per 1M
+    assert float(raw.headers["x-modelmix-cost-usd"]) == pytest.approx((10 * 2 + 3 * 8) / 1e6)

@@ -9,7 +9,8 @@ Example::
 
 from modelmix._version import __version__
 from modelmix.catalog import Config, Deployment, Hosting, Modality, Tier, load_config
-from modelmix.client import AsyncClient, Client
+from modelmix.client import AsyncChatStream, AsyncClient, ChatResult, ChatStream, Client, Route
+from modelmix.engine import CallContext, ChatService
 from modelmix.errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -33,12 +34,17 @@ from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.routing import RouteDecision
 
 __all__ = [
+    "AsyncChatStream",
     "AsyncClient",
     "AuthenticationFailed",
     "BudgetExceeded",
+    "CallContext",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
+    "ChatResult",
+    "ChatService",
+    "ChatStream",
     "Client",
     "Config",
     "ConfigError",
@@ -58,6 +64,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
+    "Route",
     "RouteDecision",
     "Tier",
     "UpstreamUnavailable",

@@ -6,9 +6,14 @@ No server needed::
 
     with Client() as client:                      # embedded default catalog
         reply = client.chat(model="auto", messages=[{"role": "user", "content": "Hi"}])
-        print(reply.text)
-        for chunk in client.chat(model="auto", messages=[...], stream=True):
+        print(reply.text, reply.route.deployment, reply.route.reason, reply.cost_usd)
+        stream = client.chat(model="auto", messages=[...], stream=True)
+        print(stream.route.deployment)            # known once the stream has started
+        for chunk in stream:
             print(chunk.text, end="")
+
+``AsyncClient`` has the same methods: ``await client.chat(...)``, and
+``async for chunk in await client.chat(..., stream=True)`` (or ``client.chat_stream``).
 
 The sync client runs the async core on a private event loop in a background thread,
 so there is one implementation of routing, retries and fallback.
@@ -20,20 +25,20 @@ import asyncio
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping
+from typing import Any, Literal, TypeVar, overload
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelmix.catalog import Config, load_config
-from modelmix.engine import CallContext, ChatService
-from modelmix.errors import InvalidRequest, invalid_request
+from modelmix.engine import CallContext, ChatService, Completion, StreamCompletion
+from modelmix.errors import invalid_request
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
-from modelmix.routing import parse_hints
+from modelmix.routing import RouteDecision, parse_hints
 from modelmix.store import UsageSink
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncChatStream", "AsyncClient", "ChatResult", "ChatStream", "Client", "Route"]
 
 _T = TypeVar("_T")
 
@@ -61,6 +66,85 @@ def _context(params: dict[str, Any]) -> CallContext:
                        tags=request_tags(params.pop("tags", None)))
 
 
+class Route(BaseModel):
+    """How modelmix routed a call.
+
+    Attributes:
+        deployment: the deployment that served it.
+        reason: the router's reason (as in the gateway's ``x-modelmix-route-reason``).
+        score: the strategy's score (the learned router: P(strong model needed), [0, 1]).
+        fallbacks: the decision's fallbacks after ``deployment``, in order.
+        tried: deployments called before the one that served, which failed.
+        attempts: upstream calls made, retries included (0 for a stream's route, which is
+            known before the stream ends).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment: str
+    reason: str
+    score: float | None = None
+    fallbacks: tuple[str, ...] = ()
+    tried: tuple[str, ...] = ()
+    attempts: int = 0
+
+
+def _route(decision: RouteDecision, served: str, attempts: list[Any] | None = None) -> Route:
+    calls = attempts or []
+    return Route(deployment=served, reason=decision.reason, score=decision.score,
+                 fallbacks=tuple(d.name for d in decision.fallbacks),
+                 tried=tuple(dict.fromkeys(a.deployment for a in calls
+                                           if a.error is not None and a.deployment != served)),
+                 attempts=len(calls))
+
+
+class ChatResult(ChatResponse):
+    """A chat completion (all of :class:`ChatResponse`) plus what modelmix did.
+
+    Attributes:
+        route: where it was routed and why (:class:`Route`).
+        cost_usd: its cost at catalog prices, USD (prompt and completion tokens as the
+            upstream reported them x the deployment's USD per 1M tokens).
+        latency_ms: time from the call to the answer, ms.
+    """
+
+    route: Route
+    cost_usd: float
+    latency_ms: float
+
+
+def _result(done: Completion) -> ChatResult:
+    return ChatResult.model_validate({
+        **done.response.model_dump(), "route": _route(done.decision, done.deployment.name,
+                                                      done.attempts),
+        "cost_usd": done.cost_usd, "latency_ms": done.latency_ms})
+
+
+class AsyncChatStream:
+    """A started stream: ``async for chunk in stream``; ``route`` is known already.
+
+    Close it (``await stream.aclose()``, or iterate to the end) to end the upstream call
+    and record the request.
+    """
+
+    def __init__(self, started: StreamCompletion):
+        self._started = started
+        self.route = _route(started.decision, started.deployment.name)
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[ChatChunk]:
+        try:
+            async for chunk in self._started.chunks:
+                yield chunk
+        finally:
+            await self._started.aclose()
+
+    async def aclose(self) -> None:
+        await self._started.aclose()
+
+
 class AsyncClient:
     """Async chat over a modelmix catalog, in-process.
 
@@ -85,29 +169,35 @@ class AsyncClient:
     def config(self) -> Config:
         return self.service.config
 
+    @overload
     async def chat(self, *, model: str, messages: list[dict[str, Any]],
-                   stream: bool = False, **params: Any) -> ChatResponse:
-        """One chat completion (use :meth:`chat_stream` for streaming).
+                   stream: Literal[False] = False, **params: Any) -> ChatResult: ...
+
+    @overload
+    async def chat(self, *, model: str, messages: list[dict[str, Any]],
+                   stream: Literal[True], **params: Any) -> AsyncChatStream: ...
+
+    async def chat(self, *, model: str, messages: list[dict[str, Any]],
+                   stream: bool = False, **params: Any) -> ChatResult | AsyncChatStream:
+        """One chat completion (:class:`ChatResult`), or with ``stream=True`` a started
+        :class:`AsyncChatStream` of chunks.
 
         ``router={...}`` passes routing hints and ``tags=[...]`` data-policy tags (as
-        ``extra_body`` does at the gateway).
+        ``extra_body`` does at the gateway); other keyword arguments are OpenAI's.
         """
-        if stream:
-            raise InvalidRequest("use chat_stream() for streaming", param="stream")
         ctx = _context(params)
-        completion = await self.service.complete(_request(model, messages, False, params), ctx)
-        return completion.response
+        if stream:
+            started = await self.service.stream(_request(model, messages, True, params), ctx)
+            return AsyncChatStream(started)
+        done = await self.service.complete(_request(model, messages, False, params), ctx)
+        return _result(done)
 
     async def chat_stream(self, *, model: str, messages: list[dict[str, Any]],
                           **params: Any) -> AsyncIterator[ChatChunk]:
-        """Stream chat completion chunks."""
-        ctx = _context(params)
-        started = await self.service.stream(_request(model, messages, True, params), ctx)
-        try:
-            async for chunk in started.chunks:
-                yield chunk
-        finally:
-            await started.aclose()
+        """Stream chat completion chunks (``chat(..., stream=True)`` without the route)."""
+        stream = await self.chat(model=model, messages=messages, stream=True, **params)
+        async for chunk in stream:
+            yield chunk
 
     async def aclose(self) -> None:
         await self.service.aclose()
@@ -119,10 +209,26 @@ class AsyncClient:
         await self.aclose()
 
 
-class Client:
-    """Synchronous twin of :class:`AsyncClient` (same arguments).
+class ChatStream(Iterator[ChatChunk]):
+    """A started stream of the sync :class:`Client`: iterate it for chunks; ``route`` is
+    known already. Iterate to the end or :meth:`close` it to end the upstream call."""
 
-    ``chat(..., stream=True)`` returns an iterator of :class:`ChatChunk`.
+    def __init__(self, client: Client, stream: AsyncChatStream):
+        self.route = stream.route
+        self._chunks = client._iterate(aiter(stream))
+
+    def __next__(self) -> ChatChunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+class Client:
+    """Synchronous twin of :class:`AsyncClient` (same arguments and methods).
+
+    ``chat(...)`` returns a :class:`ChatResult`; ``chat(..., stream=True)`` a
+    :class:`ChatStream` of :class:`ChatChunk`; ``chat_stream(...)`` an iterator of chunks.
     """
 
     def __init__(self, config: Config | str | os.PathLike[str] | None = None, **kw: Any):
@@ -142,15 +248,31 @@ class Client:
     def config(self) -> Config:
         return self._async.config
 
-    def chat(self, *, model: str, messages: list[dict[str, Any]], stream: bool = False,
-             **params: Any) -> Any:
-        """A :class:`ChatResponse`, or an iterator of chunks when ``stream=True``."""
-        if stream:
-            return self._iterate(self._async.chat_stream(model=model, messages=messages,
-                                                         **params))
-        return self._run(self._async.chat(model=model, messages=messages, **params))
+    @overload
+    def chat(self, *, model: str, messages: list[dict[str, Any]],
+             stream: Literal[False] = False, **params: Any) -> ChatResult: ...
 
-    def _iterate(self, agen: AsyncIterator[ChatChunk]) -> Iterator[ChatChunk]:
+    @overload
+    def chat(self, *, model: str, messages: list[dict[str, Any]],
+             stream: Literal[True], **params: Any) -> ChatStream: ...
+
+    def chat(self, *, model: str, messages: list[dict[str, Any]], stream: bool = False,
+             **params: Any) -> ChatResult | ChatStream:
+        """A :class:`ChatResult`, or a started :class:`ChatStream` when ``stream=True``."""
+        if stream:
+            started = self._run(self._async.chat(model=model, messages=messages, stream=True,
+                                                 **params))
+            return ChatStream(self, started)
+        result: ChatResult = self._run(self._async.chat(model=model, messages=messages,
+                                                        stream=False, **params))
+        return result
+
+    def chat_stream(self, *, model: str, messages: list[dict[str, Any]],
+                    **params: Any) -> Iterator[ChatChunk]:
+        """Stream chat completion chunks (``chat(..., stream=True)``)."""
+        return self.chat(model=model, messages=messages, stream=True, **params)
+
+    def _iterate(self, agen: AsyncIterator[ChatChunk]) -> Generator[ChatChunk, None, None]:
         # Unbounded, so the event loop never blocks on a consumer that stopped reading.
         out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
 

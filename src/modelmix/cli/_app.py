@@ -30,7 +30,21 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(help="modelmix: one OpenAI-compatible gateway over open and proprietary "
                        "models.", no_args_is_help=True, add_completion=False)
-# Wide enough for tables when output is not a terminal (CI logs, pipes).
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from modelmix._version import __version__
+
+        console.print(f"modelmix {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_show_version,
+        is_eager=True)] = False) -> None:
+    """modelmix: one OpenAI-compatible gateway over open and proprietary models."""
 
 ConfigOpt = Annotated[
     Path | None,

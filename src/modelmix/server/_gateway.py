@@ -52,6 +52,9 @@ HEADER_QUALITY = "x-modelmix-predicted-quality"
 HEADER_SCORE = "x-modelmix-route-score"
 HEADER_THRESHOLD = "x-modelmix-router-threshold"
 HEADER_REQUEST_ID = "x-request-id"
+#: The request's cost at catalog prices, USD (non-streaming answers; a stream's cost is
+#: known only at its end: see its usage chunk and the usage record).
+HEADER_COST = "x-modelmix-cost-usd"
 
 
 def error_response(exc: ModelmixError, request_id: str | None = None) -> Response:
@@ -283,6 +286,7 @@ class Gateway:
         except ModelmixError as exc:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
+        headers[HEADER_COST] = f"{done.cost_usd:.8f}"
         return Response(response_json(done.response), media_type="application/json",
                         headers=headers)
 
