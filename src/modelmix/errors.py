@@ -8,6 +8,7 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
 
     ModelmixError
     ├── ConfigError              bad catalog / config file (raised at start)
+    │   └── MissingExtra             an optional dependency is not installed
     ├── InvalidRequest (400)     malformed request: the caller's mistake
     │   ├── PayloadTooLarge (413)
     │   └── RequestTimeout (408)     body not received within server.body_timeout_s
@@ -31,6 +32,7 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -45,6 +47,7 @@ __all__ = [
     "ContextTooLong",
     "InvalidRequest",
     "KeyRateLimited",
+    "MissingExtra",
     "ModelmixError",
     "NoDeployment",
     "NoDeploymentAvailable",
@@ -58,7 +61,9 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "UpstreamUnavailable",
+    "has_module",
     "invalid_request",
+    "require_extra",
 ]
 
 
@@ -104,6 +109,31 @@ class ConfigError(ModelmixError):
     """The catalog or config file is invalid; names the file, deployment and field."""
 
     error_type = "config_error"
+
+
+class MissingExtra(ConfigError):
+    """A feature needs an optional dependency that is not installed; the message says
+    which extra to install (``pip install 'modelmix[train]'``)."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Raise :class:`MissingExtra` unless ``module`` can be imported.
+
+    Args:
+        module: the import name (``sklearn``, ``matplotlib``, ``google.genai``).
+        extra: the modelmix extra that installs it (``train``, ``eval``, ``gemini``).
+        what: the feature, for the message ("router training").
+    """
+    if not has_module(module):
+        raise MissingExtra(f"{what} needs the '{extra}' extra: pip install 'modelmix[{extra}]'")
+
+
+def has_module(module: str) -> bool:
+    """Whether ``module`` is installed (without importing it, parents aside)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 class InvalidRequest(ModelmixError):

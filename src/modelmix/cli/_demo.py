@@ -30,7 +30,7 @@ from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from modelmix.catalog import Config, Deployment, Tier
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, require_extra
 
 __all__ = ["DemoResult", "load_prompts", "run_demo"]
 
@@ -317,6 +317,7 @@ def run_demo(*, config: Config, config_path: str | None = None, n: int = 60,
         ConfigError: ``compare_to`` is not a deployment of ``config``.
         RuntimeError: the gateway did not start (its log is named).
     """
+    require_extra("openai", "demo", "the demo's client")
     from openai import OpenAI
 
     console = console or Console(width=None if sys.stdout.isatty() else 160)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from modelmix.catalog import Config, Deployment, Tier, config_from_env
 from modelmix.cli._output import check_out_dir
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, require_extra
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS
 from modelmix.eval._output import render_table, write_results
 from modelmix.eval._report import EvalReport
@@ -161,6 +161,9 @@ def run_eval_command(req: EvalRequest, out: Console, err: Console | None = None)
         raise ConfigError("give --router (score a held-out table) or --cv (retrain per "
                           "fold), not both")
     check_out_dir(req.out)  # fail now, not after minutes of evaluation
+    require_extra("matplotlib", "eval", "router evaluation (its plot)")
+    if req.cv:
+        require_extra("sklearn", "train", "cross-validated evaluation (it trains per fold)")
     options = _options(req)
     try:
         reports = (_held_out(req, req.router, options, err) if req.router is not None

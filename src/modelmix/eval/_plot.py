@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modelmix.errors import require_extra
 from modelmix.eval._report import CURVE_GRID, EvalReport
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def plot_reports(reports: Sequence[EvalReport], path: str | Path) -> Path:
     Quality is the percentage of good answers for True/False (0-1) tables, and the mean
     score as it is for grades (e.g. 1-10).
     """
+    require_extra("matplotlib", "eval", "evaluation plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

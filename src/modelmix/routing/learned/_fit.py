@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from modelmix.errors import require_extra
 from modelmix.routing.learned._fit_tokens import token_heads
 from modelmix.routing.learned._model import Learner, RouterModel
 from modelmix.routing.learned._tokens import SparseRows
@@ -122,6 +123,7 @@ def _fit_domain(x0: np.ndarray, labels: np.ndarray, n_classes: int,
                 c: float) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression, returned as ``(K, F0)`` coef and ``(K,)`` intercept
     over all ``n_classes`` (classes absent from ``labels`` get a very low intercept)."""
+    require_extra("sklearn", "train", "router training")
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=c, max_iter=200, tol=1e-2).fit(x0, labels)
@@ -184,6 +186,7 @@ def _domain_means(labels: np.ndarray, k: int, outcomes: np.ndarray,
 def _logistic_head(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """One L2 logistic regression on outcomes ``y`` in [0, 1] (NaN rows skipped); soft
     labels become two rows weighted ``y`` and ``1 - y``. Returns (coef, intercept)."""
+    require_extra("sklearn", "train", "router training")
     from sklearn.linear_model import LogisticRegression
 
     rows = np.isfinite(y)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from modelmix.errors import require_extra
 from modelmix.routing.learned._tokens import SparseRows, idf_from_rows, tfidf_csr
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ def _token_head(x: object, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """L2 logistic regression (liblinear) on a sparse ``x``; soft labels as in
     :func:`_logistic_head`. Returns (coef, intercept)."""
     import scipy.sparse as sp
+    require_extra("sklearn", "train", "router training")
     from sklearn.linear_model import LogisticRegression
 
     rows = np.flatnonzero(np.isfinite(y))
