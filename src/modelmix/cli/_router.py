@@ -146,18 +146,20 @@ def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> Non
     """What was trained and written, and the CV metrics if any (stderr)."""
     from modelmix.routing.learned import artifact_size
 
-    rows = router.manifest["training_data"]["rows"]
+    manifest = router.info
+    data = manifest.training_data
+    rows = data.rows if data is not None else 0
     pair = (f"weak {router.weak_model}, strong {router.strong_model}"
             if router.weak_model else "no weak/strong pair")
-    _err.print(f"trained {router.manifest['learner']['name']} on {rows:,} prompts, models "
+    _err.print(f"trained {manifest.learner.name} on {rows:,} prompts, models "
                f"{list(router.model_names)} ({pair}) in {seconds:.0f} s", highlight=False)
     _err.print(f"wrote {out} ({artifact_size(out) / 1e6:.1f} MB)", highlight=False)
-    split = router.manifest["training_data"].get("disagreements")
+    split = data.disagreements if data is not None else None
     if split is not None and split < _FEW_DISAGREEMENTS:
         _err.print(f"[yellow]warning:[/yellow] the weak and strong model differ on only {split} "
                    "training prompts, the only ones a router learns from; expect routing "
                    "close to random (docs/router.md suggests a few hundred)", highlight=False)
-    for name, m in (router.manifest.get("cv_metrics") or {}).get("datasets", {}).items():
+    for name, m in (manifest.cv_metrics or {}).get("datasets", {}).items():
         apgr, cpt50 = m["apgr"]["mean"], m["cpt50"]["mean"]  # None: undefined (no gap)
         _err.print(f"  CV {name}: APGR {'n/a' if apgr is None else f'{apgr:.3f}'}, CPT(50%) "
                    f"{'n/a' if cpt50 is None else f'{100 * cpt50:.1f}%'}", highlight=False)

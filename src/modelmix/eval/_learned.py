@@ -97,6 +97,5 @@ def load_trained_router(router: str | Path) -> TrainedRouter:
 def in_sample_files(predictor: LearnedPredictor, paths: Sequence[Path]) -> list[Path]:
     """Which of ``paths`` the router was trained on (same SHA-256 as a file recorded in its
     manifest): scoring those measures memory, not routing."""
-    files = (predictor.manifest.get("training_data") or {}).get("files") or []
-    trained = {f.get("sha256") for f in files if isinstance(f, dict)}
+    trained = predictor.info.training_hashes
     return [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() in trained]

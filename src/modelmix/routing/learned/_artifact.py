@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from pydantic import ValidationError
 
 from modelmix.errors import ConfigError
 from modelmix.routing.learned._base import QualityPredictor
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES
-from modelmix.routing.learned._model import LEARNERS, Learner, RouterModel
+from modelmix.routing.learned._manifest import ARTIFACT_FORMAT, FORMAT_VERSION, Manifest
+from modelmix.routing.learned._model import LEARNERS, RouterModel
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -37,9 +39,6 @@ __all__ = [
     "load_predictor",
 ]
 
-ARTIFACT_FORMAT = "modelmix-router"
-#: Bump when the files or the meaning of arrays change; loaders refuse other versions.
-FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 #: Names that resolve to artifacts shipped inside the package.
 _SHIPPED = ("default",)
@@ -76,6 +75,20 @@ class LearnedPredictor:
     #: After ``train_router(cv_folds=k)``: each training prompt's out-of-fold P(strong
     #: needed), in table order (not saved with the artifact).
     cv_scores: np.ndarray | None = None
+
+    @property
+    def info(self) -> Manifest:
+        """The manifest as a typed model (validated each call: use it where it is read
+        once, e.g. after loading or training, not per request).
+
+        Raises:
+            ConfigError: the manifest lacks a field modelmix needs.
+        """
+        return _parse_manifest({**self.manifest, "format": ARTIFACT_FORMAT,
+                                "format_version": FORMAT_VERSION,
+                                "model_names": list(self.model_names),
+                                "weak_model": self.weak_model,
+                                "strong_model": self.strong_model}, "manifest")
 
     def predict(self, prompts: Sequence[str]) -> list[list[float]]:
         """P(acceptable answer) per model, ``(len(prompts), len(model_names))``."""
@@ -128,22 +141,36 @@ def _resolve(name_or_dir: str | Path) -> Path:
     return Path(text).expanduser()
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def _read_manifest(directory: Path) -> tuple[dict[str, Any], Manifest]:
+    """The manifest as written and as a typed model (parsed once here).
+
+    Raises:
+        ConfigError: no manifest, unreadable, another format or version, a missing field.
+    """
     file = directory / MANIFEST_FILE
     if not file.is_file():
         hint = f"; shipped routers: {', '.join(_SHIPPED)}" if not directory.exists() else ""
         raise ConfigError(f"no router artifact at {directory} (no {MANIFEST_FILE}){hint}")
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        raw = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{file}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") != ARTIFACT_FORMAT:
         raise ConfigError(f"{file}: not a modelmix router manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{file}: artifact format version {manifest.get('format_version')}"
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{file}: artifact format version {raw.get('format_version')}"
                           f", this modelmix reads version {FORMAT_VERSION}: retrain it "
                           "with `modelmix router train`")
-    return manifest
+    return raw, _parse_manifest(raw, str(file))
+
+
+def _parse_manifest(raw: dict[str, Any], source: str) -> Manifest:
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
 
 
 def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
@@ -153,30 +180,29 @@ def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
         ConfigError: no artifact there, a different format version, or broken files.
     """
     directory = _resolve(name_or_dir)
-    manifest = _read_manifest(directory)
-    learner = manifest.get("learner", {}).get("name")
+    raw, manifest = _read_manifest(directory)
+    learner = manifest.learner.name
     if learner not in LEARNERS:
         raise ConfigError(f"{directory}: unknown learner {learner!r}")
     from modelmix.routing.learned._structure import STRUCTURE_FEATURES
 
-    structure = manifest.get("features", {}).get("structure", [])
+    structure = manifest.features.structure
     if structure and structure != list(STRUCTURE_FEATURES):
         raise ConfigError(f"{directory}: structure features differ from this modelmix's; "
                           "retrain the router")
-    lexical = [name for name, _ in LEXICAL_FEATURES]
-    if manifest.get("features", {}).get("lexical") != lexical:
+    if manifest.features.lexical != [name for name, _ in LEXICAL_FEATURES]:
         raise ConfigError(f"{directory}: lexical features differ from this modelmix's; "
                           "retrain the router")
     try:
-        embedder = StaticEmbedder.load(
-            directory, max_tokens=int(manifest["features"]["embedding"]["max_tokens"]))
-        model = RouterModel.load(directory, cast("Learner", learner))
+        embedder = StaticEmbedder.load(directory,
+                                       max_tokens=manifest.features.embedding.max_tokens)
+        model = RouterModel.load(directory, learner)
     except Exception as exc:  # numpy, zipfile and tokenizers each raise their own kinds
         raise ConfigError(f"{directory}: cannot load router files ({exc})") from exc
     return LearnedPredictor(
-        model_names=tuple(manifest["model_names"]), weak_model=manifest.get("weak_model"),
-        strong_model=manifest.get("strong_model"), embedder=embedder, model=model,
-        manifest=manifest, artifact_dir=directory)
+        model_names=tuple(manifest.model_names), weak_model=manifest.weak_model,
+        strong_model=manifest.strong_model, embedder=embedder, model=model,
+        manifest=raw, artifact_dir=directory)
 
 
 def _conforms(predictor: LearnedPredictor) -> QualityPredictor:

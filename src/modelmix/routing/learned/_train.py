@@ -105,9 +105,8 @@ def _data_summary(paths: Sequence[Path], table: OutcomeTable,
 def load_embedder(source: str | Path = "default") -> StaticEmbedder:
     """The static embedder of an artifact (name or directory)."""
     directory = _resolve(source)
-    manifest = _read_manifest(directory)
-    return StaticEmbedder.load(directory,
-                               max_tokens=int(manifest["features"]["embedding"]["max_tokens"]))
+    _, manifest = _read_manifest(directory)
+    return StaticEmbedder.load(directory, max_tokens=manifest.features.embedding.max_tokens)
 
 
 def train_on_table(
@@ -234,7 +233,7 @@ def out_of_fold_scores(router: str, data: Sequence[Path], folds: int, *,
     if weak is None or strong is None:
         raise ConfigError(f"router {router} has no weak/strong pair to calibrate")
     try:
-        options = FitOptions.from_description(predictor.manifest.get("learner", {}))
+        options = FitOptions.from_description(predictor.info.learner.model_dump())
         table = read_outcome_tables(list(data), models=[weak, strong],
                                     prompt_column=prompt_column)
         scores = np.full(len(table.prompts), np.nan)
