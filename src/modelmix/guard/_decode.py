@@ -153,7 +153,8 @@ def _decode(text: str, depth: int, *, reverse: bool) -> DecodedView | None:
     view = _apply(text, escapes) if escapes else None
     current = view.text if view else text
     found = [*_base64_runs(current), *_hex_runs(current), *_number_words(current),
-             *_split_digits(current), *_lookalike_digits(current)]
+             *_split_digits(current), *_lookalike_digits(current), *_cjk_numerals(current),
+             *_concatenated(current), *_scattered_ssn(current)]
     subs = _choose([*_reversed(current), *found] if reverse else found)
     if subs:
         view = view.then(_apply(current, subs)) if view else _apply(current, subs)
@@ -327,7 +328,8 @@ def _b64_text(run: str) -> str | None:
         return None
     try:
         raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-        decoded = raw.decode("utf-8")
+        # UTF-16 (PowerShell's -EncodedCommand, .NET) has a zero byte after each ASCII letter
+        decoded = raw.decode("utf-16-le" if raw[1::2].count(0) * 2 > len(raw) // 2 else "utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded if _texty(decoded) else None
@@ -344,14 +346,14 @@ def _texty(value: str) -> bool:
 
 # --- number words -----------------------------------------------------------------------------
 
-_UNITS: dict[str, int] = {}
-for _digit, _words in enumerate((
-        "zero oh o nought null zéro zero cero zero", "one eins un uno um",
-        "two zwei zwo deux dos due dois", "three drei trois tres tre três",
-        "four vier quatre cuatro quattro quatro", "five fünf fuenf cinq cinco cinque",
-        "six sechs seis sei", "seven sieben sept siete sette sete",
-        "eight acht huit ocho otto oito", "nine neun neuf nueve nove")):
-    _UNITS.update(dict.fromkeys(_words.split(), _digit))
+# Digits in English, German, French, Spanish, Italian, Portuguese and Dutch.
+_UNITS: dict[str, int] = {word: digit for digit, words in enumerate((
+    "zero oh o nought null zéro cero nul", "one eins un uno um een",
+    "two zwei zwo deux dos due dois twee", "three drei trois tres tre três drie",
+    "four vier quatre cuatro quattro quatro", "five fünf fuenf cinq cinco cinque vijf",
+    "six sechs seis sei zes", "seven sieben sept siete sette sete zeven",
+    "eight acht huit ocho otto oito", "nine neun neuf nueve nove negen",
+)) for word in words.split()}
 _TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
           "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
 _TENS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "seventy": 7,
@@ -363,7 +365,7 @@ _SEPARATOR_WORDS = ("dash", "hyphen", "tiret", "strich", "guion", "and")
 _HINT_WORDS = (_NUMBER_WORDS | frozenset(_SEPARATOR_WORDS)) - {"and", "o"}
 _WORD_OR_DIGITS = re.compile(r"[^\W\d_]+|\d{1,4}")
 # Between two number words of a run: spaces, one separator, or a spelled separator.
-_NUMBER_GAP = re.compile(rf"[ \t]*(?:[,.;:|\-/][ \t]*|(?:{'|'.join(_SEPARATOR_WORDS)})[ \t]+)?")
+_NUMBER_GAP = re.compile(rf"\s*(?:[,.;:|\-/]\s*|(?:{'|'.join(_SEPARATOR_WORDS)})\s+)?")
 
 
 def _number_words(text: str) -> Iterator[_Sub]:
@@ -412,8 +414,15 @@ def _number_run(lower: str, run: list[re.Match[str]]) -> Iterator[_Sub]:
         previous_end = run[index - 1].end()
         out.append(digits)
         sources.extend([(start, previous_end)] * len(digits))
-    if sum(len(part) for part in out if part != "-") >= 7:
-        yield _Sub(run[0].start(), run[-1].end(), "".join(out), tuple(sources))
+    if sum(len(part) for part in out if part != "-") < 7:
+        return
+    start = run[0].start()
+    lead = _LINE_BREAK_BEFORE.search(lower, max(0, start - 8), start)
+    if lead:  # "SSN:\nfive\nthree...": keep it on the cue's line
+        out.insert(0, " ")
+        sources.insert(0, (lead.start(), start))
+        start = lead.start()
+    yield _Sub(start, run[-1].end(), "".join(out), tuple(sources))
 
 
 def _spelled(lower: str, run: list[re.Match[str]], index: int) -> tuple[str, int]:
@@ -550,6 +559,49 @@ def _lookalike_run(text: str, start: int, end: int) -> Iterator[_Sub]:
             start = match.start()
             yield _Sub(start, match.end(), value.translate(_AS_DIGITS),
                        tuple((start + i, start + i + 1) for i in range(len(value))))
+
+
+# Chinese / Japanese numerals written digit by digit ("五三六-二二-八七六一").
+_CJK_DIGITS = "〇零一二三四五六七八九"
+_CJK_AS_DIGITS = str.maketrans(_CJK_DIGITS, "00123456789")
+_CJK_RUN = re.compile(rf"[{_CJK_DIGITS}](?:[ \-\uff0d\u30fc\u3001\u30fb]?[{_CJK_DIGITS}]){{6,}}")
+
+
+def _cjk_numerals(text: str) -> Iterator[_Sub]:
+    if text.isascii():
+        return
+    for match in _CJK_RUN.finditer(text):
+        value = match.group()
+        out = "".join(c if c in _CJK_DIGITS else "-" for c in value).translate(_CJK_AS_DIGITS)
+        start = match.start()
+        yield _Sub(start, match.end(), out,
+                   tuple((start + i, start + i + 1) for i in range(len(value))))
+
+
+# Code that builds a value from pieces: "5" + "36-22" + '-8761' (the joins are dropped).
+_JOIN = re.compile(r"([\"'])\s*\+\s*\1")
+
+
+def _concatenated(text: str) -> Iterator[_Sub]:
+    if "+" not in text:
+        return
+    for match in _JOIN.finditer(text):
+        yield _Sub(match.start(), match.end(), "")
+
+
+# An SSN told in parts: "the first three digits are 536, the next two 22 and the last four
+# 8761" (the parts are put together in place of the sentence).
+_SSN_PARTS = re.compile(
+    r"first (?:three|3)\b[^\d\n]{0,40}?(\d{3})\b[^\d\n]{0,60}?(?:next|middle|then|following)"
+    r" (?:two|2)\b[^\d\n]{0,40}?(\d{2})\b[^\d\n]{0,60}?(?:last|final) (?:four|4)\b"
+    r"[^\d\n]{0,40}?(\d{4})\b", re.IGNORECASE)
+
+
+def _scattered_ssn(text: str) -> Iterator[_Sub]:
+    if "irst" not in text and "IRST" not in text:
+        return
+    for match in _SSN_PARTS.finditer(text):
+        yield _Sub(match.start(1), match.end(3), f"{match[1]}-{match[2]}-{match[3]}")
 
 
 _REVERSE_WORDS = ("revers", "backward", "rückwärts", "l'envers", "al rev", "al contrario",
