@@ -92,6 +92,21 @@ EVASIONS = {
                                    "eighty-seven sixty-one", "US_SSN"),
     "digits with spelled dashes": ("ssn 536 dash 22 dash 8761", "536 dash 22 dash 8761",
                                    "US_SSN"),
+    "number words one per line": ("SSN:\nfive\nthree\nsix\ntwo\ntwo\neight\nseven\nsix\none",
+                                  "five\nthree\nsix\ntwo\ntwo\neight\nseven\nsix\none",
+                                  "US_SSN"),
+    "number words, Dutch": ("Mijn kaartnummer is vier een een een een een een een een een een "
+                            "een een een een een", "vier een een een een een een een een een een "
+                            "een een een een een", "CREDIT_CARD"),
+    "Chinese numerals": ("社会保障番号 五三六-二二-八七六一", "五三六-二二-八七六一", "US_SSN"),
+    "string concatenation": ('ssn = "536" + "-22-" + "8761"', '536" + "-22-" + "8761',
+                             "US_SSN"),
+    "base64 of UTF-16": ("powershell -EncodedCommand " + base64.b64encode(
+        "ssn 536-22-8761".encode("utf-16-le")).decode(), base64.b64encode(
+        "ssn 536-22-8761".encode("utf-16-le")).decode(), "US_SSN"),
+    "SSN told in parts": ("My SSN: the first three digits are 536, the next two are 22 and the "
+                          "last four are 8761.", "536, the next two are 22 and the last four "
+                          "are 8761", "US_SSN"),
     "interleaved": ("ssn (drop the x): 5x3x6x2x2x8x7x6x1", "5x3x6x2x2x8x7x6x1", "US_SSN"),
 }
 
@@ -129,6 +144,9 @@ DECOYS = [
     "hex greeting 48656c6c6f20776f726c642c2073656520796f75206174203130",
     "scores\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10",
     "width=20 height=10 depth=30; x=3D y=4F z=2A",
+    'greeting = "Hello, " + name + "! You have " + str(3) + " new messages"',
+    "会议定在二〇二四年三月十五日, 三楼二号会议室。",
+    "Read the first three chapters, the next two by Friday and the last four in week 9.",
     "Weekly counts: Mon 2 41 5 1338 160 974",
 ]
 

@@ -21,6 +21,7 @@ _WORDS = {
     "es": "cero uno dos tres cuatro cinco seis siete ocho nueve".split(),
     "it": "zero uno due tre quattro cinque sei sette otto nove".split(),
     "pt": "zero um dois três quatro cinco seis sete oito nove".split(),
+    "nl": "nul een twee drie vier vijf zes zeven acht negen".split(),
 }
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
@@ -97,6 +98,19 @@ class Evasions:
             return "".join(f"%{b:02X}" for b in text.encode())
         return "".join(c if c.isalnum() else urllib.parse.quote(c, safe="") if c != "-"
                        else "%2D" for c in text)
+
+    def cjk(self, value: str) -> str:
+        return "".join("〇一二三四五六七八九"[int(c)] if c.isdigit() else c for c in value)
+
+    def concatenated(self, value: str) -> str:
+        """The value as string pieces joined with + (Python / JavaScript)."""
+        quote = self.pick(['"', "'"])
+        pieces, rest = [], value
+        while rest:
+            size = self.rng.randint(1, 4)
+            pieces.append(rest[:size])
+            rest = rest[size:]
+        return quote + f"{quote} + {quote}".join(pieces) + quote
 
     def hex(self, text: str) -> str:
         raw = text.encode().hex()

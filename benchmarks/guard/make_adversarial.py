@@ -113,6 +113,7 @@ _LANG_CUES = {
     "es": ("Mi número de tarjeta es ", "Mi SSN es ", "Llámame al "),
     "it": ("Il numero della carta è ", "Il mio SSN è ", "Chiamami al "),
     "pt": ("O número do cartão é ", "Meu SSN é ", "Me ligue no "),
+    "nl": ("Mijn kaartnummer is ", "Mijn SSN is ", "Bel me op "),
 }
 
 
@@ -160,6 +161,42 @@ def mixed_language(ev: Evasions) -> Doc:
     spelled = ", ".join(ev.words(g, ev.pick([language if language != "it" else "en", other]))
                         for g in groups)
     return _doc(cue, kind, spelled, " merci / danke.")
+
+
+def number_words_lines(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    spelled = "\n".join(ev.words(value).replace(",", "").replace(" dash", "").replace(
+        " -", "").split())
+    return _doc(f"{cue}:\n", kind, spelled, "\n")
+
+
+def cjk_numerals(ev: Evasions) -> Doc:
+    kind, value, _ = _value(ev)
+    cue = {"US_SSN": "社会保障番号: ", "CREDIT_CARD": "カード番号 ", "PHONE_NUMBER": "电话 "}[kind]
+    return _doc(cue, kind, ev.cjk(value), "。")
+
+
+def string_concat(ev: Evasions) -> Doc:
+    kind, value, _ = _value(ev)
+    name = {"US_SSN": "ssn", "CREDIT_CARD": "card_number", "PHONE_NUMBER": "phone"}[kind]
+    return _doc(f"{name} = ", kind, ev.concatenated(value), ev.pick(["\n", ";\n", "  # test"]))
+
+
+def base64_utf16(ev: Evasions) -> Doc:
+    kind, value, cue = _value(ev)
+    encoded = ev.base64(f"{cue} {value}".encode("utf-16-le"))
+    return _doc("powershell -EncodedCommand ", kind, encoded, "")
+
+
+def scattered_ssn(ev: Evasions) -> Doc:
+    area, group, serial = ev.ssn().split("-")
+    form = ev.pick(["My SSN: the first three digits are {a}, the next two are {g} and the last "
+                    "four are {s}.", "ssn - first 3: {a}; middle 2: {g}; last 4: {s}",
+                    "For the social: first three {a}, then two {g}, final four {s}."])
+    head, rest = form.split("{a}")
+    middle, tail = rest.split("{s}")
+    written = f"{area}{middle.format(g=group)}{serial}"
+    return _doc(head, "US_SSN", written, tail)
 
 
 def split_dots(ev: Evasions) -> Doc:
@@ -235,6 +272,9 @@ SENSITIVE: dict[str, Build] = {
     "number-words": number_words, "number-words-tens": number_tens,
     "number-words-hundreds": number_hundreds,
     "number-words-multilingual": number_words_multilingual, "mixed-language": mixed_language,
+    "number-words-lines": number_words_lines, "cjk-numerals": cjk_numerals,
+    "string-concat": string_concat, "base64-utf16": base64_utf16,
+    "ssn-in-parts": scattered_ssn,
     "split-dots": split_dots, "split-separators": split_separators,
     "split-spaces": split_spaces, "lookalike-digits": lookalike_digits,
     "zero-width": invisible_chars, "combining-marks": combining_marks,
@@ -290,7 +330,8 @@ def decoy_version(ev: Evasions) -> Doc:
 
 
 def decoy_ip(ev: Evasions) -> Doc:
-    address = ".".join(str(ev.rng.randint(1, 254)) for _ in range(4))
+    first = ev.rng.choice([*range(1, 127), *range(128, 224)])  # not loopback or multicast
+    address = ".".join([str(first), *(str(ev.rng.randint(1, 254)) for _ in range(3))])
     doc = Doc().add(ev.pick(["The server at ", "Block traffic from ", "ping "]))
     return doc.add_entity("IP_ADDRESS", address).add(ev.pick([" is down.", " now", ":8080"]))
 
@@ -327,6 +368,18 @@ def decoy_escapes(ev: Evasions) -> Doc:
         "redirect=%2Fhome%2Fdashboard%3Ftab%3D3",
         "caf\u0065\u0301 cr\u0065\u0300me \u2764\ufe0f 5\ufe0f\u20e3 stars",
         "Price: \u0663\u0665\u0660 \u0631\u064a\u0627\u0644, \uff11\uff12\uff13 units",
+    ]))
+
+
+def decoy_code_and_cjk(ev: Evasions) -> Doc:
+    n = ev.rng.randint(2, 9)
+    return Doc().add(ev.pick([
+        f'greeting = "Hello, " + name + "! You have " + str({n}) + " new messages"',
+        "url = base + '/api/v' + '2' + '/items?page=' + str(page)",
+        "第一章到第三章\uff0c一二三四五六七八九十\uff0c共十章。",
+        "会议定在二〇二四年三月十五日\uff0c三楼二号会议室。",
+        f"Read the first three chapters, the next two by Friday and the last four in week {n}.",
+        "The first 3 laps took 95 seconds, the next 2 took 61, the last 4 took 130.",
     ]))
 
 
@@ -388,6 +441,7 @@ DECOYS: dict[str, Build] = {
     "decoy-versions": decoy_version, "decoy-ip": decoy_ip,
     "decoy-identifiers": decoy_identifiers, "decoy-dates-numbers": decoy_dates_numbers,
     "decoy-escapes": decoy_escapes, "decoy-hex": decoy_hex,
+    "decoy-code-and-cjk": decoy_code_and_cjk,
     "decoy-numeric-tables": decoy_numeric_table,
     "decoy-long-numbers": decoy_long_numbers, "decoy-counting": decoy_counting,
     "decoy-code-escapes": decoy_code_escapes,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 import html
 import itertools
 import operator
@@ -152,7 +153,8 @@ def _decode(text: str, depth: int, *, reverse: bool) -> DecodedView | None:
     view = _apply(text, escapes) if escapes else None
     current = view.text if view else text
     found = [*_base64_runs(current), *_hex_runs(current), *_number_words(current),
-             *_split_digits(current), *_lookalike_digits(current)]
+             *_split_digits(current), *_lookalike_digits(current), *_cjk_numerals(current),
+             *_concatenated(current), *_scattered_ssn(current)]
     subs = _choose([*_reversed(current), *found] if reverse else found)
     if subs:
         view = view.then(_apply(current, subs)) if view else _apply(current, subs)
@@ -199,11 +201,13 @@ def _apply(text: str, subs: list[_Sub]) -> DecodedView:
 
 # Percent-encoding, quoted-printable ("=XX", once three in a row show the text uses it), HTML
 # entities, JSON / JavaScript escapes (``\\u0035``, ``\\x35``, ``\\/``).
-_ESCAPES = (r"(?:%[0-9A-Fa-f]{2})+|&(?:#\d{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
-            r"|(?:\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/)+")
+# Each alternative starts with a literal, so the scan skips ahead to "%", "&", "\\" or "=".
+_ESCAPES = (r"%[0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*"
+            r"|&(?:#\d{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
+            r"|\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|/)(?:\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|/))*")
 _ESCAPE = re.compile(_ESCAPES)
-_ESCAPE_QP = re.compile(_ESCAPES + r"|(?:=[0-9A-F]{2})+")
-_QUOTED_PRINTABLE = re.compile(r"(?:=[0-9A-F]{2}){3}")
+_ESCAPE_QP = re.compile(_ESCAPES + r"|=[0-9A-F]{2}(?:=[0-9A-F]{2})*")
+_QUOTED_PRINTABLE = re.compile(r"=[0-9A-F]{2}=[0-9A-F]{2}=[0-9A-F]{2}")
 
 
 def _escapes(text: str) -> Iterator[_Sub]:
@@ -213,13 +217,26 @@ def _escapes(text: str) -> Iterator[_Sub]:
     for match in pattern.finditer(text):
         run = match.group()
         if run[0] == "&":
-            out = html.unescape(run)
-            if out != run:
-                yield _Sub(match.start(), match.end(), out, nested=True)
+            found: Iterator[_Sub] = iter([_Sub(match.start(), match.end(), html.unescape(run),
+                                               nested=True)])
         elif run[0] in "%=":
-            yield from _percent(run, match.start())
+            found = _percent(run, match.start())
         else:
-            yield from _backslash(run, match.start())
+            found = _backslash(run, match.start())
+        decoded = list(found)
+        if _informative(text, match.start(), match.end(), "".join(s.out for s in decoded)):
+            yield from decoded
+
+
+def _informative(text: str, start: int, end: int, out: str) -> bool:
+    """Whether decoding a run can change what is found: it yields letters or digits, or
+    punctuation between digits ("536%2D22") or inside a base64 run (JSON's ``\\/``).
+    "Tom &amp; Jerry" and "hello%20world" are left as they are (no second scan)."""
+    if any(c.isalnum() for c in out):
+        return True
+    before, after = text[start - 1:start], text[end:end + 1]
+    return before.isdigit() or after.isdigit() or (out == "/" and before.isalnum()
+                                                   and after.isalnum())
 
 
 def _percent(run: str, offset: int) -> Iterator[_Sub]:
@@ -311,7 +328,8 @@ def _b64_text(run: str) -> str | None:
         return None
     try:
         raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-        decoded = raw.decode("utf-8")
+        # UTF-16 (PowerShell's -EncodedCommand, .NET) has a zero byte after each ASCII letter
+        decoded = raw.decode("utf-16-le" if raw[1::2].count(0) * 2 > len(raw) // 2 else "utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded if _texty(decoded) else None
@@ -328,14 +346,14 @@ def _texty(value: str) -> bool:
 
 # --- number words -----------------------------------------------------------------------------
 
-_UNITS: dict[str, int] = {}
-for _digit, _words in enumerate((
-        "zero oh o nought null zéro zero cero zero", "one eins un uno um",
-        "two zwei zwo deux dos due dois", "three drei trois tres tre três",
-        "four vier quatre cuatro quattro quatro", "five fünf fuenf cinq cinco cinque",
-        "six sechs seis sei", "seven sieben sept siete sette sete",
-        "eight acht huit ocho otto oito", "nine neun neuf nueve nove")):
-    _UNITS.update(dict.fromkeys(_words.split(), _digit))
+# Digits in English, German, French, Spanish, Italian, Portuguese and Dutch.
+_UNITS: dict[str, int] = {word: digit for digit, words in enumerate((
+    "zero oh o nought null zéro cero nul", "one eins un uno um een",
+    "two zwei zwo deux dos due dois twee", "three drei trois tres tre três drie",
+    "four vier quatre cuatro quattro quatro", "five fünf fuenf cinq cinco cinque vijf",
+    "six sechs seis sei zes", "seven sieben sept siete sette sete zeven",
+    "eight acht huit ocho otto oito", "nine neun neuf nueve nove negen",
+)) for word in words.split()}
 _TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
           "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
 _TENS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "seventy": 7,
@@ -347,26 +365,34 @@ _SEPARATOR_WORDS = ("dash", "hyphen", "tiret", "strich", "guion", "and")
 _HINT_WORDS = (_NUMBER_WORDS | frozenset(_SEPARATOR_WORDS)) - {"and", "o"}
 _WORD_OR_DIGITS = re.compile(r"[^\W\d_]+|\d{1,4}")
 # Between two number words of a run: spaces, one separator, or a spelled separator.
-_NUMBER_GAP = re.compile(rf"[ \t]*(?:[,.;:|\-/][ \t]*|(?:{'|'.join(_SEPARATOR_WORDS)})[ \t]+)?")
+_NUMBER_GAP = re.compile(rf"\s*(?:[,.;:|\-/]\s*|(?:{'|'.join(_SEPARATOR_WORDS)})\s+)?")
 
 
 def _number_words(text: str) -> Iterator[_Sub]:
     lower = text.lower()
     words = lower.replace(",", " ").replace(".", " ").replace("-", " ").split()
-    if sum(1 for word in words if word in _HINT_WORDS) < 2:
+    present = _HINT_WORDS.intersection(words)
+    if not present or sum(1 for word in words if word in present) < 2:
         return  # the common case, decided quickly
     if len(lower) != len(text):  # a few characters lower-case to two: keep offsets aligned
         lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    run: list[re.Match[str]] = []
-    for match in _WORD_OR_DIGITS.finditer(lower):
-        word = match.group()
-        if word not in _NUMBER_WORDS and not word.isdigit():
-            continue
-        if run and _NUMBER_GAP.fullmatch(lower, run[-1].end(), match.start()) is None:
-            yield from _number_run(lower, run)
-            run = []
-        run.append(match)
-    yield from _number_run(lower, run)
+    # Tokenise only near the number words the text holds (a long text may have two far apart).
+    for start, end in windows(lower, _words_regex(frozenset(present)), 40, 40):
+        run: list[re.Match[str]] = []
+        for match in _WORD_OR_DIGITS.finditer(lower, start, end):
+            word = match.group()
+            if word not in _NUMBER_WORDS and not word.isdigit():
+                continue
+            if run and _NUMBER_GAP.fullmatch(lower, run[-1].end(), match.start()) is None:
+                yield from _number_run(lower, run)
+                run = []
+            run.append(match)
+        yield from _number_run(lower, run)
+
+
+@functools.lru_cache(maxsize=256)
+def _words_regex(words: frozenset[str]) -> re.Pattern[str]:
+    return re.compile(rf"\b(?:{'|'.join(sorted(words, key=len, reverse=True))})\b")
 
 
 def _number_run(lower: str, run: list[re.Match[str]]) -> Iterator[_Sub]:
@@ -388,8 +414,15 @@ def _number_run(lower: str, run: list[re.Match[str]]) -> Iterator[_Sub]:
         previous_end = run[index - 1].end()
         out.append(digits)
         sources.extend([(start, previous_end)] * len(digits))
-    if sum(len(part) for part in out if part != "-") >= 7:
-        yield _Sub(run[0].start(), run[-1].end(), "".join(out), tuple(sources))
+    if sum(len(part) for part in out if part != "-") < 7:
+        return
+    start = run[0].start()
+    lead = _LINE_BREAK_BEFORE.search(lower, max(0, start - 8), start)
+    if lead:  # "SSN:\nfive\nthree...": keep it on the cue's line
+        out.insert(0, " ")
+        sources.insert(0, (lead.start(), start))
+        start = lead.start()
+    yield _Sub(start, run[-1].end(), "".join(out), tuple(sources))
 
 
 def _spelled(lower: str, run: list[re.Match[str]], index: int) -> tuple[str, int]:
@@ -423,18 +456,18 @@ _BELOW_HUNDRED = frozenset((*_UNITS, *_TEENS, *_TENS))
 
 # --- digits split or interleaved --------------------------------------------------------------
 
-# Digit groups joined by one or two separators: punctuation, or a letter between single digits.
+# Digit groups joined by one or two punctuation separators ("53.62.28.761", "4111_11/11|...").
 _SPLIT = re.compile(r"\d(?<![\w.\-/]\d)\d{0,5}(?:(?:[._/|*~+\-]{1,2}|[ ]?[|/*_~][ ]?)\d{1,6}){2,}"
                     r"(?![\w]|[._/|*~+\-]\d)")
-# Single digits one per line.
-_VERTICAL = re.compile(r"\d(?<![\w.]\d)(?:[ \t]*\r?\n[ \t]*\d(?![\w.]))+")
+# Single digits one per line, or between one or two letters, "#" or "*" (one scan for both).
+_VERTICAL_OR_INTERLEAVED = re.compile(r"\d(?<![\w.]\d)(?:(?:[ \t]*\r?\n[ \t]*\d(?![\w.]))+"
+                                      r"|(?:[A-Za-z#*]{1,2}\d){8,18}(?!\w))")
 # Digit groups of uneven sizes split by single spaces ("55 4 6447 952 233 3 13").
 _SPACED_GROUPS = re.compile(r"\d(?<![\w.,\-/]\d)\d{0,4}(?: \d{1,5}){2,8}(?![\w]|[.,\-]\d)")
 _NUMBER_CUE = re.compile(
     r"(?:card|visa|master|amex|ssn|social|security|phone|tel|call|cell|mobile|number|account"
     r"|acct|numéro|número|numero|nummer|karte|carte|tarjeta|carta|cart[ãa]o|no\.?|#)"
     r"[^\n\d]{0,30}$", re.IGNORECASE)
-_INTERLEAVED = re.compile(r"\d(?<!\w\d)(?:[A-Za-z#*]{1,2}\d){8,18}(?!\w)")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _DATE = re.compile(r"^(\d{1,4})([./\-])(\d{1,2})\2(\d{2}|\d{4})(?:[ T:.]\d{1,2})*$")
 
@@ -472,28 +505,32 @@ def _regular(value: str) -> bool:
 
 
 def _split_digits(text: str) -> Iterator[_Sub]:
-    for pattern in (_SPLIT, _SPACED_GROUPS, _INTERLEAVED, _VERTICAL):
+    for pattern in (_SPLIT, _SPACED_GROUPS, _VERTICAL_OR_INTERLEAVED):
         for match in pattern.finditer(text):
             value = match.group()
-            digits = [(i, c) for i, c in enumerate(value) if c.isdigit()]
-            if not 9 <= len(digits) <= 19:
+            if not 9 <= len(_NOT_DIGITS.sub("", value)) <= 19:
                 continue
+            digits = [(i, c) for i, c in enumerate(value) if c.isdigit()]
             if pattern in (_SPLIT, _SPACED_GROUPS) and (_regular(value) or _ip(value)
                                                         or _dateish(value)):
                 continue
-            if pattern is _SPACED_GROUPS and not _NUMBER_CUE.search(
-                    text, max(0, match.start() - 50), match.start()):
-                continue  # uneven spaced groups are a table row unless named as a number
+            if pattern is _SPACED_GROUPS and (
+                    text[max(0, match.start() - 2):match.start()].strip()[-1:] == "+"
+                    or value.count(" ") == len(digits) - 1 or not _NUMBER_CUE.search(
+                        text, max(0, match.start() - 50), match.start())):
+                continue  # "+48 22 597 39 00" and "5 3 6 ..." are read already; uneven
+                # spaced groups are a table row unless named as a number
             start = match.start()
             sources = tuple((start + i, start + i + 1) for i, _ in digits)
             out = "".join(c for _, c in digits)
             lead = _LINE_BREAK_BEFORE.search(text, max(0, start - 8), start)
-            if pattern is _VERTICAL and lead:  # "SSN:\n5\n3...": keep it on the cue's line
+            if "\n" in value and lead:  # "SSN:\n5\n3...": keep it on the cue's line
                 out, sources = " " + out, ((lead.start(), start), *sources)
                 start = lead.start()
             yield _Sub(start, match.end(), out, sources)
 
 
+_NOT_DIGITS = re.compile(r"\D")
 _LINE_BREAK_BEFORE = re.compile(r"[ \t]*\r?\n[ \t]*$")
 
 
@@ -522,6 +559,49 @@ def _lookalike_run(text: str, start: int, end: int) -> Iterator[_Sub]:
             start = match.start()
             yield _Sub(start, match.end(), value.translate(_AS_DIGITS),
                        tuple((start + i, start + i + 1) for i in range(len(value))))
+
+
+# Chinese / Japanese numerals written digit by digit ("五三六-二二-八七六一").
+_CJK_DIGITS = "〇零一二三四五六七八九"
+_CJK_AS_DIGITS = str.maketrans(_CJK_DIGITS, "00123456789")
+_CJK_RUN = re.compile(rf"[{_CJK_DIGITS}](?:[ \-\uff0d\u30fc\u3001\u30fb]?[{_CJK_DIGITS}]){{6,}}")
+
+
+def _cjk_numerals(text: str) -> Iterator[_Sub]:
+    if text.isascii():
+        return
+    for match in _CJK_RUN.finditer(text):
+        value = match.group()
+        out = "".join(c if c in _CJK_DIGITS else "-" for c in value).translate(_CJK_AS_DIGITS)
+        start = match.start()
+        yield _Sub(start, match.end(), out,
+                   tuple((start + i, start + i + 1) for i in range(len(value))))
+
+
+# Code that builds a value from pieces: "5" + "36-22" + '-8761' (the joins are dropped).
+_JOIN = re.compile(r"([\"'])\s*\+\s*\1")
+
+
+def _concatenated(text: str) -> Iterator[_Sub]:
+    if "+" not in text:
+        return
+    for match in _JOIN.finditer(text):
+        yield _Sub(match.start(), match.end(), "")
+
+
+# An SSN told in parts: "the first three digits are 536, the next two 22 and the last four
+# 8761" (the parts are put together in place of the sentence).
+_SSN_PARTS = re.compile(
+    r"first (?:three|3)\b[^\d\n]{0,40}?(\d{3})\b[^\d\n]{0,60}?(?:next|middle|then|following)"
+    r" (?:two|2)\b[^\d\n]{0,40}?(\d{2})\b[^\d\n]{0,60}?(?:last|final) (?:four|4)\b"
+    r"[^\d\n]{0,40}?(\d{4})\b", re.IGNORECASE)
+
+
+def _scattered_ssn(text: str) -> Iterator[_Sub]:
+    if "irst" not in text and "IRST" not in text:
+        return
+    for match in _SSN_PARTS.finditer(text):
+        yield _Sub(match.start(1), match.end(3), f"{match[1]}-{match[2]}-{match[3]}")
 
 
 _REVERSE_WORDS = ("revers", "backward", "rückwärts", "l'envers", "al rev", "al contrario",

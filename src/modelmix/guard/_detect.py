@@ -131,8 +131,8 @@ class GuardDetector:
 
 _HEALTH = frozenset({"MEDICAL_CONDITION", "MEDICATION"})
 #: Characters of context around a decoded run that the second scan reads (cues such as
-#: "SSN" before an encoded value).
-_DECODED_CONTEXT = 300
+#: "SSN" before an encoded value; the recognizers look at most 60 characters back).
+_DECODED_CONTEXT = 120
 _WARM_UP = "Call Dr. Jane Roe on +1 415 555 0132 or 020 7946 0958 about MRN 1234567."
 
 
