@@ -262,11 +262,7 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
-            await self._screen(request, ctx, rec)
-            decision = self.route(request, ctx)
-            rec.route_reason = decision.reason
-            if ctx.admission is not None:
-                reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
+            decision, reservation = await self._decide(request, ctx, rec)
             response, dep, attempts = await self.executor.complete(
                 decision, request, timeout_s=ctx.timeout_s, attempts=log,
                 providers=self._guarded(ctx),
@@ -291,11 +287,7 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
-            await self._screen(request, ctx, rec)
-            decision = self.route(request, ctx)
-            rec.route_reason = decision.reason
-            if ctx.admission is not None:
-                reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
+            decision, reservation = await self._decide(request, ctx, rec)
             start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s,
                                                attempts=log, providers=self._guarded(ctx))
         except ModelmixError as exc:
@@ -358,6 +350,18 @@ class ChatService:
                 self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
                            reservation, usage=usage or state.partial_usage(),
                            attempts=attempts)
+
+    async def _decide(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord
+                      ) -> tuple[RouteDecision, object]:
+        """Screen, route and admit one request: (decision, the admission's reservation or
+        None). Raises PolicyDenied, routing errors, BudgetExceeded / KeyRateLimited."""
+        await self._screen(request, ctx, rec)
+        decision = self.route(request, ctx)
+        rec.route_reason = decision.reason
+        reservation = None
+        if ctx.admission is not None:
+            reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
+        return decision, reservation
 
     async def _screen(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord) -> None:
         """Apply the data policy, when one is set: audit what was found (in ``rec``),
