@@ -1,0 +1,98 @@
+"""What the engine exchanges with the layers around it: the per-request context, the
+admission (budget) and observer protocols that upper layers implement, and the results of
+a call. Kept apart from :mod:`~modelmix.engine._service` so the protocols read on their own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from modelmix.catalog import Deployment
+from modelmix.engine._executor import Attempt
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.routing import RouteDecision, RoutingHints
+from modelmix.store import UsageRecord
+
+if TYPE_CHECKING:
+    from modelmix.guard import Screening
+
+__all__ = ["Admission", "CallContext", "Completion", "ServiceObserver", "StreamCompletion"]
+
+
+class Admission(Protocol):
+    """Budget and rate-limit gate for one key (implemented by the gateway's key store).
+
+    ``admit`` reserves the request's maximum cost before any upstream call and raises
+    BudgetExceeded / KeyRateLimited; ``settle`` replaces the reservation by the actual
+    cost and tokens once the call ends (success or failure). ``request`` is the request
+    as it is sent upstream (after pseudonymisation, when that made it longer).
+    """
+
+    async def admit(self, decision: RouteDecision, request: ChatRequest) -> object: ...
+
+    def settle(self, reservation: object, cost_usd: float, tokens: int, *,
+               unknown: bool = False) -> None:
+        """``unknown``: the call was cut off after it reached an upstream, which may bill
+        it in full; charge at least what was reserved."""
+
+
+class ServiceObserver(Protocol):
+    """Hooks for metrics, logs and traces. Called on the request path: keep them cheap
+    (microseconds) and never raise from them."""
+
+    def routed(self, request: ChatRequest, ctx: CallContext,
+               decision: RouteDecision | None, seconds: float) -> None:
+        """Routing took ``seconds``; ``decision`` is None when it raised."""
+
+    def finished(self, rec: UsageRecord, attempts: Sequence[Attempt]) -> None:
+        """The request ended (success or failure); ``rec`` goes to the sink next."""
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Per-request facts from outside routing: who calls, what they may use, deadline,
+    and the caller's routing hints (``extra_body={"router": {...}}`` at the gateway)."""
+
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key_id: str | None = None
+    allowed_models: frozenset[str] | None = None
+    tags: frozenset[str] = frozenset()
+    timeout_s: float | None = None
+    admission: Admission | None = None
+    hints: RoutingHints | None = None
+    #: The data guard's screening of this request (set by the service when a policy is on).
+    screening: Screening | None = None
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished non-streaming call with what routed and served it."""
+
+    response: ChatResponse
+    decision: RouteDecision
+    deployment: Deployment
+    attempts: list[Attempt]
+    cost_usd: float
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class StreamCompletion:
+    """A started stream: ``chunks`` yields OpenAI chunks and records usage at its end.
+
+    Call :meth:`aclose` when done with it, even if ``chunks`` was never iterated (the
+    client left early): it closes the upstream stream and records the request.
+    """
+
+    decision: RouteDecision
+    deployment: Deployment
+    chunks: AsyncGenerator[ChatChunk, None]
+    _close: Callable[[], Awaitable[None]]
+
+    async def aclose(self) -> None:
+        await self._close()
