@@ -78,8 +78,9 @@ def test_results_say_where_they_went_and_what_they_cost() -> None:
         assert second.route.deployment == "a" and second.route.tried == ()
         assert second.cost_usd == pytest.approx((10 * 1000 + 1 * 2000) / 1e6)
         stream = client.chat(model="a", messages=MSG, stream=True)
-        assert stream.route.deployment == "a"
+        assert stream.route.deployment == "a" and stream.cost_usd is None
         assert "".join(c.text for c in stream) == "ok"
+        assert stream.cost_usd == pytest.approx(second.cost_usd)  # FakeProvider: same usage
         assert "".join(c.text for c in client.chat_stream(model="a", messages=MSG)) == "ok"
 
 

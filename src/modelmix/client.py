@@ -131,6 +131,11 @@ class AsyncChatStream:
         self._started = started
         self.route = _route(started.decision, started.deployment.name)
 
+    @property
+    def cost_usd(self) -> float | None:
+        """Its cost at catalog prices, USD, once iterated to the end (None before)."""
+        return self._started.cost_usd
+
     def __aiter__(self) -> AsyncIterator[ChatChunk]:
         return self._chunks()
 
@@ -215,7 +220,13 @@ class ChatStream(Iterator[ChatChunk]):
 
     def __init__(self, client: Client, stream: AsyncChatStream):
         self.route = stream.route
+        self._stream = stream
         self._chunks = client._iterate(aiter(stream))
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Its cost at catalog prices, USD, once iterated to the end (None before)."""
+        return self._stream.cost_usd
 
     def __next__(self) -> ChatChunk:
         return next(self._chunks)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelmix.catalog import Config, config_from_env
@@ -80,6 +81,18 @@ def _build_app(cfg: Config, policy_env: bool = True) -> Starlette:
         _fail(exc.message)
 
 
+def _warn_if_nothing_available(cfg: Config) -> None:
+    """Say so at start-up when no deployment can serve (every request would be a 404)."""
+    from modelmix.providers import availability
+
+    found = [(dep.name, availability(dep)) for dep in cfg.deployments]
+    if any(avail.available for _, avail in found):
+        return
+    why = "; ".join(f"{name}: {avail.reason}" for name, avail in found)
+    err_console.print(f"[yellow]warning:[/yellow] no deployment is available, so every request "
+                      f"will fail until one is ({escape(why)})", highlight=False)
+
+
 def _check_port(host: str, port: int) -> None:
     """Fail with one line when ``host:port`` cannot be bound (in use, no such address),
     before the app loads; uvicorn would exit with status 3 after several log lines."""
@@ -143,6 +156,7 @@ def serve(
                           f"{cfg.server.master_key_env}: anyone who can reach this port can "
                           "spend your API keys. Set a master key.")
     _check_port(bind, port or cfg.server.port)
+    _warn_if_nothing_available(cfg)
     listener = configure_logging(log_format, log_level)
     try:
         application = _build_app(cfg, policy_env=policy is None)
@@ -171,7 +185,7 @@ def models(config: ConfigOpt = None) -> None:
         table.add_row(dep.name, dep.provider, dep.model, dep.tier.value, dep.hosting.value,
                       f"{dep.context_window:,}",
                       f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}",
-                      "yes" if avail.available else f"[yellow]no[/yellow]: {avail.reason}")
+                      "yes" if avail.available else f"[yellow]no[/yellow]: {escape(avail.reason)}")
     console.print(table)
     groups = cfg.model_names()[len(cfg.deployments):]
     console.print("groups: " + ", ".join(groups))

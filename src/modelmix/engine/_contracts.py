@@ -93,6 +93,13 @@ class StreamCompletion:
     deployment: Deployment
     chunks: AsyncGenerator[ChatChunk, None]
     _close: Callable[[], Awaitable[None]]
+    _cost: Callable[[], float | None] = lambda: None
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The stream's cost at catalog prices, USD, once it has finished (None before,
+        and for a stream cut short)."""
+        return self._cost()
 
     async def aclose(self) -> None:
         await self._close()

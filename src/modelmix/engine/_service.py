@@ -77,6 +77,7 @@ KEPT_TEXT_CHARS = 32_000
 class _RelayState:
     started: bool = False
     content_chunks: int = 0
+    cost_usd: float | None = None  # set when the stream has finished
     parts: list[str] | None = None  # the answer's text, kept when store.keep_responses
 
     def add_text(self, text: str) -> None:
@@ -236,7 +237,8 @@ class ChatService:
                 self._fail(rec, ClientDisconnected("client disconnected before the stream"),
                            ctx, reservation, attempts=start.attempts)
 
-        return StreamCompletion(decision, start.deployment, chunks, close)
+        return StreamCompletion(decision, start.deployment, chunks, close,
+                                lambda: state.cost_usd)
 
     async def _relay(
         self,
@@ -274,7 +276,7 @@ class ChatService:
         finally:
             if finished:
                 rec.response = state.text()
-                self._finish(rec, dep, usage, attempts, ctx, reservation)
+                state.cost_usd = self._finish(rec, dep, usage, attempts, ctx, reservation)
             elif rec.error is None:  # the consumer stopped early (client disconnect)
                 self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
                            reservation, usage=usage or state.partial_usage(),

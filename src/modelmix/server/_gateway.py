@@ -53,7 +53,8 @@ HEADER_SCORE = "x-modelmix-route-score"
 HEADER_THRESHOLD = "x-modelmix-router-threshold"
 HEADER_REQUEST_ID = "x-request-id"
 #: The request's cost at catalog prices, USD (non-streaming answers; a stream's cost is
-#: known only at its end: see its usage chunk and the usage record).
+#: known only at its end, after the headers: it is in the usage record, and the library's
+#: stream objects have ``cost_usd`` once iterated).
 HEADER_COST = "x-modelmix-cost-usd"
 
 
