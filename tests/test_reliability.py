@@ -462,3 +462,13 @@ def test_half_open_lets_one_probe_through_under_concurrency(
     assert served == ["b"] * 3, "only the probe may reach a half-open deployment"
     assert a.count == THRESHOLD + 1
     assert len(gw.sink.wait_for(5)) == 5
+
+
+def test_upstream_retry_after_reaches_the_client(gateway: GatewayFactory,
+                                                 upstreams: dict[str, FaultyUpstream]) -> None:
+    """An upstream 503 with Retry-After (maintenance): the client's 502 carries it, so it
+    does not hammer the gateway (found by attack: it was dropped)."""
+    upstreams["a"].default = Fault.error(503, retry_after="7")
+    with gateway(num_retries=0) as gw:
+        resp = gw.post("solo")
+    assert resp.status_code == 502 and resp.headers["retry-after"] == "7"

@@ -327,7 +327,13 @@ class ProviderTimeout(ProviderError):
 
 
 class UpstreamUnavailable(ProviderError):
-    """The upstream failed transiently: 5xx, connection refused or reset, broken stream."""
+    """The upstream failed transiently: 5xx, connection refused or reset, broken stream.
+    ``retry_after`` is the upstream's Retry-After in seconds, when it sent one (a 503
+    during maintenance); the gateway passes it on with its 502."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
     @property
     def retryable(self) -> bool:

@@ -20,7 +20,13 @@ from typing import TypeVar
 
 from modelmix.catalog import Deployment, ReliabilitySettings
 from modelmix.engine._breaker import CircuitBreaker
-from modelmix.errors import NoDeploymentAvailable, ProviderError, ProviderTimeout, RateLimited
+from modelmix.errors import (
+    NoDeploymentAvailable,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
 from modelmix.routing import Exclusion, ExclusionKind, RouteDecision
@@ -100,9 +106,11 @@ class Executor:
         return found
 
     def backoff_s(self, retry: int, error: ProviderError) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            return min(error.retry_after, self.settings.backoff_max_s * 4)
+        """Seconds to wait before retry number ``retry`` (1-based): the upstream's
+        Retry-After when it sent one (429, or a 503 during maintenance), else full jitter."""
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, (RateLimited, UpstreamUnavailable)) and retry_after is not None:
+            return float(min(retry_after, self.settings.backoff_max_s * 4))
         cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2.0 ** (retry - 1))
         return float(self._rng() * cap)
 

@@ -137,4 +137,5 @@ def error_from_status(
         return ContextTooLong(text, deployment=deployment, upstream_status=status)
     if 400 <= status < 500:
         return ProviderBadRequest(text, deployment=deployment, upstream_status=status)
-    return UpstreamUnavailable(text, deployment=deployment, upstream_status=status)
+    return UpstreamUnavailable(text, deployment=deployment, upstream_status=status,
+                               retry_after=retry_after)
