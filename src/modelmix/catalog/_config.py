@@ -100,6 +100,13 @@ class Config(BaseModel):
         """Where this catalog came from (its file, or ``<config>``), for error messages."""
         return self._source
 
+    def updated(self, source: str | None = None, **fields: Any) -> Config:
+        """A copy with ``fields`` replaced (not re-validated: pass valid values), said to
+        come from ``source`` when given (e.g. ``"cat.yaml (--policy)"``)."""
+        copy = self.model_copy(update=fields)
+        copy._source = source if source is not None else self._source
+        return copy
+
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         names = [d.name for d in self.deployments]

@@ -120,9 +120,7 @@ def _with_policy(cfg: Config, ref: str) -> Config:
         raise typer.BadParameter("must not be empty (a ready policy, a file, or none)",
                                  param_hint="--policy")
     chosen = None if ref.lower() in ("none", "off") else ref
-    updated = cfg.model_copy(update={"policy": chosen})
-    updated._source = f"{cfg.source} (--policy)"
-    return updated
+    return cfg.updated(source=f"{cfg.source} (--policy)", policy=chosen)
 
 
 @app.command()
