@@ -197,3 +197,24 @@ def test_serve_reports_a_busy_port_in_one_line(runner: CliRunner,
         port = taken.getsockname()[1]
         output = _clean_error(runner.invoke(app, ["serve", "--port", str(port)]))
     assert output.startswith("error: cannot listen on 127.0.0.1:") and "--port" in output
+
+
+def test_chat_applies_the_policy_the_gateway_would(runner: CliRunner, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by attack: after the library stopped reading $MODELMIX_POLICY, `modelmix chat`
+    sent a PHI prompt to a cloud deployment that `serve` would have refused."""
+    path = tmp_path / "cloud.yaml"
+    path.write_text("deployments:\n  - name: cl\n    provider: openai-compatible\n"
+                    "    base_url: http://127.0.0.1:9/v1\n    model: m\n    hosting: cloud\n"
+                    "    tier: proprietary\n")
+    monkeypatch.setenv("MODELMIX_POLICY", "healthcare")
+    result = runner.invoke(app, ["chat", "-c", str(path), "-m", "cl",
+                                 "Patient SSN 123-45-6789 has diabetes"])
+    output = _clean_error(result, code=1)
+    assert "policy" in output and "healthcare" in output and "123-45-6789" not in output
+
+
+def test_chat_with_a_bad_policy_is_an_input_error(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(DEPLOYMENT + "policy: no-such-policy\n")
+    assert "no-such-policy" in _clean_error(runner.invoke(app, ["chat", "-c", str(path), "hi"]))

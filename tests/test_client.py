@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,79 @@ def test_version_flag() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"modelmix {__version__}"
+
+
+def test_client_takes_a_guard_and_fails_cleanly_on_a_bad_config() -> None:
+    import threading
+
+    from modelmix import ConfigError, PolicyDenied
+    from modelmix.guard import Guard, load_detector, load_policy
+
+    cloud = config_from_dict({"deployments": [
+        {"name": "c", "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
+         "model": "m", "hosting": "cloud", "tier": "proprietary"}]})
+    guard = Guard(load_policy("healthcare"), load_detector())
+    fake = FakeProvider(cloud.deployment("c"))
+    with Client(cloud, providers={"c": fake}, guard=guard) as client:
+        with pytest.raises(PolicyDenied):
+            client.chat(model="c", messages=[{"role": "user",
+                                              "content": "Patient SSN 123-45-6789 has diabetes"}])
+    assert fake.calls == []
+    before = threading.active_count()
+    bad = config_from_dict({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+                            "router": "smartest"})
+    for _ in range(3):
+        with pytest.raises(ConfigError):
+            Client(bad)
+    assert threading.active_count() == before  # no event-loop thread left behind
+
+
+class ClosingProvider(FakeProvider):
+    """A FakeProvider whose stream says when it was closed."""
+
+    closed = 0
+
+    async def stream(self, request: Any) -> Any:
+        try:
+            async for chunk in super().stream(request):
+                yield chunk
+        finally:
+            ClosingProvider.closed += 1
+
+
+async def test_closing_a_stream_closes_the_upstream_at_once() -> None:
+    from modelmix.engine import CallContext, ChatService
+    from modelmix.protocol import ChatRequest
+    from modelmix.testing import ListSink
+
+    sink = ListSink()
+    fake = ClosingProvider(CFG.deployment("a"), reply="one two three four")
+    service = ChatService(CFG, providers={"a": fake}, usage=sink)
+    body = ChatRequest.model_validate({"model": "a", "messages": MSG, "stream": True})
+    ClosingProvider.closed = 0
+    never = await service.stream(body, CallContext())
+    await never.aclose()  # never iterated
+    assert ClosingProvider.closed == 1
+    started = await service.stream(body, CallContext())
+    await anext(aiter(started.chunks))
+    await started.aclose()  # after one chunk
+    assert ClosingProvider.closed == 2
+    assert [(r.status_code, r.deployment) for r in sink.records] == [(499, "a"), (499, "a")]
+
+
+def test_sync_stream_closed_before_iterating_is_recorded_and_tried_is_known() -> None:
+    from modelmix.testing import ListSink
+
+    cfg = config_from_dict({"deployments": [
+        {"name": "a", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+        {"name": "b", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "model": "n"}],
+        "groups": {"pair": ["a", "b"]}, "reliability": {"num_retries": 0}})
+    sink = ListSink()
+    broken = FakeProvider(cfg.deployment("a"), fail_times=5,
+                          error=UpstreamUnavailable("down", deployment="a"))
+    with Client(cfg, providers={"a": broken, "b": FakeProvider(cfg.deployment("b"))},
+                usage=sink) as client:
+        stream = client.chat(model="pair", messages=MSG, stream=True)
+        assert stream.route.deployment == "b" and stream.route.tried == ("a",)
+        stream.close()
+    assert [r.status_code for r in sink.records] == [499]

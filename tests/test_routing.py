@@ -134,3 +134,18 @@ def test_tier_groups() -> None:
     router = Router(CFG, health=healthy)
     assert [x.name for x in router.route("proprietary", needs()).candidates] == ["gpt", "claude"]
     assert [x.name for x in router.route("open", needs()).candidates] == ["local", "vllm"]
+
+
+def test_a_policy_exclusion_makes_the_refusal_a_403() -> None:
+    """Found by attack: an image under a policy that keeps it off the only vision model
+    answered 400 (no image input elsewhere) instead of 403: the policy rule runs after the
+    capability rules, so the deployment it excluded could have served."""
+    from modelmix.errors import PolicyDenied
+
+    def policy(dep: Deployment, ctx: object) -> Exclusion | None:
+        return Exclusion(ExclusionKind.POLICY, "not allowed by policy x") if dep.name in (
+            "gpt", "claude") else None
+
+    image = RequestNeeds(image_input=True, prompt_tokens_estimate=10)
+    with pytest.raises(PolicyDenied):
+        Router(CFG, health=healthy).route("auto", image, extra_rules=[policy])

@@ -26,17 +26,27 @@ import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterator, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modelmix.catalog import Config, load_config
-from modelmix.engine import CallContext, ChatService, Completion, StreamCompletion
+from modelmix.engine import (
+    POLICY_FROM_CONFIG,
+    CallContext,
+    ChatService,
+    Completion,
+    FromConfig,
+    StreamCompletion,
+)
 from modelmix.errors import invalid_request
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
 from modelmix.routing import RouteDecision, parse_hints
 from modelmix.store import UsageSink
+
+if TYPE_CHECKING:
+    from modelmix.guard import Guard
 
 __all__ = ["AsyncChatStream", "AsyncClient", "ChatResult", "ChatStream", "Client", "Route"]
 
@@ -73,10 +83,10 @@ class Route(BaseModel):
         deployment: the deployment that served it.
         reason: the router's reason (as in the gateway's ``x-modelmix-route-reason``).
         score: the strategy's score (the learned router: P(strong model needed), [0, 1]).
-        fallbacks: the decision's fallbacks after ``deployment``, in order.
+        fallbacks: the decision's fallbacks after its first choice, in order.
         tried: deployments called before the one that served, which failed.
-        attempts: upstream calls made, retries included (0 for a stream's route, which is
-            known before the stream ends).
+        attempts: upstream calls made, retries included (for a stream, those made before
+            its first chunk).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -129,7 +139,7 @@ class AsyncChatStream:
 
     def __init__(self, started: StreamCompletion):
         self._started = started
-        self.route = _route(started.decision, started.deployment.name)
+        self.route = _route(started.decision, started.deployment.name, started.attempts)
 
     @property
     def cost_usd(self) -> float | None:
@@ -157,6 +167,9 @@ class AsyncClient:
         config: a :class:`Config`, a YAML path, or None for the embedded default.
         providers: adapter overrides by deployment name (e.g. ``FakeProvider`` in tests).
         usage: a usage sink (records are discarded when omitted).
+        guard: the data guard; by default built from the catalog's ``policy`` (none when it
+            names none). ``guard_from_config(config, os.environ)`` honours
+            ``$MODELMIX_POLICY`` as the gateway does; ``None`` turns the guard off.
 
     Raises (from ``chat``): InvalidRequest, NoDeployment, PolicyDenied, ProviderError.
     """
@@ -167,8 +180,11 @@ class AsyncClient:
         *,
         providers: Mapping[str, Provider] | None = None,
         usage: UsageSink | None = None,
+        guard: Guard | Literal[FromConfig.POLICY] | None = POLICY_FROM_CONFIG,
     ):
-        self.service = ChatService(_as_config(config), providers=providers, usage=usage)
+        self.service = ChatService(_as_config(config), providers=providers, usage=usage,
+                                   guard=guard)
+        self._closed = False
 
     @property
     def config(self) -> Config:
@@ -190,6 +206,8 @@ class AsyncClient:
         ``router={...}`` passes routing hints and ``tags=[...]`` data-policy tags (as
         ``extra_body`` does at the gateway); other keyword arguments are OpenAI's.
         """
+        if self._closed:
+            raise RuntimeError("this modelmix AsyncClient is closed")
         ctx = _context(params)
         if stream:
             started = await self.service.stream(_request(model, messages, True, params), ctx)
@@ -205,7 +223,9 @@ class AsyncClient:
             yield chunk
 
     async def aclose(self) -> None:
-        await self.service.aclose()
+        if not self._closed:
+            self._closed = True
+            await self.service.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -220,6 +240,7 @@ class ChatStream(Iterator[ChatChunk]):
 
     def __init__(self, client: Client, stream: AsyncChatStream):
         self.route = stream.route
+        self._client = client
         self._stream = stream
         self._chunks = client._iterate(aiter(stream))
 
@@ -232,7 +253,10 @@ class ChatStream(Iterator[ChatChunk]):
         return next(self._chunks)
 
     def close(self) -> None:
+        """End the stream now (the upstream call too) and record it."""
         self._chunks.close()
+        if self._client._loop.is_running():
+            self._client._run(self._stream.aclose())
 
 
 class Client:
@@ -247,7 +271,13 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="modelmix-client")
         self._thread.start()
-        self._async = self._run(_build(config, kw))
+        try:
+            self._async = self._run(_build(config, kw))
+        except BaseException:  # a bad config: do not leave the loop thread running
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+            raise
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if not self._loop.is_running():

@@ -199,11 +199,17 @@ def chat(
 ) -> None:
     """Send one chat message in-process (no server needed)."""
     from modelmix.client import Client
+    from modelmix.guard import guard_from_config
 
     cfg = _config(config)
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+    try:  # the policy as the gateway applies it: $MODELMIX_POLICY, else the catalog's
+        guard = guard_from_config(cfg, os.environ)
+        client = Client(cfg, guard=guard)
+    except ConfigError as exc:
+        _fail(exc.message)
     try:
-        with Client(cfg) as client:
+        with client:
             if stream:
                 for chunk in client.chat(model=model, messages=messages, stream=True,
                                          max_tokens=max_tokens):

@@ -30,6 +30,7 @@ from modelmix.engine._service import (
     CallContext,
     ChatService,
     Completion,
+    FromConfig,
     ServiceObserver,
     StreamCompletion,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "CircuitBreaker",
     "Completion",
     "Executor",
+    "FromConfig",
     "ServiceObserver",
     "StreamCompletion",
     "StreamStart",

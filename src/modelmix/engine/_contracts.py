@@ -94,6 +94,9 @@ class StreamCompletion:
     chunks: AsyncGenerator[ChatChunk, None]
     _close: Callable[[], Awaitable[None]]
     _cost: Callable[[], float | None] = lambda: None
+    #: upstream calls made before the first chunk (failed ones first, then the one
+    #: streaming)
+    attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def cost_usd(self) -> float | None:

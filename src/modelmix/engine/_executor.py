@@ -230,25 +230,37 @@ class Executor:
 
         (first, rest), dep, log = await self._run(decision, call, timeout_s, attempts)
         idle = dep.timeout_s or self.settings.attempt_timeout_s
-        return StreamStart(dep, first, _idle_guard(rest, idle, dep.name), _ms(started), log)
+        return StreamStart(dep, first, _IdleGuard(rest, idle, dep.name), _ms(started), log)
 
 
-async def _idle_guard(it: AsyncIterator[ChatChunk], idle_s: float, name: str
-                      ) -> AsyncIterator[ChatChunk]:
-    """Re-yield ``it``, raising ProviderTimeout if the upstream goes quiet for ``idle_s``."""
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(idle_s):
-                    chunk = await anext(it)
-            except StopAsyncIteration:
-                return
-            except TimeoutError as exc:
-                raise ProviderTimeout(f"{name}: stream idle for {idle_s:.0f}s",
-                                      deployment=name) from exc
-            yield chunk
-    finally:
-        await _close(it)
+class _IdleGuard:
+    """Re-yield ``it``, raising ProviderTimeout if the upstream goes quiet for ``idle_s``.
+
+    A class rather than an async generator so that :meth:`aclose` closes the upstream
+    even when no chunk was ever asked of it (an async generator that never started runs
+    no ``finally`` on ``aclose``): a client that leaves after the first chunk must end
+    the upstream call at once, not when the garbage collector finds it.
+    """
+
+    def __init__(self, it: AsyncIterator[ChatChunk], idle_s: float, name: str):
+        self._it = it
+        self._idle_s = idle_s
+        self._name = name
+
+    def __aiter__(self) -> _IdleGuard:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        try:
+            async with asyncio.timeout(self._idle_s):
+                return await anext(self._it)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise ProviderTimeout(f"{self._name}: stream idle for {self._idle_s:.0f}s",
+                                  deployment=self._name) from exc
+
+    async def aclose(self) -> None:
+        await _close(self._it)
 
 
 async def _close(it: AsyncIterator[ChatChunk]) -> None:

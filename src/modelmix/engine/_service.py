@@ -43,17 +43,20 @@ __all__ = [
     "CallContext",
     "ChatService",
     "Completion",
+    "FromConfig",
     "ServiceObserver",
     "StreamCompletion",
 ]
 
 
-class _FromConfig(Enum):
+class FromConfig(Enum):
+    """The type of :data:`POLICY_FROM_CONFIG`."""
+
     POLICY = "policy"
 
 
 #: ``ChatService(guard=...)`` default: build the guard from the config's ``policy``.
-POLICY_FROM_CONFIG = _FromConfig.POLICY
+POLICY_FROM_CONFIG = FromConfig.POLICY
 
 
 class _LazyProviders(dict[str, Provider]):
@@ -130,7 +133,7 @@ class ChatService:
         usage: UsageSink | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
-        guard: Guard | _FromConfig | None = _FromConfig.POLICY,
+        guard: Guard | FromConfig | None = FromConfig.POLICY,
     ):
         self.config = config
         built = _LazyProviders(config)
@@ -141,7 +144,7 @@ class ChatService:
         self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
-        if isinstance(guard, _FromConfig):
+        if isinstance(guard, FromConfig):
             from modelmix.guard import guard_from_config
 
             guard = guard_from_config(config)
@@ -234,11 +237,13 @@ class ChatService:
         async def close() -> None:
             await chunks.aclose()
             if not state.started:  # the client left before the first chunk was sent
+                await _aclose(start.rest)  # the relay never ran: end the upstream call here
+                rec.deployment = start.deployment.name
                 self._fail(rec, ClientDisconnected("client disconnected before the stream"),
                            ctx, reservation, attempts=start.attempts)
 
         return StreamCompletion(decision, start.deployment, chunks, close,
-                                lambda: state.cost_usd)
+                                lambda: state.cost_usd, attempts=list(start.attempts))
 
     async def _relay(
         self,
@@ -274,6 +279,8 @@ class ChatService:
                        attempts=attempts)
             raise
         finally:
+            if not finished:  # end the upstream call now, not when the GC finds it
+                await _aclose(rest)
             if finished:
                 rec.response = state.text()
                 state.cost_usd = self._finish(rec, dep, usage, attempts, ctx, reservation)
@@ -405,3 +412,10 @@ def _as_sent(request: ChatRequest, ctx: CallContext) -> ChatRequest:
     if screening is None or screening.outgoing is request:
         return request
     return max((request, screening.outgoing), key=lambda r: r.prompt_token_bound())
+
+
+async def _aclose(stream: AsyncIterator[ChatChunk]) -> None:
+    """Close an upstream stream (an async generator) if it can be closed."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

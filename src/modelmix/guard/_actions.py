@@ -136,6 +136,8 @@ class Screening:
             rec.response = self.scrub(rec.response)
         if rec.error:
             rec.error = self.scrub(rec.error)
+        if rec.requested_model:
+            rec.requested_model = self.scrub(rec.requested_model)
 
     def request_for(self, dep: Deployment) -> tuple[ChatRequest, bool]:
         """What ``dep`` may receive, and whether it carries placeholders.

@@ -186,7 +186,10 @@ class Router:
                 f"no deployment for '{model}' can serve requests in this configuration "
                 f"({detail})", code="model_not_available")
         kinds = {e.kind for e in excluded.values()}
-        if kinds & _REFUSED_BY_POLICY and kinds <= _REFUSED_BY_POLICY | {_K.UNAVAILABLE}:
+        # The data policy's rule runs after the capability rules, so a deployment it
+        # excluded could have taken the request: the policy is why nothing is left.
+        if _K.POLICY in kinds or (kinds & _REFUSED_BY_POLICY
+                                  and kinds <= _REFUSED_BY_POLICY | {_K.UNAVAILABLE}):
             return PolicyDenied(f"policy forbids every deployment for '{model}' ({detail})")
         if kinds & _REQUEST_CANNOT_FIT:
             code = "context_length_exceeded" if _K.CONTEXT in kinds else "unsupported_request"
