@@ -149,3 +149,11 @@ def test_a_policy_exclusion_makes_the_refusal_a_403() -> None:
     image = RequestNeeds(image_input=True, prompt_tokens_estimate=10)
     with pytest.raises(PolicyDenied):
         Router(CFG, health=healthy).route("auto", image, extra_rules=[policy])
+
+
+def test_an_empty_built_in_group_says_so() -> None:
+    only_open = config_from_dict({"deployments": [
+        {"name": "v", "provider": "vllm", "base_url": "http://v/v1", "model": "m"}]})
+    with pytest.raises(NoDeployment, match="'proprietary' has no deployments") as info:
+        Router(only_open, health=healthy).route("proprietary", needs())
+    assert info.value.status_code == 404 and info.value.code == "model_not_available"

@@ -148,6 +148,10 @@ class Router:
         ``hints.target`` or when ``hints.max_cost_per_1k`` leaves no candidate).
         """
         members, strategy = self.candidates(model)
+        if not members:  # a built-in group (open, proprietary) this catalog has none of
+            raise NoDeployment(f"'{model}' has no deployments in this catalog; available: "
+                               f"{', '.join(self.config.model_names())}",
+                               code="model_not_available")
         is_group = model not in self._deployment_names
         allowed_models = self._with_group_members(allowed_models)
         ctx = PolicyContext(needs=needs, requested=model, allowed_models=allowed_models,
