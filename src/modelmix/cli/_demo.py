@@ -95,11 +95,20 @@ class _Gateway:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
+    def _last_error(self) -> str:
+        """The gateway's own one-line ``error: ...`` (a bad catalog or policy), if any."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        errors = [line for line in lines if line.startswith("error:")]
+        return errors[-1][len("error:"):].strip() if errors else "see its log"
+
     def wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited; see {self.log_path}")
+                raise RuntimeError(f"gateway exited: {self._last_error()} (log: {self.log_path})")
             try:
                 if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
                     return
