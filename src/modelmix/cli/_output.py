@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from modelmix.catalog import Config, config_from_env
 from modelmix.errors import ConfigError
 
-__all__ = ["check_out_dir", "console", "err_console", "fail"]
+__all__ = ["ConfigOpt", "check_out_dir", "config_or_fail", "console", "err_console", "fail"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
 console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 160)
@@ -52,3 +53,20 @@ def check_out_dir(path: Path, option: str = "--out") -> None:
                           f"{exc.strerror or exc}") from exc
     if not os.access(path, os.W_OK):
         raise ConfigError(f"{option} {path}: directory is not writable")
+
+
+#: The ``--config`` option every command takes.
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML catalog (default: $MODELMIX_CONFIG or the "
+                 "embedded default).", exists=False),
+]
+
+
+def config_or_fail(path: Path | None) -> Config:
+    """The catalog at ``path``, else ``$MODELMIX_CONFIG``, else the embedded default; a
+    bad one is a one-line error and exit status 2."""
+    try:
+        return config_from_env(path)
+    except ConfigError as exc:
+        fail(exc.message)

@@ -29,14 +29,15 @@ import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
 from modelmix.guard._base import DataClass, Detector, Entity
 from modelmix.guard._context import join_straddling, key_context
-from modelmix.guard._policy import LOCAL_HOSTING, POLICY_ENV, Action, Policy, Scope, Verdict
+from modelmix.guard._media import has_media, unread_media_verdict
+from modelmix.guard._policy import POLICY_ENV, Action, Policy, Verdict
 from modelmix.guard._policy_files import load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
 from modelmix.guard._texts import TextMap, request_texts, rewrite
@@ -50,9 +51,6 @@ __all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config"]
 #: Requests with at most this many characters of text are scanned on the event loop.
 _INLINE_CHARS = 2_000
 
-#: Rule name of the fail-closed treatment of media the guard cannot read.
-MEDIA_RULE = "media-unread"
-_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 
 
 @dataclass(slots=True)
@@ -295,8 +293,8 @@ class Guard:
         counts = Counter(e.type for ents in per_text for e in ents)
         data_class = self.policy.classify(detected, counts, key_id)
         verdict = self.policy.evaluate(data_class, counts, key_id=key_id, tags=tags)
-        if _has_media(request):
-            verdict = self._unread_media(verdict, counts, key_id, tags)
+        if has_media(request):
+            verdict = unread_media_verdict(self.policy, verdict, counts, key_id, tags)
             data_class = verdict.data_class
         pseudo = Pseudonymizer(avoid="\n".join(texts))
         for text, ents in zip(texts, per_text, strict=True):
@@ -314,34 +312,6 @@ class Guard:
                             rules=list(verdict.rules), entities=dict(sorted(counts.items())),
                             pseudonymised=replaced, tags=list(tags))
         return Screening(verdict, audit, request, redacted, outgoing, pseudo)
-
-    def _unread_media(self, verdict: Verdict, counts: Mapping[str, int], key_id: str | None,
-                      tags: tuple[str, ...]) -> Verdict:
-        """The verdict for a request carrying images, audio or files, which the guard
-        cannot read yet: they count as the policy's strictest class (the class whose
-        rule acts most strictly, the higher class on a tie), and since media cannot be
-        pseudonymised, a pseudonymising verdict keeps the request on local and
-        self-hosted deployments. Fail closed: unread media never reaches a deployment
-        that the strictest class would refuse. The rule is named ``media-unread``."""
-        if verdict.action is Action.BLOCK:
-            return verdict
-        strictest = max(
-            (self.policy.evaluate(c, {}, key_id=key_id, tags=tags) for c in DataClass),
-            key=lambda v: (v.action.rank, v.data_class.rank))
-        data_class = max(verdict.data_class, strictest.data_class, key=lambda c: c.rank)
-        worst = self.policy.evaluate(data_class, counts, key_id=key_id, tags=tags)
-        action = max(worst.action, strictest.action, key=lambda a: a.rank)
-        scopes = [(MEDIA_RULE, scope) for _, scope in strictest.scopes]
-        if action is Action.PSEUDONYMISE:  # media cannot be pseudonymised: keep it local
-            action = Action.ROUTE_LOCAL
-            scopes.append((MEDIA_RULE, Scope(hosting=LOCAL_HOSTING)))
-        if data_class is verdict.data_class and action is verdict.action:
-            return replace(verdict, scopes=(*verdict.scopes, *scopes))
-        return replace(worst, action=action, rule=MEDIA_RULE,
-                       rules=(MEDIA_RULE, *worst.rules), scopes=(*scopes, *worst.scopes),
-                       reason=(f"the guard cannot read images, audio or files yet, so they "
-                               f"count as {data_class.value} data"
-                               if action is Action.BLOCK else None))
 
     def _failed(self, request: ChatRequest, tags: tuple[str, ...], error: str) -> Screening:
         verdict = Verdict(self.policy.name, DataClass.REGULATED, Action.BLOCK,
@@ -364,15 +334,6 @@ class Guard:
         entry = self._open.pop(id(rec), None)
         if entry is not None and entry[0] is rec:
             entry[1].scrub_record(rec)
-
-
-def _has_media(request: ChatRequest) -> bool:
-    """Whether any message carries an image, audio or file part."""
-    return any(
-        part.type in _MEDIA_PARTS
-        for msg in request.messages if isinstance(msg.content, list)
-        for part in msg.content
-    )
 
 
 def _span_replacer(pseudo: Pseudonymizer, per_text: list[list[Entity]],

@@ -1,0 +1,101 @@
+"""``modelmix keys``: create, list and revoke virtual keys in the store database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from modelmix.catalog import Config
+from modelmix.cli._output import ConfigOpt, console, err_console
+from modelmix.cli._output import config_or_fail as _config
+from modelmix.cli._output import fail as _fail
+from modelmix.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelmix.server.keys import KeyStore
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(help="Manage virtual keys (stored hashed in the store database: "
+                            "$MODELMIX_DB_URL or store.url).", no_args_is_help=True)
+
+
+@contextmanager
+def _keystore(cfg: Config) -> Iterator[KeyStore]:
+    """The key store of ``cfg``, closed afterwards; store errors become clean errors."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from modelmix.server.keys import KeyStore
+
+    try:
+        store = KeyStore.from_config(cfg)
+    except ConfigError as exc:
+        _fail(exc.message)
+    try:
+        yield store
+    except SQLAlchemyError as exc:
+        _fail(str(exc), code=1, label="database error")
+    finally:
+        store.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    config: ConfigOpt = None,
+    alias: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated deployments / groups the key may use (default: all).")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Budget in USD.")] = None,
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+) -> None:
+    """Create a virtual key and print it (once: only its hash is stored)."""
+    from modelmix.server._limits import check_limits
+
+    cfg = _config(config)
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    unknown = sorted(set(allowed or ()) - set(cfg.model_names()))
+    if unknown:
+        _fail(f"unknown models {unknown}")
+    try:
+        check_limits(budget, rpm, tpm)
+    except ValueError as exc:
+        _fail(str(exc))
+    with _keystore(cfg) as store:
+        key, record = store.create(alias=alias, models=allowed, budget_usd=budget, rpm=rpm,
+                                   tpm=tpm)
+    print(key)
+    err_console.print(f"key id {record.id}: store the key now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None) -> None:
+    """List virtual keys (never the keys themselves)."""
+    with _keystore(_config(config)) as store:
+        keys = store.list_keys()
+    table = Table("id", "alias", "key", "models", "budget USD", "spent USD", "rpm", "tpm",
+                  "status")
+    for k in keys:
+        table.add_row(k.id, k.alias or "", k.key_prefix + "...",
+                      ",".join(sorted(k.allowed_models)) if k.allowed_models else "all",
+                      "-" if k.budget_usd is None else f"{k.budget_usd:g}",
+                      f"{k.spent_usd:.6f}", str(k.rpm or "-"), str(k.tpm or "-"),
+                      "revoked" if k.revoked else "active")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see: modelmix keys list).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a virtual key (running gateways notice within seconds)."""
+    with _keystore(_config(config)) as store:
+        record = store.revoke(key_id)
+    if record is None:
+        _fail(f"no virtual key with id {key_id!r}", code=1)
+    console.print(f"revoked {record.id}")
