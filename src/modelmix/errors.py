@@ -21,6 +21,8 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     ├── PolicyDenied (403)       policy forbids every candidate
     ├── NoDeployment (404)       unknown model, or none configured to serve it here
     │   └── NoDeploymentAvailable (503)  none can take calls now; ``retry_after`` (s)
+    ├── StepFailed (502)         a step of a system of models failed (tool, template)
+    │   └── StepTimeout (504)        a tool step ran past its timeout_s
     └── ProviderError (502)      an upstream call failed
         ├── RateLimited (429)        retryable; may carry ``retry_after`` (s)
         ├── ProviderTimeout (504)    retryable
@@ -60,6 +62,8 @@ __all__ = [
     "ProviderTimeout",
     "RateLimited",
     "RequestTimeout",
+    "StepFailed",
+    "StepTimeout",
     "UpstreamUnavailable",
     "has_module",
     "invalid_request",
@@ -264,6 +268,23 @@ class NoDeploymentAvailable(NoDeployment):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StepFailed(ModelmixError):
+    """A non-model step of a system of models failed: a tool raised, or a template or
+    condition could not be evaluated on this request's values (docs/systems.md). The
+    message names the system and the step; a failing *model* step raises its own error
+    (ProviderError, PolicyDenied...) with the same prefix instead."""
+
+    status_code = 502
+    default_code = "system_step_failed"
+
+
+class StepTimeout(StepFailed):
+    """A tool step ran past its ``timeout_s``."""
+
+    status_code = 504
+    default_code = "system_step_timeout"
 
 
 class ProviderError(ModelmixError):

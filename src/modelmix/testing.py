@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from modelmix.catalog import Deployment
 from modelmix.errors import ProviderError
@@ -37,6 +37,9 @@ __all__ = ["FakeProvider", "ListSink"]
 class FakeProvider(Provider):
     """Answers ``reply`` (split on spaces when streaming) after failing ``fail_times``.
 
+    ``reply`` may be a function of the request (what the last user message asks), for
+    tests of systems whose steps send different prompts to one deployment.
+
     Attributes:
         calls: requests received, in order.
     """
@@ -45,7 +48,7 @@ class FakeProvider(Provider):
         self,
         deployment: Deployment,
         *,
-        reply: str = "ok",
+        reply: str | Callable[[ChatRequest], str] = "ok",
         fail_times: int = 0,
         error: ProviderError | None = None,
         delay_s: float = 0.0,
@@ -67,24 +70,29 @@ class FakeProvider(Provider):
             self.fail_times -= 1
             raise self.error
 
-    def _usage(self) -> Usage:
-        completion = len(self.reply.split())
+    def _text(self, request: ChatRequest) -> str:
+        return self.reply(request) if callable(self.reply) else self.reply
+
+    def _usage(self, text: str) -> Usage:
+        completion = len(text.split())
         return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=completion,
                      total_tokens=self.prompt_tokens + completion)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         await self._maybe_fail(request)
+        text = self._text(request)
         return ChatResponse(
             id=new_completion_id(), created=now(), model=self.deployment.model,
-            choices=[ChatChoice(message=ResponseMessage(content=self.reply),
+            choices=[ChatChoice(message=ResponseMessage(content=text),
                                 finish_reason="stop")],
-            usage=self._usage(),
+            usage=self._usage(text),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         await self._maybe_fail(request)
         cid, created, model = new_completion_id(), now(), self.deployment.model
-        words = self.reply.split(" ")
+        reply = self._text(request)
+        words = reply.split(" ")
         for i, word in enumerate(words):
             text = word if i == 0 else " " + word
             yield ChatChunk(id=cid, created=created, model=model,
@@ -92,7 +100,7 @@ class FakeProvider(Provider):
         yield ChatChunk(id=cid, created=created, model=model,
                         choices=[ChunkChoice(delta=Delta(), finish_reason="stop")])
         yield ChatChunk(id=cid, created=created, model=model, choices=[],
-                        usage=self._usage())
+                        usage=self._usage(reply))
 
 
 class ListSink:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,8 @@ from modelmix.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "Availability", "Config", "config_from_dict", "config_from_env",
            "load_config"]
+
+_SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 #: Friendlier wording for pydantic's type errors, by error type: YAML speaks of lists
 #: and mappings, not tuples and dictionaries.
@@ -93,6 +96,12 @@ class Config(BaseModel):
     #: lower-case and unfamiliar names, ~35 ms per 1,000 characters; needs the ``guard``
     #: extra). benchmarks/guard/RESULTS.md compares them.
     guard_ner: Literal["none", "presidio"] = "none"
+    #: Systems of models by name (docs/systems.md), called as ``model: "system/<name>"``;
+    #: shapes only here: the engine builds and checks them (modelmix.systems).
+    systems: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: YAML files or directories of them holding more ``systems:``, relative to this
+    #: catalog's file; ``builtin`` names the blueprints shipped with modelmix.
+    include_systems: tuple[str, ...] = ()
     _source: str = PrivateAttr(default="<config>")
 
     @property
@@ -122,6 +131,9 @@ class Config(BaseModel):
                 missing = [m for m in members if m not in known]
                 if missing:
                     raise ValueError(f"{where}.{key} names unknown deployments {missing}")
+        bad = sorted(n for n in self.systems if not _SYSTEM_NAME.match(n))
+        if bad:
+            raise ValueError(f"system names are letters, digits and ._- (not {bad})")
         for key, members in self.groups.items():
             if key in known:
                 raise ValueError(f"group {key!r} has the same name as a deployment")

@@ -81,6 +81,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "open": ["smollm2-local", "nim-llama-3.3-70b"],
         "proprietary": ["gpt-4.1", "claude-sonnet-4-5", "gemini-2.5-flash"],
     },
+    # The blueprints (docs/systems.md): healthcare-triage, finance-analyst,
+    # manufacturing-maintenance, called as model "system/<name>".
+    "include_systems": ["builtin"],
 }
 
 

@@ -17,9 +17,10 @@ from modelmix.routing import RouteDecision, RoutingHints
 from modelmix.store import UsageRecord
 
 if TYPE_CHECKING:
-    from modelmix.guard import Screening
+    from modelmix.guard import Guard, Screening
 
-__all__ = ["Admission", "CallContext", "Completion", "ServiceObserver", "StreamCompletion"]
+__all__ = ["Admission", "CallContext", "Completion", "ServiceObserver", "StreamCompletion",
+           "SystemInfo"]
 
 
 class Admission(Protocol):
@@ -65,13 +66,32 @@ class CallContext:
     hints: RoutingHints | None = None
     #: The data guard's screening of this request (set by the service when a policy is on).
     screening: Screening | None = None
+    #: Screen with this guard instead of the service's (a system's stacked policies).
+    guard: Guard | None = None
+    #: For a model call made by a step of a system of models: the system request's id,
+    #: the system and the step (copied to the usage row).
+    parent_id: str | None = None
+    system: str | None = None
+    step: str | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """What a system of models did for a request (the ``x-modelmix-system`` and
+    ``x-modelmix-steps`` headers): its name and ``step:deployment`` entries in
+    execution order (``step:-`` for a step that called no model)."""
+
+    name: str
+    steps: str
+
+
 @dataclass(slots=True)
 class Completion:
-    """A finished non-streaming call with what routed and served it."""
+    """A finished non-streaming call with what routed and served it. For a system of
+    models: ``decision`` and ``deployment`` are those of the call that produced the
+    answer, ``cost_usd`` counts every step's calls, and ``system`` is set."""
 
     response: ChatResponse
     decision: RouteDecision
@@ -79,6 +99,7 @@ class Completion:
     attempts: list[Attempt]
     cost_usd: float
     latency_ms: float
+    system: SystemInfo | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +118,8 @@ class StreamCompletion:
     #: upstream calls made before the first chunk (failed ones first, then the one
     #: streaming)
     attempts: list[Attempt] = field(default_factory=list)
+    #: set for a system of models (its steps so far: the streamed step is the last)
+    system: SystemInfo | None = None
 
     @property
     def cost_usd(self) -> float | None:

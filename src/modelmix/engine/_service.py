@@ -20,6 +20,7 @@ from modelmix.engine._contracts import (
     StreamCompletion,
 )
 from modelmix.engine._executor import Attempt, Executor
+from modelmix.engine._systems import SystemExecution, is_system, stack_guard
 from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
 from modelmix.protocol import ChatChunk, ChatRequest, Usage
 from modelmix.providers import Provider, availability, create_provider
@@ -32,6 +33,7 @@ from modelmix.routing import (
     prompt_text,
 )
 from modelmix.store import NullSink, UsageRecord, UsageSink
+from modelmix.systems import load_systems
 
 if TYPE_CHECKING:
     from modelmix.guard import Guard
@@ -152,6 +154,8 @@ class ChatService:
         if guard is not None:  # first, so it scrubs records before others see them
             self.observers.append(guard)
         self._availability: dict[str, Exclusion | None] = {}
+        self.systems = SystemExecution(
+            self, load_systems(config, guard=guard, make_guard=stack_guard))
 
     def _health(self, dep: Deployment) -> Exclusion | None:
         if dep.name not in self._availability:
@@ -191,6 +195,8 @@ class ChatService:
     async def complete(self, request: ChatRequest, ctx: CallContext | None = None) -> Completion:
         """Route and run a non-streaming request. Raises ModelmixError subclasses."""
         ctx = ctx or CallContext()
+        if is_system(request.model):
+            return await self.systems.complete(request, ctx)
         rec = self._record(request, ctx)
         reservation = None
         log: list[Attempt] = []
@@ -215,6 +221,8 @@ class ChatService:
                      ) -> StreamCompletion:
         """Route and start a stream; errors before the first chunk raise here."""
         ctx = ctx or CallContext()
+        if is_system(request.model):
+            return await self.systems.stream(request, ctx)
         rec = self._record(request, ctx)
         rec.stream = True
         reservation = None
@@ -305,9 +313,10 @@ class ChatService:
         """Apply the data policy, when one is set: audit what was found (in ``rec``),
         refuse a blocked request (PolicyDenied) and keep the screening in ``ctx`` for
         routing and the calls (docs/guard.md)."""
-        if self.guard is None:
+        guard = ctx.guard or self.guard
+        if guard is None:
             return
-        ctx.screening = await self.guard.screen(request, rec, key_id=ctx.key_id, tags=ctx.tags)
+        ctx.screening = await guard.screen(request, rec, key_id=ctx.key_id, tags=ctx.tags)
         ctx.screening.enforce()
 
     def _guarded(self, ctx: CallContext) -> Mapping[str, Provider] | None:
@@ -322,6 +331,9 @@ class ChatService:
             key_id=ctx.key_id,
             prompt=(prompt_text(request, KEPT_TEXT_CHARS) if self.config.store.keep_prompts
                     else None),
+            parent_id=ctx.parent_id,
+            system=ctx.system,
+            step=ctx.step,
         )
 
     def _finish(
@@ -342,9 +354,7 @@ class ChatService:
         if ctx.admission is not None and reservation is not None:
             ctx.admission.settle(reservation, rec.cost_usd,
                                  rec.prompt_tokens + rec.completion_tokens)
-        for observer in self.observers:
-            observer.finished(rec, attempts)
-        self.usage.record(rec)
+        self._tell(rec, attempts, ctx)
         return rec.cost_usd
 
     def _fail(
@@ -379,6 +389,13 @@ class ChatService:
                 isinstance(exc, ProviderError) and exc.upstream_status is not None)
             ctx.admission.settle(reservation, rec.cost_usd,
                                  rec.prompt_tokens + rec.completion_tokens, unknown=unknown)
+        self._tell(rec, attempts, ctx)
+
+    def _tell(self, rec: UsageRecord, attempts: list[Attempt], ctx: CallContext) -> None:
+        """Hand a finished record to the observers, then the sink. A system's own guard
+        scrubs its records first (the service's guard is an observer already)."""
+        if ctx.guard is not None and ctx.guard is not self.guard:
+            ctx.guard.finished(rec, attempts)
         for observer in self.observers:
             observer.finished(rec, attempts)
         self.usage.record(rec)

@@ -201,6 +201,25 @@ class LearnedStrategy(Strategy):
         given = Path(self.settings.artifact)
         return given if given.is_dir() else None
 
+    def strong_score(self, prompt: str, target: str | None = None
+                     ) -> tuple[float, float] | None:
+        """(score, threshold) for ``prompt``: the probability in [0, 1] that the strong
+        model is needed, and the calibrated threshold of ``target`` (the configured
+        target when None). None when the router is unavailable or has no weak / strong
+        pair. Used by systems' ``classify`` steps (docs/systems.md).
+
+        Raises InvalidRequest for an uncalibrated ``target``."""
+        predictor = self._ready()
+        if predictor is None or predictor.weak_model is None or predictor.strong_model is None:
+            return None
+        threshold, _ = self._threshold(target)
+        try:
+            score = _unit(predictor.strong_score([prompt])[0])
+        except Exception:  # a broken predictor must not fail the request
+            log.exception("learned router failed scoring for a classify step")
+            return None
+        return score, threshold
+
     # -- deciding ------------------------------------------------------------------------
 
     def order(self, candidates: Sequence[Deployment], request: RoutingInput,

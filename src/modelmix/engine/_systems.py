@@ -1,0 +1,277 @@
+"""Running a system of models (``model: "system/<name>"``) inside the chat service.
+
+The service hands the request to :class:`~modelmix.systems.SystemRunner` with a
+:class:`StepCaller` bound to the request: each model call a step makes is a full
+service call of its own (guard with the system's stacked policies, router, the key's
+budget, executor, usage row linked to the system request by ``parent_id``). The system
+request itself gets one envelope usage row (no deployment, cost 0: the step rows carry
+the costs), written when it ends, success or failure (docs/usage.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
+
+from modelmix.engine._contracts import CallContext, Completion, StreamCompletion, SystemInfo
+from modelmix.errors import ClientDisconnected, ModelmixError, NoDeployment, PermissionDenied
+from modelmix.protocol import (
+    ChatChoice,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    Delta,
+    ResponseMessage,
+    Usage,
+)
+from modelmix.protocol._chat import new_completion_id, now
+from modelmix.routing import LearnedStrategy
+from modelmix.store import UsageRecord
+from modelmix.systems import (
+    SYSTEM_PREFIX,
+    ModelAnswer,
+    ModelStream,
+    StepCall,
+    System,
+    SystemResult,
+    SystemRunner,
+)
+
+if TYPE_CHECKING:
+    from modelmix.engine._service import ChatService
+    from modelmix.guard import Guard, Screening
+
+__all__ = ["StepCaller", "SystemExecution", "is_system", "stack_guard"]
+
+
+def is_system(model: str) -> bool:
+    """Whether ``model`` names a system of models (``system/<name>``)."""
+    return model.startswith(SYSTEM_PREFIX)
+
+
+def stack_guard(policy: str | dict[str, Any], base: Guard | None) -> Guard:
+    """The guard for a system's ``policy`` (a ready name, a file or a mapping), stacked
+    on the service's guard when there is one (both policies apply, the strictest wins).
+
+    Raises:
+        ConfigError: the policy does not load.
+    """
+    from modelmix.guard import Guard, load_detector, load_policy
+
+    loaded = load_policy(policy)
+    return base.stacked(loaded) if base is not None else Guard(loaded, load_detector)
+
+
+class StepCaller:
+    """The :class:`~modelmix.systems.ModelCaller` of one system request."""
+
+    def __init__(self, service: ChatService, ctx: CallContext, system: System):
+        self.service, self.ctx, self.system = service, ctx, system
+
+    def _child(self, call: StepCall) -> CallContext:
+        ctx = self.ctx
+        timeout = ctx.timeout_s
+        if timeout is not None:  # the system's deadline bounds every step's call
+            timeout = max(0.001, timeout - (time.perf_counter() - ctx.started))
+        return CallContext(
+            request_id=uuid.uuid4().hex, key_id=ctx.key_id, allowed_models=None,
+            tags=ctx.tags, timeout_s=timeout, admission=ctx.admission,
+            hints=call.hints or ctx.hints, guard=call.guard, parent_id=ctx.request_id,
+            system=call.system, step=call.step)
+
+    async def call(self, request: ChatRequest, call: StepCall) -> ModelAnswer:
+        done = await self.service.complete(request, self._child(call))
+        return ModelAnswer(done.response, done.decision, done.deployment.name,
+                           done.cost_usd, done.latency_ms)
+
+    async def stream(self, request: ChatRequest, call: StepCall) -> ModelStream:
+        started = await self.service.stream(request, self._child(call))
+        return ModelStream(started.decision, started.deployment.name, started.chunks,
+                           started.aclose, lambda: started.cost_usd)
+
+    async def screen(self, request: ChatRequest, guard: Guard) -> Screening:
+        return await guard.screen(request, key_id=self.ctx.key_id, tags=self.ctx.tags)
+
+    def router_score(self, prompt: str, target: str | None) -> tuple[float, float] | None:
+        strategy = self.service.router.strategy("learned")
+        if not isinstance(strategy, LearnedStrategy):
+            return None
+        return strategy.strong_score(prompt, target)
+
+    def new_record(self, call: StepCall) -> UsageRecord:
+        return UsageRecord(request_id=uuid.uuid4().hex, created_at=time.time(),
+                           requested_model=self.system.model, key_id=self.ctx.key_id,
+                           parent_id=self.ctx.request_id, system=call.system, step=call.step)
+
+    def record(self, rec: UsageRecord) -> None:
+        for observer in self.service.observers:
+            observer.finished(rec, [])
+        self.service.usage.record(rec)
+
+
+class SystemExecution:
+    """The service's systems and how it runs them."""
+
+    def __init__(self, service: ChatService, systems: dict[str, System]):
+        self.service = service
+        self.systems = systems
+        self.runner = SystemRunner()
+
+    def get(self, request: ChatRequest, ctx: CallContext) -> System:
+        """The system ``request.model`` names. Raises NoDeployment (404) or
+        PermissionDenied (403: the key may not use it)."""
+        name = request.model[len(SYSTEM_PREFIX):]
+        system = self.systems.get(name)
+        if system is None:
+            known = ", ".join(f"{SYSTEM_PREFIX}{n}" for n in sorted(self.systems)) or "none"
+            raise NoDeployment(f"no system named {name!r} (systems: {known})",
+                               param="model")
+        if ctx.allowed_models is not None and request.model not in ctx.allowed_models:
+            raise PermissionDenied(f"this key may not use {request.model}", param="model")
+        return system
+
+    async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
+        rec = self._envelope(request, ctx)
+        try:
+            system = self.get(request, ctx)
+            result = await self.runner.run(system, request, StepCaller(self.service, ctx,
+                                                                       system))
+            answer = _answer_of(result)
+        except ModelmixError as exc:
+            self._end(rec, ctx, exc)
+            raise
+        except asyncio.CancelledError:
+            self._end(rec, ctx, ClientDisconnected("client disconnected"))
+            raise
+        rec.route_reason = result.reason()[:2000]
+        self._end(rec, ctx)
+        response = _response(request, result, answer)
+        decision = dataclasses.replace(answer.decision, reason=result.reason())
+        return Completion(response, decision, self.service.config.deployment(
+            answer.deployment), [], result.cost_usd, rec.latency_ms, _info(result))
+
+    async def stream(self, request: ChatRequest, ctx: CallContext) -> StreamCompletion:
+        rec = self._envelope(request, ctx)
+        rec.stream = True
+        try:
+            system = self.get(request, ctx)
+            result = await self.runner.run(system, request, StepCaller(self.service, ctx,
+                                                                       system), stream=True)
+        except ModelmixError as exc:
+            self._end(rec, ctx, exc)
+            raise
+        except asyncio.CancelledError:
+            self._end(rec, ctx, ClientDisconnected("client disconnected"))
+            raise
+        rec.route_reason = result.reason()[:2000]
+        if result.stream is not None:
+            final = result.stream
+            decision, deployment = final.decision, final.deployment
+            chunks = final.chunks
+            cost: Callable[[], float | None] = _stream_cost(result, final)
+        else:
+            answer = _answer_of(result)
+            decision, deployment = answer.decision, answer.deployment
+            chunks = _chunks(request, result)
+            cost = lambda: result.cost_usd  # noqa: E731
+        relay = self._relay(chunks, rec, ctx)
+
+        async def close() -> None:
+            await relay.aclose()
+            if result.stream is not None:
+                await result.stream.close()
+            if rec.latency_ms == 0.0:  # never iterated: the client left first
+                self._end(rec, ctx, ClientDisconnected("client disconnected before the "
+                                                       "stream"))
+
+        decision = dataclasses.replace(decision, reason=result.reason())
+        return StreamCompletion(decision, self.service.config.deployment(deployment), relay,
+                                close, cost, system=_info(result))
+
+    async def _relay(self, chunks: Any, rec: UsageRecord, ctx: CallContext
+                     ) -> AsyncGenerator[ChatChunk, None]:
+        failed: ModelmixError | None = None
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except ModelmixError as exc:
+            failed = exc
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            failed = ClientDisconnected("client disconnected mid-stream")
+            raise
+        finally:
+            if rec.latency_ms == 0.0:
+                self._end(rec, ctx, failed)
+
+    def _envelope(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
+        rec = self.service._record(request, ctx)
+        rec.system = request.model[len(SYSTEM_PREFIX):]
+        return rec
+
+    def _end(self, rec: UsageRecord, ctx: CallContext, exc: ModelmixError | None = None
+             ) -> None:
+        """Write the envelope row: the whole request's status and latency, no cost."""
+        rec.latency_ms = max((time.perf_counter() - ctx.started) * 1000, 1e-6)
+        if exc is not None:
+            rec.status_code = exc.status_code
+            rec.error, rec.error_type = exc.message[:1000], type(exc).__name__
+        for observer in self.service.observers:
+            observer.finished(rec, [])
+        self.service.usage.record(rec)
+
+
+def _answer_of(result: SystemResult) -> ModelAnswer:
+    if result.answer is None:
+        raise NoDeployment(f"system {result.system} answered without calling a model "
+                           "(every path of a system must call one)")
+    return result.answer
+
+
+def _info(result: SystemResult) -> SystemInfo:
+    return SystemInfo(result.system, result.steps_header())
+
+
+def _usage(result: SystemResult) -> Usage:
+    return Usage(prompt_tokens=result.prompt_tokens,
+                 completion_tokens=result.completion_tokens,
+                 total_tokens=result.prompt_tokens + result.completion_tokens)
+
+
+def _response(request: ChatRequest, result: SystemResult, answer: ModelAnswer
+              ) -> ChatResponse:
+    upstream = answer.response.choices[0] if answer.response.choices else None
+    finish = upstream.finish_reason if upstream is not None else "stop"
+    return ChatResponse(
+        id=new_completion_id(), created=now(), model=request.model,
+        choices=[ChatChoice(message=ResponseMessage(content=result.text),
+                            finish_reason=finish or "stop")],
+        usage=_usage(result))
+
+
+async def _chunks(request: ChatRequest, result: SystemResult
+                  ) -> AsyncGenerator[ChatChunk, None]:
+    """A finished system answer as a stream: role and text, finish, then usage."""
+    cid, created = new_completion_id(), now()
+
+    def chunk(delta: Delta, finish: str | None = None) -> ChatChunk:
+        return ChatChunk(id=cid, created=created, model=request.model,
+                         choices=[ChunkChoice(delta=delta, finish_reason=finish)])
+
+    yield chunk(Delta(role="assistant", content=result.text))
+    yield chunk(Delta(), "stop")
+    if request.include_usage:
+        yield ChatChunk(id=cid, created=created, model=request.model, choices=[],
+                        usage=_usage(result))
+
+
+def _stream_cost(result: SystemResult, final: ModelStream) -> Callable[[], float | None]:
+    def cost() -> float | None:
+        last = final.cost()
+        return None if last is None else result.cost_usd + last
+    return cost

@@ -1,0 +1,144 @@
+"""The safe expression and template language of systems: Jinja2's sandbox.
+
+Conditions (``when: guard.class == "regulated"``) are Jinja2 *expressions* and
+templates (``content: "Summarise: {{ extract.text }}"``) are Jinja2 *templates*, both
+compiled once at load time in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`:
+no Python ``eval`` of spec text, no attribute starting with ``_``, no mutation of step
+outputs, ranges capped by Jinja2 (100,000 items) and, here, ``**`` and string / list
+repetition capped too, so a value a caller controls cannot blow up memory. Ansible's
+``when:`` and NeMo Guardrails' prompt templates use the same language, so operators
+already know it.
+
+Names an expression may use: ``input`` (the request: ``input.text`` is the last user
+message, ``input.messages`` every message as ``{role, content}``) and every step's
+outputs by step name (docs/systems.md lists each kind's outputs). A step that did not
+run reads as ``{"ran": false}``, so ``cloud.text`` of a skipped step is undefined (falsy,
+renders as ``""``).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["Condition", "ExpressionError", "Template", "references"]
+
+#: Longest string or list a ``*`` may build, and the largest exponent ``**`` may use.
+_MAX_REPEAT = 100_000
+_MAX_EXPONENT = 1_000
+
+
+class ExpressionError(ValueError):
+    """A condition or template that does not compile (syntax), or that names something
+    other than ``input`` and known steps."""
+
+
+def _bounded_mul(left: Any, right: Any) -> Any:
+    for seq, count in ((left, right), (right, left)):
+        if isinstance(seq, str | list | tuple) and isinstance(count, int) and (
+                len(seq) * count > _MAX_REPEAT):
+            raise SecurityError(f"repetition longer than {_MAX_REPEAT}")
+    return operator.mul(left, right)
+
+
+def _bounded_pow(left: Any, right: Any) -> Any:
+    if isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+        raise SecurityError(f"exponent above {_MAX_EXPONENT}")
+    return operator.pow(left, right)
+
+
+_BINOPS: Mapping[str, Callable[[Any, Any], Any]] = {"*": _bounded_mul, "**": _bounded_pow}
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return _BINOPS[operator](left, right)
+
+
+def _search(value: Any, pattern: str) -> bool:
+    """The ``search`` test: ``answer is search("\\d+ ?mg")``, a case-insensitive regular
+    expression search (Python ``re``) in the value's text."""
+    return re.search(pattern, str(value), re.IGNORECASE) is not None
+
+
+#: One environment for every system: compiled code holds no per-request state.
+_ENV = _Sandbox(autoescape=False, keep_trailing_newline=True)
+_ENV.tests["search"] = _search
+
+
+def references(source: str, *, template: bool = False) -> frozenset[str]:
+    """The top-level names ``source`` reads (``{"guard", "input"}`` for
+    ``guard.class == "regulated" and input.text``).
+
+    Raises:
+        ExpressionError: ``source`` does not parse.
+    """
+    text = source if template else "{{ (" + source + ") }}"
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(text)))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExpressionError(f"{exc.message} in {source!r}") from exc
+
+
+class Condition:
+    """A compiled expression, evaluated over step outputs.
+
+    Example::
+
+        Condition('guard.class in ["regulated", "confidential"]').test(
+            {"guard": {"class": "regulated"}})  # True
+    """
+
+    __slots__ = ("_run", "source")
+
+    def __init__(self, source: str):
+        self.source = source
+        references(source)  # syntax errors name the expression
+        try:
+            self._run = _ENV.compile_expression(source, undefined_to_none=False)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExpressionError(f"{exc.message} in {source!r}") from exc
+
+    def __repr__(self) -> str:
+        return f"Condition({self.source!r})"
+
+    def value(self, names: Mapping[str, Any]) -> Any:
+        """The expression's value (Jinja2's ``Undefined`` for a missing output)."""
+        return self._run(**names)
+
+    def test(self, names: Mapping[str, Any]) -> bool:
+        """The expression's truth (undefined is false)."""
+        return bool(self.value(names))
+
+
+class Template:
+    """A compiled template rendering step outputs into text.
+
+    Example::
+
+        Template("Summarise: {{ extract.text }}").render({"extract": {"text": "..."}})
+    """
+
+    __slots__ = ("_template", "source")
+
+    def __init__(self, source: str):
+        self.source = source
+        try:
+            self._template = _ENV.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ExpressionError(f"{exc.message} in {source!r}") from exc
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
+
+    def render(self, names: Mapping[str, Any]) -> str:
+        return self._template.render(names)

@@ -1,0 +1,233 @@
+"""Steps that call models: ``model`` (one routed call) and ``cascade`` (cheapest tier
+first, verify, escalate only when verification fails)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment, PolicyDenied
+from modelmix.protocol import ChatMessage, ChatRequest
+from modelmix.routing import RoutingHints, parse_hints
+from modelmix.systems._base import (
+    BuildContext,
+    SpecError,
+    Step,
+    StepOptions,
+    StepRun,
+    compile_template,
+    messages_from,
+    template_names,
+)
+from modelmix.systems._contracts import ModelAnswer, ModelStream, StepCall, StepTrace
+from modelmix.systems._verifiers import VerifierSpec, build_verifier
+
+__all__ = ["CascadeStep", "MessageTemplate", "ModelStep"]
+
+
+class MessageTemplate(BaseModel):
+    """One message a step sends: ``content`` is a template over step outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class _CallOptions(StepOptions):
+    #: the step whose ``messages`` output (a transform step's) is sent
+    input: str | None = None
+    messages: tuple[MessageTemplate, ...] | None = None
+    router: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class _Caller:
+    """Shared by model-calling kinds: the messages, hints and limits of the call."""
+
+    def _prepare(self, options: _CallOptions, build: BuildContext) -> None:
+        if options.input is not None and options.messages is not None:
+            raise SpecError("input", "give input or messages, not both")
+        if options.input is not None and options.input not in build.steps:
+            raise SpecError("input", f"unknown step {options.input!r}")
+        self._input = options.input
+        self._templates = None if options.messages is None else [
+            (m.role, compile_template(m.content, f"messages.{i}.content"))
+            for i, m in enumerate(options.messages)]
+        try:
+            self._hints: RoutingHints | None = parse_hints(options.router)
+        except InvalidRequest as exc:
+            raise SpecError("router", exc.message) from exc
+        self._limits = {k: v for k, v in (("max_tokens", options.max_tokens),
+                                          ("temperature", options.temperature))
+                        if v is not None}
+
+    def _template_refs(self) -> frozenset[str]:
+        found = template_names(t for _, t in self._templates or ())
+        return found | {self._input} if self._input else found
+
+    def _messages(self, run: StepRun) -> list[ChatMessage]:
+        if self._input is None:
+            return messages_from(run, self._templates)
+        given = (run.names.get(self._input) or {}).get("messages") or []
+        if not given:
+            raise run.failure(f"input step {self._input} produced no messages")
+        return [ChatMessage.model_validate(m) for m in given]
+
+    def _request(self, run: StepRun, model: str, *, stream: bool = False) -> ChatRequest:
+        update: dict[str, Any] = {"model": model, "messages": self._messages(run),
+                                  "stream": stream, **self._limits}
+        if not stream:
+            update["stream_options"] = None
+        return run.request.model_copy(update=update)
+
+    def _call(self, run: StepRun) -> StepCall:
+        return StepCall(run.system, run.step, run.guard, self._hints)
+
+
+def _unavailable(exc: ModelmixError) -> bool:
+    """Whether a call failed because nothing may serve it here (no key, policy), so a
+    system may go on with what it has instead."""
+    return isinstance(exc, NoDeployment | PolicyDenied)
+
+
+class ModelStep(_Caller, Step):
+    """A chat call, pinned to a deployment or group, or routed (``auto``).
+
+    ``model`` may list several names: the first one that can serve is used, and the
+    route reason says which were passed over and why (no API key, the data policy...).
+    Outputs: ``text``, ``deployment``, ``cost_usd``, ``reason``, ``score``,
+    ``prompt_tokens``, ``completion_tokens``, ``passed_over``.
+    """
+
+    kind = "model"
+    streams: ClassVar[bool] = True
+
+    class Options(_CallOptions):
+        model: str | tuple[str, ...] = "auto"
+
+    def __init__(self, name: str, options: StepOptions, build: BuildContext):
+        super().__init__(name, options, build)
+        assert isinstance(options, ModelStep.Options)
+        names = (options.model,) if isinstance(options.model, str) else options.model
+        if not names:
+            raise SpecError("model", "name at least one deployment or group")
+        self.models = tuple(build.model_name(n, "model") for n in names)
+        self._prepare(options, build)
+
+    def references(self) -> frozenset[str]:
+        return self._template_refs()
+
+    async def run(self, run: StepRun) -> Mapping[str, Any]:
+        passed: list[str] = []
+        for i, model in enumerate(self.models):
+            try:
+                answer = await run.complete(self._request(run, model), self._call(run))
+            except ModelmixError as exc:
+                if i + 1 == len(self.models) or not _unavailable(exc):
+                    raise
+                passed.append(f"{model} ({_short(exc)})")
+                continue
+            run.notes.append(f"{run.step}: {answer.deployment}" + (
+                f" (would have used {'; '.join(passed)})" if passed else ""))
+            return _outputs(answer, passed)
+        raise AssertionError("unreachable: the last model raises or returns")
+
+    async def start_stream(self, run: StepRun) -> ModelStream:
+        passed: list[str] = []
+        for i, model in enumerate(self.models):
+            try:
+                started = await run.caller.stream(self._request(run, model, stream=True),
+                                                  self._call(run))
+            except ModelmixError as exc:
+                if i + 1 == len(self.models) or not _unavailable(exc):
+                    exc.message = f"system {run.system}, step {run.step}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+                passed.append(f"{model} ({_short(exc)})")
+                continue
+            if passed:
+                run.notes.append(f"{run.step}: would have used {'; '.join(passed)}")
+            run.trace.append(StepTrace(run.step, started.deployment))
+            return started
+        raise AssertionError("unreachable: the last model raises or returns")
+
+
+def _short(exc: ModelmixError) -> str:
+    return exc.message.split("\n", 1)[0][:160]
+
+
+def _outputs(answer: ModelAnswer, passed: list[str] | None = None) -> dict[str, Any]:
+    usage = answer.response.usage
+    return {
+        "text": answer.text,
+        "deployment": answer.deployment,
+        "cost_usd": answer.cost_usd,
+        "reason": answer.decision.reason,
+        "score": answer.decision.score,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "passed_over": list(passed or ()),
+    }
+
+
+class CascadeStep(_Caller, Step):
+    """A verified cascade: call ``tiers[0]``, verify its answer, escalate to the next
+    tier only when verification fails; every tier's call is counted (its own usage row).
+
+    When a tier cannot serve here (no API key, the data policy), the cascade keeps the
+    last answer and its note says it would have escalated, and why not. Outputs: those
+    of ``model`` plus ``tier`` (0-based index of the accepted tier), ``escalated``,
+    ``would_escalate`` (the tier it could not reach, or None), ``ok`` / ``verdicts``.
+    """
+
+    kind = "cascade"
+
+    class Options(_CallOptions):
+        tiers: tuple[str, ...] = Field(min_length=2)
+        verifier: VerifierSpec
+
+    def __init__(self, name: str, options: StepOptions, build: BuildContext):
+        super().__init__(name, options, build)
+        assert isinstance(options, CascadeStep.Options)
+        self.tiers = tuple(build.model_name(t, f"tiers.{i}") for i, t in
+                           enumerate(options.tiers))
+        self.verifier = build_verifier(options.verifier, build, "verifier")
+        self._prepare(options, build)
+
+    def references(self) -> frozenset[str]:
+        return self._template_refs()
+
+    async def run(self, run: StepRun) -> Mapping[str, Any]:
+        answer: ModelAnswer | None = None
+        verdicts: list[dict[str, Any]] = []
+        would: str | None = None
+        for i, tier in enumerate(self.tiers):
+            try:
+                current = await run.complete(self._request(run, tier), self._call(run))
+            except ModelmixError as exc:
+                if answer is None or not _unavailable(exc):
+                    raise
+                would = tier
+                run.notes.append(f"{run.step}: would have escalated to {tier} "
+                                 f"({_short(exc)}); kept tier {i - 1}")
+                break
+            answer = current
+            check = await self.verifier.check(run, run.prompt(), current.text)
+            verdicts.append({"tier": i, "deployment": current.deployment, "ok": check.ok,
+                             "score": check.score, "reason": check.reason})
+            run.verdict(check, current.deployment)
+            if check.ok or i + 1 == len(self.tiers):
+                run.notes.append(f"{run.step}: tier {i} ({current.deployment}) "
+                                 f"{'accepted' if check.ok else 'kept, last tier'}: "
+                                 f"{check.reason}")
+                break
+            run.notes.append(f"{run.step}: tier {i} ({current.deployment}) escalated: "
+                             f"{check.reason}")
+        assert answer is not None
+        accepted = len(verdicts) - 1
+        return {**_outputs(answer), "tier": accepted, "escalated": accepted > 0,
+                "would_escalate": would, "ok": verdicts[-1]["ok"], "verdicts": verdicts}

@@ -1,0 +1,210 @@
+"""Verifiers as systems use them: the offline ones of :mod:`modelmix.routing.cascade`
+(``arithmetic``, ``json-schema``, ``learned``) and three that call models or read step
+outputs (``judge``, ``self-consistency``, ``rules``), behind one interface,
+:class:`AnswerVerifier`, with a registry (:data:`LIVE_VERIFIERS`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelmix.errors import ConfigError
+from modelmix.protocol import ChatMessage
+from modelmix.routing.cascade._base import Check, Verifier
+from modelmix.systems._base import BuildContext, SpecError, StepRun, compile_condition
+
+if TYPE_CHECKING:
+    from modelmix.systems._expr import Condition
+
+__all__ = ["LIVE_VERIFIERS", "AnswerVerifier", "VerifierSpec", "build_verifier"]
+
+
+class VerifierSpec(BaseModel):
+    """``verifier: arithmetic`` or ``verifier: {name: json-schema, schema: {...}}``: a
+    verifier's name and its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AnswerVerifier(ABC):
+    """Decides accept / escalate for one answer of a model step."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
+        """Verify ``answer`` (a text) to ``prompt``; never raises for a bad answer."""
+
+
+class _Offline(AnswerVerifier):
+    """An offline verifier (pure function of prompt and answer), run off the loop when
+    it may be slow (the learned one)."""
+
+    def __init__(self, verifier: Verifier):
+        self.verifier = verifier
+        self.name = verifier.name  # type: ignore[misc]
+
+    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
+        return self.verifier.check(prompt, answer)
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JudgeVerifier(AnswerVerifier):
+    """A deployment grades the answer against a rubric from 1 to 10; accepted at
+    ``min_grade`` or above. An unreadable grade escalates (the safe side)."""
+
+    name = "judge"
+
+    class Options(_Options):
+        model: str
+        rubric: str = ("Is the answer correct, complete and safe for the question? "
+                       "Penalise invented facts.")
+        min_grade: int = Field(default=7, ge=1, le=10)
+
+    _GRADE = re.compile(r"\b(10|[1-9])\b")
+
+    def __init__(self, options: Options, build: BuildContext):
+        self.options = options
+        self.model = build.model_name(options.model, "verifier.model")
+
+    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
+        ask = (f"Rubric: {self.options.rubric}\n\nQuestion:\n{prompt}\n\nAnswer:\n"
+               f"{answer}\n\nGrade the answer from 1 (unacceptable) to 10 (excellent)."
+               " Reply with the number only.")
+        request = run.request.model_copy(update={
+            "model": self.model, "stream": False, "stream_options": None,
+            "messages": [ChatMessage(role="user", content=ask)], "max_tokens": 8})
+        graded = await run.complete(request)
+        found = self._GRADE.search(graded.text)
+        if found is None:
+            return Check(False, 1.0, f"judge {graded.deployment} gave no grade")
+        grade = int(found.group(1))
+        return Check(grade >= self.options.min_grade, round((10 - grade) / 9, 4),
+                     f"judge {graded.deployment} graded {grade}/10")
+
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _final(text: str) -> str:
+    """An answer's final answer for voting: its last number, else its words."""
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1].replace(",", "").rstrip("0").rstrip(".") or "0"
+    return " ".join(re.findall(r"\w+", text.lower()))[:200]
+
+
+class SelfConsistencyVerifier(AnswerVerifier):
+    """Samples the model ``k`` more times and accepts when at least ``agreement`` of the
+    samples reach the answer's final answer (Wang et al. 2023, self-consistency)."""
+
+    name = "self-consistency"
+
+    class Options(_Options):
+        model: str
+        k: int = Field(default=3, ge=1, le=10)
+        agreement: float = Field(default=0.5, gt=0, le=1)
+        temperature: float = Field(default=0.7, ge=0, le=2)
+
+    def __init__(self, options: Options, build: BuildContext):
+        self.options = options
+        self.model = build.model_name(options.model, "verifier.model")
+
+    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
+        request = run.request.model_copy(update={
+            "model": self.model, "stream": False, "stream_options": None,
+            "temperature": self.options.temperature})
+        samples = await asyncio.gather(*(run.complete(request) for _ in range(self.options.k)))
+        target = _final(answer)
+        votes = Counter(_final(s.text) for s in samples)
+        share = votes[target] / len(samples)
+        return Check(share >= self.options.agreement, round(1 - share, 4),
+                     f"{votes[target]} of {len(samples)} samples agree")
+
+
+class RulesVerifier(AnswerVerifier):
+    """Named conditions over ``answer`` (its text), ``prompt`` and step outputs; the
+    answer is accepted when every one holds. Example (healthcare-triage)::
+
+        verifier:
+          name: rules
+          checks:
+            dosing_has_disclaimer: >-
+              not (answer is search("\\b\\d+\\s?(mg|mcg|ml|units?)\\b"))
+              or "not medical advice" in answer | lower
+    """
+
+    name = "rules"
+
+    class Options(_Options):
+        checks: dict[str, str] = Field(min_length=1)
+
+    def __init__(self, options: Options, build: BuildContext):
+        self.checks: dict[str, Condition] = {
+            name: compile_condition(expr, f"verifier.checks.{name}")
+            for name, expr in options.checks.items()}
+
+    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
+        names = {**run.names, "answer": answer, "prompt": prompt}
+        failed = []
+        for name, cond in self.checks.items():
+            try:
+                held = cond.test(names)
+            except Exception as exc:
+                raise run.failure(f"check {name}: {exc}") from exc
+            if not held:
+                failed.append(name)
+        if failed:
+            return Check(False, len(failed) / len(self.checks), "failed " + ", ".join(failed))
+        return Check(True, 0.0, f"passed {len(self.checks)} checks")
+
+
+#: Verifiers that need a model call or step outputs, by name.
+LIVE_VERIFIERS: dict[str, Any] = {
+    v.name: v for v in (JudgeVerifier, SelfConsistencyVerifier, RulesVerifier)}
+
+
+def build_verifier(spec: VerifierSpec, build: BuildContext, field: str) -> AnswerVerifier:
+    """The verifier ``spec`` names. Raises SpecError naming ``field`` and the option."""
+    live = LIVE_VERIFIERS.get(spec.name)
+    if live is not None:
+        try:
+            options = live.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise SpecError(f"{field}.{where}" if where else field, err["msg"]) from exc
+        verifier: AnswerVerifier = live(options, build)
+        return verifier
+    from modelmix.routing.cascade import verifier_from_spec  # TODO(systems): top-level
+
+    try:
+        return _Offline(verifier_from_spec(spec.name, spec.options))
+    except ConfigError as exc:
+        known = ", ".join(sorted(LIVE_VERIFIERS))
+        raise SpecError(field, f"{exc.message} (live verifiers: {known})") from exc
+
+
+def answer_of(outputs: Mapping[str, Any]) -> str:
+    """The text a step produced (its ``text`` output)."""
+    return str(outputs.get("text") or "")
