@@ -21,7 +21,13 @@ from modelmix.guard._normalize import Normalized, normalize
 from modelmix.guard._patterns import RECOGNIZERS, Recognizer
 
 if TYPE_CHECKING:
-    from modelmix.guard._actions import Guard, GuardedProvider, Screening, guard_from_config
+    from modelmix.guard._actions import (
+        Guard,
+        GuardedProvider,
+        Screening,
+        guard_from_config,
+        stack_policy,
+    )
     from modelmix.guard._policy import (
         POLICY_ENV,
         READY_POLICIES,
@@ -33,19 +39,26 @@ if TYPE_CHECKING:
         Verdict,
         request_tags,
     )
-    from modelmix.guard._policy_files import load_policy, policy_from_dict, resolve_policy_ref
+    from modelmix.guard._policy_files import (
+        PolicyRef,
+        load_policy,
+        policy_from_dict,
+        resolve_policy_ref,
+    )
     from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer, StreamRestorer
+    from modelmix.guard._stack import stack_verdicts
     from modelmix.guard._texts import request_texts
 
 #: Policies, actions and pseudonymisation (docs/guard.md) load on first use.
 _LAZY = {
-    **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config"),
-                    "_actions"),
+    **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config",
+                     "stack_policy"), "_actions"),
     "request_texts": "_texts",
     **dict.fromkeys(("POLICY_ENV", "READY_POLICIES", "TAGS_HEADER", "Action", "Policy",
                      "RuleSpec", "Scope", "Verdict", "request_tags"), "_policy"),
-    **dict.fromkeys(("load_policy", "policy_from_dict", "resolve_policy_ref"),
+    **dict.fromkeys(("PolicyRef", "load_policy", "policy_from_dict", "resolve_policy_ref"),
                     "_policy_files"),
+    "stack_verdicts": "_stack",
     **dict.fromkeys(("ChunkRestorer", "Pseudonymizer", "StreamRestorer"), "_pseudonym"),
 }
 
@@ -75,6 +88,7 @@ __all__ = [
     "GuardedProvider",
     "Normalized",
     "Policy",
+    "PolicyRef",
     "Pseudonymizer",
     "Recognizer",
     "RuleSpec",
@@ -91,4 +105,6 @@ __all__ = [
     "request_tags",
     "request_texts",
     "resolve_policy_ref",
+    "stack_policy",
+    "stack_verdicts",
 ]

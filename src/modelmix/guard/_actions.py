@@ -4,7 +4,9 @@
 upstream (:func:`~modelmix.guard._texts.request_texts`: message contents and names, tool
 calls, tool definitions, schemas, ``stop``, ``user``, metadata and extra fields, keys
 included; across text boundaries by :mod:`~modelmix.guard._context`), classifies the
-request and asks the :class:`~modelmix.guard.Policy` for a :class:`~modelmix.guard.Verdict`.
+request and asks the :class:`~modelmix.guard.Policy` for a :class:`~modelmix.guard.Verdict`
+(a stacked guard, :meth:`Guard.stacked`, asks each of its policies and keeps the strictest:
+:mod:`~modelmix.guard._stack`).
 The resulting :class:`Screening` then
 
 - refuses a blocked request (:meth:`Screening.enforce`, PolicyDenied naming the rule and
@@ -30,27 +32,27 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from modelmix.catalog import Config, Deployment
 from modelmix.errors import ConfigError, ModelmixError, PolicyDenied
 from modelmix.guard._base import DataClass, Detector, Entity
 from modelmix.guard._context import join_straddling, key_context
-from modelmix.guard._media import has_media, unread_media_verdict
+from modelmix.guard._media import has_media
 from modelmix.guard._policy import POLICY_ENV, Action, Policy, Verdict
-from modelmix.guard._policy_files import load_policy, resolve_policy_ref
+from modelmix.guard._policy_files import PolicyRef, load_policy, resolve_policy_ref
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
+from modelmix.guard._stack import STACK_SEPARATOR, policy_verdict, stack_verdicts
 from modelmix.guard._texts import TextMap, request_texts, rewrite
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
 from modelmix.routing import Exclusion, ExclusionKind, PolicyContext, Rule
 from modelmix.store import AuditRecord, UsageRecord
 
-__all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config"]
+__all__ = ["Guard", "GuardedProvider", "Screening", "guard_from_config", "stack_policy"]
 
 #: Requests with at most this many characters of text are scanned on the event loop.
 _INLINE_CHARS = 2_000
-
 
 
 @dataclass(slots=True)
@@ -211,7 +213,7 @@ class Guard:
     """Screens requests against a policy with a detector; one per service.
 
     Args:
-        policy: the data policy.
+        policy: the data policy (:meth:`stacked` adds more).
         detector: a :class:`~modelmix.guard.Detector`, or a function building one on
             first use (``load_detector``), so start-up stays fast.
         in_thread: run detection of requests longer than 2,000 characters in a worker
@@ -222,6 +224,10 @@ class Guard:
     it scrubs each screened request's usage record before other observers and sinks
     see it.
 
+    Attributes:
+        policy: the first policy (the service's, for a stacked guard).
+        policies: every policy the guard enforces, ``policy`` first.
+
     Example::
 
         guard = Guard(load_policy("healthcare"), load_detector)
@@ -231,6 +237,7 @@ class Guard:
     def __init__(self, policy: Policy, detector: Detector | Callable[[], Detector], *,
                  in_thread: bool = True):
         self.policy = policy
+        self.policies: tuple[Policy, ...] = (policy,)
         self._detector: Detector | None = None
         self._factory: Callable[[], Detector] | None = None
         if callable(detector) and not hasattr(detector, "detect"):
@@ -242,7 +249,43 @@ class Guard:
         self._open: dict[int, tuple[UsageRecord, Screening]] = {}
 
     def __repr__(self) -> str:
-        return f"Guard(policy={self.policy.name!r})"
+        return f"Guard(policy={self.name!r})"
+
+    @property
+    def name(self) -> str:
+        """The policy's name; a stacked guard's joins its policies' (``finance+healthcare``)."""
+        return STACK_SEPARATOR.join(p.name for p in self.policies)
+
+    def stacked(self, *policies: Policy) -> Guard:
+        """A guard enforcing this guard's policies and ``policies``: never less than any.
+
+        It shares this guard's detector (built once, whichever guard needs it first) and
+        its open records, so this guard, registered as the service's observer, also
+        scrubs the usage records of requests the stacked guard screened. Each request is
+        scanned once; every policy then decides with its own entity classes, key and
+        tenant overrides, tags and unread-media treatment, and the verdicts fold into
+        the strictest (see :mod:`modelmix.guard._stack`: rules are prefixed with their
+        policy's name, ``healthcare:classes.regulated``). A policy already enforced is
+        not added twice; with nothing new, this guard is returned.
+
+        Example::
+
+            system_guard = service.guard.stacked(load_policy("healthcare"))
+        """
+        chosen = list(self.policies)
+        for policy in policies:
+            if policy not in chosen:
+                chosen.append(policy)
+        if len(chosen) == len(self.policies):
+            return self
+        source = self._detector if self._detector is not None else self._shared_detector
+        guard = Guard(chosen[0], source, in_thread=self._in_thread)
+        guard.policies = tuple(chosen)
+        guard._open = self._open
+        return guard
+
+    def _shared_detector(self) -> Detector:
+        return self.detector
 
     @property
     def detector(self) -> Detector:
@@ -291,11 +334,11 @@ class Guard:
                 tags: tuple[str, ...]) -> Screening:
         per_text, detected = found
         counts = Counter(e.type for ents in per_text for e in ents)
-        data_class = self.policy.classify(detected, counts, key_id)
-        verdict = self.policy.evaluate(data_class, counts, key_id=key_id, tags=tags)
-        if has_media(request):
-            verdict = unread_media_verdict(self.policy, verdict, counts, key_id, tags)
-            data_class = verdict.data_class
+        media = has_media(request)
+        verdict = stack_verdicts([
+            policy_verdict(p, detected, counts, key_id=key_id, tags=tags, media=media)
+            for p in self.policies])
+        data_class = verdict.data_class
         pseudo = Pseudonymizer(avoid="\n".join(texts))
         for text, ents in zip(texts, per_text, strict=True):
             pseudo.learn(text, ents)
@@ -314,11 +357,11 @@ class Guard:
         return Screening(verdict, audit, request, redacted, outgoing, pseudo)
 
     def _failed(self, request: ChatRequest, tags: tuple[str, ...], error: str) -> Screening:
-        verdict = Verdict(self.policy.name, DataClass.REGULATED, Action.BLOCK,
+        verdict = Verdict(self.name, DataClass.REGULATED, Action.BLOCK,
                           "detection-error", ("detection-error",),
                           reason=f"sensitive-data detection failed ({error}), so the request "
                                  "was refused")
-        audit = AuditRecord(policy=self.policy.name, data_class=DataClass.REGULATED.value,
+        audit = AuditRecord(policy=self.name, data_class=DataClass.REGULATED.value,
                             action=Action.BLOCK.value, rule="detection-error",
                             rules=["detection-error"], tags=list(tags))
         return Screening(verdict, audit, request, request, request, Pseudonymizer(),
@@ -372,11 +415,64 @@ def guard_from_config(config: Config, env: Mapping[str, str] | None = None, *,
                  else f"${POLICY_ENV}")
         raise ConfigError(f"{where}: {exc.message}") from exc
     if detector is None:
-        try:
-            from modelmix.guard._detect import load_detector
-        except ImportError as exc:
-            raise ConfigError(f"policy {policy.name!r} is set but sensitive-data detection "
-                              f"is not available: {exc}") from exc
-        ner = config.guard_ner
-        detector = functools.partial(load_detector, ner=ner) if ner != "none" else load_detector
+        detector = _builtin_detector(policy, config.guard_ner)
     return Guard(policy, detector)
+
+
+def stack_policy(base: Guard | None, ref: PolicyRef | None, *, where: str,
+                 detector: Detector | Callable[[], Detector] | None = None,
+                 ner: Literal["none", "presidio"] = "none") -> Guard | None:
+    """The guard for calls that must obey ``base``'s policies and the policy ``ref``
+    (a system of models' ``policy``): never less than either.
+
+    ``ref`` is read as the catalog's ``policy`` is (a ready policy's name, a policy file,
+    relative to the working directory, or an inline mapping), parsed here, so call it
+    once per system when the service is built, not per request. No environment variable
+    is read: ``$MODELMIX_POLICY`` replaces the gateway's policy, never a system's.
+
+    Args:
+        base: the service's guard (None: the gateway enforces no policy).
+        ref: the policy to add (None: none, so ``base`` is returned).
+        where: what declared ``ref``, for errors, e.g.
+            ``cat.yaml: system "healthcare-triage", field "policy"``.
+        detector / ner: the detector when ``base`` is None (default: the built-in one
+            with ``ner``, loaded on first use); a stacked guard shares ``base``'s.
+
+    Returns:
+        ``base.stacked(policy)``, or a new guard when ``base`` is None (register it as
+        the service's first observer, as the service does with its own guard, so that
+        it scrubs the usage records of the requests it screens); None when neither
+        sets a policy.
+
+    Raises:
+        ConfigError: a bad policy (naming ``where``, the policy file, rule and field),
+            or no detector available to enforce it.
+
+    Example::
+
+        guard = stack_policy(service.guard, "healthcare",
+                             where='cat.yaml: system "healthcare-triage", field "policy"')
+    """
+    if ref is None:
+        return base
+    try:
+        policy = load_policy(ref)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from exc
+    if base is not None:
+        return base.stacked(policy)
+    if detector is None:
+        detector = _builtin_detector(policy, ner)
+    return Guard(policy, detector)
+
+
+def _builtin_detector(policy: Policy, ner: Literal["none", "presidio"]
+                      ) -> Callable[[], Detector]:
+    """The built-in detector's factory (loaded on first use). Raises ConfigError when
+    detection is not available."""
+    try:
+        from modelmix.guard._detect import load_detector
+    except ImportError as exc:
+        raise ConfigError(f"policy {policy.name!r} is set but sensitive-data detection "
+                          f"is not available: {exc}") from exc
+    return functools.partial(load_detector, ner=ner) if ner != "none" else load_detector

@@ -205,7 +205,7 @@ class Verdict:
     """What a policy decided for one request.
 
     Attributes:
-        policy: the policy's name.
+        policy: the policy's name (stacked policies' names joined with ``+``).
         data_class: the request's class after the policy's ``entity_classes``.
         action: the strictest action of the matching rules.
         rule: the rule that decided (``classes.regulated``, ``keys.k1.entities.API_KEY``,
