@@ -38,6 +38,7 @@ from modelmix.engine import (
     Completion,
     FromConfig,
     StreamCompletion,
+    SystemInfo,
 )
 from modelmix.errors import invalid_request
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
@@ -87,6 +88,10 @@ class Route(BaseModel):
         tried: deployments called before the one that served, which failed.
         attempts: upstream calls made, retries included (for a stream, those made before
             its first chunk).
+        system: for ``model="system/<name>"``, the system's name (else None); the
+            deployment and score are then those of the call that produced the answer.
+        steps: for a system, ``(step, deployment)`` in execution order, ``"-"`` for a
+            step that called no model (the gateway's ``x-modelmix-steps``).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -97,15 +102,21 @@ class Route(BaseModel):
     fallbacks: tuple[str, ...] = ()
     tried: tuple[str, ...] = ()
     attempts: int = 0
+    system: str | None = None
+    steps: tuple[tuple[str, str], ...] = ()
 
 
-def _route(decision: RouteDecision, served: str, attempts: list[Any] | None = None) -> Route:
+def _route(decision: RouteDecision, served: str, attempts: list[Any] | None = None,
+           system: SystemInfo | None = None) -> Route:
     calls = attempts or []
+    steps = () if system is None or not system.steps else tuple(
+        tuple(entry.rsplit(":", 1)) for entry in system.steps.split(","))
     return Route(deployment=served, reason=decision.reason, score=decision.score,
                  fallbacks=tuple(d.name for d in decision.fallbacks),
                  tried=tuple(dict.fromkeys(a.deployment for a in calls
                                            if a.error is not None and a.deployment != served)),
-                 attempts=len(calls))
+                 attempts=len(calls), system=None if system is None else system.name,
+                 steps=steps)
 
 
 class ChatResult(ChatResponse):
@@ -126,7 +137,7 @@ class ChatResult(ChatResponse):
 def _result(done: Completion) -> ChatResult:
     return ChatResult.model_validate({
         **done.response.model_dump(), "route": _route(done.decision, done.deployment.name,
-                                                      done.attempts),
+                                                      done.attempts, done.system),
         "cost_usd": done.cost_usd, "latency_ms": done.latency_ms})
 
 
@@ -139,7 +150,8 @@ class AsyncChatStream:
 
     def __init__(self, started: StreamCompletion):
         self._started = started
-        self.route = _route(started.decision, started.deployment.name, started.attempts)
+        self.route = _route(started.decision, started.deployment.name, started.attempts,
+                            started.system)
 
     @property
     def cost_usd(self) -> float | None:

@@ -22,6 +22,7 @@ Layer: above ``guard`` and ``routing``, below ``server``, ``client`` and ``cli``
 """
 
 from modelmix.engine._breaker import BreakerState, CircuitBreaker
+from modelmix.engine._contracts import SystemInfo
 from modelmix.engine._executor import Attempt, Executor, StreamStart
 from modelmix.engine._service import (
     KEPT_TEXT_CHARS,
@@ -50,4 +51,5 @@ __all__ = [
     "ServiceObserver",
     "StreamCompletion",
     "StreamStart",
+    "SystemInfo",
 ]

@@ -122,6 +122,10 @@ class SystemExecution:
         self.systems = systems
         self.runner = SystemRunner()
 
+    def model_names(self) -> list[str]:
+        """Every system's model name (``system/<name>``)."""
+        return [system.model for system in self.systems.values()]
+
     def get(self, request: ChatRequest, ctx: CallContext) -> System:
         """The system ``request.model`` names. Raises NoDeployment (404) or
         PermissionDenied (403: the key may not use it)."""

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from modelmix.catalog import Config
-from modelmix.engine import CallContext, ChatService, StreamCompletion
+from modelmix.engine import CallContext, ChatService, StreamCompletion, SystemInfo
 from modelmix.errors import (
     ClientDisconnected,
     InvalidRequest,
@@ -52,6 +52,9 @@ HEADER_QUALITY = "x-modelmix-predicted-quality"
 HEADER_SCORE = "x-modelmix-route-score"
 HEADER_THRESHOLD = "x-modelmix-router-threshold"
 HEADER_REQUEST_ID = "x-request-id"
+#: A system of models' name and its ``step:deployment`` entries in execution order.
+HEADER_SYSTEM = "x-modelmix-system"
+HEADER_STEPS = "x-modelmix-steps"
 #: The request's cost at catalog prices, USD (non-streaming answers; a stream's cost is
 #: known only at its end, after the headers: it is in the usage record, and the library's
 #: stream objects have ``cost_usd`` once iterated).
@@ -88,6 +91,13 @@ def _route_headers(decision: RouteDecision, deployment: str, request_id: str) ->
     if decision.threshold is not None:
         headers[HEADER_THRESHOLD] = f"{decision.threshold:.4f}"
     return headers
+
+
+def _system_headers(headers: dict[str, str], system: SystemInfo | None) -> None:
+    if system is not None:
+        headers[HEADER_SYSTEM] = system.name
+        headers[HEADER_STEPS] = system.steps.encode("latin-1", "replace").decode(
+            "latin-1")[:4000]
 
 
 def routing_hints(data: dict[str, Any]) -> RoutingHints | None:
@@ -288,6 +298,7 @@ class Gateway:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
         headers[HEADER_COST] = f"{done.cost_usd:.8f}"
+        _system_headers(headers, done.system)
         return Response(response_json(done.response), media_type="application/json",
                         headers=headers)
 
@@ -299,6 +310,7 @@ class Gateway:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(started.decision, started.deployment.name, ctx.request_id)
         headers["cache-control"] = "no-cache"
+        _system_headers(headers, started.system)
         return _SSEResponse(started, _sse(started.chunks, chat.include_usage),
                                  media_type="text/event-stream", headers=headers)
 
@@ -322,6 +334,11 @@ class Gateway:
         for name in self.config.model_names()[len(self.config.deployments):]:
             data.append({"id": name, "object": "model", "created": created,
                          "owned_by": "modelmix", "modelmix": {"kind": "group"}})
+        for system in self.service.systems.systems.values():
+            data.append({"id": system.model, "object": "model", "created": created,
+                         "owned_by": "modelmix", "modelmix": {
+                             "kind": "system", "description": system.description,
+                             "steps": list(system.order), "policy": system.policy}})
         return {"object": "list", "data": data}
 
     def ready(self) -> tuple[bool, list[str]]:

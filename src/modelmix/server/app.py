@@ -128,7 +128,8 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            *(key_admin_routes(auth, config) if isinstance(auth, VirtualKeyAuth) else []),
+            *(key_admin_routes(auth, config, service.systems.model_names())
+              if isinstance(auth, VirtualKeyAuth) else []),
         ],
         exception_handlers={
             HTTPException: _http_error,

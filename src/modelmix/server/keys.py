@@ -29,7 +29,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -336,9 +336,9 @@ class _KeyAdmin:
     """The admin endpoints' logic; every call needs the master key, so with none
     configured every call is refused (403), open mode or not."""
 
-    def __init__(self, auth: VirtualKeyAuth, config: Config):
+    def __init__(self, auth: VirtualKeyAuth, config: Config, systems: Iterable[str] = ()):
         self.auth = auth
-        self.model_names = frozenset(config.model_names())
+        self.model_names = frozenset(config.model_names()) | frozenset(systems)
         self.master_key_env = config.server.master_key_env
 
     def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -387,13 +387,15 @@ class _KeyAdmin:
         return key_view(record, self.auth.limiter(record.id))
 
 
-def key_admin_routes(auth: VirtualKeyAuth, config: Config) -> list[Route]:
+def key_admin_routes(auth: VirtualKeyAuth, config: Config, systems: Iterable[str] = ()
+                     ) -> list[Route]:
     """``POST /key/generate``, ``GET /key/list`` and ``POST /key/revoke``, master key only.
+    A key's ``models`` may name deployments, groups and ``systems`` (``system/<name>``).
 
     ``/key/generate`` takes ``{"models", "max_budget" (USD), "rpm_limit", "tpm_limit",
     "key_alias"}`` (all optional) and answers the key once, with its ``key_id``.
     """
-    admin = _KeyAdmin(auth, config)
+    admin = _KeyAdmin(auth, config, systems)
     return [
         Route("/key/generate", admin.guarded(admin.generate), methods=["POST"]),
         Route("/key/list", admin.guarded(admin.list), methods=["GET"]),
