@@ -37,7 +37,7 @@ from modelmix.guard import (
 )
 from modelmix.guard._media import has_media, unread_media_verdict
 from modelmix.protocol import ChatRequest
-from modelmix.store import UsageRecord
+from modelmix.store import AuditStore, UsageRecord, UsageStore
 from modelmix.testing import ListSink
 
 CARD = "4111 1111 1111 1111"
@@ -184,6 +184,25 @@ async def test_phi_with_a_card_stays_on_premises_and_the_card_is_pseudonymised(
     assert set(audit.forbidden) == {"cloud-us", "cloud-eu"}
     assert "data policy finance+healthcare: regulated (healthcare:classes.regulated)" in (
         sink.records[0].route_reason or "")
+
+
+async def test_the_stored_audit_row_names_both_policies(detector: GuardDetector,
+                                                        tmp_path: Path) -> None:
+    service, _, sink = _service(_guard(detector, "finance", "healthcare"))
+    await service.complete(_chat(BILLING))
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    store = UsageStore(url)
+    store.create_all()
+    store.insert_many(sink.records)
+    with AuditStore(url) as audit:
+        (row,) = audit.rows()
+        assert (row.policy, row.rule) == ("finance+healthcare", "healthcare:classes.regulated")
+        kept = sink.records[0].audit
+        assert kept is not None and list(row.rules) == kept.rules
+        assert "finance:entities.CREDIT_CARD" in row.rules
+        assert [tuple(s.group.values()) for s in audit.summary(group_by=("policy", "rule"))] == [
+            ("finance+healthcare", "healthcare:classes.regulated")]
+    store.close()
 
 
 async def test_stacked_stream_is_restored(detector: GuardDetector) -> None:
