@@ -154,8 +154,9 @@ class ChatService:
         if guard is not None:  # first, so it scrubs records before others see them
             self.observers.append(guard)
         self._availability: dict[str, Exclusion | None] = {}
-        self.systems = SystemExecution(
-            self, load_systems(config, guard=guard, make_guard=stack_guard))
+        self.systems = SystemExecution(self, load_systems(
+            config, guard=guard,
+            make_guard=lambda ref, base: stack_guard(ref, base, config.guard_ner)))
 
     def _health(self, dep: Deployment) -> Exclusion | None:
         if dep.name not in self._availability:

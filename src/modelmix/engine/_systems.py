@@ -15,7 +15,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelmix.engine._contracts import CallContext, Completion, StreamCompletion, SystemInfo
 from modelmix.errors import ClientDisconnected, ModelmixError, NoDeployment, PermissionDenied
@@ -54,17 +54,20 @@ def is_system(model: str) -> bool:
     return model.startswith(SYSTEM_PREFIX)
 
 
-def stack_guard(policy: str | dict[str, Any], base: Guard | None) -> Guard:
+def stack_guard(policy: str | dict[str, Any], base: Guard | None,
+                ner: Literal["none", "presidio"] = "none") -> Guard:
     """The guard for a system's ``policy`` (a ready name, a file or a mapping), stacked
-    on the service's guard when there is one (both policies apply, the strictest wins).
+    on the service's guard when there is one (both policies apply, the strictest wins;
+    docs/guard.md).
 
     Raises:
         ConfigError: the policy does not load.
     """
-    from modelmix.guard import Guard, load_detector, load_policy
+    from modelmix.guard import stack_policy
 
-    loaded = load_policy(policy)
-    return base.stacked(loaded) if base is not None else Guard(loaded, load_detector)
+    guard = stack_policy(base, policy, where="policy", ner=ner)
+    assert guard is not None  # a policy was given
+    return guard
 
 
 class StepCaller:

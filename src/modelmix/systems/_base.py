@@ -130,8 +130,13 @@ class StepRun:
         self.caller.record(rec)
 
     def prompt(self) -> str:
-        """The request's last user message (what routers and verifiers read)."""
+        """The request's last user message (what routers and classifiers read)."""
         return prompt_text(self.request)
+
+    def conversation(self) -> str:
+        """Every message's text, in order (what verifiers check an answer against: the
+        question, and tool results and earlier turns where there are any)."""
+        return "\n".join(m.text() for m in self.request.messages if m.content)
 
 
 class Step(ABC):

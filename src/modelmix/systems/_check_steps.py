@@ -174,7 +174,7 @@ class VerifyStep(Step):
             return self._outputs(run, Check(False, 1.0, f"step {self.answer} did not run"),
                                  "", None, False)
         text, deployment = str(produced.get("text") or ""), produced.get("deployment")
-        check = await self.verifier.check(run, run.prompt(), text)
+        check = await self.verifier.check(run, run.conversation(), text)
         repaired = False
         if not check.ok and self.repair and deployment:
             text, check = await self._repair(run, text, check, str(deployment))
@@ -191,7 +191,7 @@ class VerifyStep(Step):
             "model": deployment, "messages": messages, "stream": False,
             "stream_options": None})
         fixed = await run.complete(request)
-        second = await self.verifier.check(run, run.prompt(), fixed.text)
+        second = await self.verifier.check(run, run.conversation(), fixed.text)
         return (fixed.text, second) if second.ok else (text, second)
 
     def _outputs(self, run: StepRun, check: Check, text: str, deployment: Any,

@@ -40,6 +40,8 @@ class _CallOptions(StepOptions):
     #: the step whose ``messages`` output (a transform step's) is sent
     input: str | None = None
     messages: tuple[MessageTemplate, ...] | None = None
+    #: a system message (template) put before the messages sent
+    system: str | None = None
     router: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -54,6 +56,8 @@ class _Caller:
         if options.input is not None and options.input not in build.steps:
             raise SpecError("input", f"unknown step {options.input!r}")
         self._input = options.input
+        self._system = (None if options.system is None
+                        else compile_template(options.system, "system"))
         self._templates = None if options.messages is None else [
             (m.role, compile_template(m.content, f"messages.{i}.content"))
             for i, m in enumerate(options.messages)]
@@ -66,16 +70,23 @@ class _Caller:
                         if v is not None}
 
     def _template_refs(self) -> frozenset[str]:
-        found = template_names(t for _, t in self._templates or ())
+        templates = [t for _, t in self._templates or ()]
+        if self._system is not None:
+            templates.append(self._system)
+        found = template_names(templates)
         return found | {self._input} if self._input else found
 
     def _messages(self, run: StepRun) -> list[ChatMessage]:
         if self._input is None:
-            return messages_from(run, self._templates)
-        given = (run.names.get(self._input) or {}).get("messages") or []
-        if not given:
-            raise run.failure(f"input step {self._input} produced no messages")
-        return [ChatMessage.model_validate(m) for m in given]
+            messages = messages_from(run, self._templates)
+        else:
+            given = (run.names.get(self._input) or {}).get("messages") or []
+            if not given:
+                raise run.failure(f"input step {self._input} produced no messages")
+            messages = [ChatMessage.model_validate(m) for m in given]
+        if self._system is not None:
+            messages.insert(0, ChatMessage(role="system", content=run.render(self._system)))
+        return messages
 
     def _request(self, run: StepRun, model: str, *, stream: bool = False) -> ChatRequest:
         update: dict[str, Any] = {"model": model, "messages": self._messages(run),
@@ -216,7 +227,7 @@ class CascadeStep(_Caller, Step):
                                  f"({_short(exc)}); kept tier {i - 1}")
                 break
             answer = current
-            check = await self.verifier.check(run, run.prompt(), current.text)
+            check = await self.verifier.check(run, run.conversation(), current.text)
             verdicts.append({"tier": i, "deployment": current.deployment, "ok": check.ok,
                              "score": check.score, "reason": check.reason})
             run.verdict(check, current.deployment)

@@ -66,6 +66,8 @@ class _Run:
                              f"{when.source!r}: {exc}") from exc
         if not held:
             self.names[name] = {"ran": False}
+            if self.system.nodes[name].step.kind in ("model", "cascade"):
+                self.notes.append(f"{name}: skipped")
         return held
 
     async def run_step(self, name: str) -> None:

@@ -96,7 +96,7 @@ def build_system(name: str, raw: Any, config: Config, *, source: str,
     if spec.cascade is not None:
         if steps:
             raise ConfigError(f'{where}: give either "cascade" or "steps", not both')
-        steps = {"answer": {"kind": "cascade", **spec.cascade}}
+        steps = {"cascade": {"kind": "cascade", **spec.cascade}}
     if not steps:
         raise ConfigError(f'{where}: field "steps": name at least one step')
     guard = base_guard
