@@ -102,7 +102,6 @@ class Condition:
 
     def __init__(self, source: str):
         self.source = source
-        references(source)  # syntax errors name the expression
         try:
             self._run = _ENV.compile_expression(source, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
