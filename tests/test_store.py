@@ -446,7 +446,8 @@ def test_usage_cli(db_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["rows"] == [{"deployment": "dep-a", "requests": 4, "errors": 0,
-                             "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 2.0,
+                             "steps": 0, "step_errors": 0, "prompt_tokens": 0,
+                             "completion_tokens": 0, "cost_usd": 2.0,
                              "p50_latency_ms": 250.0, "p95_latency_ms": 385.0,
                              "p50_ttft_ms": None}]
     assert body["total"]["requests"] == 4

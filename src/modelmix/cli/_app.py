@@ -241,13 +241,15 @@ def usage(
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default: "
                   "$MODELMIX_DB_URL, else store.url from the config).")] = None,
     since: Annotated[str | None, typer.Option(help="Only the last 30m, 1h, 24h, 7d...")] = None,
-    by: Annotated[str, typer.Option(help="Group by deployment, key, model or provider; "
-                  "comma-separate several.")] = "deployment",
+    by: Annotated[str, typer.Option(help="Group by deployment, key, model, provider, system "
+                  "or step; comma-separate several.")] = "deployment",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
 ) -> None:
     """Summarise recorded usage: requests, errors, tokens, cost, p50/p95 latency.
 
-    Example: modelmix usage --since 24h --by deployment,key
+    A system of models' request counts once; its steps' calls show as steps (docs/usage.md).
+
+    Example: modelmix usage --since 24h --by deployment,key; modelmix usage --by system,step
     """
     import json
     import time
@@ -295,15 +297,19 @@ def _usage_table(fields: tuple[str, ...], rows: list[SummaryRow], total: Summary
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:,.0f}"
 
-    table = Table(*fields, "requests", "errors", "prompt tok", "completion tok", "cost USD",
-                  "p50 ms", "p95 ms", "p50 TTFT ms", title="usage")
+    steps = total.steps > 0  # the step columns appear once systems of models ran
+    table = Table(*fields, "requests", "errors", *(("steps", "step errors") if steps else ()),
+                  "prompt tok", "completion tok", "cost USD", "p50 ms", "p95 ms", "p50 TTFT ms",
+                  title="usage")
     for row in [*rows, total]:
         label = ["-" if v is None else v for v in row.group.values()]
         if row is total:
             label = ["[bold]total[/bold]", *[""] * (len(fields) - 1)]
-        table.add_row(*label, f"{row.requests:,}", f"{row.errors:,}", f"{row.prompt_tokens:,}",
-                      f"{row.completion_tokens:,}", f"{row.cost_usd:,.6f}",
-                      ms(row.p50_latency_ms), ms(row.p95_latency_ms), ms(row.p50_ttft_ms))
+        step_cells = (f"{row.steps:,}", f"{row.step_errors:,}") if steps else ()
+        table.add_row(*label, f"{row.requests:,}", f"{row.errors:,}", *step_cells,
+                      f"{row.prompt_tokens:,}", f"{row.completion_tokens:,}",
+                      f"{row.cost_usd:,.6f}", ms(row.p50_latency_ms), ms(row.p95_latency_ms),
+                      ms(row.p50_ttft_ms))
     return table
 
 

@@ -146,6 +146,10 @@ class RequestLogSink:
     Successes log ``request completed`` at INFO; failures log ``request failed`` at WARNING
     with ``error`` (the message) and ``error_type`` (the modelmix error class). Times are in
     milliseconds, cost in USD. The record holds no prompt text, so none is logged.
+
+    A system of models logs its request (``system`` set) and, apart, each of its steps'
+    rows as ``step completed`` / ``step failed`` with ``parent_id`` (the request's id),
+    ``system``, ``step`` and ``verdict``; each of those four keys appears only when set.
     """
 
     def __init__(self, next: UsageSink, logger: logging.Logger | None = None):
@@ -155,12 +159,19 @@ class RequestLogSink:
     def record(self, rec: UsageRecord) -> None:
         level = logging.INFO if rec.error is None else logging.WARNING
         if self.log.isEnabledFor(level):
-            self.log.log(level, "request completed" if rec.error is None else "request failed",
+            self.log.log(level, _MESSAGES[rec.parent_id is not None, rec.error is not None],
                          extra=_fields(rec))
         self.next.record(rec)
 
     def close(self) -> None:
         self.next.close()
+
+
+#: (a system step's row?, failed?) -> the line's ``msg``.
+_MESSAGES: dict[tuple[bool, bool], str] = {
+    (False, False): "request completed", (False, True): "request failed",
+    (True, False): "step completed", (True, True): "step failed",
+}
 
 
 def _fields(rec: UsageRecord) -> dict[str, Any]:
@@ -184,6 +195,10 @@ def _fields(rec: UsageRecord) -> dict[str, Any]:
     if rec.error is not None:
         fields["error"] = rec.error
         fields["error_type"] = rec.error_type
+    for key, value in (("system", rec.system), ("step", rec.step),
+                       ("parent_id", rec.parent_id), ("verdict", rec.verdict)):
+        if value is not None:  # systems of models (and verifying cascades) set these
+            fields[key] = value
     return fields
 
 

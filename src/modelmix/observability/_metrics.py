@@ -15,6 +15,15 @@ Example::
 Label values are bounded: ``requested_model`` is the client's ``model`` only when it names a
 catalog deployment or group (else ``"other"``), ``deployment`` is ``"none"`` when no
 deployment was called, and ``error_type`` / ``outcome`` are modelmix error class names.
+
+Systems of models: a system request's envelope record (``system`` set, no ``parent_id``)
+counts as a chat request and feeds ``modelmix_system_requests_total`` and
+``modelmix_system_request_latency_seconds``; each step's record (``parent_id`` set) is not a
+chat request: it feeds ``modelmix_system_steps_total`` and
+``modelmix_system_step_latency_seconds``, and its tokens and cost go to the per-deployment
+counters (the envelope carries none, so nothing counts twice). ``system`` and ``step`` are
+catalog names; past :data:`MAX_SYSTEM_SERIES` label sets per metric, new ones read
+``"other"``.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from modelmix.store import UsageRecord, UsageSink
 __all__ = [
     "CHAT_PATHS",
     "LATENCY_BUCKETS_S",
+    "MAX_SYSTEM_SERIES",
     "NO_DEPLOYMENT",
+    "NO_VERDICT",
     "OTHER_MODEL",
     "ROUTING_BUCKETS_S",
     "TTFT_BUCKETS_S",
@@ -74,6 +85,12 @@ ROUTING_BUCKETS_S: tuple[float, ...] = (
 NO_DEPLOYMENT = "none"
 #: ``requested_model`` label of names outside the catalog (keeps cardinality bounded).
 OTHER_MODEL = "other"
+#: ``verdict`` label of a step that verified nothing.
+NO_VERDICT = "none"
+_UNSET = "none"  # ``step`` label of a step row without a step name (not expected)
+#: Most label sets kept per system metric; later new ones are counted under ``"other"``
+#: (a guard: system and step names come from the catalog, so it is never reached in use).
+MAX_SYSTEM_SERIES = 2000
 #: Paths whose requests count as in flight.
 CHAT_PATHS: frozenset[str] = frozenset({"/v1/chat/completions", "/chat/completions"})
 
@@ -87,6 +104,85 @@ class _DeploymentSeries:
     prompt_tokens: Counter
     completion_tokens: Counter
     cost: Counter
+
+
+@dataclass(slots=True)
+class _StepSeries:
+    """Cached label children of one (system, step, deployment, verdict, status)."""
+
+    count: Counter
+    latency: Histogram
+
+
+class _SystemMetrics:
+    """The ``modelmix_system_*`` series, fed from records that carry ``system``, with cached
+    label children and at most :data:`MAX_SYSTEM_SERIES` label sets per metric."""
+
+    def __init__(self, reg: CollectorRegistry):
+        self.requests = Counter("modelmix_system_requests",
+                                "Requests to systems of models, by HTTP status.",
+                                ["system", "status"], registry=reg)
+        self.request_latency = Histogram("modelmix_system_request_latency_seconds",
+                                         "A system request, arrival to last byte (s).",
+                                         ["system"], buckets=LATENCY_BUCKETS_S, registry=reg)
+        self.steps = Counter("modelmix_system_steps",
+                             "Rows written by the steps of systems of models (model calls, "
+                             "verifications).",
+                             ["system", "step", "deployment", "verdict", "status"],
+                             registry=reg)
+        self.step_latency = Histogram("modelmix_system_step_latency_seconds",
+                                      "One step's model call or verification (s).",
+                                      ["system", "step"], buckets=LATENCY_BUCKETS_S,
+                                      registry=reg)
+        self._requests: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._steps: dict[tuple[str, str, str, str, int], _StepSeries] = {}
+        self._step_latency: dict[tuple[str, str], Histogram] = {}
+        #: ``system/<name>`` values the ``requested_model`` label of chat requests may take.
+        self.models: set[str] = set()
+
+    def model_name(self, system: str) -> str:
+        """``system/<name>``, the ``requested_model`` of a system request (remembered as a
+        known label value while fewer than :data:`MAX_SYSTEM_SERIES` are)."""
+        name = f"system/{system}"
+        if name not in self.models and len(self.models) < MAX_SYSTEM_SERIES:
+            self.models.add(name)
+        return name
+
+    def request(self, rec: UsageRecord, system: str) -> None:
+        """Count an envelope record (a whole system request)."""
+        key = (system, rec.status_code)
+        found = self._requests.get(key)
+        if found is None:
+            if len(self._requests) >= MAX_SYSTEM_SERIES:
+                key = (OTHER_MODEL, rec.status_code)
+                found = self._requests.get(key)
+            if found is None:
+                found = self._requests[key] = (self.requests.labels(key[0], str(key[1])),
+                                               self.request_latency.labels(key[0]))
+        found[0].inc()
+        found[1].observe(rec.latency_ms / 1000)
+
+    def step(self, rec: UsageRecord, system: str, deployment: str) -> None:
+        """Count a step's record."""
+        key = (system, rec.step or _UNSET, deployment, rec.verdict or NO_VERDICT,
+               rec.status_code)
+        series = self._steps.get(key)
+        if series is None:
+            if len(self._steps) >= MAX_SYSTEM_SERIES:
+                key = (OTHER_MODEL, OTHER_MODEL, OTHER_MODEL, OTHER_MODEL, rec.status_code)
+                series = self._steps.get(key)
+            if series is None:
+                series = self._steps[key] = self._step_series(key)
+        series.count.inc()
+        series.latency.observe(rec.latency_ms / 1000)
+
+    def _step_series(self, key: tuple[str, str, str, str, int]) -> _StepSeries:
+        system, step, deployment, verdict, status = key
+        latency = self._step_latency.get((system, step))
+        if latency is None:
+            latency = self._step_latency[(system, step)] = self.step_latency.labels(system, step)
+        return _StepSeries(self.steps.labels(system, step, deployment, verdict, str(status)),
+                           latency)
 
 
 class _CircuitCollector(Collector):
@@ -131,6 +227,7 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry()
         self._known_models = frozenset(config.model_names())
         self._define(self.registry)
+        self.systems = _SystemMetrics(self.registry)
         names = [d.name for d in config.deployments]
         self.registry.register(_CircuitCollector(names, {} if breakers is None else breakers))
         self._series: dict[str, _DeploymentSeries] = {}
@@ -185,7 +282,8 @@ class GatewayMetrics:
         child = self._requests.get(key)
         if child is None:
             label = "none" if model is None else model
-            if model is not None and model not in self._known_models:
+            if (model is not None and model not in self._known_models
+                    and model not in self.systems.models):
                 label = OTHER_MODEL
                 key = (dep, OTHER_MODEL, status)  # one cache entry for every unknown name
                 child = self._requests.get(key)
@@ -201,21 +299,28 @@ class GatewayMetrics:
         return child
 
     def observe(self, rec: UsageRecord) -> None:
-        """Count one finished request (success or failure)."""
+        """Count one finished request (success or failure), or one system step's record."""
         dep = rec.deployment or NO_DEPLOYMENT
-        self._request_counter(dep, rec.requested_model, rec.status_code).inc()
         series = self._deployment(dep)
-        series.latency.observe(rec.latency_ms / 1000)
-        if rec.ttft_ms is not None:
-            series.ttft.observe(rec.ttft_ms / 1000)
+        if rec.parent_id is not None:  # a step of a system of models, not a chat request
+            self.systems.step(rec, rec.system or _UNSET, dep)
+        else:
+            model = (rec.requested_model if rec.system is None
+                     else self.systems.model_name(rec.system))
+            self._request_counter(dep, model, rec.status_code).inc()
+            series.latency.observe(rec.latency_ms / 1000)
+            if rec.ttft_ms is not None:
+                series.ttft.observe(rec.ttft_ms / 1000)
+            if rec.error_type is not None:
+                self._pair(self._errors, self.errors, (dep, rec.error_type)).inc()
+            if rec.system is not None:
+                self.systems.request(rec, rec.system)
         if rec.prompt_tokens:
             series.prompt_tokens.inc(rec.prompt_tokens)
         if rec.completion_tokens:
             series.completion_tokens.inc(rec.completion_tokens)
         if rec.cost_usd:
             series.cost.inc(rec.cost_usd)
-        if rec.error_type is not None:
-            self._pair(self._errors, self.errors, (dep, rec.error_type)).inc()
 
     def routed(self, request: ChatRequest, ctx: CallContext,
                decision: RouteDecision | None, seconds: float) -> None:

@@ -15,7 +15,12 @@ Spans follow the OpenTelemetry GenAI semantic conventions (development status):
   ``modelmix.deployment``, ``modelmix.route_reason``, ``modelmix.request_id``,
   ``modelmix.cost_usd``, ``modelmix.attempts``, and ``error.type`` plus ERROR status on failure;
 - one CLIENT child span per upstream attempt, ``chat {deployment model}``, with the model the
-  upstream reported, its token counts and finish reasons, or the error class.
+  upstream reported, its token counts and finish reasons, or the error class;
+- for a system of models, the request span is named ``chat system/{name}`` and gets
+  ``modelmix.system``; each step's record (``parent_id`` set) gets an INTERNAL span
+  ``step {step}``, a child of the span current when the record is reported (the request's
+  span), back-dated to the step's start, with ``modelmix.system``, ``modelmix.step``,
+  ``modelmix.parent_id``, ``modelmix.verdict`` and the step's own tokens and cost.
 
 Example::
 
@@ -56,6 +61,10 @@ CHAT_PATHS: frozenset[str] = frozenset({"/v1/chat/completions", "/chat/completio
 _GENAI_PROVIDERS: Mapping[str, str] = {
     "openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini",
 }
+
+
+#: Attributes a system request's span leaves to its step spans (its record carries zeros).
+_STEP_TOTALS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "modelmix.cost_usd")
 
 
 def _provider_name(provider: str) -> str:
@@ -158,12 +167,33 @@ class Tracing:
         span.set_attributes(attrs)
 
     def finished(self, rec: UsageRecord, attempts: Sequence[Attempt]) -> None:
+        if rec.parent_id is not None:  # a system's step: its own span, not the request's
+            self._step_span(rec)
+            return
         span = self._trace.get_current_span()
         if not span.is_recording():
             return
-        span.set_attributes(self._record_attributes(rec))
+        attrs = self._record_attributes(rec)
+        if rec.system is not None:  # the envelope: tokens and cost are on its step spans
+            span.update_name(f"chat system/{rec.system}")
+            for key in _STEP_TOTALS:
+                del attrs[key]
+        span.set_attributes(attrs)
         if rec.error is not None:
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, rec.error))
+
+    def _step_span(self, rec: UsageRecord) -> None:
+        """An INTERNAL span for a step's record, child of the current (request) span, over
+        the step's own time (the record's start and latency)."""
+        start_ns = int(rec.created_at * 1e9)
+        attrs = self._record_attributes(rec)
+        if rec.deployment is None:  # a verification without a judge model: no chat
+            del attrs["gen_ai.operation.name"]
+        span = self.tracer.start_span(f"step {rec.step}", kind=self._trace.SpanKind.INTERNAL,
+                                      attributes=attrs, start_time=start_ns)
+        if rec.error is not None:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, rec.error))
+        span.end(end_time=start_ns + int(rec.latency_ms * 1e6))
 
     def _record_attributes(self, rec: UsageRecord) -> dict[str, Any]:
         attrs: dict[str, Any] = {
@@ -190,6 +220,11 @@ class Tracing:
             attrs["modelmix.ttft_ms"] = rec.ttft_ms
         if rec.error_type is not None:
             attrs["error.type"] = rec.error_type
+        for key, value in (("modelmix.system", rec.system), ("modelmix.step", rec.step),
+                           ("modelmix.parent_id", rec.parent_id),
+                           ("modelmix.verdict", rec.verdict)):
+            if value is not None:
+                attrs[key] = value
         return attrs
 
     async def traced(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

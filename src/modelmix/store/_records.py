@@ -55,6 +55,17 @@ class UsageRecord:
             ``store.keep_prompts`` / ``store.keep_responses`` are on; stored in the
             ``request_texts`` table, not in ``usage``.
         audit: the data guard's record when a policy is set (table ``guard_audit``).
+        parent_id: for a row written by a step of a system of models, the ``request_id``
+            of the system request's envelope row; None on every other row.
+        system: the system's name (``model: "system/<name>"``) on its envelope row and on
+            each of its step rows; None outside systems.
+        step: the step's name on a step row; None on the envelope and outside systems.
+        verdict: what a verifying step decided (``accept`` or ``escalate``), else None.
+
+    A system request writes one envelope row (``parent_id`` and ``step`` None, no deployment,
+    no tokens, cost 0, the whole request's latency and status) and one row per model call
+    or verify step, each with its own ``request_id`` and the envelope's as ``parent_id``.
+    Costs live on the step rows only, so summing ``cost_usd`` over rows counts each once.
     """
 
     request_id: str
@@ -77,6 +88,10 @@ class UsageRecord:
     prompt: str | None = None
     response: str | None = None
     audit: AuditRecord | None = None
+    parent_id: str | None = None
+    system: str | None = None
+    step: str | None = None
+    verdict: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.audit, dict):  # read back from a spill file

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 from modelmix.errors import ConfigError
 from modelmix.store._audit import AUDIT_FIELDS, AUDIT_METADATA, AUDIT_TABLE, audit_rows
 from modelmix.store._records import UsageRecord
+from modelmix.store._schema import create_tables, upgrade_table
 from modelmix.store._summary import GroupStats, SummaryRow, build_rows
 
 __all__ = [
@@ -35,11 +36,14 @@ __all__ = [
     "normalize_url",
 ]
 
-GroupField = Literal["deployment", "key", "model", "provider"]
+GroupField = Literal["deployment", "key", "model", "provider", "system", "step"]
 
 METADATA = sa.MetaData()
 
-#: One row per request; columns mirror :class:`~modelmix.store.UsageRecord` field by field.
+#: One row per request, plus one per step of a system of models; columns mirror
+#: :class:`~modelmix.store.UsageRecord` field by field. Columns added after v1 are nullable
+#: and come last, so :func:`~modelmix.store._schema.upgrade_table` can add them to a table
+#: created before them.
 USAGE_TABLE = sa.Table(
     "usage",
     METADATA,
@@ -62,10 +66,16 @@ USAGE_TABLE = sa.Table(
     sa.Column("error", sa.Text()),
     sa.Column("error_type", sa.Text()),
     sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    # systems of models (docs/usage.md): step rows point at their envelope row by parent_id
+    sa.Column("parent_id", sa.Text()),
+    sa.Column("system", sa.Text()),
+    sa.Column("step", sa.Text()),
+    sa.Column("verdict", sa.Text()),
     sa.Index("ix_usage_created_at", "created_at"),
     sa.Index("ix_usage_deployment", "deployment"),
     sa.Index("ix_usage_key_id", "key_id"),
     sa.Index("ix_usage_request_id", "request_id"),
+    sa.Index("ix_usage_parent_id", "parent_id"),
 )
 
 #: Prompt and answer texts of requests, written only when ``store.keep_prompts`` or
@@ -89,6 +99,8 @@ GROUP_FIELDS: dict[str, str] = {
     "key": "key_id",
     "model": "requested_model",
     "provider": "provider",
+    "system": "system",
+    "step": "step",
 }
 
 _RECORD_FIELDS = tuple(c.name for c in USAGE_TABLE.columns if c.name != "id")
@@ -246,9 +258,11 @@ class UsageStore:
         return self.engine.url
 
     def create_all(self) -> None:
-        """Create the table and indexes when missing (no migrations: the schema is v1)."""
-        METADATA.create_all(self.engine, checkfirst=True)
-        AUDIT_METADATA.create_all(self.engine, checkfirst=True)
+        """Create the tables and indexes when missing, and add to an existing ``usage`` table
+        the columns and indexes it lacks (idempotent; safe when processes race)."""
+        create_tables(self.engine, METADATA)
+        upgrade_table(self.engine, USAGE_TABLE)
+        create_tables(self.engine, AUDIT_METADATA)
 
     def insert_many(self, records: Sequence[UsageRecord]) -> int:
         """Insert ``records`` in one transaction (all or none); returns the row count."""
@@ -303,42 +317,38 @@ class UsageStore:
     def summary(
         self, since: float | None = None, group_by: Sequence[GroupField] = ("deployment",)
     ) -> list[SummaryRow]:
-        """Per-group requests, errors, tokens, cost and latency percentiles.
+        """Per-group requests, steps, errors, tokens, cost and latency percentiles.
+
+        A system of models' request counts once under ``requests`` (its envelope row); the
+        rows of its steps count under ``steps``. Tokens and cost are summed over every row
+        (envelope rows carry none), so nothing is counted twice.
 
         Args:
-            since: only requests that arrived at or after this Unix time (s).
+            since: only rows created at or after this Unix time (s).
             group_by: fields to group by, in order; ``()`` gives one total row.
 
         Returns:
-            Rows sorted by cost (USD) descending. Latency percentiles (ms) cover
-            successful requests only; see :mod:`modelmix.store._summary` for the method.
+            Rows sorted by cost (USD) descending. Latency percentiles (ms) cover the group's
+            successful requests, or its successful steps when it has no requests; see
+            :mod:`modelmix.store._summary` for the method.
 
         Raises:
             ValueError: an unknown ``group_by`` field.
         """
         keys = [_group_column(name) for name in group_by]
-        col = USAGE_TABLE.c
-        failed = sa.or_(col.error.is_not(None), col.status_code >= 400)
-        totals = _since(sa.select(
-            *keys,
-            sa.func.count(),
-            sa.func.sum(sa.case((failed, 1), else_=0)),
-            sa.func.sum(col.prompt_tokens),
-            sa.func.sum(col.completion_tokens),
-            sa.func.sum(col.cost_usd),
-        ), since).group_by(*keys)
-        timings = _since(sa.select(*keys, col.latency_ms, col.ttft_ms), since).where(~failed)
+        n = len(keys)
         stats: dict[tuple[str | None, ...], GroupStats] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(totals):
-                n = len(keys)
+            for row in conn.execute(_totals_query(keys, since)):
+                counts = [int(v or 0) for v in row[n:n + 6]]
                 stats[tuple(row[:n])] = GroupStats(
-                    requests=int(row[n]), errors=int(row[n + 1] or 0),
-                    prompt_tokens=int(row[n + 2] or 0), completion_tokens=int(row[n + 3] or 0),
-                    cost_usd=float(row[n + 4] or 0.0))
-            for row in conn.execute(timings):
-                group = stats[tuple(row[:len(keys)])]
-                group.add_timing(float(row[-2]), None if row[-1] is None else float(row[-1]))
+                    requests=counts[0], errors=counts[1], steps=counts[2],
+                    step_errors=counts[3], prompt_tokens=counts[4], completion_tokens=counts[5],
+                    cost_usd=float(row[n + 6] or 0.0))
+            for row in conn.execute(_timings_query(keys, since)):
+                stats[tuple(row[:n])].add_timing(
+                    float(row[n + 1]), None if row[n + 2] is None else float(row[n + 2]),
+                    step=bool(row[n]))
         return build_rows(tuple(group_by), stats)
 
     def close(self) -> None:
@@ -355,3 +365,32 @@ def _group_column(name: str) -> sa.Column[Any]:
 
 def _since(query: sa.Select[Any], since: float | None) -> sa.Select[Any]:
     return query if since is None else query.where(USAGE_TABLE.c.created_at >= since)
+
+
+def _failed() -> sa.ColumnElement[bool]:
+    col = USAGE_TABLE.c
+    return sa.or_(col.error.is_not(None), col.status_code >= 400)
+
+
+def _count(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    return sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0))
+
+
+def _totals_query(keys: Sequence[sa.Column[Any]], since: float | None) -> sa.Select[Any]:
+    """Per group: requests, errors, steps, step errors, prompt and completion tokens, cost
+    (the order :class:`GroupStats` takes them in)."""
+    col = USAGE_TABLE.c
+    request, step, failed = col.parent_id.is_(None), col.parent_id.is_not(None), _failed()
+    query = sa.select(
+        *keys, _count(request), _count(request, failed), _count(step), _count(step, failed),
+        sa.func.sum(col.prompt_tokens), sa.func.sum(col.completion_tokens),
+        sa.func.sum(col.cost_usd))
+    return _since(query, since).group_by(*keys)
+
+
+def _timings_query(keys: Sequence[sa.Column[Any]], since: float | None) -> sa.Select[Any]:
+    """Per successful row: its group, 1 for a step row (else 0), latency and TTFT (ms)."""
+    col = USAGE_TABLE.c
+    is_step = sa.case((col.parent_id.is_not(None), 1), else_=0)
+    query = sa.select(*keys, is_step, col.latency_ms, col.ttft_ms)
+    return _since(query, since).where(~_failed())

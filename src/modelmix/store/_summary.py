@@ -55,20 +55,35 @@ def parse_window(text: str) -> float:
 
 @dataclass(slots=True)
 class GroupStats:
-    """Accumulates one group's totals (from SQL) and timings (ms, successful requests)."""
+    """Accumulates one group's totals (from SQL) and timings (ms, successful rows), the
+    timings of requests and of system steps apart."""
 
     requests: int = 0
     errors: int = 0
+    steps: int = 0
+    step_errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     ttfts_ms: list[float] = field(default_factory=list)
+    step_latencies_ms: list[float] = field(default_factory=list)
+    step_ttfts_ms: list[float] = field(default_factory=list)
 
-    def add_timing(self, latency_ms: float, ttft_ms: float | None) -> None:
-        self.latencies_ms.append(latency_ms)
+    def add_timing(self, latency_ms: float, ttft_ms: float | None, *, step: bool = False) -> None:
+        """Add one successful row's timings: a request's, or a system step's."""
+        latencies, ttfts = ((self.step_latencies_ms, self.step_ttfts_ms) if step
+                            else (self.latencies_ms, self.ttfts_ms))
+        latencies.append(latency_ms)
         if ttft_ms is not None:
-            self.ttfts_ms.append(ttft_ms)
+            ttfts.append(ttft_ms)
+
+    def timings(self) -> tuple[list[float], list[float]]:
+        """Latencies and TTFTs the percentiles cover: the requests', or the steps' when the
+        group has no requests (``--by step``, a deployment only systems call)."""
+        if self.requests:
+            return self.latencies_ms, self.ttfts_ms
+        return self.step_latencies_ms, self.step_ttfts_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +93,15 @@ class SummaryRow:
     Attributes:
         group: grouping field -> value (None where the request had none, e.g. no
             deployment was called); empty for a total row.
-        requests / errors: counts; an error is a record with an error or status >= 400.
-        cost_usd: summed cost in USD.
+        requests / errors: client requests (rows without ``parent_id``: ordinary requests
+            and the envelope rows of systems of models) and how many failed; a failure is a
+            record with an error or status >= 400.
+        steps / step_errors: rows written by the steps of systems of models (``parent_id``
+            set) and how many failed.
+        cost_usd: summed cost in USD (envelope rows carry none, so nothing counts twice).
         p50_latency_ms / p95_latency_ms / p50_ttft_ms: over successful requests (TTFT
-            over successful streams); None when there were none.
+            over successful streams), or over successful steps in a group without
+            requests; None when there were none.
     """
 
     group: dict[str, str | None]
@@ -93,6 +113,8 @@ class SummaryRow:
     p50_latency_ms: float | None
     p95_latency_ms: float | None
     p50_ttft_ms: float | None
+    steps: int = 0
+    step_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-ready dict: the group fields first, then the numbers."""
@@ -100,6 +122,8 @@ class SummaryRow:
             **self.group,
             "requests": self.requests,
             "errors": self.errors,
+            "steps": self.steps,
+            "step_errors": self.step_errors,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": self.cost_usd,
@@ -113,19 +137,24 @@ def build_rows(
     group_by: tuple[str, ...], stats: dict[tuple[str | None, ...], GroupStats]
 ) -> list[SummaryRow]:
     """Turn accumulated groups into rows, most expensive first (then most requests)."""
-    rows = [
-        SummaryRow(
-            group=dict(zip(group_by, key, strict=True)),
-            requests=s.requests,
-            errors=s.errors,
-            prompt_tokens=s.prompt_tokens,
-            completion_tokens=s.completion_tokens,
-            cost_usd=s.cost_usd,
-            p50_latency_ms=percentile(s.latencies_ms, 50),
-            p95_latency_ms=percentile(s.latencies_ms, 95),
-            p50_ttft_ms=percentile(s.ttfts_ms, 50),
-        )
-        for key, s in stats.items()
-    ]
-    rows.sort(key=lambda r: (-r.cost_usd, -r.requests, [v or "" for v in r.group.values()]))
+    rows = [_row(dict(zip(group_by, key, strict=True)), s) for key, s in stats.items()]
+    rows.sort(key=lambda r: (-r.cost_usd, -r.requests, -r.steps,
+                             [v or "" for v in r.group.values()]))
     return rows
+
+
+def _row(group: dict[str, str | None], s: GroupStats) -> SummaryRow:
+    latencies, ttfts = s.timings()
+    return SummaryRow(
+        group=group,
+        requests=s.requests,
+        errors=s.errors,
+        prompt_tokens=s.prompt_tokens,
+        completion_tokens=s.completion_tokens,
+        cost_usd=s.cost_usd,
+        p50_latency_ms=percentile(latencies, 50),
+        p95_latency_ms=percentile(latencies, 95),
+        p50_ttft_ms=percentile(ttfts, 50),
+        steps=s.steps,
+        step_errors=s.step_errors,
+    )
