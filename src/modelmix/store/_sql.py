@@ -80,7 +80,7 @@ USAGE_TABLE = sa.Table(
 
 #: Prompt and answer texts of requests, written only when ``store.keep_prompts`` or
 #: ``store.keep_responses`` is on (kept apart from ``usage`` so that table stays free of
-#: personal data and its schema stays v1). Joined to ``usage`` by ``request_id``.
+#: personal data). Joined to ``usage`` by ``request_id``.
 REQUEST_TEXTS_TABLE = sa.Table(
     "request_texts",
     METADATA,
