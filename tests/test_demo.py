@@ -66,6 +66,10 @@ def test_demo_runs_workload_through_gateway(tmp_path: Path) -> None:
     assert "malformed -> 4xx" in out and "6 / 6" in out
     assert "413" in out and "404" in out
     assert "same tokens all on gpt-4.1" in out
+    assert "Systems of models" in out
+    for system in ("healthcare-triage", "finance-analyst", "manufacturing-maintenance"):
+        assert system in out
+    assert "local:smollm2-local" in out and "phi: regulated" in out
     db_url = f"sqlite:///{tmp_path / 'u.db'}"
     assert f"modelmix usage --db {shlex.quote(db_url)}" in out
     usage = subprocess.run([sys.executable, "-m", "modelmix", "usage", "--db", db_url],
@@ -86,6 +90,7 @@ def test_demo_without_a_proprietary_deployment(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no proprietary deployment in the catalog to compare with" in proc.stdout
+    assert "this catalog has no blueprints" in proc.stdout
     assert "modelmix usage --db sqlite:///.modelmix/demo_usage.db" in proc.stdout
     assert (tmp_path / ".modelmix" / "demo_usage.db").exists()
 
@@ -145,3 +150,19 @@ def test_learned_route_reason_shows_score_and_threshold_first() -> None:
     assert _short_reason(full) == ("p(strong)=0.55<0.58 balanced; no strong-model deployment "
                                    "allowed (gpt-4.1: OPENAI_API_KEY unset)")
     assert _short_reason("rules: open model by default") == "rules: open model by default"
+
+
+def test_systems_table_shows_steps_decisions_and_costs() -> None:
+    from modelmix.cli._demo import _shorten
+    from modelmix.cli._demo_systems import SystemResult, systems_table
+
+    ok = SystemResult("finance-analyst", "card pseudonymised", steps="difficulty:-,checked:a",
+                      reason="system finance-analyst: difficulty: easy; checked: tier 0 (a) "
+                             "accepted", prompt_tokens=1000, completion_tokens=100,
+                      answer="The total is $59.97")
+    failed = SystemResult("healthcare-triage", "x", status=503, error="no deployment")
+    lines = "\n".join(_render(systems_table([ok, failed], default_config().deployment(
+        "gpt-4.1"), _shorten)))
+    assert "difficulty:-, checked:a" in lines and "difficulty: easy; checked: tier 0" in lines
+    assert "0.002800" in lines  # 1,000 in x $2 + 100 out x $8 per 1M tokens
+    assert "503: no deployment" in lines

@@ -30,6 +30,7 @@ from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from modelmix.catalog import Config, Deployment, Tier
+from modelmix.cli._demo_systems import run_systems, systems_table
 from modelmix.errors import ConfigError, require_extra
 
 __all__ = ["DemoResult", "load_prompts", "run_demo"]
@@ -345,15 +346,18 @@ def run_demo(*, config: Config, config_path: str | None = None, n: int = 60,
         results = _workload(client, rows, max_tokens, deployments, console)
         malformed = _malformed(gateway.url)
         wall = time.perf_counter() - started
+        with console.status("systems of models (blueprints)..."):
+            systems = run_systems(client, max_tokens)
     finally:
         gateway.stop()
     console.print(_results_table(results))
     console.print(_malformed_table(malformed))
     console.print(_summary(results, ref, malformed, wall))
+    console.print(systems_table(systems, ref, _shorten))
     console.print(f"usage records: {gateway.db_url}\nsummarise them with: "
                   f"modelmix usage --db {shlex.quote(gateway.db_url)}", soft_wrap=True,
                   markup=False, highlight=False)
-    failed = [r for r in results if r.error]
+    failed = [r for r in results if r.error] + [s for s in systems if s.error]
     return 1 if failed or any(not 400 <= m[1] < 500 for m in malformed) else 0
 
 
