@@ -20,7 +20,7 @@ from modelmix.catalog import Config
 from modelmix.errors import ModelmixError, StepFailed
 from modelmix.protocol import ChatMessage, ChatRequest
 from modelmix.routing import prompt_text
-from modelmix.routing.cascade._base import Check
+from modelmix.routing.cascade import Check
 from modelmix.systems._contracts import ModelAnswer, ModelCaller, StepCall, StepTrace
 from modelmix.systems._expr import Condition, ExpressionError, Template, references
 

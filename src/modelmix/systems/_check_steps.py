@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from modelmix.protocol import ChatMessage
-from modelmix.routing.cascade._base import Check
+from modelmix.routing.cascade import Check, repair_prompt
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -183,8 +183,6 @@ class VerifyStep(Step):
 
     async def _repair(self, run: StepRun, text: str, check: Check, deployment: str
                       ) -> tuple[str, Check]:
-        from modelmix.routing.cascade import repair_prompt  # TODO(systems): top-level
-
         messages = [*run.request.messages, ChatMessage(role="assistant", content=text),
                     ChatMessage(role="user", content=repair_prompt(text, check))]
         request = run.request.model_copy(update={

@@ -3,6 +3,7 @@ first, verify, escalate only when verification fails)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -167,8 +168,12 @@ class ModelStep(_Caller, Step):
         raise AssertionError("unreachable: the last model raises or returns")
 
 
+_PREFIX = re.compile(r"^system [^,]+, step [^:]+: ")
+
+
 def _short(exc: ModelmixError) -> str:
-    return exc.message.split("\n", 1)[0][:160]
+    """The first line of ``exc``'s message, without the system / step prefix."""
+    return _PREFIX.sub("", exc.message.split("\n", 1)[0])[:160]
 
 
 def _outputs(answer: ModelAnswer, passed: list[str] | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modelmix.errors import ConfigError
 from modelmix.protocol import ChatMessage
-from modelmix.routing.cascade._base import Check, Verifier
+from modelmix.routing.cascade import Check, Verifier, verifier_from_spec
 from modelmix.systems._base import BuildContext, SpecError, StepRun, compile_condition
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class AnswerVerifier(ABC):
 
 
 class _Offline(AnswerVerifier):
-    """An offline verifier (pure function of prompt and answer), run off the loop when
-    it may be slow (the learned one)."""
+    """An offline verifier (a pure function of prompt and answer, microseconds to a
+    millisecond: run on the loop)."""
 
     def __init__(self, verifier: Verifier):
         self.verifier = verifier
@@ -196,8 +196,6 @@ def build_verifier(spec: VerifierSpec, build: BuildContext, field: str) -> Answe
             raise SpecError(f"{field}.{where}" if where else field, err["msg"]) from exc
         verifier: AnswerVerifier = live(options, build)
         return verifier
-    from modelmix.routing.cascade import verifier_from_spec  # TODO(systems): top-level
-
     try:
         return _Offline(verifier_from_spec(spec.name, spec.options))
     except ConfigError as exc:
