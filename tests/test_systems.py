@@ -119,6 +119,23 @@ def test_cli_exits_2_on_a_bad_spec(tmp_path: Path) -> None:
         in result.output.replace("\n", " ")
 
 
+def test_cli_lists_systems_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    result = CliRunner().invoke(app, ["systems"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "system/healthcare-triage" in result.output
+    assert "safety (verify, after draft)" in result.output
+    cat = tmp_path / "cat.yaml"
+    cat.write_text(yaml.safe_dump({"deployments": [LOCAL], "systems": {"s": {"steps": {
+        "a": {"kind": "model", "model": "local", "when": "zz.ok"}}}}}))
+    result = CliRunner().invoke(app, ["systems", "--config", str(cat)])
+    assert result.exit_code == 2
+    assert 'step "a", field "when": reads \'zz\'' in result.output.replace("\n", " ")
+
+
 def test_systems_files_are_included_relative_to_the_catalog(tmp_path: Path) -> None:
     (tmp_path / "systems").mkdir()
     (tmp_path / "systems" / "one.yaml").write_text(yaml.safe_dump({"systems": {

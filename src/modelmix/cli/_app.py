@@ -12,12 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelmix.catalog import Config
+from modelmix.cli._cascade import cascade_app
 from modelmix.cli._guard import guard_app
 from modelmix.cli._keys import keys_app
 from modelmix.cli._output import ConfigOpt, console, err_console
 from modelmix.cli._output import config_or_fail as _config
 from modelmix.cli._output import fail as _fail
 from modelmix.cli._router import router_app
+from modelmix.cli._systems import systems
 from modelmix.errors import ConfigError, ModelmixError
 from modelmix.observability._logging import LogFormat, configure_logging
 
@@ -313,8 +315,10 @@ def _usage_table(fields: tuple[str, ...], rows: list[SummaryRow], total: Summary
     return table
 
 
+app.command()(systems)
 app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
+app.add_typer(cascade_app, name="cascade")
 app.add_typer(guard_app, name="guard")
 
 
