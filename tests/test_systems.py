@@ -421,3 +421,34 @@ def test_the_gateway_serves_systems_to_the_openai_sdk() -> None:
             "model": "system/zz", "messages": [{"role": "user", "content": "hi"}]})
         assert bad.status_code == 404
         assert bad.json()["error"]["code"] == "model_not_found"
+
+
+async def test_a_judge_grades_answers_against_a_rubric() -> None:
+    cfg = _config({"s": {"steps": {
+        "draft": {"kind": "model", "model": "local"},
+        "grade": {"kind": "verify", "answer": "draft", "verifier": {
+            "name": "judge", "model": "cloud", "rubric": "Is it polite?", "min_grade": 7}}}}})
+    for reply, ok in (("8", True), ("Grade: 3", False), ("excellent", False)):
+        judge = FakeProvider(cfg.deployment("cloud"), reply=reply)
+        done = await _service(cfg, cloud=judge).complete(_ask("hello"))
+        assert done.system is not None and done.system.steps == "draft:local,grade:cloud"
+        assert ("grade: accept" in done.decision.reason) is ok
+        sent = judge.calls[-1]
+        assert "Is it polite?" in sent.messages[-1].text() and sent.max_tokens == 8
+        assert "local: hello" in sent.messages[-1].text()
+
+
+async def test_self_consistency_samples_the_model_and_votes() -> None:
+    cfg = _config({"s": {"steps": {
+        "draft": {"kind": "model", "model": "local"},
+        "vote": {"kind": "verify", "answer": "draft", "verifier": {
+            "name": "self-consistency", "model": "local", "k": 4, "agreement": 0.75}}},
+        "output": "vote"}})
+    steady = FakeProvider(cfg.deployment("local"), reply="so #### 42")
+    done = await _service(cfg, local=steady).complete(_ask("q"))
+    assert "vote: accept (4 of 4 samples agree)" in done.decision.reason
+    assert len(steady.calls) == 5 and steady.calls[-1].temperature == 0.7
+    answers = iter(["#### 42", "#### 42", "#### 41", "#### 40", "#### 42"])
+    shaky = FakeProvider(cfg.deployment("local"), reply=lambda _: next(answers))
+    done = await _service(cfg, local=shaky).complete(_ask("q"))
+    assert "vote: escalate (2 of 4 samples agree)" in done.decision.reason

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelmix.errors import ConfigError
-from modelmix.protocol import ChatMessage
+from modelmix.protocol import ChatMessage, ChatRequest
 from modelmix.routing.cascade import Check, Verifier, verifier_from_spec
 from modelmix.systems._base import BuildContext, SpecError, StepRun, compile_condition
 
@@ -91,9 +91,9 @@ class JudgeVerifier(AnswerVerifier):
         ask = (f"Rubric: {self.options.rubric}\n\nQuestion:\n{prompt}\n\nAnswer:\n"
                f"{answer}\n\nGrade the answer from 1 (unacceptable) to 10 (excellent)."
                " Reply with the number only.")
-        request = run.request.model_copy(update={
-            "model": self.model, "stream": False, "stream_options": None,
-            "messages": [ChatMessage(role="user", content=ask)], "max_tokens": 8})
+        # a fresh request: the caller's tools, JSON mode or limits must not shape a grade
+        request = ChatRequest(model=self.model, max_tokens=8, temperature=0,
+                              messages=[ChatMessage(role="user", content=ask)])
         graded = await run.complete(request)
         found = self._GRADE.search(graded.text)
         if found is None:
