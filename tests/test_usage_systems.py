@@ -354,7 +354,8 @@ CONFIG: dict[str, Any] = {
         {"name": "open-a", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1",
          "model": "m-open"},
         {"name": "prop-b", "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
-         "model": "m-prop", "tier": "proprietary", "hosting": "cloud"},
+         "model": "m-prop", "tier": "proprietary", "hosting": "cloud",
+         "input_cost_per_mtok": 2, "output_cost_per_mtok": 8},
     ],
 }
 
@@ -472,3 +473,92 @@ def test_judge_free_verify_span_is_not_a_chat(spans: tuple[Any, Any]) -> None:
     (span,) = exporter.get_finished_spans()
     assert span.name == "step check" and "gen_ai.operation.name" not in span.attributes
     assert span.attributes["modelmix.verdict"] == "escalate"
+
+
+def test_a_step_calls_routing_leaves_the_request_span_alone(spans: tuple[Any, Any]) -> None:
+    from opentelemetry.trace import SpanKind
+
+    from modelmix.engine import CallContext
+    from modelmix.protocol import ChatRequest
+
+    tracing, exporter = spans
+    request = ChatRequest(model="open-a", messages=[{"role": "user", "content": "hi"}])
+    with tracing.tracer.start_as_current_span("chat", kind=SpanKind.SERVER):
+        tracing.routed(request, CallContext(request_id="c1", parent_id="sys-1"), None, 0.001)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat" and "modelmix.request_id" not in span.attributes
+
+
+def test_untimed_verdict_rows_stay_out_of_latencies(tmp_path: Path) -> None:
+    verdict = step("sys-1-v", name="answer", deployment=None, latency_ms=0.0,
+                   verdict="escalate")
+    with UsageStore(f"sqlite:///{tmp_path / 'usage.db'}") as store:
+        store.create_all()
+        store.insert_many([*system_request(), verdict])
+        by_step = {r.group["step"]: r for r in store.summary(group_by=("step",))}
+    assert by_step["answer"].steps == 2 and by_step["answer"].p50_latency_ms == 500.0
+    metrics = _metrics()
+    metrics.observe(verdict)
+    assert metrics.registry.get_sample_value("modelmix_system_steps_total", {
+        "system": "triage", "step": "answer", "deployment": "none", "verdict": "escalate",
+        "status": "200"}) == 1
+    assert not metrics.registry.get_sample_value("modelmix_system_step_latency_seconds_count",
+                                                 {"system": "triage", "step": "answer"})
+
+
+# -- end to end: a system request through the gateway ---------------------------------------
+
+
+def test_a_system_request_through_the_gateway(
+        spans: tuple[Any, Any], tmp_path: Path) -> None:
+    import httpx
+    from opentelemetry.trace import SpanKind
+
+    from _servers import serve_app
+    from modelmix.engine import ChatService
+    from modelmix.server import create_app
+    from modelmix.testing import FakeProvider
+
+    tracing, exporter = spans
+    cfg = config_from_dict({**CONFIG, "systems": {"s": {"steps": {
+        "draft": {"kind": "model", "model": "open-a"},
+        "polish": {"kind": "model", "model": "prop-b", "messages": [
+            {"role": "user", "content": "improve: {{ draft.text }}"}]},
+        "check": {"kind": "verify", "answer": "polish", "verifier": {
+            "name": "rules", "checks": {"says_hi": "'hi' in answer"}}},
+    }}}})
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    writer = UsageWriter(UsageStore(url), spill_path=tmp_path / "spill.jsonl",
+                         thread_nice=None)
+    fakes = {d.name: FakeProvider(d, reply=lambda r: "hi " + r.messages[-1].text())
+             for d in cfg.deployments}
+    service = ChatService(cfg, providers=fakes, usage=writer)
+    with serve_app(create_app(service=service, tracing=tracing)) as base:
+        answer = httpx.post(base + "/v1/chat/completions", timeout=30, json={
+            "model": "system/s", "messages": [{"role": "user", "content": "hello"}]})
+        metrics = httpx.get(base + "/metrics", timeout=30).text
+    assert answer.status_code == 200, answer.text
+    request_id = answer.headers["x-request-id"]
+    writer.flush(10)
+    with UsageStore(url) as store:
+        rows = store.records()
+        by_step = {r.group["step"]: r for r in store.summary(group_by=("step",))}
+    (envelope_rec,) = [r for r in rows if r.parent_id is None]
+    assert envelope_rec.request_id == request_id and envelope_rec.system == "s"
+    steps = {r.step: r for r in rows if r.parent_id == request_id}
+    assert set(steps) == {"draft", "polish", "check"} and steps["check"].verdict == "accept"
+    assert by_step[None].requests == 1 and by_step[None].cost_usd == 0
+    assert by_step["polish"].steps == 1 and by_step["polish"].cost_usd > 0
+    assert 'modelmix_system_requests_total{status="200",system="s"} 1.0' in metrics
+    assert ('modelmix_system_steps_total{deployment="prop-b",status="200",step="polish",'
+            'system="s",verdict="none"} 1.0') in metrics
+    assert ('modelmix_requests_total{deployment="none",requested_model="system/s",'
+            'status_code="200"} 1.0') in metrics
+    done = list(exporter.get_finished_spans())
+    server = next(s for s in done if s.kind is SpanKind.SERVER)
+    assert server.name == "chat system/s"
+    assert server.attributes["modelmix.request_id"] == request_id
+    step_spans = {s.attributes["modelmix.step"]: s for s in done if s.kind is SpanKind.INTERNAL}
+    assert set(step_spans) == {"draft", "polish", "check"}
+    assert all(s.parent.span_id == server.context.span_id for s in step_spans.values())
+    assert step_spans["polish"].attributes["modelmix.parent_id"] == request_id

@@ -174,7 +174,8 @@ class _SystemMetrics:
             if series is None:
                 series = self._steps[key] = self._step_series(key)
         series.count.inc()
-        series.latency.observe(rec.latency_ms / 1000)
+        if rec.latency_ms > 0:  # a verdict row written without a timing is not observed
+            series.latency.observe(rec.latency_ms / 1000)
 
     def _step_series(self, key: tuple[str, str, str, str, int]) -> _StepSeries:
         system, step, deployment, verdict, status = key

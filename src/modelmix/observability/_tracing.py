@@ -148,6 +148,8 @@ class Tracing:
 
     def routed(self, request: ChatRequest, ctx: CallContext,
                decision: RouteDecision | None, seconds: float) -> None:
+        if ctx.parent_id is not None:  # a system step's call: the request span is the system's
+            return
         span = self._trace.get_current_span()
         if not span.is_recording():
             return

@@ -389,8 +389,10 @@ def _totals_query(keys: Sequence[sa.Column[Any]], since: float | None) -> sa.Sel
 
 
 def _timings_query(keys: Sequence[sa.Column[Any]], since: float | None) -> sa.Select[Any]:
-    """Per successful row: its group, 1 for a step row (else 0), latency and TTFT (ms)."""
+    """Per successful row: its group, 1 for a step row (else 0), latency and TTFT (ms).
+    Step rows without a timing (a verdict written with latency 0) are left out."""
     col = USAGE_TABLE.c
     is_step = sa.case((col.parent_id.is_not(None), 1), else_=0)
+    timed = sa.or_(col.parent_id.is_(None), col.latency_ms > 0)
     query = sa.select(*keys, is_step, col.latency_ms, col.ttft_ms)
-    return _since(query, since).where(~_failed())
+    return _since(query, since).where(~_failed(), timed)
