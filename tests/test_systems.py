@@ -452,3 +452,22 @@ async def test_self_consistency_samples_the_model_and_votes() -> None:
     shaky = FakeProvider(cfg.deployment("local"), reply=lambda _: next(answers))
     done = await _service(cfg, local=shaky).complete(_ask("q"))
     assert "vote: escalate (2 of 4 samples agree)" in done.decision.reason
+
+
+async def test_json_schema_answers_get_one_repair_retry() -> None:
+    schema = {"type": "object", "required": ["qty"], "properties": {"qty": {"type": "integer"}}}
+    cfg = _config({"s": {"steps": {
+        "draft": {"kind": "model", "model": "local"},
+        "valid": {"kind": "verify", "answer": "draft", "repair": True,
+                  "verifier": {"name": "json-schema", "schema": schema}}},
+        "output": "valid"}})
+    replies = iter(['{"qty": "three"}', '```json\n{"qty": 3}\n```'])
+    local = FakeProvider(cfg.deployment("local"), reply=lambda _: next(replies))
+    sink = ListSink()
+    done = await _service(cfg, sink, local=local).complete(_ask("how many?"))
+    assert done.response.text == '```json\n{"qty": 3}\n```'
+    assert done.system is not None and done.system.steps == "draft:local,valid:local"
+    repair = local.calls[-1].messages
+    assert [m.role for m in repair] == ["user", "assistant", "user"]
+    assert "qty" in repair[-1].text()  # the validation error goes back to the model
+    assert [r.verdict for r in sink.records if r.verdict] == ["accept"]
