@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         policy_from_dict,
         resolve_policy_ref,
     )
+    from modelmix.guard._policy_patterns import PatternSpec
     from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer, StreamRestorer
     from modelmix.guard._stack import stack_verdicts
     from modelmix.guard._texts import request_texts
@@ -58,6 +59,7 @@ _LAZY = {
                      "RuleSpec", "Scope", "Verdict", "request_tags"), "_policy"),
     **dict.fromkeys(("PolicyRef", "load_policy", "policy_from_dict", "resolve_policy_ref"),
                     "_policy_files"),
+    "PatternSpec": "_policy_patterns",
     "stack_verdicts": "_stack",
     **dict.fromkeys(("ChunkRestorer", "Pseudonymizer", "StreamRestorer"), "_pseudonym"),
 }
@@ -87,6 +89,7 @@ __all__ = [
     "GuardDetector",
     "GuardedProvider",
     "Normalized",
+    "PatternSpec",
     "Policy",
     "PolicyRef",
     "Pseudonymizer",

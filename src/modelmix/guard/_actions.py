@@ -6,7 +6,9 @@ calls, tool definitions, schemas, ``stop``, ``user``, metadata and extra fields,
 included; across text boundaries by :mod:`~modelmix.guard._context`), classifies the
 request and asks the :class:`~modelmix.guard.Policy` for a :class:`~modelmix.guard.Verdict`
 (a stacked guard, :meth:`Guard.stacked`, asks each of its policies and keeps the strictest:
-:mod:`~modelmix.guard._stack`).
+:mod:`~modelmix.guard._stack`). The entity types its policies declare themselves
+(``patterns:``, :mod:`~modelmix.guard._policy_patterns`) are found alongside the
+detector's, on the same texts, and treated like them from then on.
 The resulting :class:`Screening` then
 
 - refuses a blocked request (:meth:`Screening.enforce`, PolicyDenied naming the rule and
@@ -41,6 +43,7 @@ from modelmix.guard._context import join_straddling, key_context
 from modelmix.guard._media import has_media
 from modelmix.guard._policy import POLICY_ENV, Action, Policy, Verdict
 from modelmix.guard._policy_files import PolicyRef, load_policy, resolve_policy_ref
+from modelmix.guard._policy_patterns import PatternDetector, PolicyPatterns
 from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer
 from modelmix.guard._stack import STACK_SEPARATOR, policy_verdict, stack_verdicts
 from modelmix.guard._texts import TextMap, request_texts, rewrite
@@ -238,6 +241,7 @@ class Guard:
                  in_thread: bool = True):
         self.policy = policy
         self.policies: tuple[Policy, ...] = (policy,)
+        self._patterns = PolicyPatterns([policy.patterns])
         self._detector: Detector | None = None
         self._factory: Callable[[], Detector] | None = None
         if callable(detector) and not hasattr(detector, "detect"):
@@ -265,7 +269,8 @@ class Guard:
         scanned once; every policy then decides with its own entity classes, key and
         tenant overrides, tags and unread-media treatment, and the verdicts fold into
         the strictest (see :mod:`modelmix.guard._stack`: rules are prefixed with their
-        policy's name, ``healthcare:classes.regulated``). A policy already enforced is
+        policy's name, ``healthcare:classes.regulated``). Every policy's own entity
+        patterns (``patterns:``) run on each request as well. A policy already enforced is
         not added twice; with nothing new, this guard is returned.
 
         Example::
@@ -281,6 +286,7 @@ class Guard:
         source = self._detector if self._detector is not None else self._shared_detector
         guard = Guard(chosen[0], source, in_thread=self._in_thread)
         guard.policies = tuple(chosen)
+        guard._patterns = PolicyPatterns(p.patterns for p in chosen)
         guard._open = self._open
         return guard
 
@@ -323,7 +329,9 @@ class Guard:
         return screening
 
     def _detect(self, texts: Sequence[str]) -> tuple[list[list[Entity]], DataClass]:
-        detector = self.detector
+        detector: Detector = self.detector
+        if len(self._patterns):  # the policies' own entity types, merged in
+            detector = PatternDetector(detector, self._patterns)
         found = detector.detect_many(texts) if texts else []
         if len(texts) > 1:
             found = key_context(detector, texts, join_straddling(detector, texts, found))

@@ -40,7 +40,7 @@ from modelmix.guard._decode import decode
 from modelmix.guard._normalize import normalize
 from modelmix.guard._patterns import RECOGNIZERS
 
-__all__ = ["ENTITY_TYPES", "DetectorConfig", "GuardDetector", "load_detector"]
+__all__ = ["ENTITY_TYPES", "DetectorConfig", "GuardDetector", "load_detector", "resolve_overlaps"]
 
 # Importing the recognizer modules registers them; keep the names referenced.
 _MODULES = (_address, _id_numbers, _medical, _names, _phone, _recognizers, _secrets)
@@ -109,7 +109,7 @@ class GuardDetector:
             for start, end in view.windows(_DECODED_CONTEXT):
                 found += [Entity(e.type, *view.span(start + e.start, start + e.end), e.score)
                           for e in self._scan(view.text[start:end])]
-        return _resolve(_tie_names(_tie_health(found, self.config.rules)))
+        return resolve_overlaps(_tie_names(_tie_health(found, self.config.rules)))
 
     def _scan(self, text: str) -> list[Entity]:
         """Every finder's entities in ``text`` (normalised), offsets into ``text``."""
@@ -152,8 +152,10 @@ def _tie_names(found: list[Entity]) -> list[Entity]:
     return [e for e in found if e.type != "PERSON" or e.score > _names.UNCUED_SCORE]
 
 
-def _resolve(found: list[Entity]) -> list[Entity]:
-    """Greedy non-overlapping selection: higher score first, then longer span."""
+def resolve_overlaps(found: list[Entity]) -> list[Entity]:
+    """Greedy non-overlapping selection: higher score first, then longer span; sorted by
+    start. Policy patterns (:mod:`._policy_patterns`) are merged with the detector's
+    entities the same way."""
     starts: list[int] = []
     kept: list[Entity] = []
     for entity in sorted(found, key=lambda e: (-e.score, e.start - e.end, e.start)):

@@ -5,6 +5,10 @@ request tags, virtual keys and tenants) to an :class:`Action` and to the deploym
 allowed to receive the data (by hosting, tier and region). Ready policies ship in
 ``guard/policies/*.yaml``; see docs/guard.md for the file format.
 
+A policy may also declare its own entity types (``patterns:``, ad-hoc regular
+expressions with optional context words: :mod:`~modelmix.guard._policy_patterns`), which
+its rules then name like built-in ones.
+
 How a request's rules combine (:meth:`Policy.evaluate`):
 
 1. the rule for its data class (a key's override, else its tenant's, else the policy's;
@@ -31,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import model_validator as _model_validator
@@ -39,6 +43,7 @@ from pydantic import model_validator as _model_validator
 from modelmix.catalog._models import Deployment, Hosting, Tier
 from modelmix.errors import InvalidRequest
 from modelmix.guard._base import DataClass
+from modelmix.guard._policy_patterns import PatternSpec, check_pattern_names
 
 __all__ = [
     "LOCAL_HOSTING",
@@ -64,7 +69,7 @@ _MAX_TAGS = 16
 POLICY_ENV = "MODELMIX_POLICY"
 
 #: Names of the policies shipped in ``modelmix/guard/policies``.
-READY_POLICIES = ("healthcare", "finance", "eu-residency")
+READY_POLICIES = ("healthcare", "finance", "eu-residency", "manufacturing")
 
 _ENTITY_TYPE = r"^[A-Z][A-Z0-9_]*$"
 #: Hosting kinds that keep data on the operator's machines (``route-local``).
@@ -278,6 +283,9 @@ class Policy(ClassOverride):
             (on top of the detector's own classification).
         classes / entities / tags: rules by data class, entity type and request tag.
         keys: overrides by virtual key id; tenants: overrides for groups of keys.
+        patterns: the policy's own entity types, each with its regular expressions
+            (a mapping in the file, or a list of them), compiled when the policy loads;
+            the guard runs them on every text it scans whenever the policy applies.
     """
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -286,6 +294,24 @@ class Policy(ClassOverride):
     tags: dict[str, RuleSpec] = Field(default_factory=dict)
     keys: dict[str, ClassOverride] = Field(default_factory=dict)
     tenants: dict[str, TenantOverride] = Field(default_factory=dict)
+    patterns: dict[str, Annotated[tuple[PatternSpec, ...], Field(min_length=1)]] = Field(
+        default_factory=dict)
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """``NAME: {regex: ...}`` and ``NAME: '<regex>'`` are short for a list of one."""
+        if isinstance(value, Mapping):
+            return {k: [{"regex": v}] if isinstance(v, str) else [v] if isinstance(v, Mapping)
+                    else v for k, v in value.items()}
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _pattern_names(cls, value: dict[str, tuple[PatternSpec, ...]]
+                       ) -> dict[str, tuple[PatternSpec, ...]]:
+        check_pattern_names(value)
+        return value
 
     @_model_validator(mode="after")
     def _one_tenant_per_key(self) -> Policy:

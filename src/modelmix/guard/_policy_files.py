@@ -71,16 +71,20 @@ def policy_from_dict(raw: Any, *, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(dict(raw))
     except ValidationError as exc:
-        lines = [f"{source}: {_where(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        name = raw.get("name")
+        lines = [f"{source}: {_where(err['loc'], name)}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("invalid policy\n  " + "\n  ".join(lines)) from exc
 
 
 _RULE_TABLES = {"classes", "entities", "tags", "entity_classes"}
 
 
-def _where(loc: Sequence[int | str]) -> str:
-    """'rule "keys.k1.classes.regulated", field "hosting"' from a pydantic location."""
+def _where(loc: Sequence[int | str], policy: object = None) -> str:
+    """'rule "keys.k1.classes.regulated", field "hosting"' from a pydantic location;
+    'policy "ours", pattern "PART_NUMBER", field "regex"' for a pattern."""
     parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    if parts[:1] == ["patterns"]:
+        return _pattern_where(parts[1:], policy)
     depth = 0
     if len(parts) >= 3 and parts[0] in ("keys", "tenants") and parts[2] in _RULE_TABLES:
         depth = 4
@@ -90,3 +94,19 @@ def _where(loc: Sequence[int | str]) -> str:
         rule, rest = ".".join(parts[:depth]), ".".join(parts[depth:])
         return f'rule "{rule}", field "{rest}"' if rest else f'rule "{rule}"'
     return f'field "{".".join(parts)}"' if parts else "top level"
+
+
+def _pattern_where(parts: Sequence[str], policy: object) -> str:
+    """Where in ``patterns`` an error is: the policy, the pattern (``[1]`` for the second
+    of a list) and the field."""
+    where = [f'policy "{policy}"'] if isinstance(policy, str) and policy else []
+    if not parts:
+        return ", ".join([*where, 'field "patterns"'])
+    name, rest = parts[0], list(parts[1:])
+    if rest and rest[0].isdigit():
+        index = rest.pop(0)
+        name += f"[{index}]" if index != "0" else ""
+    where.append(f'pattern "{name}"')
+    if rest:
+        where.append(f'field "{".".join(rest)}"')
+    return ", ".join(where)
