@@ -122,9 +122,11 @@ class StepRun:
         self.trace.append(StepTrace(self.step, answer.deployment))
         return answer
 
-    def verdict(self, check: Check, verified: str | None) -> None:
-        """Write the step's verdict row (``accept`` / ``escalate``) to the usage table."""
+    def verdict(self, check: Check, verified: str | None, started: float) -> None:
+        """Write the step's verdict row (``accept`` / ``escalate``) to the usage table;
+        ``started``: when verification began (``time.perf_counter()``)."""
         rec = self.caller.new_record(self.call)
+        rec.latency_ms = elapsed_ms(started)
         rec.verdict = "accept" if check.ok else "escalate"
         rec.route_reason = (f"verified {verified}: " if verified else "") + check.reason[:500]
         self.caller.record(rec)

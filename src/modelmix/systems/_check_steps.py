@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -169,17 +170,18 @@ class VerifyStep(Step):
         return frozenset({self.answer})
 
     async def run(self, run: StepRun) -> Mapping[str, Any]:
+        started = time.perf_counter()
         produced = run.names.get(self.answer) or {}
         if not produced.get("ran"):
             return self._outputs(run, Check(False, 1.0, f"step {self.answer} did not run"),
-                                 "", None, False)
+                                 "", None, False, started)
         text, deployment = str(produced.get("text") or ""), produced.get("deployment")
         check = await self.verifier.check(run, run.conversation(), text)
         repaired = False
         if not check.ok and self.repair and deployment:
             text, check = await self._repair(run, text, check, str(deployment))
             repaired = True
-        return self._outputs(run, check, text, deployment, repaired)
+        return self._outputs(run, check, text, deployment, repaired, started)
 
     async def _repair(self, run: StepRun, text: str, check: Check, deployment: str
                       ) -> tuple[str, Check]:
@@ -193,10 +195,10 @@ class VerifyStep(Step):
         return (fixed.text, second) if second.ok else (text, second)
 
     def _outputs(self, run: StepRun, check: Check, text: str, deployment: Any,
-                 repaired: bool) -> dict[str, Any]:
+                 repaired: bool, started: float) -> dict[str, Any]:
         if not run.calls:
             run.trace.append(StepTrace(run.step))
-        run.verdict(check, deployment)
+        run.verdict(check, deployment, started)
         verdict = "accept" if check.ok else "escalate"
         run.notes.append(f"{run.step}: {verdict} ({check.reason})")
         return {"ok": check.ok, "score": check.score, "reason": check.reason,

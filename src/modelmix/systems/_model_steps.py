@@ -4,6 +4,7 @@ first, verify, escalate only when verification fails)."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -232,10 +233,11 @@ class CascadeStep(_Caller, Step):
                                  f"({_short(exc)}); kept tier {i - 1}")
                 break
             answer = current
+            started = time.perf_counter()
             check = await self.verifier.check(run, run.conversation(), current.text)
             verdicts.append({"tier": i, "deployment": current.deployment, "ok": check.ok,
                              "score": check.score, "reason": check.reason})
-            run.verdict(check, current.deployment)
+            run.verdict(check, current.deployment, started)
             if check.ok or i + 1 == len(self.tiers):
                 run.notes.append(f"{run.step}: tier {i} ({current.deployment}) "
                                  f"{'accepted' if check.ok else 'kept, last tier'}: "
