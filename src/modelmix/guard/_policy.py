@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import model_validator as _model_validator
@@ -294,8 +294,7 @@ class Policy(ClassOverride):
     tags: dict[str, RuleSpec] = Field(default_factory=dict)
     keys: dict[str, ClassOverride] = Field(default_factory=dict)
     tenants: dict[str, TenantOverride] = Field(default_factory=dict)
-    patterns: dict[str, Annotated[tuple[PatternSpec, ...], Field(min_length=1)]] = Field(
-        default_factory=dict)
+    patterns: dict[str, tuple[PatternSpec, ...]] = Field(default_factory=dict)
 
     @field_validator("patterns", mode="before")
     @classmethod
