@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import yaml
 
 from _guard_fakes import EchoProvider, sent_text
 from modelmix.catalog import Config, config_from_dict
@@ -34,6 +35,7 @@ from modelmix.guard import (
     load_detector,
     load_policy,
 )
+from modelmix.guard._policy_files import ready_policy_path
 from modelmix.guard._policy_patterns import PatternDetector, PolicyPatterns
 from modelmix.guard._regex_check import nested_repeat
 from modelmix.protocol import ChatRequest
@@ -399,3 +401,22 @@ async def test_a_policy_without_patterns_detects_exactly_as_before(
     expected = Counter(e.type for e in detector.detect(text))
     assert screening.audit.entities == dict(expected)
     assert dict(counting.calls) == {"detect_many": 1, "classify": 1}
+
+
+async def test_pattern_types_work_in_key_overrides_and_entity_classes(
+        detector: GuardDetector) -> None:
+    raw = yaml.safe_load(ready_policy_path("manufacturing").read_text())
+    raw["keys"] = {"k_lab": {"classes": {"confidential": {"action": "allow"}},
+                             "entities": {"PART_NUMBER": {"action": "allow"}},
+                             "entity_classes": {"SUPPLIER_PRICE": "regulated"}}}
+    guard = Guard(load_policy(raw), detector, in_thread=False)
+    cloud = _config().deployment("cloud")
+    text = f"Spare part {PART} is out of stock"
+    lab = await guard.screen(_chat(text), key_id="k_lab")
+    assert lab.verdict.action.value == "allow" and lab.request_for(cloud) == (lab.original, False)
+    other = await guard.screen(_chat(text))
+    sent, pseudo = other.request_for(cloud)
+    assert pseudo and PART not in sent.messages[0].text()
+    priced = await guard.screen(_chat(f"{text}; supplier quote {PRICE} per unit"),
+                                key_id="k_lab")
+    assert priced.verdict.data_class is DataClass.REGULATED
