@@ -2,11 +2,13 @@
 
 A system of models may declare its own policy (``policy: healthcare``) on top of the
 gateway's; its model calls must then satisfy both, never less than either. A stacked
-:class:`~modelmix.guard.Guard` (:meth:`~modelmix.guard.Guard.stacked`) detects once,
-asks every policy for a :class:`~modelmix.guard.Verdict` (:func:`policy_verdict`: its
-own ``entity_classes``, key and tenant overrides, tags and unread-media treatment), and
-folds them into one (:func:`stack_verdicts`), so screening, routing, pseudonymisation
-and the audit work on it unchanged:
+:class:`~modelmix.guard.Guard` (:meth:`~modelmix.guard.Guard.stacked`) detects once
+(the detector's entities and those of every policy's own patterns,
+:mod:`~modelmix.guard._policy_patterns`), asks every policy for a
+:class:`~modelmix.guard.Verdict` (:func:`policy_verdict`: its own ``entity_classes``, key
+and tenant overrides, tags and unread-media treatment), and folds them into one
+(:func:`stack_verdicts`), so screening, routing, pseudonymisation and the audit work on
+it unchanged:
 
 - the highest data class and the strictest action (block > route-local > pseudonymise >
   allow); the deciding rule is the first policy with that action's, prefixed with the
