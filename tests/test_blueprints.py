@@ -115,6 +115,41 @@ def test_finance_analyst_checks_every_number_and_pseudonymises_cards(setup: Setu
     assert cost == pytest.approx(sum(r.cost_usd for r in setup.sink.records[-4:]))
 
 
+REPORT = ("Press 4 on line 3 tripped on overtemperature twice this shift. Replaced hydraulic "
+          "filter P/N HX-4410-B (supplier Acme quoted $41.20 per unit); logs on "
+          "plc-line3-01.plant.internal show the oil at 71 C before each trip.")
+RECORD = ('{"equipment": "press 4, line 3", "symptom": "overtemperature trips", '
+          '"severity": "high", "parts": ["HX-4410-B"], "actions_taken": ["replaced filter"]}')
+
+
+def test_manufacturing_maintenance_extracts_locally_and_pseudonymises_for_the_cloud(
+        setup: Setup) -> None:
+    setup.onprem.reply = RECORD
+    setup.cloud.reply = "Likely root cause: a clogged cooler upstream of the filter."
+    answer, headers = setup.ask("manufacturing-maintenance", REPORT)
+    assert headers["x-modelmix-steps"] == "record:onprem,rca:cloud,report:-"
+    assert "record: tier 0 (onprem) accepted" in headers["x-modelmix-route-reason"]
+    onprem_sent = "\n".join(_sent(setup.onprem))
+    assert "HX-4410-B" in onprem_sent and "plc-line3-01.plant.internal" in onprem_sent
+    cloud_sent = "\n".join(_sent(setup.cloud))
+    for raw in ("HX-4410-B", "$41.20", "plc-line3-01"):
+        assert raw not in cloud_sent, raw  # the report and the record, both pseudonymised
+    assert "<PART_NUMBER_1>" in cloud_sent and "<INTERNAL_HOST_1>" in cloud_sent
+    assert answer.startswith("Incident record:\n" + RECORD)
+    assert answer.endswith("Likely root cause: a clogged cooler upstream of the filter.")
+
+
+def test_manufacturing_record_escalates_only_when_the_json_is_invalid(setup: Setup) -> None:
+    setup.onprem.reply = "The press overheated, probably the filter."  # not JSON
+    setup.cloud.reply = RECORD
+    answer, headers = setup.ask("manufacturing-maintenance", REPORT)
+    assert headers["x-modelmix-steps"] == "record:onprem,record:cloud,rca:cloud,report:-"
+    assert "record: tier 0 (onprem) escalated" in headers["x-modelmix-route-reason"]
+    assert "HX-4410-B" in answer  # the cloud's placeholders are restored in the answer
+    verdicts = [r.verdict for r in setup.sink.records if r.verdict]
+    assert verdicts == ["escalate", "accept"]
+
+
 # -- the embedded default, no keys, the real local model ---------------------------------
 
 
@@ -130,6 +165,7 @@ def test_every_blueprint_answers_with_no_keys_on_the_embedded_model(
         asks: dict[str, Any] = {
             "healthcare-triage": PHI,
             "finance-analyst": "What is 12% of $2,500? Show the calculation.",
+            "manufacturing-maintenance": REPORT,
         }
         for system, text in asks.items():
             raw = client.chat.completions.with_raw_response.create(

@@ -93,6 +93,9 @@ class _Caller:
     def _request(self, run: StepRun, model: str, *, stream: bool = False) -> ChatRequest:
         update: dict[str, Any] = {"model": model, "messages": self._messages(run),
                                   "stream": stream, **self._limits}
+        cap = run.request.completion_limit
+        if cap is not None and "max_tokens" in update:  # the caller's limit caps every step
+            update["max_tokens"] = min(update["max_tokens"], cap)
         if not stream:
             update["stream_options"] = None
         return run.request.model_copy(update=update)
