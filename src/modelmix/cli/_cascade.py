@@ -130,7 +130,7 @@ def _report_training(verifier: LearnedVerifier, out: Path, seconds: float) -> No
     data = verifier.manifest.get("training_data") or {}
     share = 100 * float(data.get("acceptable_share", 0.0))
     _err.print(f"trained a learned verifier on {data.get('rows', 0):,} answers "
-               f"({share:.1f}% acceptable) in {seconds:.1f} s", highlight=False)
+               f"({share:.1f}% acceptable) in {seconds:.1f} s", highlight=False, soft_wrap=True)
     cv = verifier.manifest.get("cv_metrics")
     if cv:
         def fmt(key: str, scale: float = 1.0, unit: str = "") -> str:
@@ -139,9 +139,9 @@ def _report_training(verifier: LearnedVerifier, out: Path, seconds: float) -> No
 
         _err.print(f"  CV ({cv['folds']}-fold by prompt): AUC {fmt('auc')}, accuracy "
                    f"{fmt('accuracy', 100, '%')} at threshold {verifier.threshold:.2f}",
-                   highlight=False)
+                   highlight=False, soft_wrap=True)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    _err.print(f"wrote {out} ({size / 1e3:.1f} kB)", highlight=False)
+    _err.print(f"wrote {out} ({size / 1e3:.1f} kB)", highlight=False, soft_wrap=True)
 
 
 @cascade_app.command()

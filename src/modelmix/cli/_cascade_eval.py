@@ -125,7 +125,7 @@ def _warn_in_sample(manifest: dict[str, Any], data: list[Path], err: Console) ->
         if trained and hashlib.sha256(path.read_bytes()).hexdigest() == trained:
             err.print(f"[yellow]warning:[/] {path} is this verifier's training data: its "
                       "numbers measure memory, not verification; leave out --artifact to "
-                      "retrain per fold", highlight=False)
+                      "retrain per fold", highlight=False, soft_wrap=True)
 
 
 def _router(req: CascadeEvalRequest) -> tuple[Fit | None, str | None, list[PairTable]]:
@@ -160,13 +160,13 @@ def _evaluate(req: CascadeEvalRequest, err: Console) -> list[CascadeReport]:
 
     def progress(i: int, k: int) -> None:
         err.print(f"fold {i + 1}/{k}: training on the other {k - 1} folds "
-                  f"({time.perf_counter() - start:.0f} s)", highlight=False)
+                  f"({time.perf_counter() - start:.0f} s)", highlight=False, soft_wrap=True)
 
     reports = []
     for path in req.data:
         table = _table(req, path)
         err.print(f"{path}: {len(table)} prompts, weak {table.pair.weak_model}, strong "
-                  f"{table.pair.strong_model}", highlight=False)
+                  f"{table.pair.strong_model}", highlight=False, soft_wrap=True)
         with warnings.catch_warnings():
             warnings.simplefilter("once")  # scikit-learn repeats convergence warnings
             reports.append(run_cascade_eval(
@@ -193,5 +193,5 @@ def run_cascade_eval_command(req: CascadeEvalRequest, out: Console,
     for report in reports:
         out.print(cascade_table(report))
     paths = write_cascade_results(reports, req.out, extra={"options": req.describe()})
-    out.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
+    out.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
     return paths

@@ -144,10 +144,10 @@ def _panels(ax_calls: Axes, ax_cost: Axes, report: CascadeReport) -> None:
     ax_calls.set_xlim(0, 100)
     ax_calls.set_title(f"{report.dataset} ({report.n_prompts} prompts, "
                        f"{report.folds}-fold CV by prompt)")
-    ax_calls.legend(loc="lower right", fontsize="small")
+    ax_calls.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     ax_cost.set_xlabel("USD per 1k requests (cascade: weak call on every prompt)")
     ax_cost.set_title("Quality against cost")
-    ax_cost.legend(loc="lower right", fontsize="small")
+    ax_cost.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
 
 
 def plot_cascade(reports: Sequence[CascadeReport], path: str | Path) -> Path:
@@ -158,7 +158,7 @@ def plot_cascade(reports: Sequence[CascadeReport], path: str | Path) -> Path:
 
     if not reports:
         raise ValueError("nothing to plot")
-    fig = Figure(figsize=(15, 5.5 * len(reports)), layout="constrained")
+    fig = Figure(figsize=(15, 7 * len(reports)), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(reports), 2, squeeze=False)
     for row, report in zip(axes, reports, strict=True):

@@ -13,13 +13,11 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from modelmix.errors import ConfigError
 
 __all__ = ["Check", "Verifier", "bool_option", "check_options", "float_option"]
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
