@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelmix.errors import ConfigError
 from modelmix.routing.cascade import (
@@ -46,6 +48,9 @@ SPRINTS = ("James decides to run 3 sprints 3 times a week.  He runs 60 meters ea
 SPRINTS_ANSWER = (" James runs 3 sprints in each session, and each sprint is 60 meters. So in one "
                   "session, he runs 3 x 60 = <<3*60=180>>180 meters.\nHe does this 3 times a "
                   "week, so in a week, James runs 180 x 3 = <<180*3=540>>540 meters.\n#### 540")
+
+
+_SHIPPED = load_verifier("default")
 
 
 def _gsm8k_slice(tmp_path: Path, rows: int = 160) -> Path:
@@ -89,6 +94,19 @@ def test_an_answer_with_python_in_it_is_just_text(tmp_path: Path) -> None:
     assert check.ok and "no worked steps" in check.reason
     hostile = "(" * 5000 + "1" + ")" * 5000 + " + 1 = 2 and 9^99999999 + 1 = 3\n#### 3"
     assert isinstance(ArithmeticVerifier().check("", hostile), Check)
+
+
+_NOISE = st.text(alphabet="0123456789+-*/^()=xX.,$%# \n<>{}[]\"ab\u00d7\u2212", max_size=120)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prompt=_NOISE, answer=_NOISE)
+def test_verifiers_never_raise_on_any_text(prompt: str, answer: str) -> None:
+    schema = JsonSchemaVerifier({"type": "object"})
+    for verifier in (ArithmeticVerifier(), ArithmeticVerifier(numbers_from_prompt=True),
+                     schema, _SHIPPED):
+        check = verifier.check(prompt, answer)
+        assert 0.0 <= check.score <= 1.0 and check.reason
 
 
 # -- the arithmetic verifier ----------------------------------------------------------------

@@ -182,8 +182,10 @@ def analyse(prompt: str, answer: str, *,
 
 
 def _fmt(value: Fraction) -> str:
-    if value.denominator == 1:
+    if value.denominator == 1 and abs(value.numerator) < 10**30:
         return str(value.numerator)
+    if abs(value) > 10**300:  # beyond a float
+        return f"a number of about {len(str(abs(value.numerator) // value.denominator))} digits"
     text = f"{float(value):.6g}"
     return text if Fraction(text) == value else f"{text}..."
 

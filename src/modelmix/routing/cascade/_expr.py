@@ -38,9 +38,11 @@ TokenKind = Literal["num", "op", "lp", "rp"]
 
 #: A number as written: optional currency, digits with thousands commas or plain, decimals,
 #: optional percent sign. ``.5`` and ``$.75`` count; a minus sign is always an operator.
+#: Runs of more than 60 digits (or 30 decimals) are not numbers: no quantity is that long,
+#: and Python refuses to convert strings of over 4,300 digits.
 NUMBER = re.compile(
-    r"(?P<cur>[$€£]\s?)?(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"(?P<pct>\s?%)?")
+    r"(?P<cur>[$€£]\s?)?(?P<num>(?<!\d)(?:\d{1,3}(?:,\d{3}){1,20}(?:\.\d{1,30})?"
+    r"|\d{1,60}(?:\.\d{1,30})?|\.\d{1,30})(?!\d))(?P<pct>\s?%)?")
 #: Operators as written -> canonical (minus sign, en dash, multiplication sign, middle dot,
 #: dot operator and division sign included).
 _OPS = {"+": "+", "-": "-", "\u2212": "-", "\u2013": "-", "*": "*", "\u00d7": "*", "x": "*",
