@@ -32,8 +32,16 @@ from typing import Any
 
 __all__ = ["nested_repeat"]
 
-# The parser of the standard library's ``re`` (typeshed has no stubs for it).
-_PARSER: Any = importlib.import_module("re._parser")
+def _re_parser() -> Any:
+    """The parser of the standard library's ``re`` (private, so typed Any; ``sre_parse``
+    before Python 3.11 and its deprecated alias after)."""
+    try:
+        return importlib.import_module("re._parser")
+    except ImportError:  # pragma: no cover - an interpreter without re._parser
+        return importlib.import_module("sre_parse")
+
+
+_PARSER: Any = _re_parser()
 _REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT"})
 _SINGLE = frozenset({"LITERAL", "NOT_LITERAL", "ANY", "IN"})
 _CATEGORIES = {
