@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 
 def word_count(text: str) -> dict[str, int]:
@@ -16,3 +17,12 @@ async def slow_async(seconds: float) -> str:
 
 def explode() -> None:
     raise ValueError("kaboom")
+
+
+#: Set to let :func:`block` return (tests of stuck sync tools).
+RELEASE = threading.Event()
+
+
+def block() -> str:
+    RELEASE.wait(timeout=10)
+    return "released"

@@ -33,7 +33,8 @@ from modelmix.errors import ConfigError
 __all__ = ["CONFIG_ENV", "Availability", "Config", "config_from_dict", "config_from_env",
            "load_config"]
 
-_SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: What a system's name may be (it appears in model names, headers and metric labels).
+SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 #: Friendlier wording for pydantic's type errors, by error type: YAML speaks of lists
 #: and mappings, not tuples and dictionaries.
@@ -131,7 +132,7 @@ class Config(BaseModel):
                 missing = [m for m in members if m not in known]
                 if missing:
                     raise ValueError(f"{where}.{key} names unknown deployments {missing}")
-        bad = sorted(n for n in self.systems if not _SYSTEM_NAME.match(n))
+        bad = sorted(n for n in self.systems if not SYSTEM_NAME.match(n))
         if bad:
             raise ValueError(f"system names are letters, digits and ._- (not {bad})")
         for key, members in self.groups.items():

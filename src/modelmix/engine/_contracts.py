@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from modelmix.catalog import Deployment
 from modelmix.engine._executor import Attempt
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
-from modelmix.routing import RouteDecision, RoutingHints
+from modelmix.routing import RouteDecision, RoutingHints, Rule
 from modelmix.store import UsageRecord
 
 if TYPE_CHECKING:
@@ -73,6 +73,9 @@ class CallContext:
     parent_id: str | None = None
     system: str | None = None
     step: str | None = None
+    #: Extra policy-filter rules (a system request's own screening limits every step's
+    #: deployments: what a step derives from the input may escape detection).
+    rules: tuple[Rule, ...] = ()
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 

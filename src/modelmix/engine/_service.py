@@ -181,7 +181,7 @@ class ChatService:
             decision = self.router.route(
                 request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags,
                 prompt=prompt_text(request), hints=ctx.hints,
-                extra_rules=screening.rules if screening is not None else (),
+                extra_rules=(*(screening.rules if screening is not None else ()), *ctx.rules),
             )
             if screening is not None and screening.verdict.constrained:
                 v = screening.verdict  # say which data rule limited the choice

@@ -14,11 +14,17 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelmix.engine._contracts import CallContext, Completion, StreamCompletion, SystemInfo
-from modelmix.errors import ClientDisconnected, ModelmixError, NoDeployment, PermissionDenied
+from modelmix.errors import (
+    ClientDisconnected,
+    ModelmixError,
+    NoDeployment,
+    PermissionDenied,
+    StepFailed,
+)
 from modelmix.protocol import (
     ChatChoice,
     ChatChunk,
@@ -30,7 +36,7 @@ from modelmix.protocol import (
     Usage,
 )
 from modelmix.protocol._chat import new_completion_id, now
-from modelmix.routing import LearnedStrategy
+from modelmix.routing import LearnedStrategy, RouteDecision
 from modelmix.store import UsageRecord
 from modelmix.systems import (
     SYSTEM_PREFIX,
@@ -71,26 +77,35 @@ def stack_guard(policy: str | dict[str, Any], base: Guard | None,
 
 
 class StepCaller:
-    """The :class:`~modelmix.systems.ModelCaller` of one system request."""
+    """The :class:`~modelmix.systems.ModelCaller` of one system request.
+
+    ``screening`` is the system request's own screening (its guard: the system's policy
+    stacked on the gateway's): its deployment limits apply to every step's call, and its
+    known values are scrubbed out of the verdict and envelope rows' texts.
+    """
 
     def __init__(self, service: ChatService, ctx: CallContext, system: System):
         self.service, self.ctx, self.system = service, ctx, system
+        self.guard: Guard | None = system.guard or service.guard
+        self.screening: Screening | None = None
 
     def _child(self, call: StepCall) -> CallContext:
         ctx = self.ctx
         timeout = ctx.timeout_s
         if timeout is not None:  # the system's deadline bounds every step's call
             timeout = max(0.001, timeout - (time.perf_counter() - ctx.started))
+        # The key was granted the system as a unit (allowed_models=None); the caller's
+        # routing hints are not forwarded, so they cannot steer a step elsewhere.
         return CallContext(
             request_id=uuid.uuid4().hex, key_id=ctx.key_id, allowed_models=None,
-            tags=ctx.tags, timeout_s=timeout, admission=ctx.admission,
-            hints=call.hints or ctx.hints, guard=call.guard, parent_id=ctx.request_id,
-            system=call.system, step=call.step)
+            tags=ctx.tags, timeout_s=timeout, admission=ctx.admission, hints=call.hints,
+            guard=call.guard, parent_id=ctx.request_id, system=call.system, step=call.step,
+            rules=self.screening.rules if self.screening is not None else ())
 
     async def call(self, request: ChatRequest, call: StepCall) -> ModelAnswer:
         done = await self.service.complete(request, self._child(call))
         return ModelAnswer(done.response, done.decision, done.deployment.name,
-                           done.cost_usd, done.latency_ms)
+                           done.cost_usd, done.latency_ms, request)
 
     async def stream(self, request: ChatRequest, call: StepCall) -> ModelStream:
         started = await self.service.stream(request, self._child(call))
@@ -112,9 +127,21 @@ class StepCaller:
                            parent_id=self.ctx.request_id, system=call.system, step=call.step)
 
     def record(self, rec: UsageRecord) -> None:
+        self.scrub(rec)
         for observer in self.service.observers:
             observer.finished(rec, [])
         self.service.usage.record(rec)
+
+    def scrub(self, rec: UsageRecord) -> None:
+        """Replace sensitive values in ``rec``'s reason and error: the request's known
+        ones, then whatever the guard detects (verifier reasons and tool errors quote
+        answers and inputs, reformatted: ``4111111111111111`` for ``4111 1111 ...``)."""
+        if self.screening is None or self.guard is None:
+            return
+        if rec.route_reason:
+            rec.route_reason = self.guard.redact(self.screening.scrub(rec.route_reason))
+        if rec.error:
+            rec.error = self.guard.redact(self.screening.scrub(rec.error))
 
 
 class SystemExecution:
@@ -136,71 +163,80 @@ class SystemExecution:
         system = self.systems.get(name)
         if system is None:
             known = ", ".join(f"{SYSTEM_PREFIX}{n}" for n in sorted(self.systems)) or "none"
-            raise NoDeployment(f"no system named {name!r} (systems: {known})",
+            raise NoDeployment(f"no system named {name[:100]!r} (systems: {known})",
                                param="model")
         if ctx.allowed_models is not None and request.model not in ctx.allowed_models:
             raise PermissionDenied(f"this key may not use {request.model}", param="model")
         return system
 
+    async def _start(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord
+                     ) -> StepCaller:
+        """Check the system may be called, set the request's deadline and screen the
+        request once with the system's guard: a blocked request runs no step, and the
+        screening's deployment limits bind every step (what a step derives from the
+        input may escape the detector). Raises ModelmixError subclasses."""
+        system = self.get(request, ctx)
+        rec.system = system.name  # only known names become metric labels
+        if request.timeout is not None:
+            ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
+        caller = StepCaller(self.service, ctx, system)
+        if caller.guard is not None:
+            caller.screening = await caller.guard.screen(request, rec, key_id=ctx.key_id,
+                                                         tags=ctx.tags)
+            caller.screening.enforce()
+        return caller
+
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
-        rec = self._envelope(request, ctx)
+        rec = self.service._record(request, ctx)
+        caller: StepCaller | None = None
         try:
-            system = self.get(request, ctx)
-            result = await self.runner.run(system, request, StepCaller(self.service, ctx,
-                                                                       system))
+            caller = await self._start(request, ctx, rec)
+            result = await self.runner.run(caller.system, request, caller)
             answer = _answer_of(result)
         except ModelmixError as exc:
-            self._end(rec, ctx, exc)
+            self._end(rec, ctx, caller, exc)
             raise
         except asyncio.CancelledError:
-            self._end(rec, ctx, ClientDisconnected("client disconnected"))
+            self._end(rec, ctx, caller, ClientDisconnected("client disconnected"))
             raise
         rec.route_reason = result.reason()[:2000]
-        self._end(rec, ctx)
+        self._end(rec, ctx, caller)
         response = _response(request, result, answer)
         decision = dataclasses.replace(answer.decision, reason=result.reason())
         return Completion(response, decision, self.service.config.deployment(
             answer.deployment), [], result.cost_usd, rec.latency_ms, _info(result))
 
     async def stream(self, request: ChatRequest, ctx: CallContext) -> StreamCompletion:
-        rec = self._envelope(request, ctx)
+        rec = self.service._record(request, ctx)
         rec.stream = True
+        caller: StepCaller | None = None
         try:
-            system = self.get(request, ctx)
-            result = await self.runner.run(system, request, StepCaller(self.service, ctx,
-                                                                       system), stream=True)
+            caller = await self._start(request, ctx, rec)
+            result = await self.runner.run(caller.system, request, caller, stream=True)
+            decision, deployment, chunks, cost = _stream_parts(request, result)
         except ModelmixError as exc:
-            self._end(rec, ctx, exc)
+            self._end(rec, ctx, caller, exc)
             raise
         except asyncio.CancelledError:
-            self._end(rec, ctx, ClientDisconnected("client disconnected"))
+            self._end(rec, ctx, caller, ClientDisconnected("client disconnected"))
             raise
         rec.route_reason = result.reason()[:2000]
-        if result.stream is not None:
-            final = result.stream
-            decision, deployment = final.decision, final.deployment
-            chunks = final.chunks
-            cost: Callable[[], float | None] = _stream_cost(result, final)
-        else:
-            answer = _answer_of(result)
-            decision, deployment = answer.decision, answer.deployment
-            chunks = _chunks(request, result)
-            cost = lambda: result.cost_usd  # noqa: E731
-        relay = self._relay(chunks, rec, ctx)
+        relay = self._relay(chunks, rec, ctx, caller)
 
         async def close() -> None:
             await relay.aclose()
             if result.stream is not None:
                 await result.stream.close()
             if rec.latency_ms == 0.0:  # never iterated: the client left first
-                self._end(rec, ctx, ClientDisconnected("client disconnected before the "
-                                                       "stream"))
+                self._end(rec, ctx, caller, ClientDisconnected(
+                    "client disconnected before the stream"))
 
         decision = dataclasses.replace(decision, reason=result.reason())
         return StreamCompletion(decision, self.service.config.deployment(deployment), relay,
                                 close, cost, system=_info(result))
 
-    async def _relay(self, chunks: Any, rec: UsageRecord, ctx: CallContext
+    async def _relay(self, chunks: AsyncIterator[ChatChunk], rec: UsageRecord,
+                     ctx: CallContext, caller: StepCaller
                      ) -> AsyncGenerator[ChatChunk, None]:
         failed: ModelmixError | None = None
         try:
@@ -214,29 +250,43 @@ class SystemExecution:
             raise
         finally:
             if rec.latency_ms == 0.0:
-                self._end(rec, ctx, failed)
+                self._end(rec, ctx, caller, failed)
 
-    def _envelope(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
-        rec = self.service._record(request, ctx)
-        rec.system = request.model[len(SYSTEM_PREFIX):]
-        return rec
-
-    def _end(self, rec: UsageRecord, ctx: CallContext, exc: ModelmixError | None = None
-             ) -> None:
-        """Write the envelope row: the whole request's status and latency, no cost."""
+    def _end(self, rec: UsageRecord, ctx: CallContext, caller: StepCaller | None,
+             exc: ModelmixError | None = None) -> None:
+        """Write the envelope row: the whole request's status and latency, no cost, its
+        texts scrubbed of the request's detected values."""
         rec.latency_ms = max((time.perf_counter() - ctx.started) * 1000, 1e-6)
         if exc is not None:
             rec.status_code = exc.status_code
             rec.error, rec.error_type = exc.message[:1000], type(exc).__name__
+        if caller is not None:
+            caller.scrub(rec)
+            guard = caller.system.guard
+            if guard is not None and guard is not self.service.guard:
+                guard.finished(rec, [])  # scrubs the kept prompt (the service's guard
+                # is an observer below and does the same for its own screenings)
         for observer in self.service.observers:
             observer.finished(rec, [])
         self.service.usage.record(rec)
 
 
+def _stream_parts(request: ChatRequest, result: SystemResult) -> tuple[
+        RouteDecision, str, AsyncIterator[ChatChunk], Callable[[], float | None]]:
+    """What a system's stream relays: the last step's stream, or its finished answer as
+    one block; the decision and deployment that produced it; its total cost."""
+    if result.stream is not None:
+        final = result.stream
+        return final.decision, final.deployment, final.chunks, _stream_cost(result, final)
+    answer = _answer_of(result)
+    return answer.decision, answer.deployment, _chunks(request, result), \
+        lambda: result.cost_usd
+
+
 def _answer_of(result: SystemResult) -> ModelAnswer:
     if result.answer is None:
-        raise NoDeployment(f"system {result.system} answered without calling a model "
-                           "(every path of a system must call one)")
+        raise StepFailed(f"system {result.system} answered without calling a model "
+                         "(every path of a system must call one)")
     return result.answer
 
 

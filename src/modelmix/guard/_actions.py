@@ -328,6 +328,18 @@ class Guard:
             self._open[id(rec)] = (rec, screening)
         return screening
 
+    def redact(self, text: str) -> str:
+        """``text`` with every entity the guard detects in it (its policies' own types
+        included) replaced by ``<TYPE>``: for texts built from a request that are stored
+        or logged but were never screened themselves (a verifier's reason quoting an
+        answer, a tool's error)."""
+        if not text:
+            return text
+        (entities,), _ = self._detect([text])
+        for e in sorted(entities, key=lambda e: e.start, reverse=True):
+            text = f"{text[:e.start]}<{e.type}>{text[e.end:]}"
+        return text
+
     def _detect(self, texts: Sequence[str]) -> tuple[list[list[Entity]], DataClass]:
         detector: Detector = self.detector
         if len(self._patterns):  # the policies' own entity types, merged in

@@ -71,8 +71,13 @@ def error_response(exc: ModelmixError, request_id: str | None = None) -> Respons
                     media_type="application/json", headers=headers)
 
 
-def _header_safe(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")[:300]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _header_safe(text: str, limit: int = 300) -> str:
+    """``text`` as a header value: latin-1, no control characters (a model's answer can
+    reach the route reason through a verifier), at most ``limit`` characters."""
+    return _CONTROL.sub(" ", text.encode("latin-1", "replace").decode("latin-1")[:limit])
 
 
 def _route_headers(decision: RouteDecision, deployment: str, request_id: str) -> dict[str, str]:
@@ -95,9 +100,8 @@ def _route_headers(decision: RouteDecision, deployment: str, request_id: str) ->
 
 def _system_headers(headers: dict[str, str], system: SystemInfo | None) -> None:
     if system is not None:
-        headers[HEADER_SYSTEM] = system.name
-        headers[HEADER_STEPS] = system.steps.encode("latin-1", "replace").decode(
-            "latin-1")[:4000]
+        headers[HEADER_SYSTEM] = _header_safe(system.name)
+        headers[HEADER_STEPS] = _header_safe(system.steps, 4000)
 
 
 def routing_hints(data: dict[str, Any]) -> RoutingHints | None:

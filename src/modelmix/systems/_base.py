@@ -27,7 +27,8 @@ from modelmix.systems._expr import Condition, ExpressionError, Template, referen
 if TYPE_CHECKING:
     from modelmix.guard import Guard
 
-__all__ = ["STEP_KINDS", "BuildContext", "SpecError", "Step", "StepOptions", "StepRun"]
+__all__ = ["STEP_KINDS", "BuildContext", "SpecError", "Step", "StepOptions", "StepRun",
+           "conversation"]
 
 
 class SpecError(ValueError):
@@ -95,6 +96,8 @@ class StepRun:
     trace: list[StepTrace] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     calls: list[ModelAnswer] = field(default_factory=list)
+    #: every step's model calls so far, by step name
+    answers: Mapping[str, list[ModelAnswer]] = field(default_factory=dict)
 
     @property
     def call(self) -> StepCall:
@@ -106,6 +109,20 @@ class StepRun:
         except Exception as exc:  # a sandbox refusal or a type error on this request
             raise self.failure(f"template {template.source!r}: {exc}") from exc
 
+    def prefixed(self, exc: ModelmixError) -> ModelmixError:
+        """``exc`` with ``system <name>, step <step>:`` before its message (once)."""
+        prefix = f"system {self.system}, step {self.step}: "
+        if not exc.message.startswith(prefix):
+            exc.message = prefix + exc.message
+            exc.args = (exc.message,)
+        return exc
+
+    def asked(self, step: str) -> ChatRequest:
+        """What ``step``'s last model call sent (the caller's request when it made none:
+        a transform, a tool)."""
+        calls = self.answers.get(step)
+        return calls[-1].request if calls else self.request
+
     def failure(self, why: str) -> StepFailed:
         return StepFailed(f"system {self.system}, step {self.step}: {why}")
 
@@ -115,9 +132,7 @@ class StepRun:
         try:
             answer = await self.caller.call(request, call or self.call)
         except ModelmixError as exc:
-            exc.message = f"system {self.system}, step {self.step}: {exc.message}"
-            exc.args = (exc.message,)
-            raise
+            raise self.prefixed(exc) from None
         self.calls.append(answer)
         self.trace.append(StepTrace(self.step, answer.deployment))
         return answer
@@ -135,10 +150,11 @@ class StepRun:
         """The request's last user message (what routers and classifiers read)."""
         return prompt_text(self.request)
 
-    def conversation(self) -> str:
-        """Every message's text, in order (what verifiers check an answer against: the
-        question, and tool results and earlier turns where there are any)."""
-        return "\n".join(m.text() for m in self.request.messages if m.content)
+
+def conversation(request: ChatRequest) -> str:
+    """Every message's text, in order (what verifiers check an answer against: the
+    question, and tool results and earlier turns where there are any)."""
+    return "\n".join(m.text() for m in request.messages if m.content)
 
 
 class Step(ABC):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from modelmix.protocol import ChatMessage
+from modelmix.protocol import ChatMessage, ChatRequest
 from modelmix.routing.cascade import Check, repair_prompt
 from modelmix.systems._base import (
     BuildContext,
@@ -21,6 +21,7 @@ from modelmix.systems._base import (
     compile_condition,
 )
 from modelmix.systems._contracts import StepTrace
+from modelmix.systems._expr import references
 from modelmix.systems._verifiers import VerifierSpec, build_verifier
 
 if TYPE_CHECKING:
@@ -106,6 +107,12 @@ class ClassifyStep(Step):
                 words = "|".join(re.escape(w) for w in rule)
                 self.keywords[label] = re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
 
+    def references(self) -> frozenset[str]:
+        found: set[str] = set()
+        for cond in self.conditions.values():
+            found |= references(cond.source)
+        return frozenset(found - {"score", "threshold", "input"})
+
     async def run(self, run: StepRun) -> Mapping[str, Any]:
         run.trace.append(StepTrace(run.step))
         if self.by == "keywords":
@@ -167,7 +174,7 @@ class VerifyStep(Step):
         self.verifier = build_verifier(options.verifier, build, "verifier")
 
     def references(self) -> frozenset[str]:
-        return frozenset({self.answer})
+        return frozenset({self.answer}) | self.verifier.references()
 
     async def run(self, run: StepRun) -> Mapping[str, Any]:
         started = time.perf_counter()
@@ -176,22 +183,25 @@ class VerifyStep(Step):
             return self._outputs(run, Check(False, 1.0, f"step {self.answer} did not run"),
                                  "", None, False, started)
         text, deployment = str(produced.get("text") or ""), produced.get("deployment")
-        check = await self.verifier.check(run, run.conversation(), text)
+        asked = run.asked(self.answer)
+        check = await self.verifier.check(run, asked, text)
         repaired = False
         if not check.ok and self.repair and deployment:
-            text, check = await self._repair(run, text, check, str(deployment))
+            text, check = await self._repair(run, asked, text, check, str(deployment))
             repaired = True
         return self._outputs(run, check, text, deployment, repaired, started)
 
-    async def _repair(self, run: StepRun, text: str, check: Check, deployment: str
-                      ) -> tuple[str, Check]:
-        messages = [*run.request.messages, ChatMessage(role="assistant", content=text),
+    async def _repair(self, run: StepRun, asked: ChatRequest, text: str, check: Check,
+                      deployment: str) -> tuple[str, Check]:
+        """Send the answer back once, with what was wrong, to the deployment that wrote
+        it, in the conversation that step sent (not the caller's original)."""
+        messages = [*asked.messages, ChatMessage(role="assistant", content=text),
                     ChatMessage(role="user", content=repair_prompt(text, check))]
-        request = run.request.model_copy(update={
+        request = asked.model_copy(update={
             "model": deployment, "messages": messages, "stream": False,
             "stream_options": None})
         fixed = await run.complete(request)
-        second = await self.verifier.check(run, run.conversation(), fixed.text)
+        second = await self.verifier.check(run, asked, fixed.text)
         return (fixed.text, second) if second.ok else (text, second)
 
     def _outputs(self, run: StepRun, check: Check, text: str, deployment: Any,

@@ -42,6 +42,8 @@ class ModelAnswer:
 
     Attributes:
         cost_usd: USD at catalog prices; latency_ms: the call's own time, ms.
+        request: what the step sent (verifiers check the answer against it, and a
+            repair or a re-sample goes with it, not with the caller's original).
     """
 
     response: ChatResponse
@@ -49,6 +51,7 @@ class ModelAnswer:
     deployment: str
     cost_usd: float
     latency_ms: float
+    request: ChatRequest
 
     @property
     def text(self) -> str:

@@ -5,7 +5,9 @@ templates (``content: "Summarise: {{ extract.text }}"``) are Jinja2 *templates*,
 compiled once at load time in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment`:
 no Python ``eval`` of spec text, no attribute starting with ``_``, no mutation of step
 outputs, ranges capped by Jinja2 (100,000 items) and, here, ``**`` and string / list
-repetition capped too, so a value a caller controls cannot blow up memory. Ansible's
+repetition capped too, and a template's output capped at 10 million characters. These
+bound what a caller's values can do; a template that joins 100,000 copies of the input
+can still build large strings, so templates are operator-written config, reviewed as code. Ansible's
 ``when:`` and NeMo Guardrails' prompt templates use the same language, so operators
 already know it.
 
@@ -28,8 +30,11 @@ import jinja2.meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["Condition", "ExpressionError", "Template", "references"]
+__all__ = ["MAX_RENDERED_CHARS", "Condition", "ExpressionError", "Template", "references",
+           "template_globals"]
 
+#: Longest text a template may render (the gateway's default body limit is 10 MiB).
+MAX_RENDERED_CHARS = 10_000_000
 #: Longest string or list a ``*`` may build, and the largest exponent ``**`` may use.
 _MAX_REPEAT = 100_000
 _MAX_EXPONENT = 1_000
@@ -73,6 +78,11 @@ def _search(value: Any, pattern: str) -> bool:
 #: One environment for every system: compiled code holds no per-request state.
 _ENV = _Sandbox(autoescape=False, keep_trailing_newline=True)
 _ENV.tests["search"] = _search
+
+
+def template_globals() -> frozenset[str]:
+    """Names Jinja2 defines for every template (``range``, ``dict``, ``lipsum``...)."""
+    return frozenset(_ENV.globals)
 
 
 def references(source: str, *, template: bool = False) -> frozenset[str]:
@@ -140,4 +150,14 @@ class Template:
         return f"Template({self.source!r})"
 
     def render(self, names: Mapping[str, Any]) -> str:
-        return self._template.render(names)
+        """The rendered text. Raises SecurityError past :data:`MAX_RENDERED_CHARS`
+        (rendering stops there: loops cannot build more)."""
+        parts: list[str] = []
+        size = 0
+        for part in self._template.generate(names):
+            size += len(part)
+            if size > MAX_RENDERED_CHARS:
+                raise SecurityError(f"rendered text longer than {MAX_RENDERED_CHARS:,} "
+                                    "characters")
+            parts.append(part)
+        return "".join(parts)

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from pydantic import Field, model_validator
 
-from modelmix.errors import StepTimeout
+from modelmix.errors import StepFailed, StepTimeout
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -63,6 +66,9 @@ class ToolStep(Step):
         call: str
         args: dict[str, Any] = Field(default_factory=dict)
         timeout_s: float = Field(default=10.0, gt=0, le=600)
+        #: sync tools: worker threads of this step (its own pool, so a stuck tool never
+        #: starves the threads the guard uses); a call finding all busy fails at once
+        max_workers: int = Field(default=4, ge=1, le=64)
 
     def __init__(self, name: str, options: StepOptions, build: BuildContext):
         super().__init__(name, options, build)
@@ -73,6 +79,10 @@ class ToolStep(Step):
             raise SpecError("call", str(exc)) from exc
         self.is_async = inspect.iscoroutinefunction(self.function)
         self.timeout_s = options.timeout_s
+        self.max_workers = options.max_workers
+        self._busy = 0  # sync calls not yet returned (timed-out ones included)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self.args: dict[str, Template | Any] = {
             k: compile_template(v, f"args.{k}") if isinstance(v, str) else v
             for k, v in options.args.items()}
@@ -88,14 +98,38 @@ class ToolStep(Step):
             if self.is_async:
                 result = await asyncio.wait_for(self.function(**kwargs), self.timeout_s)
             else:
-                result = await asyncio.wait_for(
-                    asyncio.to_thread(self.function, **kwargs), self.timeout_s)
+                result = await asyncio.wait_for(self._in_thread(run, kwargs), self.timeout_s)
         except TimeoutError as exc:
             raise StepTimeout(f"system {run.system}, step {run.step}: tool did not finish "
                               f"within {self.timeout_s:g} s") from exc
+        except StepFailed:
+            raise
         except Exception as exc:
             raise run.failure(f"tool raised {type(exc).__name__}: {exc}") from exc
         return {"result": result, "text": _as_text(result)}
+
+
+    def _in_thread(self, run: StepRun, kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        """Run the sync tool in this step's pool; refuse when every worker is busy."""
+        if self._busy >= self.max_workers:
+            raise run.failure(f"all {self.max_workers} tool workers are busy (calls that "
+                              "timed out may still be running)")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers,
+                                             thread_name_prefix=f"modelmix-tool-{self.name}")
+        with self._lock:
+            self._busy += 1
+        return asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(self._call, kwargs))
+
+    def _call(self, kwargs: dict[str, Any]) -> Any:
+        """In a worker thread: the tool, then the worker counts as free again (only
+        then: a call that timed out still holds its thread)."""
+        try:
+            return self.function(**kwargs)
+        finally:
+            with self._lock:
+                self._busy -= 1
 
 
 def _as_text(result: Any) -> str:

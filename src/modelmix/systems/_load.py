@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelmix.catalog import Config
-from modelmix.catalog._config import read_yaml_file
+from modelmix.catalog._config import SYSTEM_NAME, read_yaml_file
 from modelmix.errors import ConfigError
 from modelmix.systems._system import GuardFactory, System, build_system
 
@@ -46,6 +46,9 @@ def load_systems(config: Config, *, guard: Guard | None = None,
         found[name] = (config.source, raw)
     for file in _included(config):
         for name, raw in _file_systems(file).items():
+            if not isinstance(name, str) or not SYSTEM_NAME.match(name):
+                raise ConfigError(f"{file}: system name {name!r}: use letters, digits and "
+                                  "._- (at most 100 characters)")
             if name in found:
                 raise ConfigError(f'{file}: system "{name}" is already defined in '
                                   f"{found[name][0]}")

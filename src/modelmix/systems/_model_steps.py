@@ -58,6 +58,8 @@ class _Caller:
         if options.input is not None and options.input not in build.steps:
             raise SpecError("input", f"unknown step {options.input!r}")
         self._input = options.input
+        #: the transform step whose messages are sent, if any (checked by the loader)
+        self.input_step = options.input
         self._system = (None if options.system is None
                         else compile_template(options.system, "system"))
         self._templates = None if options.messages is None else [
@@ -160,9 +162,7 @@ class ModelStep(_Caller, Step):
                                                   self._call(run))
             except ModelmixError as exc:
                 if i + 1 == len(self.models) or not _unavailable(exc):
-                    exc.message = f"system {run.system}, step {run.step}: {exc.message}"
-                    exc.args = (exc.message,)
-                    raise
+                    raise run.prefixed(exc) from None
                 passed.append(f"{model} ({_short(exc)})")
                 continue
             if passed:
@@ -219,7 +219,7 @@ class CascadeStep(_Caller, Step):
         self._prepare(options, build)
 
     def references(self) -> frozenset[str]:
-        return self._template_refs()
+        return self._template_refs() | self.verifier.references()
 
     async def run(self, run: StepRun) -> Mapping[str, Any]:
         answer: ModelAnswer | None = None
@@ -237,7 +237,7 @@ class CascadeStep(_Caller, Step):
                 break
             answer = current
             started = time.perf_counter()
-            check = await self.verifier.check(run, run.conversation(), current.text)
+            check = await self.verifier.check(run, current.request, current.text)
             verdicts.append({"tier": i, "deployment": current.deployment, "ok": check.ok,
                              "score": check.score, "reason": check.reason})
             run.verdict(check, current.deployment, started)

@@ -53,7 +53,7 @@ class _Run:
     def step_run(self, name: str) -> StepRun:
         calls = self.calls.setdefault(name, [])
         return StepRun(self.system.name, name, self.request, self.caller, self.names,
-                       self.system.guard, self.trace, self.notes, calls)
+                       self.system.guard, self.trace, self.notes, calls, self.calls)
 
     def should_run(self, name: str) -> bool:
         when = self.system.nodes[name].when

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from modelmix.catalog import Config
 from modelmix.errors import ConfigError
 from modelmix.systems._base import STEP_KINDS, BuildContext, SpecError, Step
-from modelmix.systems._expr import Condition, ExpressionError, references
+from modelmix.systems._expr import Condition, ExpressionError, references, template_globals
 
 if TYPE_CHECKING:
     from modelmix.guard import Guard
@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 __all__ = ["StepNode", "System", "SystemSpec", "build_system"]
 
 _STEP_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-#: Names expressions read besides steps; a step may not take them.
+#: Names expressions read besides steps, and Jinja2's own globals and keywords; a step
+#: may not take them (it could never be read).
 _RESERVED = frozenset({"input", "score", "threshold", "answer", "prompt", "loop", "true",
-                       "false", "none", "not", "and", "or", "in", "is"})
+                       "false", "none", "not", "and", "or", "in", "is", "self", "if",
+                       "else", "for", "block", "macro", "caller", "varargs", "kwargs",
+                       *template_globals()})
 #: Kinds whose outputs include ``text`` (may be a system's output).
 _TEXT_KINDS = frozenset({"model", "cascade", "verify", "tool", "transform"})
 
@@ -118,6 +121,7 @@ def build_system(name: str, raw: Any, config: Config, *, source: str,
              for step, body in steps.items()}
     order = _topological(nodes, where)
     outputs = _outputs(spec.output, nodes, where)
+    _check_calls(nodes, where)
     dependents = {n: frozenset(m for m, node in nodes.items() if n in node.deps)
                   for n in nodes}
     policy = spec.policy if isinstance(spec.policy, str) else (
@@ -217,6 +221,20 @@ def _cycle(nodes: dict[str, StepNode], placed: set[str]) -> str:
             loop = [*path[path.index(nxt):], nxt]
             return " -> ".join(loop)
         path.append(nxt)
+
+
+def _check_calls(nodes: dict[str, StepNode], where: str) -> None:
+    """A system calls a model (it answers like one), and a model step's ``input`` names
+    a transform step (the kind that produces messages)."""
+    if not any(node.step.kind in ("model", "cascade") for node in nodes.values()):
+        raise ConfigError(f'{where}: field "steps": a system needs at least one model or '
+                          "cascade step (it is called like a model)")
+    for name, node in nodes.items():
+        source = getattr(node.step, "input_step", None)
+        if source is not None and nodes[source].step.kind != "transform":
+            raise ConfigError(f'{where}, step "{name}", field "input": step {source!r} is a '
+                              f"{nodes[source].step.kind} step; input names a transform "
+                              "step (its messages are sent)")
 
 
 def _outputs(output: str | list[str] | None, nodes: dict[str, StepNode], where: str

@@ -9,20 +9,29 @@ import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelmix.errors import ConfigError
 from modelmix.protocol import ChatMessage, ChatRequest
 from modelmix.routing.cascade import Check, Verifier, verifier_from_spec
-from modelmix.systems._base import BuildContext, SpecError, StepRun, compile_condition
+from modelmix.systems._base import (
+    BuildContext,
+    SpecError,
+    StepRun,
+    compile_condition,
+    conversation,
+)
+from modelmix.systems._expr import references
 
 if TYPE_CHECKING:
     from modelmix.systems._expr import Condition
 
 __all__ = ["LIVE_VERIFIERS", "AnswerVerifier", "VerifierSpec", "build_verifier"]
+
+_T = TypeVar("_T")
 
 
 class VerifierSpec(BaseModel):
@@ -49,8 +58,13 @@ class AnswerVerifier(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
-        """Verify ``answer`` (a text) to ``prompt``; never raises for a bad answer."""
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        """Verify ``answer`` (a text) to ``asked`` (what the answering call sent); never
+        raises for a bad answer."""
+
+    def references(self) -> frozenset[str]:
+        """Step names the verifier reads (beyond the answer)."""
+        return frozenset()
 
 
 class _Offline(AnswerVerifier):
@@ -61,8 +75,8 @@ class _Offline(AnswerVerifier):
         self.verifier = verifier
         self.name = verifier.name  # type: ignore[misc]
 
-    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
-        return self.verifier.check(prompt, answer)
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        return self.verifier.check(conversation(asked), answer)
 
 
 class _Options(BaseModel):
@@ -87,8 +101,9 @@ class JudgeVerifier(AnswerVerifier):
         self.options = options
         self.model = build.model_name(options.model, "verifier.model")
 
-    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
-        ask = (f"Rubric: {self.options.rubric}\n\nQuestion:\n{prompt}\n\nAnswer:\n"
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        ask = (f"Rubric: {self.options.rubric}\n\nQuestion:\n{conversation(asked)}\n\n"
+               f"Answer:\n"
                f"{answer}\n\nGrade the answer from 1 (unacceptable) to 10 (excellent)."
                " Reply with the number only.")
         # a fresh request: the caller's tools, JSON mode or limits must not shape a grade
@@ -114,6 +129,19 @@ def _final(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))[:200]
 
 
+async def _all_or_none(calls: list[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Every call's result; the first failure cancels the others (no call goes on
+    spending after the request has failed) and is raised as it is."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        return [t.result() for t in tasks]  # raises the first failure, if any
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class SelfConsistencyVerifier(AnswerVerifier):
     """Samples the model ``k`` more times and accepts when at least ``agreement`` of the
     samples reach the answer's final answer (Wang et al. 2023, self-consistency)."""
@@ -130,11 +158,11 @@ class SelfConsistencyVerifier(AnswerVerifier):
         self.options = options
         self.model = build.model_name(options.model, "verifier.model")
 
-    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
-        request = run.request.model_copy(update={
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        request = asked.model_copy(update={
             "model": self.model, "stream": False, "stream_options": None,
             "temperature": self.options.temperature})
-        samples = await asyncio.gather(*(run.complete(request) for _ in range(self.options.k)))
+        samples = await _all_or_none([run.complete(request) for _ in range(self.options.k)])
         target = _final(answer)
         votes = Counter(_final(s.text) for s in samples)
         share = votes[target] / len(samples)
@@ -164,8 +192,14 @@ class RulesVerifier(AnswerVerifier):
             name: compile_condition(expr, f"verifier.checks.{name}")
             for name, expr in options.checks.items()}
 
-    async def check(self, run: StepRun, prompt: str, answer: str) -> Check:
-        names = {**run.names, "answer": answer, "prompt": prompt}
+    def references(self) -> frozenset[str]:
+        found: set[str] = set()
+        for cond in self.checks.values():
+            found |= references(cond.source)
+        return frozenset(found - {"answer", "prompt", "input"})
+
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        names = {**run.names, "answer": answer, "prompt": conversation(asked)}
         failed = []
         for name, cond in self.checks.items():
             try:
