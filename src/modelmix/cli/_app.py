@@ -123,8 +123,9 @@ def serve(
     log_format: Annotated[LogFormat, typer.Option(
         help="json: one JSON object per line; text: for terminals.")] = LogFormat.JSON,
     policy: Annotated[str | None, typer.Option(
-        help="Data policy (docs/guard.md): healthcare, finance, eu-residency, a policy "
-             "file, or none. Overrides $MODELMIX_POLICY and the config's policy.")] = None,
+        help="Data policy (docs/guard.md): healthcare, finance, eu-residency, "
+             "manufacturing, a policy file, or none. Overrides $MODELMIX_POLICY and the "
+             "config's policy.")] = None,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
     import gc

@@ -162,8 +162,8 @@ def _show_summary(store: AuditStore, since: float | None, by: str, as_json: bool
 
 def policy(
     ref: Annotated[str | None, typer.Argument(
-        help="A ready policy (healthcare, finance, eu-residency) or a policy file "
-             "(default: $MODELMIX_POLICY, else the config's policy).")] = None,
+        help="A ready policy (healthcare, finance, eu-residency, manufacturing) or a "
+             "policy file (default: $MODELMIX_POLICY, else the config's policy).")] = None,
     config: _Config = None,
     text: Annotated[str | None, typer.Option(
         help="Screen this text: data class, action, rule and the catalog's deployments "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from modelmix.protocol import ChatMessage, ChatRequest
-from modelmix.routing.cascade import Check, repair_prompt
+from modelmix.routing.cascade import Check
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -196,7 +196,7 @@ class VerifyStep(Step):
         """Send the answer back once, with what was wrong, to the deployment that wrote
         it, in the conversation that step sent (not the caller's original)."""
         messages = [*asked.messages, ChatMessage(role="assistant", content=text),
-                    ChatMessage(role="user", content=repair_prompt(text, check))]
+                    ChatMessage(role="user", content=self.verifier.repair_prompt(text, check))]
         request = asked.model_copy(update={
             "model": deployment, "messages": messages, "stream": False,
             "stream_options": None})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modelmix.errors import ConfigError
 from modelmix.protocol import ChatMessage, ChatRequest
-from modelmix.routing.cascade import Check, Verifier, verifier_from_spec
+from modelmix.routing.cascade import Check, Verifier, repair_prompt, verifier_from_spec
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -66,6 +66,10 @@ class AnswerVerifier(ABC):
         """Step names the verifier reads (beyond the answer)."""
         return frozenset()
 
+    def repair_prompt(self, answer: str, check: Check) -> str:
+        """What to send back for one repair attempt after ``check`` failed."""
+        return repair_prompt(answer, check)
+
 
 class _Offline(AnswerVerifier):
     """An offline verifier (a pure function of prompt and answer, microseconds to a
@@ -77,6 +81,10 @@ class _Offline(AnswerVerifier):
 
     async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
         return self.verifier.check(conversation(asked), answer)
+
+    def repair_prompt(self, answer: str, check: Check) -> str:
+        own = getattr(self.verifier, "repair_prompt", None)  # json-schema: with its schema
+        return str(own(answer, check)) if callable(own) else repair_prompt(answer, check)
 
 
 class _Options(BaseModel):
