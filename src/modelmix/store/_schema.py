@@ -33,7 +33,7 @@ __all__ = ["create_tables", "missing_columns", "upgrade_table"]
 log = logging.getLogger("modelmix.store")
 
 #: Attempts before a failing upgrade is given up (each after a fresh look at the table).
-_ATTEMPTS = 3
+_ATTEMPTS = 8
 
 
 def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
@@ -41,7 +41,8 @@ def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
 
     Another process creating the same tables at the same moment makes one ``CREATE TABLE``
     fail (``already exists``, or a unique violation on PostgreSQL's catalog); the tables are
-    then looked at again, up to three times in all.
+    then looked at again, up to eight times in all (one attempt per racing process
+    and then some: each lost race means another process made progress).
     """
     for attempt in range(_ATTEMPTS):
         try:
@@ -76,7 +77,7 @@ def upgrade_table(engine: Engine, table: sa.Table) -> list[str]:
 
     Raises:
         ConfigError: a missing column is NOT NULL, which cannot be added in place.
-        sqlalchemy.exc.DBAPIError: the database refused the upgrade three times.
+        sqlalchemy.exc.DBAPIError: the database refused the upgrade eight times.
     """
     added: list[str] = []
     for attempt in range(_ATTEMPTS):
