@@ -21,13 +21,7 @@ from modelmix.guard._normalize import Normalized, normalize
 from modelmix.guard._patterns import RECOGNIZERS, Recognizer
 
 if TYPE_CHECKING:
-    from modelmix.guard._actions import (
-        Guard,
-        GuardedProvider,
-        Screening,
-        guard_from_config,
-        stack_policy,
-    )
+    from modelmix.guard._actions import Guard, guard_from_config, stack_policy
     from modelmix.guard._policy import (
         POLICY_ENV,
         READY_POLICIES,
@@ -47,13 +41,14 @@ if TYPE_CHECKING:
     )
     from modelmix.guard._policy_patterns import PatternSpec
     from modelmix.guard._pseudonym import ChunkRestorer, Pseudonymizer, StreamRestorer
+    from modelmix.guard._screening import GuardedProvider, Screening
     from modelmix.guard._stack import stack_verdicts
     from modelmix.guard._texts import request_texts
 
 #: Policies, actions and pseudonymisation (docs/guard.md) load on first use.
 _LAZY = {
-    **dict.fromkeys(("Guard", "GuardedProvider", "Screening", "guard_from_config",
-                     "stack_policy"), "_actions"),
+    **dict.fromkeys(("Guard", "guard_from_config", "stack_policy"), "_actions"),
+    **dict.fromkeys(("GuardedProvider", "Screening"), "_screening"),
     "request_texts": "_texts",
     **dict.fromkeys(("POLICY_ENV", "READY_POLICIES", "TAGS_HEADER", "Action", "Policy",
                      "RuleSpec", "Scope", "Verdict", "request_tags"), "_policy"),
