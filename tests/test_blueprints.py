@@ -109,7 +109,8 @@ def test_finance_analyst_checks_every_number_and_pseudonymises_cards(setup: Setu
         assert "4111" not in text and "<CREDIT_CARD_1>" in text  # finance: everywhere
     if "difficulty: easy" in headers["x-modelmix-route-reason"]:
         assert headers["x-modelmix-steps"] == "difficulty:-,checked:onprem,checked:cloud"
-        assert "tier 0 (onprem) escalated: step 1: 3 x 19.99 = 60.00, but 3 x 19.99 = 59.97" \
+        assert "tier 0 (onprem) failed verification (step 1: 3 x 19.99 = 60.00, but 3 x " \
+            "19.99 = 59.97" \
             in headers["x-modelmix-route-reason"]
     cost = float(headers["x-modelmix-cost-usd"])
     assert cost == pytest.approx(sum(r.cost_usd for r in setup.sink.records[-4:]))
@@ -128,7 +129,7 @@ def test_manufacturing_maintenance_extracts_locally_and_pseudonymises_for_the_cl
     setup.cloud.reply = "Likely root cause: a clogged cooler upstream of the filter."
     answer, headers = setup.ask("manufacturing-maintenance", REPORT)
     assert headers["x-modelmix-steps"] == "record:onprem,rca:cloud,report:-"
-    assert "record: tier 0 (onprem) accepted" in headers["x-modelmix-route-reason"]
+    assert "record: tier 0 (onprem) passed" in headers["x-modelmix-route-reason"]
     onprem_sent = "\n".join(_sent(setup.onprem))
     assert "HX-4410-B" in onprem_sent and "plc-line3-01.plant.internal" in onprem_sent
     cloud_sent = "\n".join(_sent(setup.cloud))
@@ -144,7 +145,7 @@ def test_manufacturing_record_escalates_only_when_the_json_is_invalid(setup: Set
     setup.cloud.reply = RECORD
     answer, headers = setup.ask("manufacturing-maintenance", REPORT)
     assert headers["x-modelmix-steps"] == "record:onprem,record:cloud,rca:cloud,report:-"
-    assert "record: tier 0 (onprem) escalated" in headers["x-modelmix-route-reason"]
+    assert "record: tier 0 (onprem) failed verification" in headers["x-modelmix-route-reason"]
     assert "HX-4410-B" in answer  # the cloud's placeholders are restored in the answer
     verdicts = [r.verdict for r in setup.sink.records if r.verdict]
     assert verdicts == ["escalate", "accept"]

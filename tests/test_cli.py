@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 
 from modelmix.cli import app
 from modelmix.cli._app import _check_port as _REAL_CHECK
+from test_client import needs_local
 
 DEPLOYMENT = ("deployments:\n  - name: v\n    provider: vllm\n"
               "    base_url: http://127.0.0.1:9/v1\n    model: m\n")
@@ -218,3 +222,18 @@ def test_chat_with_a_bad_policy_is_an_input_error(runner: CliRunner, tmp_path: P
     path = tmp_path / "bad.yaml"
     path.write_text(DEPLOYMENT + "policy: no-such-policy\n")
     assert "no-such-policy" in _clean_error(runner.invoke(app, ["chat", "-c", str(path), "hi"]))
+
+
+@needs_local
+def test_chat_says_on_stderr_how_a_system_answered(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
+                        "NVIDIA_API_KEY", "MODELMIX_CONFIG")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelmix", "chat", "-m", "system/finance-analyst",
+         "--max-tokens", "24", "What is 15% of 240?"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and "route:" not in proc.stdout  # stdout: the answer alone
+    assert "route: difficulty:-, " in proc.stderr and "smollm2-local" in proc.stderr
+    assert "system finance-analyst: difficulty:" in proc.stderr

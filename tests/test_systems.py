@@ -95,6 +95,16 @@ def test_bad_specs_fail_at_load_naming_file_system_step_and_field(
     assert expected in err.value.message
 
 
+def test_a_misread_step_names_the_field_that_reads_it() -> None:
+    with pytest.raises(ConfigError, match='step "t", field "template": reads \'drat\''):
+        ChatService(_config({"s": {"steps": {
+            "a": {"kind": "model", "model": "local"},
+            "t": {"kind": "transform", "template": "x {{ drat.text }}"}}}}))
+    with pytest.raises(ConfigError, match=r"field \"messages\.0\.content\": reads 'drat'"):
+        ChatService(_config({"s": {"steps": {"a": {"kind": "model", "model": "local",
+            "messages": [{"role": "user", "content": "{{ drat.text }}"}]}}}}))
+
+
 def test_an_output_step_must_produce_text_and_exist() -> None:
     steps = {"g": {"kind": "classify", "by": "rules", "labels": {"x": "true"},
                    "default": "y"}}
@@ -338,7 +348,8 @@ async def test_a_cascade_escalates_only_when_verification_fails() -> None:
     assert done.system is not None and done.system.steps == "cascade:local"
     done = await service.complete(_ask("what is two plus two"))
     assert done.system is not None and done.system.steps == "cascade:local,cascade:cloud"
-    assert "tier 0 (local) escalated: failed has_number" in done.decision.reason
+    assert "tier 0 (local) failed verification (failed has_number)" in done.decision.reason
+    assert "last tier, answer UNVERIFIED" in done.decision.reason
     verdicts = [r.verdict for r in sink.records if r.verdict]
     assert verdicts == ["accept", "escalate", "escalate"]  # last tier kept, not accepted
     assert done.cost_usd > 0
@@ -348,7 +359,9 @@ async def test_a_cascade_without_keys_says_it_would_have_escalated() -> None:
     cfg = _cascade(["local", "keyless"])
     done = await _service(cfg).complete(_ask("what is two plus two"))
     assert done.response.text == "local: what is two plus two"
-    assert "would have escalated to keyless" in done.decision.reason
+    assert ("could not escalate to keyless (no deployment for 'keyless' can serve requests "
+            "in this configuration: no API key set): answered by tier 0, UNVERIFIED") \
+        in done.decision.reason
 
 
 # -- policy, keys and the gateway ------------------------------------------------------

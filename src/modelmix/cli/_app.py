@@ -26,6 +26,7 @@ from modelmix.observability._logging import LogFormat, configure_logging
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from modelmix.client import Route
     from modelmix.store import GroupField, SummaryRow
 
 __all__ = ["app", "main"]
@@ -187,6 +188,9 @@ def chat(
     config: ConfigOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Completion token limit.")] = 256,
     stream: Annotated[bool, typer.Option(help="Stream the answer.")] = True,
+    show_route: Annotated[bool, typer.Option(
+        "--route/--no-route", help="Say on stderr which deployment answered and why "
+        "(for a system: its steps and what each decided).")] = True,
 ) -> None:
     """Send one chat message in-process (no server needed)."""
     from modelmix.client import Client
@@ -202,15 +206,30 @@ def chat(
     try:
         with client:
             if stream:
-                for chunk in client.chat(model=model, messages=messages, stream=True,
-                                         max_tokens=max_tokens):
+                answer = client.chat(model=model, messages=messages, stream=True,
+                                     max_tokens=max_tokens)
+                for chunk in answer:
                     sys.stdout.write(chunk.text)
                     sys.stdout.flush()
                 sys.stdout.write("\n")
+                route = answer.route
             else:
-                print(client.chat(model=model, messages=messages, max_tokens=max_tokens).text)
+                reply = client.chat(model=model, messages=messages, max_tokens=max_tokens)
+                print(reply.text)
+                route = reply.route
+            if show_route:
+                sys.stdout.flush()
+                _print_route(route)
     except ModelmixError as exc:
         _fail(exc.message, code=1)
+
+
+def _print_route(route: Route) -> None:
+    """The route, dimmed on stderr (stdout keeps the answer alone, for pipes)."""
+    where = route.deployment if route.system is None else \
+        ", ".join(f"{step}:{dep}" for step, dep in route.steps)
+    err_console.print(f"[dim]route: {escape(where)}: {escape(route.reason)}[/dim]",
+                      soft_wrap=True)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from modelmix.catalog import Deployment
@@ -34,6 +35,7 @@ SYSTEM_REQUESTS: list[tuple[str, str, str]] = [
 class SystemResult:
     system: str
     label: str
+    prompt: str = ""
     status: int = 200
     steps: str = "-"
     reason: str = "-"
@@ -54,7 +56,7 @@ def run_systems(client: Any, max_tokens: int) -> list[SystemResult]:
 
 def _send(client: Any, system: str, label: str, prompt: str, max_tokens: int
           ) -> SystemResult:
-    res = SystemResult(system, label)
+    res = SystemResult(system, label, prompt)
     try:
         raw = client.chat.completions.with_raw_response.create(
             model=f"system/{system}", max_tokens=max_tokens, temperature=0,
@@ -80,7 +82,7 @@ def systems_table(results: list[SystemResult], ref: Deployment | None,
     table = Table(title="Systems of models (blueprints, docs/systems.md)", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)
     ref_col = f"all on {ref.name}" if ref is not None else "all-proprietary"
-    table.add_column("system / request", no_wrap=False, max_width=26)
+    table.add_column("system / request", no_wrap=False, max_width=28)
     table.add_column("steps (step:deployment)", no_wrap=False, max_width=30)
     table.add_column("what the steps decided", no_wrap=False, max_width=58)
     table.add_column("cost USD", no_wrap=True)
@@ -91,7 +93,8 @@ def systems_table(results: list[SystemResult], ref: Deployment | None,
     for r in results:
         all_prop = ref.cost_usd(r.prompt_tokens, r.completion_tokens) if ref else 0.0
         decided = _decisions(r.reason) if not r.error else f"{r.status}: {r.error}"
-        table.add_row(f"{r.system}\n[dim]{r.label}[/dim]", r.steps.replace(",", ", "),
+        table.add_row(f"{r.system}\n[dim]{r.label}:[/dim]\n[dim italic]"
+                      f"{escape(shorten(r.prompt, 70))}[/dim italic]", r.steps.replace(",", ", "),
                       decided, f"{r.cost_usd:.6f}", f"{all_prop:.6f}",
                       shorten(r.answer or r.error, 24), end_section=True)
     return table

@@ -74,10 +74,13 @@ def error_response(exc: ModelmixError, request_id: str | None = None) -> Respons
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _header_safe(text: str, limit: int = 300) -> str:
+def _header_safe(text: str, limit: int = 1000) -> str:
     """``text`` as a header value: latin-1, no control characters (a model's answer can
-    reach the route reason through a verifier), at most ``limit`` characters."""
-    return _CONTROL.sub(" ", text.encode("latin-1", "replace").decode("latin-1")[:limit])
+    reach the route reason through a verifier), at most ``limit`` characters (a longer
+    one ends in ``...``)."""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return _CONTROL.sub(" ", text.encode("latin-1", "replace").decode("latin-1"))
 
 
 def _route_headers(decision: RouteDecision, deployment: str, request_id: str) -> dict[str, str]:

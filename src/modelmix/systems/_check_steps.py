@@ -128,7 +128,8 @@ class ClassifyStep(Step):
                 score, threshold = scored
                 names = {**names, "score": score, "threshold": threshold}
             label = self._first(run, names)
-        shown = "" if score is None else f" (score {score:.2f} vs {threshold:.2f})"
+        shown = "" if score is None or threshold is None else (
+            f" (score {score:.3f} {'>=' if score >= threshold else '<'} {threshold:.3f})")
         run.notes.append(f"{run.step}: {label}{shown}")
         return {"label": label, "score": score, "threshold": threshold}
 

@@ -176,8 +176,14 @@ _PREFIX = re.compile(r"^system [^,]+, step [^:]+: ")
 
 
 def _short(exc: ModelmixError) -> str:
-    """The first line of ``exc``'s message, without the system / step prefix."""
-    return _PREFIX.sub("", exc.message.split("\n", 1)[0])[:160]
+    """Why a model could not serve, in a few words: the message's first clause without
+    the system / step prefix and the per-deployment details (``no deployment for
+    'proprietary' can serve requests in this configuration: no API key set``)."""
+    message = _PREFIX.sub("", exc.message.split("\n", 1)[0])
+    head = message.split(" (", 1)[0]
+    if "_API_KEY is not set" in message or "KEY is not set" in message:
+        head += ": no API key set"
+    return head[:160]
 
 
 def _outputs(answer: ModelAnswer, passed: list[str] | None = None) -> dict[str, Any]:
@@ -232,8 +238,8 @@ class CascadeStep(_Caller, Step):
                 if answer is None or not _unavailable(exc):
                     raise
                 would = tier
-                run.notes.append(f"{run.step}: would have escalated to {tier} "
-                                 f"({_short(exc)}); kept tier {i - 1}")
+                run.notes.append(f"{run.step}: could not escalate to {tier} ({_short(exc)}): "
+                                 f"answered by tier {i - 1}, UNVERIFIED")
                 break
             answer = current
             started = time.perf_counter()
@@ -241,13 +247,16 @@ class CascadeStep(_Caller, Step):
             verdicts.append({"tier": i, "deployment": current.deployment, "ok": check.ok,
                              "score": check.score, "reason": check.reason})
             run.verdict(check, current.deployment, started)
-            if check.ok or i + 1 == len(self.tiers):
-                run.notes.append(f"{run.step}: tier {i} ({current.deployment}) "
-                                 f"{'accepted' if check.ok else 'kept, last tier'}: "
+            if check.ok:
+                run.notes.append(f"{run.step}: tier {i} ({current.deployment}) passed: "
                                  f"{check.reason}")
                 break
-            run.notes.append(f"{run.step}: tier {i} ({current.deployment}) escalated: "
-                             f"{check.reason}")
+            last = i + 1 == len(self.tiers)
+            run.notes.append(f"{run.step}: tier {i} ({current.deployment}) failed "
+                             f"verification ({check.reason})"
+                             + ("; last tier, answer UNVERIFIED" if last else ""))
+            if last:
+                break
         assert answer is not None
         accepted = len(verdicts) - 1
         return {**_outputs(answer), "tier": accepted, "escalated": accepted > 0,

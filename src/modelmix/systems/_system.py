@@ -188,15 +188,34 @@ def _deps(name: str, step: Step, when: Condition | None, after: Any,
         raise SpecError("after", "must be a list of step names")
     for field, names in (("after", set(after)),
                          ("when", references(when.source) if when else set()),
-                         ("inputs", step.references())):
+                         ("", step.references())):
         unknown = sorted(n for n in names if n != "input" and n not in steps)
         if unknown:
-            raise SpecError(field, f"reads {unknown[0]!r}, which is neither input nor a "
+            where = field or _field_reading(step.options.model_dump(), unknown[0])
+            raise SpecError(where, f"reads {unknown[0]!r}, which is neither input nor a "
                             f"step of this system (steps: {', '.join(sorted(steps))})")
         if name in names:
             raise SpecError(field, "a step cannot depend on itself")
     refs = set(after) | (references(when.source) if when else set()) | step.references()
     return frozenset(refs - {"input"})
+
+
+def _field_reading(options: Any, name: str) -> str:
+    """The option (``messages.0.content``, ``template``) whose text reads ``name``."""
+    return _find_reading(options, name, "") or "options"
+
+
+def _find_reading(value: Any, name: str, path: str) -> str:
+    if isinstance(value, str):
+        return path if re.search(rf"\b{re.escape(name)}\b", value) else ""
+    items: list[tuple[Any, Any]] = (list(value.items()) if isinstance(value, dict)
+                                    else list(enumerate(value))
+                                    if isinstance(value, list | tuple) else [])
+    for key, item in items:
+        found = _find_reading(item, name, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return ""
 
 
 def _topological(nodes: dict[str, StepNode], where: str) -> tuple[str, ...]:
