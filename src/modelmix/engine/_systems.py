@@ -15,6 +15,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelmix.engine._contracts import CallContext, Completion, StreamCompletion, SystemInfo
@@ -188,17 +189,10 @@ class SystemExecution:
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> Completion:
         rec = self.service._record(request, ctx)
-        caller: StepCaller | None = None
-        try:
-            caller = await self._start(request, ctx, rec)
+        with _Ending(self, rec, ctx) as ending:
+            ending.caller = caller = await self._start(request, ctx, rec)
             result = await self.runner.run(caller.system, request, caller)
             answer = _answer_of(result)
-        except ModelmixError as exc:
-            self._end(rec, ctx, caller, exc)
-            raise
-        except asyncio.CancelledError:
-            self._end(rec, ctx, caller, ClientDisconnected("client disconnected"))
-            raise
         rec.route_reason = result.reason()[:2000]
         self._end(rec, ctx, caller)
         response = _response(request, result, answer)
@@ -209,17 +203,10 @@ class SystemExecution:
     async def stream(self, request: ChatRequest, ctx: CallContext) -> StreamCompletion:
         rec = self.service._record(request, ctx)
         rec.stream = True
-        caller: StepCaller | None = None
-        try:
-            caller = await self._start(request, ctx, rec)
+        with _Ending(self, rec, ctx) as ending:
+            ending.caller = caller = await self._start(request, ctx, rec)
             result = await self.runner.run(caller.system, request, caller, stream=True)
             decision, deployment, chunks, cost = _stream_parts(request, result)
-        except ModelmixError as exc:
-            self._end(rec, ctx, caller, exc)
-            raise
-        except asyncio.CancelledError:
-            self._end(rec, ctx, caller, ClientDisconnected("client disconnected"))
-            raise
         rec.route_reason = result.reason()[:2000]
         relay = self._relay(chunks, rec, ctx, caller)
 
@@ -269,6 +256,28 @@ class SystemExecution:
         for observer in self.service.observers:
             observer.finished(rec, [])
         self.service.usage.record(rec)
+
+
+@dataclass(slots=True)
+class _Ending:
+    """Writes the envelope row when a system request fails or is cancelled before it
+    answers (the exception goes on)."""
+
+    execution: SystemExecution
+    rec: UsageRecord
+    ctx: CallContext
+    caller: StepCaller | None = None
+
+    def __enter__(self) -> _Ending:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, ModelmixError):
+            self.execution._end(self.rec, self.ctx, self.caller, exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            self.execution._end(self.rec, self.ctx, self.caller,
+                                ClientDisconnected("client disconnected"))
 
 
 def _stream_parts(request: ChatRequest, result: SystemResult) -> tuple[
