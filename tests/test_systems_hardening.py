@@ -209,3 +209,42 @@ async def test_the_system_requests_screening_binds_steps_that_rewrite_the_input(
     with pytest.raises(PolicyDenied):
         await service.complete(_ask(PHI))
     assert not service.providers["cloud"].calls  # type: ignore[attr-defined]
+
+
+async def test_a_later_sample_failing_first_is_raised_and_recorded() -> None:
+    cfg = _config({"s": {"steps": {
+        "draft": {"kind": "model", "model": "local"},
+        "vote": {"kind": "verify", "answer": "draft", "verifier": {
+            "name": "self-consistency", "model": "cloud", "k": 3}}}, "output": "draft"}})
+    calls = {"n": 0}
+    cloud = FakeProvider(cfg.deployment("cloud"), reply="#### 1")
+
+    async def second_fails(request: ChatRequest) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ProviderBadRequest("sample refused", deployment="cloud")
+        await asyncio.sleep(0.5)
+        return await FakeProvider.complete(cloud, request)
+
+    cloud.complete = second_fails  # type: ignore[method-assign]
+    sink = ListSink()
+    ctx = CallContext()
+    with pytest.raises(ProviderBadRequest, match="sample refused"):
+        await _service(cfg, sink, cloud=cloud).complete(_ask("q"), ctx)
+    envelope = next(r for r in sink.records if r.request_id == ctx.request_id)
+    assert envelope.status_code == 400
+
+
+async def test_long_texts_are_redacted_before_they_are_cut() -> None:
+    cfg = _config({"s": {"steps": {
+        "ip": {"kind": "tool", "call": "ipaddress:ip_address",
+               "args": {"address": "{{ input.text }}"}},
+        "a": {"kind": "model", "model": "local", "after": ["ip"]}}}}, policy="finance")
+    sink = ListSink()
+    ctx = CallContext()
+    with pytest.raises(StepFailed):
+        await _service(cfg, sink).complete(
+            _ask("x" * 940 + " card 4111111111111111 was charged twice"), ctx)
+    envelope = next(r for r in sink.records if r.request_id == ctx.request_id)
+    assert envelope.error is not None and len(envelope.error) <= 1000
+    assert "4111" not in envelope.error

@@ -129,6 +129,7 @@ class StepCaller:
 
     def record(self, rec: UsageRecord) -> None:
         self.scrub(rec)
+        _trim(rec)
         for observer in self.service.observers:
             observer.finished(rec, [])
         self.service.usage.record(rec)
@@ -193,7 +194,7 @@ class SystemExecution:
             ending.caller = caller = await self._start(request, ctx, rec)
             result = await self.runner.run(caller.system, request, caller)
             answer = _answer_of(result)
-        rec.route_reason = result.reason()[:2000]
+        rec.route_reason = result.reason()
         self._end(rec, ctx, caller)
         response = _response(request, result, answer)
         decision = dataclasses.replace(answer.decision, reason=result.reason())
@@ -207,7 +208,7 @@ class SystemExecution:
             ending.caller = caller = await self._start(request, ctx, rec)
             result = await self.runner.run(caller.system, request, caller, stream=True)
             decision, deployment, chunks, cost = _stream_parts(request, result)
-        rec.route_reason = result.reason()[:2000]
+        rec.route_reason = result.reason()
         relay = self._relay(chunks, rec, ctx, caller)
 
         async def close() -> None:
@@ -246,13 +247,14 @@ class SystemExecution:
         rec.latency_ms = max((time.perf_counter() - ctx.started) * 1000, 1e-6)
         if exc is not None:
             rec.status_code = exc.status_code
-            rec.error, rec.error_type = exc.message[:1000], type(exc).__name__
+            rec.error, rec.error_type = exc.message, type(exc).__name__
         if caller is not None:
             caller.scrub(rec)
             guard = caller.system.guard
             if guard is not None and guard is not self.service.guard:
                 guard.finished(rec, [])  # scrubs the kept prompt (the service's guard
                 # is an observer below and does the same for its own screenings)
+        _trim(rec)
         for observer in self.service.observers:
             observer.finished(rec, [])
         self.service.usage.record(rec)
@@ -278,6 +280,18 @@ class _Ending:
         elif isinstance(exc, asyncio.CancelledError):
             self.execution._end(self.rec, self.ctx, self.caller,
                                 ClientDisconnected("client disconnected"))
+        elif isinstance(exc, Exception):  # a bug: still recorded (500), then raised
+            self.execution._end(self.rec, self.ctx, self.caller, ModelmixError(
+                f"internal error in the system: {type(exc).__name__}"))
+
+
+def _trim(rec: UsageRecord) -> None:
+    """Cut a record's reason and error to what the usage table keeps (after redaction:
+    a value cut in two is no longer recognisable)."""
+    if rec.route_reason:
+        rec.route_reason = rec.route_reason[:2000]
+    if rec.error:
+        rec.error = rec.error[:1000]
 
 
 def _stream_parts(request: ChatRequest, result: SystemResult) -> tuple[

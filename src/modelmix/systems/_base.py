@@ -143,7 +143,8 @@ class StepRun:
         rec = self.caller.new_record(self.call)
         rec.latency_ms = elapsed_ms(started)
         rec.verdict = "accept" if check.ok else "escalate"
-        rec.route_reason = (f"verified {verified}: " if verified else "") + check.reason[:500]
+        # whole: the caller redacts it, then cuts it (a value cut in two is not found)
+        rec.route_reason = (f"verified {verified}: " if verified else "") + check.reason
         self.caller.record(rec)
 
     def prompt(self) -> str:

@@ -143,7 +143,10 @@ async def _all_or_none(calls: list[Coroutine[Any, Any, _T]]) -> list[_T]:
     tasks = [asyncio.ensure_future(c) for c in calls]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        return [t.result() for t in tasks]  # raises the first failure, if any
+        for task in tasks:  # a failed one may come after one still running
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [t.result() for t in tasks]
     finally:
         for task in tasks:
             task.cancel()
