@@ -396,3 +396,19 @@ def test_router_train_needs_data_or_feedback() -> None:
 
     result = CliRunner().invoke(app, ["router", "train", "--out", "x"])
     assert result.exit_code == 2 and "--from-feedback" in result.output
+
+
+def test_outcomes_leave_out_the_calls_systems_make_for_their_steps(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    usage = UsageStore(url)
+    usage.create_all()
+    now = time.time()
+    rows = [UsageRecord(request_id="plain", created_at=now, deployment="open-a",
+                        prompt="What is 2 + 2?"),
+            UsageRecord(request_id="step", created_at=now, deployment="open-a",
+                        prompt="improve: 4", parent_id="env", system="s", step="polish")]
+    assert usage.insert_many(rows) == 2
+    usage.close()
+    store = FeedbackStore(url)
+    assert [o.request_id for o in store.outcomes()] == ["plain"]
+    store.close()

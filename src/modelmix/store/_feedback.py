@@ -213,7 +213,10 @@ class FeedbackStore:
         """Successful requests with a kept prompt and the feedback they got, oldest first.
 
         A request id used twice (a client may set ``x-request-id``) counts once: its
-        latest usage row names the deployment; feedback applies to that one.
+        latest usage row names the deployment; feedback applies to that one. The calls
+        systems of models make for their steps (rows with a ``parent_id``) are left out:
+        their prompts are the system's templates, not what clients ask, and feedback is
+        given to the system request, not to its steps.
         """
         if self._missing_file():
             return []
@@ -224,7 +227,7 @@ class FeedbackStore:
                      texts.request_id == usage.request_id,
                      texts.created_at == usage.created_at))
                  .where(usage.status_code == 200, usage.deployment.is_not(None),
-                        texts.prompt.is_not(None))
+                        usage.parent_id.is_(None), texts.prompt.is_not(None))
                  .order_by(usage.created_at, usage.id))
         if since is not None:
             query = query.where(usage.created_at >= since)
