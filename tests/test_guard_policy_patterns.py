@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ from modelmix.guard import (
     ENTITY_TYPES,
     READY_POLICIES,
     DataClass,
-    Entity,
     Guard,
     GuardDetector,
     Policy,
@@ -40,6 +38,7 @@ from modelmix.guard._policy_patterns import PatternDetector, PolicyPatterns
 from modelmix.guard._regex_check import nested_repeat
 from modelmix.protocol import ChatRequest
 from modelmix.testing import ListSink
+from test_guard_stacked import CountingDetector
 
 PART, PRICE, HOST = "HX-4410-B", "$41.20", "plc-line3-01.plant.internal"
 #: A maintenance report: a part number, a supplier's price, an internal host name.
@@ -56,26 +55,6 @@ TRADES: dict[str, Any] = {
     "patterns": {"TRADE_ID": r"\bTRD-\d{6}\b"},
     "entities": {"TRADE_ID": {"action": "pseudonymise", "entities": ["TRADE_ID"]}},
 }
-
-
-class CountingDetector:
-    """The built-in detector, counting its calls."""
-
-    def __init__(self, inner: GuardDetector) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def detect(self, text: str) -> list[Entity]:
-        self.calls["detect"] += 1
-        return self.inner.detect(text)
-
-    def detect_many(self, texts: Sequence[str]) -> list[list[Entity]]:
-        self.calls["detect_many"] += 1
-        return self.inner.detect_many(texts)
-
-    def classify(self, entities: Sequence[Entity]) -> DataClass:
-        self.calls["classify"] += 1
-        return self.inner.classify(entities)
 
 
 @pytest.fixture(scope="module")
