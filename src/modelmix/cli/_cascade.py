@@ -11,15 +11,13 @@ Examples::
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelmix.cli._output import check_out_dir, console
+from modelmix.cli._output import check_out_dir, console, scores_out
 from modelmix.cli._output import err_console as _err
 from modelmix.cli._output import fail as _fail
 from modelmix.errors import ConfigError, ModelmixError
@@ -163,28 +161,16 @@ def score(
     """
     from modelmix.routing.cascade import read_answers
 
-    try:
+    with scores_out() as out:
         checker = _verifier(verifier, artifact, options)
         prompts, answers = read_answers(input_file, response_column=response_column,
                                         prompt_column=prompt_column)
-        out = sys.stdout
-        if out is None:  # started with stdout closed (`>&-`)
-            _fail("cannot write the scores: standard output is closed", code=1)
         if reasons:
             for p, a in zip(prompts, answers, strict=True):
                 check = checker.check(p, a)
                 out.write(f"{check.score!r}\t{str(check.ok).lower()}\t{check.reason}\n")
         else:
             out.write("".join(f"{v!r}\n" for v in checker.scores(prompts, answers)))
-        out.flush()
-    except ModelmixError as exc:
-        _fail(exc.message)
-    except BrokenPipeError:  # `cascade score ... | head`: the reader has all it wants
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except OSError as exc:  # stdout itself failed (a full disk, a closed descriptor)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        _fail(f"cannot write the scores: {exc.strerror or exc}", code=1)
 
 
 def _price(value: str, option: str) -> Price:

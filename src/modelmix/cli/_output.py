@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from modelmix.catalog import Config, config_from_env
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, ModelmixError
 
-__all__ = ["ConfigOpt", "check_out_dir", "config_or_fail", "console", "err_console", "fail"]
+__all__ = ["ConfigOpt", "check_out_dir", "config_or_fail", "console", "err_console", "fail",
+           "scores_out"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
 console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 160)
@@ -70,3 +73,24 @@ def config_or_fail(path: Path | None) -> Config:
         return config_from_env(path)
     except ConfigError as exc:
         fail(exc.message)
+
+
+@contextmanager
+def scores_out() -> Iterator[TextIO]:
+    """stdout for a command that prints one score per line (``router score``, ``cascade
+    score``): a ModelmixError inside is a one-line error (exit 2); a reader that stops
+    early (``| head``) ends the command quietly; a failing stdout is exit 1."""
+    try:
+        out = sys.stdout
+        if out is None:  # started with stdout closed (`>&-`)
+            fail("cannot write the scores: standard output is closed", code=1)
+        yield out
+        out.flush()
+    except ModelmixError as exc:
+        fail(exc.message)
+    except BrokenPipeError:  # the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as exc:  # stdout itself failed (a full disk, a closed descriptor)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        fail(f"cannot write the scores: {exc.strerror or exc}", code=1)

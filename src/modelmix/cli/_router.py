@@ -12,8 +12,6 @@ Examples::
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelmix.cli._output import check_out_dir, console
+from modelmix.cli._output import check_out_dir, console, scores_out
 from modelmix.cli._output import err_console as _err
 from modelmix.cli._output import fail as _fail
 from modelmix.cli._router_calibrate import feedback_data
@@ -184,7 +182,7 @@ def score(
     from modelmix.routing.learned import read_prompts
 
     predictor = _load(router)
-    try:
+    with scores_out() as out:
         prompts = read_prompts(input_file, prompt_column=prompt_column)
         if model is None and predictor.weak_model is None:
             _fail(f"router {router} has no weak/strong pair; pass --model, one of "
@@ -193,23 +191,11 @@ def score(
             _fail(f"no model {model!r} in router {router}; models: "
                   f"{list(predictor.model_names)}")
         column = None if model is None else predictor.model_names.index(model)
-        out = sys.stdout
-        if out is None:  # started with stdout closed (`>&-`)
-            _fail("cannot write the scores: standard output is closed", code=1)
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start:start + batch_size]
             values = (predictor.strong_score(batch) if column is None
                       else predictor.predict_array(batch)[:, column].tolist())
             out.write("".join(f"{v!r}\n" for v in values))
-        out.flush()
-    except ModelmixError as exc:
-        _fail(exc.message)
-    except BrokenPipeError:  # `router score ... | head`: the reader has all it wants
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-    except OSError as exc:  # stdout itself failed (a full disk, a closed descriptor)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        _fail(f"cannot write the scores: {exc.strerror or exc}", code=1)
 
 
 @router_app.command()
