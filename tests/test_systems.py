@@ -484,3 +484,10 @@ async def test_json_schema_answers_get_one_repair_retry() -> None:
     assert [m.role for m in repair] == ["user", "assistant", "user"]
     assert "qty" in repair[-1].text()  # the validation error goes back to the model
     assert [r.verdict for r in sink.records if r.verdict] == ["accept"]
+
+
+def test_votes_compare_final_numbers_by_value() -> None:
+    from modelmix.systems._verifiers import _final
+
+    assert _final("so #### 100") != _final("the answer is 1")  # not "1" after stripping 0s
+    assert _final("1,000.0 in total") == _final("#### 1000")

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modelmix.errors import ConfigError
 from modelmix.protocol import ChatMessage, ChatRequest
-from modelmix.routing.cascade import Check, Verifier, repair_prompt, verifier_from_spec
+from modelmix.routing.cascade import (
+    Check,
+    Verifier,
+    find_final,
+    repair_prompt,
+    verifier_from_spec,
+)
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -126,14 +132,13 @@ class JudgeVerifier(AnswerVerifier):
                      f"judge {graded.deployment} graded {grade}/10")
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
 def _final(text: str) -> str:
-    """An answer's final answer for voting: its last number, else its words."""
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1].replace(",", "").rstrip("0").rstrip(".") or "0"
+    """An answer's final answer for voting: its final number as the cascade verifiers
+    read it (``####``, ``\\boxed{}``, "the answer is", else the last number; ``1,000``
+    and ``1000.0`` vote together), else its words."""
+    final = find_final(text)
+    if final is not None:
+        return str(final.value)
     return " ".join(re.findall(r"\w+", text.lower()))[:200]
 
 
