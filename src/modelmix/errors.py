@@ -47,12 +47,14 @@ __all__ = [
     "ClientDisconnected",
     "ConfigError",
     "ContextTooLong",
+    "InvalidMedia",
     "InvalidRequest",
     "KeyRateLimited",
     "MissingExtra",
     "ModelmixError",
     "NoDeployment",
     "NoDeploymentAvailable",
+    "MediaTooLarge",
     "PayloadTooLarge",
     "PermissionDenied",
     "PolicyDenied",
@@ -169,6 +171,20 @@ class PayloadTooLarge(InvalidRequest):
 
     status_code = 413
     default_code = "request_too_large"
+
+
+class InvalidMedia(InvalidRequest):
+    """A media part (image, PDF, audio) is corrupt, unsupported, mislabelled or cannot be
+    fetched; ``param`` names the part (``messages.0.content.1``)."""
+
+    default_code = "invalid_media"
+
+
+class MediaTooLarge(PayloadTooLarge):
+    """A media part exceeds ``media.max_part_bytes`` (or a fetched image
+    ``media.fetch.max_bytes``); ``param`` names the part."""
+
+    default_code = "media_too_large"
 
 
 class ClientDisconnected(ModelmixError):

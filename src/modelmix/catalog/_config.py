@@ -26,6 +26,7 @@ from modelmix.catalog._models import (
     LearnedRouterSettings,
     ReliabilitySettings,
     ServerSettings,
+    MediaSettings,
     StoreSettings,
 )
 from modelmix.errors import ConfigError
@@ -87,6 +88,7 @@ class Config(BaseModel):
     reliability: ReliabilitySettings = ReliabilitySettings()
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
+    media: MediaSettings = MediaSettings()
     log_prompts: bool = False
     #: Data policy (docs/guard.md): a ready policy's name (``healthcare``, ``finance``,
     #: ``eu-residency``), a policy file's path or an inline mapping; ``MODELMIX_POLICY``

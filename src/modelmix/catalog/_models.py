@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +17,8 @@ __all__ = [
     "Deployment",
     "Hosting",
     "LearnedRouterSettings",
+    "MediaFetchSettings",
+    "MediaSettings",
     "Modality",
     "ReliabilitySettings",
     "ServerSettings",
@@ -44,6 +46,8 @@ class Modality(StrEnum):
     TEXT = "text"
     IMAGE = "image"
     AUDIO = "audio"
+    #: Documents sent as ``file`` parts (PDF), as OpenAI's and Gemini's APIs take them.
+    FILE = "file"
 
 
 #: Providers that speak the OpenAI Chat Completions wire protocol, with their default base URL.
@@ -232,6 +236,55 @@ class ServerSettings(_Strict):
     body_timeout_s: float = Field(default=30.0, gt=0)
     master_key_env: str = "MODELMIX_MASTER_KEY"
     max_tokens_limit: int = Field(default=1_000_000, gt=0)
+
+
+class MediaFetchSettings(_Strict):
+    """Fetching ``http(s)`` image URLs so the guard can read them (docs/multimodal.md).
+
+    Off by default: a gateway that fetches URLs on a caller's behalf is a server-side
+    request forgery risk. When on, only hosts in ``allow_hosts`` (exact names, or
+    ``*.example.com`` for sub-domains) are fetched, every address a name resolves to is
+    checked before connecting (and the connection is pinned to it), redirects are
+    followed only to allowed hosts, and loopback, private, link-local, multicast and
+    reserved addresses are refused unless inside ``allow_networks`` (CIDRs of trusted
+    internal document stores). ``max_bytes`` bounds the body, ``timeout_s`` the whole
+    fetch, redirects included.
+    """
+
+    enabled: bool = False
+    allow_hosts: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
+    max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_redirects: int = Field(default=3, ge=0, le=10)
+
+
+class MediaSettings(_Strict):
+    """How requests carrying images, PDFs and audio are read, checked and converted
+    (docs/multimodal.md).
+
+    Attributes:
+        read: read media locally (OCR, PDF text, speech recognition) so the data guard
+            sees their text and text-only deployments can serve them. Off: media are
+            unread, so a data policy treats them as its strictest class
+            (``media-unread``) and nothing is converted.
+        convert: ``auto``: a request goes to a deployment that takes its media when one
+            may serve it, else its media are converted to text; ``always``: convert
+            whatever was read (cheapest; text-only models serve); ``never``: do not.
+        max_part_bytes: largest decoded media part (bytes); larger ones get a 413.
+        max_parts: most media parts in one request (400 beyond).
+        max_pdf_pages: most pages read from one PDF (400 beyond).
+        max_audio_s: longest audio part (seconds) transcribed (400 beyond).
+        fetch: fetching ``http(s)`` image URLs (off by default).
+    """
+
+    read: bool = True
+    convert: Literal["auto", "always", "never"] = "auto"
+    max_part_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_parts: int = Field(default=16, gt=0)
+    max_pdf_pages: int = Field(default=50, gt=0)
+    max_audio_s: float = Field(default=600.0, gt=0)
+    fetch: MediaFetchSettings = MediaFetchSettings()
 
 
 class StoreSettings(_Strict):
