@@ -63,8 +63,8 @@ def test_demo_runs_workload_through_gateway(tmp_path: Path) -> None:
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "smollm2-local: 4" in out
-    assert "malformed -> 4xx" in out and "6 / 6" in out
-    assert "413" in out and "404" in out
+    assert "malformed -> 4xx" in out and "7 / 7" in out
+    assert "413" in out and "404" in out and "image that is not one" in out
     assert "same tokens all on gpt-4.1" in out
     assert "Systems of models" in out
     for system in ("healthcare-triage", "finance-analyst", "manufacturing-maintenance"):

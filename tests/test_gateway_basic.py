@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from _pixels import TINY_PNG
 from _servers import serve_app
 from modelmix.catalog import config_from_dict
 from modelmix.engine import ChatService
@@ -51,7 +52,7 @@ def test_auto_routes_images_to_proprietary(base_url: str) -> None:
         model="auto",
         messages=[{"role": "user", "content": [
             {"type": "text", "text": "what is this?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
+            {"type": "image_url", "image_url": {"url": TINY_PNG}}]}])
     assert raw.headers["x-modelmix-deployment"] == "prop-b"
     assert "no image input" in raw.headers["x-modelmix-route-reason"]
 

@@ -1,8 +1,9 @@
-"""Media the guard cannot read fails closed (issue 9, item 8), and unservable models.
+"""Media the guard could not read fail closed (issue 9, item 8), and unservable models.
 
-Images, audio and files are not read yet (no OCR / ASR), so under a policy they count as
-the policy's strictest class: a scanned intake form must not reach a cloud vision model
-under the healthcare or finance policy, however harmless the text beside it. Runs a real
+Media that are not read (here: ``media.read: false``; also a reader not installed or an
+image URL not fetched) count as the policy's strictest class: a scanned intake form must
+not reach a cloud vision model under the healthcare or finance policy, however harmless
+the text beside it. (tests/test_media_guard.py covers media that are read.) Runs a real
 gateway over real OpenAI-compatible upstreams on loopback and checks what each upstream
 actually received.
 """
@@ -17,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from _pixels import TINY_PNG
 from _servers import serve_app
 from faulty_upstream import FaultyUpstream
 from modelmix.catalog import config_from_dict
@@ -25,11 +27,9 @@ from modelmix.guard import Guard, load_detector, load_policy
 from modelmix.server import create_app
 from modelmix.testing import ListSink
 
-# A 1x1 PNG: stands in for a scanned intake form (its pixels are never read).
-PNG = "data:image/png;base64," + base64.b64encode(
-    bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                  "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
-).decode()
+# Stands in for a scanned intake form; these tests turn reading off (media.read: false)
+# to check that media the guard could not read fail closed.
+PNG = TINY_PNG
 WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode()
 
 
@@ -43,13 +43,13 @@ def upstreams() -> Iterator[dict[str, FaultyUpstream]]:
 
 def _config(ups: dict[str, FaultyUpstream], names: tuple[str, ...]) -> dict[str, Any]:
     deps = [{"name": name, "provider": "openai-compatible", "base_url": ups[name].url,
-             "model": f"model-{name}", "input_modalities": ["text", "image", "audio"],
+             "model": f"model-{name}", "input_modalities": ["text", "image", "audio", "file"],
              "hosting": "cloud" if name.startswith("cloud") else "local",
              "tier": "proprietary" if name.startswith("cloud") else "open",
              "region": "us-east-1" if name.startswith("cloud") else None}
             for name in names]
     return {"deployments": deps, "groups": {"vision": list(names)},
-            "reliability": {"num_retries": 0}}
+            "reliability": {"num_retries": 0}, "media": {"read": False}}
 
 
 def _serve(ups: dict[str, FaultyUpstream], policy: str,

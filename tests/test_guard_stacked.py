@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from _guard_fakes import EchoProvider, sent_text
+from _pixels import TINY_PNG
 from modelmix.catalog import Config, config_from_dict
 from modelmix.engine import CallContext, ChatService
 from modelmix.errors import ConfigError, PolicyDenied
@@ -46,9 +47,8 @@ SSN = "536-22-8761"
 BILLING = (f"Patient John Smith (SSN {SSN}) was diagnosed with type 2 diabetes. Please "
            f"charge the copay to his card {CARD} and write him a short note.")
 API_KEY = "sk-proj-4fG7hJ2kL9mN3pQ8rS1tV6wX"
-#: A 1x1 PNG: stands in for a scanned form (its pixels are never read).
-PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNg"
-       "AAAAAgABSK+kcQAAAABJRU5ErkJggg==")
+#: Stands in for a scanned form (unread: media.read is off where it is sent).
+PNG = TINY_PNG
 
 #: Realistic texts for comparing verdicts (public, medical, financial, contact, secret).
 TEXTS = (
@@ -115,7 +115,8 @@ def _config() -> Config:
             dep("laptop", "vllm", "eu-west-1", hosting="local")]
     return config_from_dict({"deployments": deps,
                              "groups": {"all": [d["name"] for d in deps]},
-                             "router": "ordered", "reliability": {"num_retries": 0}})
+                             "router": "ordered", "reliability": {"num_retries": 0},
+                             "media": {"read": False}})
 
 
 def _policy(ref: str | dict[str, Any]) -> Policy:

@@ -20,6 +20,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from _pixels import TINY_PNG
 from _servers import serve_app
 from faulty_upstream import Fault, FaultyUpstream
 from modelmix.catalog import config_from_dict
@@ -35,7 +36,7 @@ THRESHOLD = 3
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 IMAGE: list[Any] = [{"role": "user", "content": [
     {"type": "text", "text": "what is this?"},
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+    {"type": "image_url", "image_url": {"url": TINY_PNG}}]}]
 ERROR_KEYS = {"message", "type", "param", "code"}
 
 

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from _pixels import TINY_PNG
 from _servers import serve_app
 from modelmix.catalog import Deployment, LearnedRouterSettings, config_from_dict
 from modelmix.engine import ChatService
@@ -234,7 +235,7 @@ def test_no_allowed_deployment_of_the_needed_kind_is_explained() -> None:
     router = Router(CFG, health=healthy, strategies={"learned": strategy})
     req = ChatRequest.model_validate({"model": "auto", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "easy"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+        {"type": "image_url", "image_url": {"url": TINY_PNG}}]}]})
     d = router.route("auto", req.needs(), prompt=prompt_text(req))
     assert names(d) == ["prop-cheap", "prop-pricey"]
     assert "no weak-model deployment allowed (excluded: open-big: no image input" in d.reason

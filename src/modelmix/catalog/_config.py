@@ -24,9 +24,9 @@ from modelmix.catalog._models import (
     BUILTIN_GROUPS,
     Deployment,
     LearnedRouterSettings,
+    MediaSettings,
     ReliabilitySettings,
     ServerSettings,
-    MediaSettings,
     StoreSettings,
 )
 from modelmix.errors import ConfigError

@@ -227,12 +227,13 @@ class ReliabilitySettings(_Strict):
 
 
 class ServerSettings(_Strict):
-    """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond);
+    """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond; 32 MiB
+    by default: one 20 MB image or PDF, ``media.max_part_bytes``, is ~27 MB in base64);
     ``body_timeout_s`` bounds the time to receive a whole body (408 beyond)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
     master_key_env: str = "MODELMIX_MASTER_KEY"
     max_tokens_limit: int = Field(default=1_000_000, gt=0)

@@ -185,8 +185,10 @@ MALFORMED: list[tuple[str, bytes, dict[str, str]]] = [
     ("max_tokens = -5",
      b'{"model": "auto", "max_tokens": -5, "messages": [{"role": "user", "content": "hi"}]}', {}),
     ("invalid UTF-8", b'{"model": "auto", "messages": [{"role": "user", "content": "\xff"}]}', {}),
-    ("12 MB body", b'{"model": "auto", "messages": [{"role": "user", "content": "'
-     + b"a" * 12_000_000 + b'"}]}', {}),
+    ("image that is not one", b'{"model": "auto", "messages": [{"role": "user", "content": '
+     b'[{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]}', {}),
+    ("40 MB body", b'{"model": "auto", "messages": [{"role": "user", "content": "'
+     + b"a" * 40_000_000 + b'"}]}', {}),
 ]
 
 

@@ -76,6 +76,9 @@ class CallContext:
     #: Extra policy-filter rules (a system request's own screening limits every step's
     #: deployments: what a step derives from the input may escape detection).
     rules: tuple[Rule, ...] = ()
+    #: How the request's media were turned into text for the deployment that served
+    #: (``ocr``, ``pdf``, ``asr``; set by the service, sent as ``x-modelmix-conversions``).
+    conversions: tuple[str, ...] = ()
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 

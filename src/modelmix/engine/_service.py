@@ -20,8 +20,15 @@ from modelmix.engine._contracts import (
     StreamCompletion,
 )
 from modelmix.engine._executor import Attempt, Executor
+from modelmix.engine._media import MediaPlan, MediaStage, has_media_parts
 from modelmix.engine._systems import SystemExecution, is_system, stack_guard
-from modelmix.errors import ClientDisconnected, ModelmixError, ProviderError
+from modelmix.errors import (
+    ClientDisconnected,
+    ModelmixError,
+    NoDeployment,
+    PolicyDenied,
+    ProviderError,
+)
 from modelmix.protocol import ChatChunk, ChatRequest, Usage
 from modelmix.providers import Provider, availability, create_provider
 from modelmix.routing import (
@@ -29,6 +36,7 @@ from modelmix.routing import (
     ExclusionKind,
     RouteDecision,
     Router,
+    Rule,
     Strategy,
     prompt_text,
 )
@@ -154,6 +162,7 @@ class ChatService:
         if guard is not None:  # first, so it scrubs records before others see them
             self.observers.append(guard)
         self._availability: dict[str, Exclusion | None] = {}
+        self.media = MediaStage(config.media)
         self.systems = SystemExecution(self, load_systems(
             config, guard=guard,
             make_guard=lambda ref, base: stack_guard(ref, base, config.guard_ner)))
@@ -169,7 +178,13 @@ class ChatService:
         """Re-read API key variables and model files on the next request."""
         self._availability.clear()
 
-    def route(self, request: ChatRequest, ctx: CallContext) -> RouteDecision:
+    def route(self, request: ChatRequest, ctx: CallContext, *, rules: tuple[Rule, ...] = (),
+              quiet: bool = False) -> RouteDecision:
+        """Route ``request`` (the form that will be sent: its needs decide which
+        deployments can take it); the prompt the router reads is the screening's redacted
+        one. ``rules`` add policy-filter rules; ``quiet`` tells observers nothing of a
+        failure (a first try the caller retries in another form)."""
+        needs = request.needs()
         screening = ctx.screening
         if screening is not None:  # routing, logs and observers see no detected value
             request = screening.redacted
@@ -179,9 +194,10 @@ class ChatService:
         decision: RouteDecision | None = None
         try:
             decision = self.router.route(
-                request.model, request.needs(), allowed_models=ctx.allowed_models, tags=ctx.tags,
+                request.model, needs, allowed_models=ctx.allowed_models, tags=ctx.tags,
                 prompt=prompt_text(request), hints=ctx.hints,
-                extra_rules=(*(screening.rules if screening is not None else ()), *ctx.rules),
+                extra_rules=(*(screening.rules if screening is not None else ()), *ctx.rules,
+                             *rules),
             )
             if screening is not None and screening.verdict.constrained:
                 v = screening.verdict  # say which data rule limited the choice
@@ -190,8 +206,9 @@ class ChatService:
                     f"({v.rule})"))
             return decision
         finally:
-            for observer in self.observers:
-                observer.routed(request, ctx, decision, time.perf_counter() - started)
+            if decision is not None or not quiet:
+                for observer in self.observers:
+                    observer.routed(request, ctx, decision, time.perf_counter() - started)
 
     async def complete(self, request: ChatRequest, ctx: CallContext | None = None) -> Completion:
         """Route and run a non-streaming request. Raises ModelmixError subclasses."""
@@ -202,9 +219,9 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
-            decision, reservation = await self._decide(request, ctx, rec)
+            decision, reservation, sent = await self._decide(request, ctx, rec)
             response, dep, attempts = await self.executor.complete(
-                decision, request, timeout_s=ctx.timeout_s, attempts=log,
+                decision, sent, timeout_s=ctx.timeout_s, attempts=log,
                 providers=self._guarded(ctx),
             )
         except ModelmixError as exc:
@@ -229,8 +246,8 @@ class ChatService:
         reservation = None
         log: list[Attempt] = []
         try:
-            decision, reservation = await self._decide(request, ctx, rec)
-            start = await self.executor.stream(decision, request, timeout_s=ctx.timeout_s,
+            decision, reservation, sent = await self._decide(request, ctx, rec)
+            start = await self.executor.stream(decision, sent, timeout_s=ctx.timeout_s,
                                                attempts=log, providers=self._guarded(ctx))
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
@@ -299,16 +316,75 @@ class ChatService:
                            attempts=attempts)
 
     async def _decide(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord
-                      ) -> tuple[RouteDecision, object]:
+                      ) -> tuple[RouteDecision, object, ChatRequest]:
         """Screen, route and admit one request: (decision, the admission's reservation or
-        None). Raises PolicyDenied, routing errors, BudgetExceeded / KeyRateLimited."""
-        await self._screen(request, ctx, rec)
-        decision = self.route(request, ctx)
+        None, the request to send: ``request``, or its media converted to text). Raises
+        PolicyDenied, routing errors, BudgetExceeded / KeyRateLimited, InvalidMedia."""
+        plan = await self.media.plan(request) if has_media_parts(request) else None
+        if plan is None:
+            await self._screen(request, ctx, rec)
+            decision, sent = self.route(request, ctx), request
+        else:
+            decision, sent = await self._decide_media(plan, ctx, rec)
         rec.route_reason = decision.reason
         reservation = None
         if ctx.admission is not None:
-            reservation = await ctx.admission.admit(decision, _as_sent(request, ctx))
-        return decision, reservation
+            reservation = await ctx.admission.admit(decision, _as_sent(sent, ctx))
+        return decision, reservation, sent
+
+    async def _decide_media(self, plan: MediaPlan, ctx: CallContext, rec: UsageRecord
+                            ) -> tuple[RouteDecision, ChatRequest]:
+        """Route a request carrying media (docs/multimodal.md): read them when the guard
+        or ``media.convert: always`` needs their text; screen the converted form; send
+        the media as they are to a deployment that takes them and that the policy lets
+        see them, else their text to any deployment."""
+        guard = ctx.guard or self.guard
+        mode = self.config.media.convert
+        rec.media = plan.summary()
+        if guard is not None or mode == "always":
+            await self._read_media(plan, rec)
+        screening = None
+        if guard is not None:
+            screening = ctx.screening = await guard.screen(
+                plan.converted or plan.raw, rec, key_id=ctx.key_id, tags=ctx.tags)
+            screening.enforce()
+        if mode != "always" or not plan.convertible:
+            try:
+                rules: tuple[Rule, ...] = ()
+                if screening is not None:
+                    ctx.screening, rules = screening.with_media(plan.raw, plan.positions)
+                return self.route(plan.raw, ctx, rules=rules, quiet=True), plan.raw
+            except (NoDeployment, PolicyDenied):
+                ctx.screening = screening
+                if mode == "never" or not self.config.media.read:
+                    raise
+                await self._read_media(plan, rec)
+                if not plan.convertible:
+                    raise
+        assert plan.converted is not None
+        decision = self.route(plan.converted, ctx)
+        ctx.conversions = plan.methods()
+        rec.conversions = ",".join(ctx.conversions) or None
+        return dataclasses.replace(decision, reason=(
+            f"{decision.reason}; media converted to text ({rec.conversions})")), plan.converted
+
+    async def media_view(self, request: ChatRequest, rec: UsageRecord | None = None
+                         ) -> ChatRequest:
+        """``request`` as the guard reads it: its media read and replaced by their text
+        (parts that cannot be read stay as they are); ``request`` itself without media.
+        Raises InvalidMedia / MediaTooLarge."""
+        plan = await self.media.plan(request) if has_media_parts(request) else None
+        if plan is None:
+            return request
+        await self.media.read(plan)
+        if rec is not None:
+            rec.media, rec.media_ms = plan.summary(), plan.ms
+        assert plan.converted is not None
+        return plan.converted
+
+    async def _read_media(self, plan: MediaPlan, rec: UsageRecord) -> None:
+        await self.media.read(plan)
+        rec.media_ms = plan.ms
 
     async def _screen(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord) -> None:
         """Apply the data policy, when one is set: audit what was found (in ``rec``),
@@ -420,6 +496,7 @@ class ChatService:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.media.aclose()
         self.usage.close()
 
 

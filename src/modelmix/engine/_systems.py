@@ -41,6 +41,7 @@ from modelmix.routing import LearnedStrategy, RouteDecision
 from modelmix.store import UsageRecord
 from modelmix.systems import (
     SYSTEM_PREFIX,
+    MediaText,
     ModelAnswer,
     ModelStream,
     StepCall,
@@ -116,6 +117,9 @@ class StepCaller:
     async def screen(self, request: ChatRequest, guard: Guard) -> Screening:
         return await guard.screen(request, key_id=self.ctx.key_id, tags=self.ctx.tags)
 
+    async def read_media(self, request: ChatRequest) -> list[MediaText]:
+        return await self.service.media.texts(request)
+
     def router_score(self, prompt: str, target: str | None) -> tuple[float, float] | None:
         strategy = self.service.router.strategy("learned")
         if not isinstance(strategy, LearnedStrategy):
@@ -182,8 +186,9 @@ class SystemExecution:
         if request.timeout is not None:
             ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
         caller = StepCaller(self.service, ctx, system)
-        if caller.guard is not None:
-            caller.screening = await caller.guard.screen(request, rec, key_id=ctx.key_id,
+        if caller.guard is not None:  # media read first: the guard sees what they say
+            view = await self.service.media_view(request, rec)
+            caller.screening = await caller.guard.screen(view, rec, key_id=ctx.key_id,
                                                          tags=ctx.tags)
             caller.screening.enforce()
         return caller

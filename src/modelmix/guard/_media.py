@@ -1,9 +1,12 @@
-"""Media the guard cannot read yet (images, audio, files): fail closed.
+"""Media the guard could not read: fail closed.
 
-Until media are read (OCR / speech recognition), a request carrying an ``image_url``,
-``input_audio`` or ``file`` part is treated as holding the policy's strictest class, and,
-since media cannot be pseudonymised, a pseudonymising verdict keeps it on local and
-self-hosted deployments. The rule is named ``media-unread`` (docs/guard.md).
+The service reads media before screening (OCR, PDF text, speech recognition: see
+docs/multimodal.md) and the guard screens their text in their place. A part still
+present as media when the guard screens was not read: its reader is not installed,
+``media.read`` is off, or it is an image URL the gateway does not fetch. Such a request
+is treated as holding the policy's strictest class, and, since media cannot be
+pseudonymised, a pseudonymising verdict keeps it on local and self-hosted deployments.
+The rule is named ``media-unread`` (docs/guard.md).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ def has_media(request: ChatRequest) -> bool:
 
 def unread_media_verdict(policy: Policy, verdict: Verdict, counts: Mapping[str, int],
                      key_id: str | None, tags: tuple[str, ...]) -> Verdict:
-    """The verdict for a request carrying images, audio or files, which the guard
-    cannot read yet: they count as the policy's strictest class (the class whose
+    """The verdict for a request carrying images, audio or files that were not read:
+    they count as the policy's strictest class (the class whose
     rule acts most strictly, the higher class on a tie), and since media cannot be
     pseudonymised, a pseudonymising verdict keeps the request on local and
     self-hosted deployments. Fail closed: unread media never reaches a deployment
@@ -55,6 +58,6 @@ def unread_media_verdict(policy: Policy, verdict: Verdict, counts: Mapping[str, 
         return replace(verdict, scopes=(*verdict.scopes, *scopes))
     return replace(worst, action=action, rule=MEDIA_RULE,
                    rules=(MEDIA_RULE, *worst.rules), scopes=(*scopes, *worst.scopes),
-                   reason=(f"the guard cannot read images, audio or files yet, so they "
-                           f"count as {data_class.value} data"
+                   reason=(f"it carries images, audio or files that were not read (see "
+                           f"docs/multimodal.md), so they count as {data_class.value} data"
                            if action is Action.BLOCK else None))

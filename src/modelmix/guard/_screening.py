@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelmix.catalog import Deployment
 from modelmix.errors import ModelmixError, PolicyDenied
@@ -20,6 +20,9 @@ from modelmix.routing import Exclusion, ExclusionKind, PolicyContext, Rule
 from modelmix.store import AuditRecord, UsageRecord
 
 __all__ = ["GuardedProvider", "Screening"]
+
+_MEDIA_LOCKED = ("its media hold values the data policy pseudonymises, and media cannot "
+                 "be pseudonymised (they may be sent as text instead)")
 
 
 @dataclass(slots=True)
@@ -41,6 +44,9 @@ class Screening:
     outgoing: ChatRequest
     pseudonymizer: Pseudonymizer
     failure: str | None = None
+    #: Media sent as they are hold values the verdict pseudonymises (their text, read
+    #: by the guard, did): such a request may only go where those values may go raw.
+    media_locked: bool = False
     _wrapped: dict[str, GuardedProvider] = field(default_factory=dict)
 
     def enforce(self) -> None:
@@ -71,10 +77,37 @@ class Screening:
             self.audit.forbidden.append(dep.name)
         return Exclusion(ExclusionKind.POLICY, why)
 
+    def with_media(self, raw: ChatRequest, positions: list[tuple[int, int]]
+                   ) -> tuple[Screening, tuple[Rule, ...]]:
+        """This screening, of a request whose media parts at ``positions`` were read and
+        replaced by their text, for sending ``raw`` instead: the same request with its
+        media as they are. The routing and logging view (``redacted``) stays the text
+        one; ``outgoing`` becomes ``raw`` with its texts pseudonymised and its media
+        raw. Media cannot be pseudonymised, so when their text held a value the verdict
+        pseudonymises, the returned rule keeps the request on deployments allowed to
+        see raw values, and :meth:`request_for` refuses the others (docs/multimodal.md).
+
+        Returns:
+            (the screening for ``raw``, extra router rules).
+        """
+        if not positions:
+            return self, ()
+        locked = any(self.outgoing.part(m, i) != self.original.part(m, i)
+                     for m, i in positions)
+        outgoing = self.outgoing.with_parts({(m, i): raw.part(m, i) for m, i in positions})
+        view = replace(self, original=raw, outgoing=outgoing, media_locked=locked,
+                       _wrapped={})
+        return view, ((view._media_rule,) if locked else ())
+
+    def _media_rule(self, dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
+        if self.verdict.raw_allowed(dep):
+            return None
+        return Exclusion(ExclusionKind.POLICY, _MEDIA_LOCKED)
+
     @property
     def active(self) -> bool:
         """Whether calls need wrapping (something was found or deployments are limited)."""
-        return bool(len(self.pseudonymizer)) or self.verdict.constrained
+        return bool(len(self.pseudonymizer)) or self.verdict.constrained or self.media_locked
 
     def providers(self, base: Mapping[str, Provider]) -> Mapping[str, Provider] | None:
         """``base`` with each provider wrapped for this request (None: no need)."""
@@ -116,6 +149,8 @@ class Screening:
             raise PolicyDenied(f"{dep.name}: {why}")
         if self.verdict.raw_allowed(dep) or self.outgoing is self.original:
             return self.original, False
+        if self.media_locked:
+            raise PolicyDenied(f"{dep.name}: {_MEDIA_LOCKED}")
         return self.outgoing, True
 
 

@@ -3,6 +3,24 @@ recognition) so the data guard sees their text and text-only models can serve th
 (docs/multimodal.md). Nothing here leaves the machine; models load from installed
 packages, never from a hub."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from modelmix.media._base import MediaKind, MediaPart, ReaderUnavailable, Reading, ReadMethod
 
-__all__ = ["MediaKind", "MediaPart", "ReadMethod", "ReaderUnavailable", "Reading"]
+if TYPE_CHECKING:
+    from modelmix.media._fetch import Fetched, fetch_image
+    from modelmix.media._reader import MediaReader
+
+#: Readers and the fetcher import their libraries (onnxruntime, PyAV, httpx) on first use.
+_LAZY = {"MediaReader": "_reader", "Fetched": "_fetch", "fetch_image": "_fetch"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Fetched", "MediaKind", "MediaPart", "MediaReader", "ReadMethod",
+           "ReaderUnavailable", "Reading", "fetch_image"]

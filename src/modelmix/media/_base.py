@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["MediaKind", "MediaPart", "ReadMethod", "Reading", "ReaderUnavailable"]
+__all__ = ["MediaKind", "MediaPart", "ReadMethod", "ReaderUnavailable", "Reading"]
 
 
 class MediaKind(StrEnum):

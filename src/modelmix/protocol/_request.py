@@ -8,6 +8,7 @@ forwarded to OpenAI-compatible upstreams.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -18,6 +19,7 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ContentPart",
+    "FileData",
     "FunctionDefinition",
     "RequestNeeds",
     "ResponseFormat",
@@ -50,8 +52,20 @@ class ImageURL(_Strict):
 
 
 class InputAudio(_Strict):
+    """Base64 audio and its format (``wav`` or ``mp3``, as OpenAI takes them)."""
+
     data: str
     format: str
+
+
+class FileData(_Strict):
+    """A ``file`` part's payload: ``file_data`` (a base64 data URL, e.g.
+    ``data:application/pdf;base64,...``) with an optional ``filename``, or a
+    ``file_id`` of an uploaded file (which this gateway cannot read)."""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
 
 
 #: The field that carries each content part type's payload.
@@ -59,24 +73,26 @@ _PART_PAYLOADS = frozenset({"text", "image_url", "input_audio", "file", "refusal
 
 
 class ContentPart(_Strict):
-    """One part of a multi-part message: text, image_url or input_audio."""
+    """One part of a multi-part message: text, image_url, input_audio or file."""
 
     type: Literal["text", "image_url", "input_audio", "file", "refusal"]
     text: str | None = None
     image_url: ImageURL | None = None
     input_audio: InputAudio | None = None
+    file: FileData | None = None
 
     @model_validator(mode="after")
     def _payload_present(self) -> ContentPart:
         needed = {"text": self.text, "image_url": self.image_url,
-                  "input_audio": self.input_audio}
+                  "input_audio": self.input_audio, "file": self.file}
         if self.type in needed and needed[self.type] is None:
             raise ValueError(f"a '{self.type}' content part needs a '{self.type}' field")
         # A payload field of another part type is refused, not forwarded: the guard reads
         # each part by its type, so text (or an image) hidden under a foreign key would
         # reach the upstream unread.
         present = {"text": self.text, "image_url": self.image_url,
-                   "input_audio": self.input_audio, **(self.model_extra or {})}
+                   "input_audio": self.input_audio, "file": self.file,
+                   **(self.model_extra or {})}
         foreign = sorted(k for k in _PART_PAYLOADS - {self.type} if present.get(k) is not None)
         if foreign:
             raise ValueError(f"a '{self.type}' content part may not carry "
@@ -160,6 +176,7 @@ class RequestNeeds(BaseModel):
 
     image_input: bool = False
     audio_input: bool = False
+    file_input: bool = False
     tools: bool = False
     json_mode: bool = False
     prompt_tokens_estimate: int = 0
@@ -245,18 +262,20 @@ class ChatRequest(_Strict):
 
     def needs(self) -> RequestNeeds:
         """Summarise what this request needs (modalities, tools, size)."""
-        image = audio = False
+        image = audio = file = False
         chars = 0
         for msg in self.messages:
             if isinstance(msg.content, list):
                 for part in msg.content:
                     image = image or part.type == "image_url"
                     audio = audio or part.type == "input_audio"
+                    file = file or part.type == "file"
             chars += len(msg.text())
         rf_type = (self.response_format or {}).get("type")
         return RequestNeeds(
             image_input=image,
             audio_input=audio,
+            file_input=file,
             tools=bool(self.tools),
             json_mode=rf_type in ("json_object", "json_schema"),
             prompt_tokens_estimate=estimate_tokens(chars) + 4 * len(self.messages),
@@ -295,6 +314,28 @@ class ChatRequest(_Strict):
                 total += len(orjson.dumps(extra))
         return total
 
+    def with_parts(self, parts: Mapping[tuple[int, int], ContentPart]) -> ChatRequest:
+        """This request with the content part at each (message, part) position replaced.
+
+        Only the lists holding replaced parts are new: other parts and their (possibly
+        large) payloads are shared, not copied. Positions must hold parts."""
+        if not parts:
+            return self
+        messages = list(self.messages)
+        for m in sorted({m for m, _ in parts}):
+            msg = messages[m]
+            assert isinstance(msg.content, list)
+            content = [parts.get((m, i), part) for i, part in enumerate(msg.content)]
+            messages[m] = msg.model_copy(update={"content": content})
+        return self.model_copy(update={"messages": messages})
+
+    def part(self, message: int, index: int) -> ContentPart:
+        """The content part at (message, part). Raises IndexError / TypeError."""
+        content = self.messages[message].content
+        if not isinstance(content, list):
+            raise TypeError(f"message {message} has no content parts")
+        return content[index]
+
     def to_upstream(self, model: str) -> dict[str, Any]:
         """The body to send an OpenAI-compatible upstream serving ``model``."""
         body = self.model_dump(exclude_none=True, exclude={"model", "timeout"})
@@ -308,6 +349,8 @@ def _part_token_bound(part: ContentPart) -> int:
         return IMAGE_TOKEN_BOUND + extra
     if part.type == "input_audio" and part.input_audio is not None:
         return len(part.input_audio.data) // 25 + 256 + extra
+    if part.type == "file" and part.file is not None:  # a token per 3 bytes of PDF + pages
+        return len(part.file.file_data or "") // 4 + IMAGE_TOKEN_BOUND + extra
     if part.type == "file":
         return IMAGE_TOKEN_BOUND + extra
     return len((part.text or "").encode()) + extra  # text; a refusal's text is an extra

@@ -47,6 +47,8 @@ def _modalities(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
         return Exclusion(_CAPABILITY, "no image input")
     if ctx.needs.audio_input and Modality.AUDIO not in dep.input_modalities:
         return Exclusion(_CAPABILITY, "no audio input")
+    if ctx.needs.file_input and Modality.FILE not in dep.input_modalities:
+        return Exclusion(_CAPABILITY, "no file (PDF) input")
     return None
 
 

@@ -55,6 +55,8 @@ HEADER_REQUEST_ID = "x-request-id"
 #: A system of models' name and its ``step:deployment`` entries in execution order.
 HEADER_SYSTEM = "x-modelmix-system"
 HEADER_STEPS = "x-modelmix-steps"
+#: How media were converted to text for the deployment that served (``ocr,pdf,asr``).
+HEADER_CONVERSIONS = "x-modelmix-conversions"
 #: The request's cost at catalog prices, USD (non-streaming answers; a stream's cost is
 #: known only at its end, after the headers: it is in the usage record, and the library's
 #: stream objects have ``cost_usd`` once iterated).
@@ -105,6 +107,11 @@ def _system_headers(headers: dict[str, str], system: SystemInfo | None) -> None:
     if system is not None:
         headers[HEADER_SYSTEM] = _header_safe(system.name)
         headers[HEADER_STEPS] = _header_safe(system.steps, 4000)
+
+
+def _conversion_headers(headers: dict[str, str], ctx: CallContext) -> None:
+    if ctx.conversions:
+        headers[HEADER_CONVERSIONS] = ",".join(ctx.conversions)
 
 
 def routing_hints(data: dict[str, Any]) -> RoutingHints | None:
@@ -306,6 +313,7 @@ class Gateway:
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
         headers[HEADER_COST] = f"{done.cost_usd:.8f}"
         _system_headers(headers, done.system)
+        _conversion_headers(headers, ctx)
         return Response(response_json(done.response), media_type="application/json",
                         headers=headers)
 
@@ -318,6 +326,7 @@ class Gateway:
         headers = _route_headers(started.decision, started.deployment.name, ctx.request_id)
         headers["cache-control"] = "no-cache"
         _system_headers(headers, started.system)
+        _conversion_headers(headers, ctx)
         return _SSEResponse(started, _sse(started.chunks, chat.include_usage),
                                  media_type="text/event-stream", headers=headers)
 

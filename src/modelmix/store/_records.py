@@ -61,6 +61,13 @@ class UsageRecord:
             each of its step rows; None outside systems.
         step: the step's name on a step row; None on the envelope and outside systems.
         verdict: what a verifying step decided (``accept`` or ``escalate``), else None.
+        media: the request's media parts as JSON, one ``{"part", "kind", "type", "bytes",
+            "sha256"}`` object each (never their content); None without media.
+        conversions: how media were turned into text for the deployment that served,
+            comma-separated (``ocr``, ``pdf``, ``asr``), as ``x-modelmix-conversions``
+            says; None when none were.
+        media_ms: time spent reading media (OCR, PDF text, speech recognition),
+            milliseconds, cache hits included (about 0); None without media read.
 
     A system request writes one envelope row (``parent_id`` and ``step`` None, no deployment,
     no tokens, cost 0, the whole request's latency and status) and one row per model call
@@ -92,6 +99,9 @@ class UsageRecord:
     system: str | None = None
     step: str | None = None
     verdict: str | None = None
+    media: str | None = None
+    conversions: str | None = None
+    media_ms: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.audit, dict):  # read back from a spill file

@@ -71,6 +71,11 @@ USAGE_TABLE = sa.Table(
     sa.Column("system", sa.Text()),
     sa.Column("step", sa.Text()),
     sa.Column("verdict", sa.Text()),
+    # media (docs/multimodal.md): parts as kind/type/size/sha256 (never their bytes), how
+    # they were converted to text, and the time spent reading them
+    sa.Column("media", sa.Text()),
+    sa.Column("conversions", sa.Text()),
+    sa.Column("media_ms", sa.Double()),
     sa.Index("ix_usage_created_at", "created_at"),
     sa.Index("ix_usage_deployment", "deployment"),
     sa.Index("ix_usage_key_id", "key_id"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 from modelmix.systems import _check_steps, _flow_steps, _model_steps  # registers kinds
 from modelmix.systems._base import STEP_KINDS, Step, StepOptions, StepRun
 from modelmix.systems._contracts import (
+    MediaText,
     ModelAnswer,
     ModelCaller,
     ModelStream,
@@ -46,6 +47,7 @@ __all__ = [
     "STEP_KINDS",
     "SYSTEM_PREFIX",
     "AnswerVerifier",
+    "MediaText",
     "ModelAnswer",
     "ModelCaller",
     "ModelStream",

@@ -21,7 +21,7 @@ from modelmix.store import UsageRecord
 if TYPE_CHECKING:
     from modelmix.guard import Guard, Screening
 
-__all__ = ["ModelAnswer", "ModelCaller", "ModelStream", "StepCall", "StepTrace",
+__all__ = ["MediaText", "ModelAnswer", "ModelCaller", "ModelStream", "StepCall", "StepTrace",
            "SystemResult"]
 
 
@@ -69,6 +69,26 @@ class ModelStream:
     cost: Callable[[], float | None]
 
 
+@dataclass(frozen=True, slots=True)
+class MediaText:
+    """The text read from one media part of a request (docs/multimodal.md).
+
+    Attributes:
+        part: the part's path (``messages.0.content.1``).
+        kind: ``image``, ``pdf`` or ``audio``.
+        methods: how it was read (``ocr``, ``pdf``, ``asr``).
+        text: what was read ('' when nothing was).
+        delimited: ``text`` wrapped in the ``<media ...>`` block that stands for the part
+            in a converted request.
+    """
+
+    part: str
+    kind: str
+    methods: tuple[str, ...]
+    text: str
+    delimited: str
+
+
 class ModelCaller(Protocol):
     """Runs the model calls of a system's steps (implemented by the engine)."""
 
@@ -82,6 +102,16 @@ class ModelCaller(Protocol):
 
     async def screen(self, request: ChatRequest, guard: Guard) -> Screening:
         """The guard's screening of ``request`` for this caller's key and tags."""
+        ...
+
+    async def read_media(self, request: ChatRequest) -> list[MediaText]:
+        """Every media part of ``request`` read locally, in order (cached by content).
+
+        Raises:
+            InvalidMedia / MediaTooLarge: a bad part (400 / 413, naming it).
+            StepFailed: a part could not be read (no reader installed, reading off, an
+                image URL not fetched): a system must not go on without its content.
+        """
         ...
 
     def router_score(self, prompt: str, target: str | None) -> tuple[float, float] | None:

@@ -33,7 +33,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 __all__ = ["MAX_RENDERED_CHARS", "Condition", "ExpressionError", "Template", "references",
            "template_globals"]
 
-#: Longest text a template may render (the gateway's default body limit is 10 MiB).
+#: Longest text a template may render (the gateway's default body limit is 32 MiB).
 MAX_RENDERED_CHARS = 10_000_000
 #: Longest string or list a ``*`` may build, and the largest exponent ``**`` may use.
 _MAX_REPEAT = 100_000

@@ -1,0 +1,183 @@
+"""The media stage of a request: decode and check its media parts once, fetch allowed
+image URLs, read them locally (OCR, PDF text, speech recognition) when the guard or a
+conversion needs their text, and hold both forms of the request: ``raw`` (media as sent,
+fetched URLs inlined) and ``converted`` (every read part replaced by its delimited text).
+The service screens ``converted`` (so the guard sees what media say), then sends ``raw``
+to a deployment that takes the media, or ``converted`` to one that does not
+(docs/multimodal.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from modelmix.catalog import MediaSettings
+from modelmix.errors import InvalidMedia, StepFailed
+from modelmix.media import MediaKind, MediaPart, ReaderUnavailable, Reading, ReadMethod
+from modelmix.media._convert import as_text, inline_fetched, replace_parts, text_part
+from modelmix.media._decode import RemoteImage, find_media, media_parts_of, sniff
+from modelmix.protocol import ChatRequest
+from modelmix.systems import MediaText
+
+__all__ = ["MediaPlan", "MediaStage", "has_media_parts"]
+
+Position = tuple[int, int]
+_METHOD_ORDER = {m: n for n, m in enumerate(ReadMethod)}
+
+
+def has_media_parts(request: ChatRequest) -> bool:
+    """Whether any message carries an image, audio or file part."""
+    return bool(media_parts_of(request))
+
+
+@dataclass(slots=True)
+class MediaPlan:
+    """One request's media and the two forms of the request (see the module docstring).
+
+    Attributes:
+        raw: the request as received, fetched image URLs replaced by data URLs.
+        parts: every media part, decoded (:class:`MediaPart`), or an image URL that was
+            not fetched (:class:`RemoteImage`).
+        readings: what was read, by (message, part) position.
+        unread: why parts stayed unread, by their path (``messages.0.content.1``).
+        converted: ``raw`` with every read part as text (unread parts as they were); None
+            until :meth:`MediaStage.read` ran.
+        ms: time spent reading, milliseconds.
+    """
+
+    raw: ChatRequest
+    parts: list[MediaPart | RemoteImage]
+    readings: dict[Position, Reading] = field(default_factory=dict)
+    unread: dict[str, str] = field(default_factory=dict)
+    converted: ChatRequest | None = None
+    ms: float | None = None
+
+    @property
+    def positions(self) -> list[Position]:
+        """Positions of the parts that were read."""
+        return sorted(self.readings)
+
+    @property
+    def convertible(self) -> bool:
+        """Whether every part was read (so the converted request holds no media)."""
+        return self.converted is not None and not self.unread
+
+    def methods(self) -> tuple[str, ...]:
+        """How the read parts were converted (``ocr``, ``pdf``, ``asr``), in that order."""
+        found = {m for r in self.readings.values() for m in r.methods}
+        return tuple(m.value for m in sorted(found, key=_METHOD_ORDER.__getitem__))
+
+    def summary(self) -> str:
+        """The parts as JSON for the usage row: path, kind, type, size, digest; never
+        content."""
+        return orjson.dumps([
+            {"part": p.where, "kind": p.kind.value, "type": p.mime, "bytes": p.size,
+             "sha256": p.sha256} if isinstance(p, MediaPart)
+            else {"part": p.where, "kind": "image", "type": "url", "bytes": None,
+                  "sha256": None}
+            for p in self.parts]).decode()
+
+
+class MediaStage:
+    """Decodes, fetches and reads media for the service (one per service: its readers'
+    models load once and its content-hash cache is shared by every request)."""
+
+    def __init__(self, settings: MediaSettings):
+        self.settings = settings
+        self._reader: object | None = None
+
+    @property
+    def reader(self) -> object:
+        """The :class:`~modelmix.media.MediaReader` (built on first use)."""
+        if self._reader is None:
+            from modelmix.media import MediaReader
+
+            self._reader = MediaReader(self.settings)
+        return self._reader
+
+    async def plan(self, request: ChatRequest) -> MediaPlan | None:
+        """Decode and check ``request``'s media (fetching allowed image URLs); None when
+        it has none. Raises InvalidMedia (400) / MediaTooLarge (413) naming the part."""
+        parts = find_media(request, self.settings)
+        if not parts:
+            return None
+        fetched: dict[Position, MediaPart] = {}
+        if self.settings.fetch.enabled:
+            remote = [p for p in parts if isinstance(p, RemoteImage)]
+            got = await asyncio.gather(*(self._fetch(p) for p in remote))
+            fetched = {(p.message, p.index): g for p, g in zip(remote, got, strict=True)}
+            parts = [fetched.get((p.message, p.index), p) for p in parts]
+        return MediaPlan(inline_fetched(request, fetched), parts)
+
+    async def _fetch(self, part: RemoteImage) -> MediaPart:
+        from modelmix.media import fetch_image
+
+        got = await fetch_image(part.url, self.settings.fetch, where=part.where)
+        mime = sniff(got.data[:1100])
+        if mime is None or not mime.startswith("image/"):
+            raise InvalidMedia(f"{part.where}: the image URL did not return a supported "
+                               "image (PNG, JPEG, GIF, WebP)", param=part.where)
+        return MediaPart.of(part.where, part.message, part.index, MediaKind.IMAGE, mime,
+                           got.data)
+
+    async def read(self, plan: MediaPlan) -> None:
+        """Read every decoded part whose reader is installed (concurrently; cached by
+        content hash) and build ``plan.converted``. Parts stay unread when reading is off
+        (``media.read``), their reader is not installed, or they are image URLs that were
+        not fetched. Raises InvalidMedia when a part cannot be read (corrupt data...)."""
+        if plan.converted is not None:
+            return
+        started = time.perf_counter()
+        todo: list[MediaPart] = []
+        for part in plan.parts:
+            if isinstance(part, RemoteImage):
+                plan.unread[part.where] = "image URL not fetched (media.fetch is off)"
+            elif not self.settings.read:
+                plan.unread[part.where] = "media reading is off (media.read)"
+            else:
+                todo.append(part)
+        readings = await asyncio.gather(*(self._read(p) for p in todo),
+                                        return_exceptions=True)
+        for part, got in zip(todo, readings, strict=True):
+            if isinstance(got, ReaderUnavailable):
+                plan.unread[part.where] = str(got)
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                plan.readings[(part.message, part.index)] = got
+        texts = {(p.message, p.index): text_part(as_text(p, plan.readings[(p.message,
+                                                                           p.index)]))
+                 for p in todo if (p.message, p.index) in plan.readings}
+        plan.converted = replace_parts(plan.raw, texts)
+        plan.ms = (time.perf_counter() - started) * 1000
+
+    async def texts(self, request: ChatRequest) -> list[MediaText]:
+        """Every media part of ``request`` read, in order (a system's ``read`` step).
+
+        Raises InvalidMedia / MediaTooLarge for a bad part, StepFailed for a part that
+        could not be read."""
+        plan = await self.plan(request)
+        if plan is None:
+            return []
+        await self.read(plan)
+        if plan.unread:
+            where, why = next(iter(plan.unread.items()))
+            raise StepFailed(f"{where} could not be read: {why}")
+        out = []
+        for part in plan.parts:
+            assert isinstance(part, MediaPart)
+            got = plan.readings[(part.message, part.index)]
+            out.append(MediaText(part.where, part.kind.value, tuple(m.value for m in got.methods),
+                                 got.text, as_text(part, got)))
+        return out
+
+    async def _read(self, part: MediaPart) -> Reading:
+        return await self.reader.read(part)  # type: ignore[attr-defined, no-any-return]
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            await self._reader.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,71 @@
+"""Rewrite a request's media parts: read ones become delimited text, fetched URLs become
+the data URL of the bytes read, and raw parts go back where text stood.
+
+The text of a converted part is wrapped so a model can tell it from the caller's words::
+
+    <media part="messages.0.content.1" kind="image" read="ocr">
+    Patient: Jane Doe
+    </media>
+
+Read text cannot close the wrapper early: ``<media`` and ``</media`` inside it are
+neutralised (``<\u200bmedia``); what a document says is still untrusted input
+(prompt injection through OCR'd text is possible, as through any text a caller sends).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+
+from modelmix.media._base import MediaPart, Reading
+from modelmix.protocol import ChatRequest, ContentPart
+
+__all__ = ["as_text", "inline_fetched", "replace_parts", "restore_parts", "text_part"]
+
+_TAG = re.compile(r"<(/?)(media)", re.IGNORECASE)
+_ATTR = re.compile(r'["<>&\r\n]')
+
+Position = tuple[int, int]
+
+
+def as_text(part: MediaPart, reading: Reading) -> str:
+    """The text that stands for ``part`` in a converted request."""
+    methods = ",".join(reading.methods)
+    name = f' name="{_ATTR.sub("_", part.filename)[:200]}"' if part.filename else ""
+    body = _TAG.sub(lambda m: f"<{m.group(1)}\u200b{m.group(2)}", reading.text).strip()
+    return (f'<media part="{part.where}" kind="{part.kind.value}" read="{methods}"{name}>\n'
+            f"{body or '(no text found)'}\n</media>")
+
+
+def replace_parts(request: ChatRequest, parts: Mapping[Position, ContentPart]) -> ChatRequest:
+    """``request`` with the content part at each (message, part) position replaced
+    (payloads of the other parts shared, not copied)."""
+    return request.with_parts(parts)
+
+
+def text_part(text: str) -> ContentPart:
+    return ContentPart(type="text", text=text)
+
+
+def inline_fetched(request: ChatRequest, fetched: Mapping[Position, MediaPart]) -> ChatRequest:
+    """``request`` with each fetched image URL replaced by a data URL of the bytes that
+    were fetched (and read): an upstream must see what the guard saw, not fetch the URL
+    again and maybe get something else."""
+    parts: dict[Position, ContentPart] = {}
+    for (m, i), media in fetched.items():
+        msg = request.messages[m]
+        assert isinstance(msg.content, list)
+        old = msg.content[i]
+        assert old.image_url is not None
+        url = f"data:{media.mime};base64,{base64.b64encode(media.data).decode('ascii')}"
+        parts[(m, i)] = old.model_copy(update={
+            "image_url": old.image_url.model_copy(update={"url": url})})
+    return replace_parts(request, parts)
+
+
+def restore_parts(request: ChatRequest, raw: ChatRequest,
+                  positions: list[Position]) -> ChatRequest:
+    """``request`` (a converted request, possibly pseudonymised) with ``raw``'s media
+    parts put back at ``positions``."""
+    return request.with_parts({(m, i): raw.part(m, i) for m, i in positions})

@@ -1,0 +1,205 @@
+"""Find and decode a request's media parts, once, checking each against what it claims.
+
+A part is refused with a 400 naming it (``messages.0.content.1``) when its data URL or
+base64 is malformed, its bytes are not a supported type (images: PNG, JPEG, GIF, WebP;
+files: PDF; audio: WAV, MP3), or they contradict the declared type (a JPEG sent as
+``data:image/png``, MP3 bytes with ``format: "wav"``); with a 413 when larger than
+``media.max_part_bytes``. Types come from the bytes' signatures ("magic numbers": PNG,
+ISO/IEC 15948 §5.2; JPEG SOI marker; GIF87a/89a; RIFF WEBP/WAVE; ``%PDF-``, ISO 32000-1
+§7.5.2; MP3 ID3v2 tag or MPEG frame sync), never from the declared type alone.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+
+from modelmix.catalog import MediaSettings
+from modelmix.errors import InvalidMedia, MediaTooLarge
+from modelmix.media._base import MediaKind, MediaPart
+from modelmix.protocol import ChatRequest, ContentPart
+
+__all__ = ["RemoteImage", "decode_base64", "find_media", "media_parts_of", "sniff"]
+
+#: Characters of base64 decoded per slice: slicing a large data URL in pieces keeps one
+#: transient copy of a slice, not of the whole payload, in memory.
+_SLICE = 1 << 20  # multiple of 4
+#: How far into a data URL its comma may be (the header: ``data:<type>;base64,``).
+_HEADER_MAX = 256
+
+_IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF",
+                "image/webp": "WebP"}
+_AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+_NAMES = {**_IMAGE_TYPES, "application/pdf": "PDF", "audio/wav": "WAV", "audio/mpeg": "MP3"}
+#: Declared types read as another name of the same type.
+_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "audio/x-wav": "audio/wav",
+            "audio/wave": "audio/wav", "audio/vnd.wave": "audio/wav", "audio/mp3": "audio/mpeg",
+            "application/x-pdf": "application/pdf"}
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteImage:
+    """An ``image_url`` part holding an ``http(s)`` URL, not fetched yet."""
+
+    where: str
+    message: int
+    index: int
+    url: str
+
+
+def sniff(head: bytes) -> str | None:
+    """The media type the first bytes of a payload show (``image/png``...), None when
+    they are of no supported type. 16 bytes are enough; PDF's ``%PDF-`` may follow up to
+    1,024 bytes of leading junk, as readers accept (ISO 32000-1 note to §7.5.2)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if b"%PDF-" in head[:1024 + 5]:
+        return "application/pdf"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF
+                                   and head[1] & 0xE0 == 0xE0):
+        return "audio/mpeg"
+    return None
+
+
+def decode_base64(data: str, *, where: str, what: str, limit: int) -> bytes:
+    """Strictly decode base64 (RFC 4648 §4: no characters outside the alphabet, correct
+    padding), in slices, refusing output over ``limit`` bytes before decoding anything.
+
+    Raises:
+        InvalidMedia: not valid base64 (param ``where``).
+        MediaTooLarge: would decode to more than ``limit`` bytes.
+    """
+    size = len(data) // 4 * 3
+    if size > limit:
+        raise MediaTooLarge(f"{where}: the {what} is about {_mb(size)} decoded, over the "
+                            f"limit of {_mb(limit)} (media.max_part_bytes)", param=where)
+    if not data or len(data) % 4:
+        raise InvalidMedia(f"{where}: the {what} is not valid base64 (empty, or its length "
+                           "is not a multiple of 4)", param=where)
+    out = bytearray()
+    try:
+        for start in range(0, len(data), _SLICE):
+            out += binascii.a2b_base64(data[start:start + _SLICE], strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidMedia(f"{where}: the {what} is not valid base64 ({exc})",
+                           param=where) from None
+    return bytes(out)
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _data_url(url: str, *, where: str, what: str) -> tuple[str, str]:
+    """(declared type, base64 payload) of a ``data:<type>;base64,<payload>`` URL."""
+    comma = url.find(",", 0, _HEADER_MAX)
+    header = url[5:comma].lower() if comma > 0 else ""
+    if comma < 0 or not header.endswith(";base64"):
+        raise InvalidMedia(f"{where}: the {what} must be a base64 data URL "
+                           "(data:<type>;base64,<data>)", param=where)
+    declared = header.removesuffix(";base64").split(";", 1)[0].strip()
+    return _ALIASES.get(declared, declared), url[comma + 1:]
+
+
+def _checked(where: str, what: str, declared: str | None, data: bytes,
+             allowed: set[str]) -> str:
+    """The sniffed type of ``data``, refusing unsupported or mislabelled payloads."""
+    found = sniff(data[:1100])
+    supported = ", ".join(sorted({_NAMES[t] for t in allowed}))
+    if found is None or found not in allowed:
+        seen = f"its data is {_NAMES[found]}" if found else "its data is of no known type"
+        raise InvalidMedia(f"{where}: unsupported {what}: {seen}; supported: {supported}",
+                           param=where)
+    if declared and declared != found:
+        raise InvalidMedia(f"{where}: the {what} is declared {declared} but its data is "
+                           f"{_NAMES[found]}", param=where)
+    return found
+
+
+def _image(part: ContentPart, where: str, m: int, i: int,
+           settings: MediaSettings) -> MediaPart | RemoteImage:
+    assert part.image_url is not None
+    url = part.image_url.url
+    scheme = url[:8].lower()
+    if scheme.startswith(("http://", "https://")):
+        return RemoteImage(where, m, i, url)
+    if not scheme.startswith("data:"):
+        raise InvalidMedia(f"{where}: image_url must be a base64 data URL or an http(s) URL",
+                           param=where)
+    declared, payload = _data_url(url, where=where, what="image")
+    if declared and not declared.startswith("image/"):
+        raise InvalidMedia(f"{where}: an image_url part must hold an image; it is declared "
+                           f"{declared}", param=where)
+    data = decode_base64(payload, where=where, what="image", limit=settings.max_part_bytes)
+    mime = _checked(where, "image", declared or None, data, set(_IMAGE_TYPES))
+    return MediaPart.of(where, m, i, MediaKind.IMAGE, mime, data)
+
+
+def _audio(part: ContentPart, where: str, m: int, i: int,
+           settings: MediaSettings) -> MediaPart:
+    assert part.input_audio is not None
+    fmt = part.input_audio.format.lower()
+    if fmt not in _AUDIO_FORMATS:
+        raise InvalidMedia(f"{where}: unsupported audio format {part.input_audio.format!r}; "
+                           "supported: wav, mp3", param=where)
+    data = decode_base64(part.input_audio.data, where=where, what="audio",
+                         limit=settings.max_part_bytes)
+    mime = _checked(where, "audio", _AUDIO_FORMATS[fmt], data, set(_AUDIO_FORMATS.values()))
+    return MediaPart.of(where, m, i, MediaKind.AUDIO, mime, data)
+
+
+def _file(part: ContentPart, where: str, m: int, i: int, settings: MediaSettings) -> MediaPart:
+    assert part.file is not None
+    if part.file.file_data is None:
+        why = ("file_id refers to an uploaded file, which this gateway cannot read; send "
+               "the file inline as file_data" if part.file.file_id else "it has no file_data")
+        raise InvalidMedia(f"{where}: {why}", param=where)
+    declared, payload = _data_url(part.file.file_data, where=where, what="file")
+    data = decode_base64(payload, where=where, what="file", limit=settings.max_part_bytes)
+    mime = _checked(where, "file", declared or None, data, {"application/pdf"})
+    return MediaPart.of(where, m, i, MediaKind.PDF, mime, data, part.file.filename)
+
+
+def media_parts_of(request: ChatRequest) -> list[tuple[int, int, ContentPart]]:
+    """(message index, part index, part) of every image, audio and file part."""
+    return [(m, i, part)
+            for m, msg in enumerate(request.messages) if isinstance(msg.content, list)
+            for i, part in enumerate(msg.content)
+            if part.type in ("image_url", "input_audio", "file")]
+
+
+def find_media(request: ChatRequest, settings: MediaSettings) -> list[MediaPart | RemoteImage]:
+    """Decode and check every media part of ``request``, in order (each decoded once).
+
+    Returns:
+        One :class:`MediaPart` per image, PDF and audio part, or a :class:`RemoteImage`
+        for an ``http(s)`` image URL (fetched, or not, by the caller).
+
+    Raises:
+        InvalidMedia: a malformed, unsupported or mislabelled part, or more than
+            ``settings.max_parts`` of them (400, ``param`` names the part).
+        MediaTooLarge: a part over ``settings.max_part_bytes`` decoded (413).
+    """
+    found = media_parts_of(request)
+    if len(found) > settings.max_parts:
+        where = f"messages.{found[settings.max_parts][0]}.content.{found[settings.max_parts][1]}"
+        raise InvalidMedia(f"{where}: a request may carry at most {settings.max_parts} media "
+                           "parts (media.max_parts)", param=where)
+    out: list[MediaPart | RemoteImage] = []
+    for m, i, part in found:
+        where = f"messages.{m}.content.{i}"
+        if part.type == "image_url":
+            out.append(_image(part, where, m, i, settings))
+        elif part.type == "input_audio":
+            out.append(_audio(part, where, m, i, settings))
+        else:
+            out.append(_file(part, where, m, i, settings))
+    return out
