@@ -21,6 +21,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "model": "SmolLM2-135M-Instruct",
             "context_window": 4096,
             "max_concurrency": 1,
+            # llama.cpp constrains output to JSON (a grammar built from a json_schema)
+            "supports_json_mode": True,
         },
         {
             "name": "gpt-4.1",

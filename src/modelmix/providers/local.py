@@ -115,8 +115,13 @@ class LocalProvider(Provider):
                 kw[name] = value
         if request.stop is not None:
             kw["stop"] = request.stop
-        if request.response_format and request.response_format.get("type") == "json_object":
+        kind = (request.response_format or {}).get("type")
+        if kind == "json_object":
             kw["response_format"] = {"type": "json_object"}
+        elif kind == "json_schema":  # llama.cpp turns the schema into a grammar
+            schema = ((request.response_format or {}).get("json_schema") or {}).get("schema")
+            kw["response_format"] = ({"type": "json_object", "schema": schema}
+                                     if isinstance(schema, dict) else {"type": "json_object"})
         return kw
 
     def _translate(self, exc: ValueError) -> ProviderError:
