@@ -95,12 +95,14 @@ class Fault:
 
 @dataclass(slots=True)
 class Received:
-    """One chat request as the upstream saw it (``at``: ``time.monotonic()`` seconds)."""
+    """One chat request as the upstream saw it (``at``: ``time.monotonic()`` seconds;
+    ``raw``: every byte of the body as it arrived)."""
 
     at: float
     body: dict[str, Any]
     fault: Fault
     cancelled: bool = False
+    raw: bytes = b""
 
     @property
     def stream(self) -> bool:
@@ -259,16 +261,16 @@ class FaultyUpstream:
             return True
         return await self._chat(request, reader, writer)
 
-    def _take(self, body: dict[str, Any]) -> Received:
+    def _take(self, body: dict[str, Any], raw: bytes = b"") -> Received:
         with self._log.lock:
             fault = self._log.queue.popleft() if self._log.queue else self.default
-            rec = Received(at=time.monotonic(), body=body, fault=fault)
+            rec = Received(at=time.monotonic(), body=body, fault=fault, raw=raw)
             self._log.received.append(rec)
         return rec
 
     async def _chat(self, request: _Request, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> bool:
-        rec = self._take(json.loads(request.body or b"{}"))
+        rec = self._take(json.loads(request.body or b"{}"), request.body)
         fault = rec.fault
         try:
             if fault.kind == "error":

@@ -92,6 +92,9 @@ class Route(BaseModel):
             deployment and score are then those of the call that produced the answer.
         steps: for a system, ``(step, deployment)`` in execution order, ``"-"`` for a
             step that called no model (the gateway's ``x-modelmix-steps``).
+        conversions: how the request's media were converted to text for the deployment
+            (``ocr``, ``pdf``, ``asr``; the gateway's ``x-modelmix-conversions``); empty
+            when none were (docs/multimodal.md).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -104,10 +107,11 @@ class Route(BaseModel):
     attempts: int = 0
     system: str | None = None
     steps: tuple[tuple[str, str], ...] = ()
+    conversions: tuple[str, ...] = ()
 
 
 def _route(decision: RouteDecision, served: str, attempts: list[Any] | None = None,
-           system: SystemInfo | None = None) -> Route:
+           system: SystemInfo | None = None, conversions: tuple[str, ...] = ()) -> Route:
     calls = attempts or []
     steps = () if system is None or not system.steps else tuple(
         tuple(entry.rsplit(":", 1)) for entry in system.steps.split(","))
@@ -116,7 +120,7 @@ def _route(decision: RouteDecision, served: str, attempts: list[Any] | None = No
                  tried=tuple(dict.fromkeys(a.deployment for a in calls
                                            if a.error is not None and a.deployment != served)),
                  attempts=len(calls), system=None if system is None else system.name,
-                 steps=steps)
+                 steps=steps, conversions=conversions)
 
 
 class ChatResult(ChatResponse):
@@ -137,7 +141,8 @@ class ChatResult(ChatResponse):
 def _result(done: Completion) -> ChatResult:
     return ChatResult.model_validate({
         **done.response.model_dump(), "route": _route(done.decision, done.deployment.name,
-                                                      done.attempts, done.system),
+                                                      done.attempts, done.system,
+                                                      done.conversions),
         "cost_usd": done.cost_usd, "latency_ms": done.latency_ms})
 
 
@@ -151,7 +156,7 @@ class AsyncChatStream:
     def __init__(self, started: StreamCompletion):
         self._started = started
         self.route = _route(started.decision, started.deployment.name, started.attempts,
-                            started.system)
+                            started.system, conversions=started.conversions)
 
     @property
     def cost_usd(self) -> float | None:

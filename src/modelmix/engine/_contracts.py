@@ -106,6 +106,8 @@ class Completion:
     cost_usd: float
     latency_ms: float
     system: SystemInfo | None = None
+    #: how the request's media were converted to text (``ocr``, ``pdf``, ``asr``)
+    conversions: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -126,6 +128,8 @@ class StreamCompletion:
     attempts: list[Attempt] = field(default_factory=list)
     #: set for a system of models (its steps so far: the streamed step is the last)
     system: SystemInfo | None = None
+    #: how the request's media were converted to text (``ocr``, ``pdf``, ``asr``)
+    conversions: tuple[str, ...] = ()
 
     @property
     def cost_usd(self) -> float | None:

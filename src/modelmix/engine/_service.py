@@ -233,7 +233,8 @@ class ChatService:
         if self.config.store.keep_responses:
             rec.response = response.text[:KEPT_TEXT_CHARS]
         cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
-        return Completion(response, decision, dep, attempts, cost, rec.latency_ms)
+        return Completion(response, decision, dep, attempts, cost, rec.latency_ms,
+                          conversions=ctx.conversions)
 
     async def stream(self, request: ChatRequest, ctx: CallContext | None = None
                      ) -> StreamCompletion:
@@ -269,7 +270,8 @@ class ChatService:
                            ctx, reservation, attempts=start.attempts)
 
         return StreamCompletion(decision, start.deployment, chunks, close,
-                                lambda: state.cost_usd, attempts=list(start.attempts))
+                                lambda: state.cost_usd, attempts=list(start.attempts),
+                                conversions=ctx.conversions)
 
     async def _relay(
         self,

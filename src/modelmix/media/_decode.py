@@ -12,10 +12,13 @@ ISO/IEC 15948 §5.2; JPEG SOI marker; GIF87a/89a; RIFF WEBP/WAVE; ``%PDF-``, ISO
 from __future__ import annotations
 
 import binascii
+import io
+import warnings
+import wave
 from dataclasses import dataclass
 
 from modelmix.catalog import MediaSettings
-from modelmix.errors import InvalidMedia, MediaTooLarge
+from modelmix.errors import InvalidMedia, MediaTooLarge, has_module
 from modelmix.media._base import MediaKind, MediaPart
 from modelmix.protocol import ChatRequest, ContentPart
 
@@ -140,6 +143,7 @@ def _image(part: ContentPart, where: str, m: int, i: int,
                            f"{declared}", param=where)
     data = decode_base64(payload, where=where, what="image", limit=settings.max_part_bytes)
     mime = _checked(where, "image", declared or None, data, set(_IMAGE_TYPES))
+    _image_intact(data, where)
     return MediaPart.of(where, m, i, MediaKind.IMAGE, mime, data)
 
 
@@ -153,6 +157,8 @@ def _audio(part: ContentPart, where: str, m: int, i: int,
     data = decode_base64(part.input_audio.data, where=where, what="audio",
                          limit=settings.max_part_bytes)
     mime = _checked(where, "audio", _AUDIO_FORMATS[fmt], data, set(_AUDIO_FORMATS.values()))
+    if mime == "audio/wav":
+        _wav_intact(data, where)
     return MediaPart.of(where, m, i, MediaKind.AUDIO, mime, data)
 
 
@@ -165,7 +171,51 @@ def _file(part: ContentPart, where: str, m: int, i: int, settings: MediaSettings
     declared, payload = _data_url(part.file.file_data, where=where, what="file")
     data = decode_base64(payload, where=where, what="file", limit=settings.max_part_bytes)
     mime = _checked(where, "file", declared or None, data, {"application/pdf"})
+    if b"%%EOF" not in data[-2048:]:  # ISO 32000-1 §7.5.5: a PDF ends with %%EOF
+        raise InvalidMedia(f"{where}: the PDF is truncated (no %%EOF at its end)",
+                           param=where)
     return MediaPart.of(where, m, i, MediaKind.PDF, mime, data, part.file.filename)
+
+
+#: Most pixels an image may have (PIL's decompression-bomb error threshold is twice its
+#: 89.5-megapixel warning; 50 MP is above any camera or scanner page at 600 dpi A4, 35 MP).
+MAX_PIXELS = 50_000_000
+
+
+def _image_intact(data: bytes, where: str) -> None:
+    """Open the image's header (and, for PNG, check its chunks' CRCs) with Pillow when it
+    is installed: a corrupt image or a decompression bomb is refused here, whether or not
+    it is read later. Pixels are not decoded."""
+    if not has_module("PIL"):
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # the size check below says it better
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise InvalidMedia(f"{where}: the image is {width}x{height} pixels, over "
+                                   f"{MAX_PIXELS // 1_000_000} megapixels", param=where)
+            img.verify()
+    except InvalidMedia:
+        raise
+    except UnidentifiedImageError:
+        raise InvalidMedia(f"{where}: the image is corrupt (it cannot be opened)",
+                           param=where) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidMedia(f"{where}: the image is corrupt ({exc})", param=where) from None
+
+
+def _wav_intact(data: bytes, where: str) -> None:
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            if w.getnframes() == 0:
+                raise InvalidMedia(f"{where}: the WAV audio holds no samples", param=where)
+    except (wave.Error, EOFError) as exc:
+        raise InvalidMedia(f"{where}: the WAV audio is corrupt ({exc})", param=where) from None
 
 
 def media_parts_of(request: ChatRequest) -> list[tuple[int, int, ContentPart]]:
