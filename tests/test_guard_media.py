@@ -11,6 +11,8 @@ actually received.
 from __future__ import annotations
 
 import base64
+import io
+import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +32,18 @@ from modelmix.testing import ListSink
 # Stands in for a scanned intake form; these tests turn reading off (media.read: false)
 # to check that media the guard could not read fail closed.
 PNG = TINY_PNG
-WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode()
+
+
+def _silence() -> bytes:
+    """A real 0.1 s WAV of silence (a part must decode to pass the media checks)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 1600)
+    return out.getvalue()
+WAV = base64.b64encode(_silence()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +110,8 @@ def test_text_alone_may_still_go_to_the_cloud(upstreams: dict[str, FaultyUpstrea
 
 @pytest.mark.parametrize("part", [
     {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}},
-    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=",
+    {"type": "file", "file": {"file_data": "data:application/pdf;base64,"
+                              + base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode(),
                               "filename": "form.pdf"}},
 ], ids=["audio", "pdf"])
 def test_unread_media_with_only_cloud_deployments_is_refused(

@@ -24,6 +24,7 @@ from modelmix.engine._media import MediaPlan, MediaStage, has_media_parts
 from modelmix.engine._systems import SystemExecution, is_system, stack_guard
 from modelmix.errors import (
     ClientDisconnected,
+    InvalidRequest,
     ModelmixError,
     NoDeployment,
     PolicyDenied,
@@ -356,7 +357,7 @@ class ChatService:
                 if screening is not None:
                     ctx.screening, rules = screening.with_media(plan.raw, plan.positions)
                 return self.route(plan.raw, ctx, rules=rules, quiet=True), plan.raw
-            except (NoDeployment, PolicyDenied):
+            except (NoDeployment, PolicyDenied, InvalidRequest):  # no deployment takes them
                 ctx.screening = screening
                 if mode == "never" or not self.config.media.read:
                     raise
