@@ -74,7 +74,7 @@ def _ask(text: str, model: str = "system/s", **kw: Any) -> ChatRequest:
      "nor a step of this system"),
     ({"a": {"kind": "teleport"}},
      'cat.yaml: system "s", step "a", field "kind": unknown kind \'teleport\'; known: '
-     "cascade, classify, guard, model, tool, transform, verify"),
+     "cascade, classify, guard, model, read, tool, transform, verify"),
     ({"a": {"kind": "model", "model": "local", "temprature": 0.2}},
      'cat.yaml: system "s", step "a", field "temprature": Extra inputs are not permitted'),
     ({"a": {"kind": "model", "model": "local", "when": "a.ok and ("}},

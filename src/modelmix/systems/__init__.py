@@ -1,8 +1,8 @@
 """Systems of models: declarative DAGs of steps called like a model.
 
 A system (``model: "system/<name>"``) is a named DAG of steps -- ``model``, ``cascade``,
-``guard``, ``classify``, ``verify``, ``tool``, ``transform`` -- declared in the catalog's
-``systems:`` section or in files it includes (docs/systems.md). The engine runs it
+``guard``, ``classify``, ``verify``, ``tool``, ``transform``, ``read`` -- declared in the
+catalog's ``systems:`` section or in files it includes (docs/systems.md). The engine runs it
 with :class:`SystemRunner`, making every model call through its own service path, so
 the data policy, budgets, fallbacks and usage records apply inside a system exactly as
 outside.
@@ -20,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from modelmix.systems import _check_steps, _flow_steps, _model_steps  # registers kinds
+from modelmix.systems import _check_steps, _flow_steps, _model_steps, _read_step  # kinds
 from modelmix.systems._base import STEP_KINDS, Step, StepOptions, StepRun
 from modelmix.systems._contracts import (
     MediaText,
@@ -39,7 +39,7 @@ from modelmix.systems._verifiers import LIVE_VERIFIERS, AnswerVerifier
 #: The prefix of a system's model name.
 SYSTEM_PREFIX = "system/"
 
-_KINDS = (_check_steps, _flow_steps, _model_steps)
+_KINDS = (_check_steps, _flow_steps, _model_steps, _read_step)
 
 __all__ = [
     "BUILTIN",

@@ -196,8 +196,9 @@ class VerifyStep(Step):
                       deployment: str) -> tuple[str, Check]:
         """Send the answer back once, with what was wrong, to the deployment that wrote
         it, in the conversation that step sent (not the caller's original)."""
+        fix = self.verifier.repair_prompt(asked, text, check)
         messages = [*asked.messages, ChatMessage(role="assistant", content=text),
-                    ChatMessage(role="user", content=self.verifier.repair_prompt(text, check))]
+                    ChatMessage(role="user", content=fix)]
         request = asked.model_copy(update={
             "model": deployment, "messages": messages, "stream": False,
             "stream_options": None})

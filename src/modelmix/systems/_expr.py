@@ -30,6 +30,8 @@ import jinja2.meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from modelmix.routing.cascade import extract_json
+
 __all__ = ["MAX_RENDERED_CHARS", "Condition", "ExpressionError", "Template", "references",
            "template_globals"]
 
@@ -75,6 +77,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return {**self.globals, **(d or {})}
 
 
+def _fromjson(value: Any) -> Any:
+    """The ``fromjson`` filter: the JSON value in a text, found as the json-schema
+    verifier finds it (the whole text, a fenced block, else the first embedded object or
+    array); none when there is none. ``{{ {"fields": check.text | fromjson} | tojson }}``
+    builds JSON from a model's JSON answer."""
+    found = extract_json(str(value))
+    return None if found is None else found[0]
+
+
 def _search(value: Any, pattern: str) -> bool:
     """The ``search`` test: ``answer is search("\\d+ ?mg")``, a case-insensitive regular
     expression search (Python ``re``) in the value's text."""
@@ -84,6 +95,7 @@ def _search(value: Any, pattern: str) -> bool:
 #: One environment for every system: compiled code holds no per-request state.
 _ENV = _Sandbox(autoescape=False, keep_trailing_newline=True)
 _ENV.tests["search"] = _search
+_ENV.filters["fromjson"] = _fromjson
 
 
 def template_globals() -> frozenset[str]:

@@ -8,11 +8,19 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment, PolicyDenied
+from modelmix.errors import (
+    ConfigError,
+    InvalidRequest,
+    ModelmixError,
+    NoDeployment,
+    PolicyDenied,
+)
 from modelmix.protocol import ChatMessage, ChatRequest
+from modelmix.protocol._request import ResponseFormat
 from modelmix.routing import RoutingHints, parse_hints
+from modelmix.routing.cascade import JsonSchemaVerifier
 from modelmix.systems._base import (
     BuildContext,
     SpecError,
@@ -26,7 +34,11 @@ from modelmix.systems._base import (
 from modelmix.systems._contracts import ModelAnswer, ModelStream, StepCall, StepTrace
 from modelmix.systems._verifiers import VerifierSpec, build_verifier
 
-__all__ = ["CascadeStep", "MessageTemplate", "ModelStep"]
+__all__ = ["CascadeStep", "MessageTemplate", "ModelStep", "ResponseFormats"]
+
+#: A ``response_format`` entry: ``caller``, ``caller_schema``, ``text`` or a format.
+FormatEntry = str | dict[str, Any]
+_KEYWORDS = ("caller", "caller_schema", "text")
 
 
 class MessageTemplate(BaseModel):
@@ -47,6 +59,86 @@ class _CallOptions(StepOptions):
     router: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    #: what the call asks for (``caller``: the caller's format, as sent); see
+    #: :class:`ResponseFormats`
+    response_format: FormatEntry | tuple[FormatEntry, ...] = "caller"
+
+
+class ResponseFormats:
+    """A step's ``response_format``: what its call asks the model for.
+
+    - ``caller`` (the default): the caller's ``response_format``, as it was sent;
+    - ``text``: plain text, whatever the caller asked (a summary after a JSON step);
+    - a format (``{type: json_schema, json_schema: {name: ..., schema: {...}}}``),
+      checked at load (a JSON Schema must be one);
+    - ``caller_schema``: the caller's format when it carries a JSON Schema
+      (``json_schema`` with a ``schema``), nothing otherwise;
+    - a list: the first entry that gives a format, e.g. ``[caller_schema, {type:
+      json_schema, ...}]``: the caller's own schema, else the step's.
+    """
+
+    def __init__(self, spec: FormatEntry | tuple[FormatEntry, ...]):
+        self.entries = spec if isinstance(spec, tuple) else (spec,)
+        if not self.entries:
+            raise SpecError("response_format", "name at least one format")
+        for i, entry in enumerate(self.entries):
+            where = "response_format" if len(self.entries) == 1 else f"response_format.{i}"
+            if isinstance(entry, str):
+                if entry not in _KEYWORDS:
+                    raise SpecError(where, f"{entry!r}: use {', '.join(_KEYWORDS)} or a "
+                                    "response format")
+                continue
+            try:
+                ResponseFormat.model_validate(entry)
+                _check_schema(entry)
+            except (ValidationError, ConfigError) as exc:
+                raise SpecError(where, _why(exc)) from exc
+        #: the caller's format goes as it is (nothing to set on the step's call)
+        self.as_sent = self.entries == ("caller",)
+
+    def resolve(self, request: ChatRequest) -> dict[str, Any] | None:
+        """The format the step's call sends for the caller's ``request`` (None: none).
+        Raises InvalidRequest when the caller's JSON Schema is no valid schema."""
+        for entry in self.entries:
+            if entry == "text":
+                return None
+            if entry == "caller":
+                if request.response_format is not None:
+                    return request.response_format
+            elif entry == "caller_schema":
+                fmt = request.response_format or {}
+                if _schema_of(fmt) is not None:
+                    try:
+                        _check_schema(fmt)
+                    except ConfigError as exc:
+                        raise InvalidRequest(_why(exc), param="response_format") from exc
+                    return fmt
+            else:
+                assert isinstance(entry, dict)
+                return entry
+        return None
+
+
+def _schema_of(fmt: dict[str, Any]) -> Any:
+    """The JSON Schema a response format carries (None: it carries none)."""
+    return (fmt.get("json_schema") or {}).get("schema") if fmt.get(
+        "type") == "json_schema" else None
+
+
+def _check_schema(fmt: dict[str, Any]) -> None:
+    """Raise ConfigError when ``fmt`` carries a JSON Schema that is no valid schema."""
+    schema = _schema_of(fmt)
+    if schema is not None:
+        JsonSchemaVerifier(schema)
+
+
+def _why(exc: ValidationError | ConfigError) -> str:
+    if isinstance(exc, ConfigError):
+        return exc.message.replace("verifier 'json-schema': option 'schema'",
+                                   "the JSON Schema")
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
 class _Caller:
@@ -72,6 +164,7 @@ class _Caller:
         self._limits = {k: v for k, v in (("max_tokens", options.max_tokens),
                                           ("temperature", options.temperature))
                         if v is not None}
+        self._format = ResponseFormats(options.response_format)
 
     def _template_refs(self) -> frozenset[str]:
         templates = [t for _, t in self._templates or ()]
@@ -100,6 +193,11 @@ class _Caller:
             update["max_tokens"] = min(update["max_tokens"], cap)
         if not stream:
             update["stream_options"] = None
+        if not self._format.as_sent:
+            try:
+                update["response_format"] = self._format.resolve(run.request)
+            except InvalidRequest as exc:
+                raise run.prefixed(exc) from None
         return run.request.model_copy(update=update)
 
     def _call(self, run: StepRun) -> StepCall:

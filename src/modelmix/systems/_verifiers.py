@@ -12,12 +12,14 @@ from collections import Counter
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, InvalidRequest
 from modelmix.protocol import ChatMessage, ChatRequest
 from modelmix.routing.cascade import (
     Check,
+    JsonSchemaVerifier,
     Verifier,
     find_final,
     repair_prompt,
@@ -35,7 +37,8 @@ from modelmix.systems._expr import references
 if TYPE_CHECKING:
     from modelmix.systems._expr import Condition
 
-__all__ = ["LIVE_VERIFIERS", "AnswerVerifier", "VerifierSpec", "build_verifier"]
+__all__ = ["LIVE_VERIFIERS", "AnswerVerifier", "AskedSchemaVerifier", "VerifierSpec",
+           "asked_schema", "build_verifier"]
 
 _T = TypeVar("_T")
 
@@ -72,8 +75,9 @@ class AnswerVerifier(ABC):
         """Step names the verifier reads (beyond the answer)."""
         return frozenset()
 
-    def repair_prompt(self, answer: str, check: Check) -> str:
-        """What to send back for one repair attempt after ``check`` failed."""
+    def repair_prompt(self, asked: ChatRequest, answer: str, check: Check) -> str:
+        """What to send back for one repair attempt after ``check`` of ``answer`` to
+        ``asked`` failed."""
         return repair_prompt(answer, check)
 
 
@@ -88,9 +92,66 @@ class _Offline(AnswerVerifier):
     async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
         return self.verifier.check(conversation(asked), answer)
 
-    def repair_prompt(self, answer: str, check: Check) -> str:
+    def repair_prompt(self, asked: ChatRequest, answer: str, check: Check) -> str:
         own = getattr(self.verifier, "repair_prompt", None)  # json-schema: with its schema
         return str(own(answer, check)) if callable(own) else repair_prompt(answer, check)
+
+
+def asked_schema(request: ChatRequest) -> Mapping[str, Any] | None:
+    """The JSON Schema ``request`` asks the model to follow: its ``response_format``'s
+    ``json_schema.schema``; ``{"type": "object"}`` for ``json_object``; None when it asks
+    for no JSON."""
+    fmt = request.response_format or {}
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, Mapping) else None
+    if fmt.get("type") == "json_object":
+        return {"type": "object"}
+    return None
+
+
+class AskedSchemaVerifier(AnswerVerifier):
+    """``json-schema`` with ``schema: asked``: the answer must hold JSON valid against the
+    JSON Schema its call asked for (:func:`asked_schema` of the answering call's
+    request): the schema a step's ``response_format`` set, or the caller's own when the
+    step passed it on. A call that asked for no JSON fails the check. Other options
+    (``strict``, ``check_formats``) are the json-schema verifier's."""
+
+    name = "json-schema"
+    #: schemas kept validated, per verifier (a caller's schema is checked once)
+    CACHED = 32
+
+    def __init__(self, options: Mapping[str, Any]):
+        self.options = {k: v for k, v in options.items() if k != "schema"}
+        JsonSchemaVerifier.from_options({**self.options, "schema": {}})  # options check
+        self._built: dict[str, JsonSchemaVerifier] = {}
+
+    def _verifier(self, schema: Mapping[str, Any]) -> JsonSchemaVerifier:
+        """The validator of ``schema``. Raises InvalidRequest when it is no schema (the
+        caller's: a step's own is checked at load)."""
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+        found = self._built.get(key)
+        if found is None:
+            try:
+                found = JsonSchemaVerifier.from_options({**self.options, "schema": schema})
+            except ConfigError as exc:
+                raise InvalidRequest(exc.message.replace(
+                    "verifier 'json-schema': option 'schema'", "the JSON Schema"),
+                    param="response_format") from exc
+            if len(self._built) >= self.CACHED:
+                self._built.clear()
+            self._built[key] = found
+        return found
+
+    async def check(self, run: StepRun, asked: ChatRequest, answer: str) -> Check:
+        schema = asked_schema(asked)
+        if schema is None:
+            return Check(False, 1.0, "the answer's call asked for no JSON (no "
+                         "response_format json_schema)")
+        return self._verifier(schema).check("", answer)
+
+    def repair_prompt(self, asked: ChatRequest, answer: str, check: Check) -> str:
+        return repair_prompt(answer, check, schema=asked_schema(asked))
 
 
 class _Options(BaseModel):
@@ -247,6 +308,8 @@ def build_verifier(spec: VerifierSpec, build: BuildContext, field: str) -> Answe
         verifier: AnswerVerifier = live(options, build)
         return verifier
     try:
+        if spec.name == "json-schema" and spec.options.get("schema") == "asked":
+            return AskedSchemaVerifier(spec.options)
         return _Offline(verifier_from_spec(spec.name, spec.options))
     except ConfigError as exc:
         known = ", ".join(sorted(LIVE_VERIFIERS))
