@@ -67,7 +67,8 @@ def test_demo_runs_workload_through_gateway(tmp_path: Path) -> None:
     assert "413" in out and "404" in out and "image that is not one" in out
     assert "same tokens all on gpt-4.1" in out
     assert "Systems of models" in out
-    for system in ("healthcare-triage", "finance-analyst", "manufacturing-maintenance"):
+    for system in ("healthcare-triage", "finance-analyst", "manufacturing-maintenance",
+                   "document-intake"):
         assert system in out
     assert "local:smollm2-local" in out and "phi: regulated" in out
     db_url = f"sqlite:///{tmp_path / 'u.db'}"

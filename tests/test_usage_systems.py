@@ -29,7 +29,8 @@ from modelmix.store._sql import USAGE_TABLE
 from test_store import pg_server_url, pg_url  # noqa: F401  (fixtures: PostgreSQL cases)
 
 T0 = 1_700_000_000.0
-NEW_COLUMNS = ("parent_id", "system", "step", "verdict")
+#: Columns added to the v1 usage table since: systems of models, then media.
+NEW_COLUMNS = ("parent_id", "system", "step", "verdict", "media", "conversions", "media_ms")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -231,7 +232,7 @@ def test_lost_race_looks_again(v1_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(_schema, "missing_columns", first_look_is_stale)
     added = _schema.upgrade_table(store.engine, USAGE_TABLE)
     if store.engine.dialect.name == "sqlite":  # the ALTER for parent_id failed: look again
-        assert added == ["system", "step", "verdict"] and len(looks) == 2
+        assert added == list(NEW_COLUMNS[1:]) and len(looks) == 2
     else:  # ADD COLUMN IF NOT EXISTS skipped parent_id
         assert added == list(NEW_COLUMNS) and len(looks) == 1
     monkeypatch.setattr(_schema, "missing_columns", real)

@@ -84,7 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "proprietary": ["gpt-4.1", "claude-sonnet-4-5", "gemini-2.5-flash"],
     },
     # The blueprints (docs/systems.md): healthcare-triage, finance-analyst,
-    # manufacturing-maintenance, called as model "system/<name>".
+    # manufacturing-maintenance, document-intake, called as model "system/<name>".
     "include_systems": ["builtin"],
 }
 

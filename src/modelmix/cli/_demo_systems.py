@@ -1,8 +1,12 @@
 """The demo's "systems" section: one request to each blueprint, showing the steps taken
-and the cost against sending the same tokens to a proprietary deployment."""
+and the cost against sending the same tokens to a proprietary deployment. The
+document-intake request carries a form image the demo draws itself (Pillow, from the
+``media`` extra), read by local OCR."""
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +16,8 @@ from rich.table import Table
 
 from modelmix.catalog import Deployment
 
-__all__ = ["SYSTEM_REQUESTS", "SystemResult", "run_systems", "systems_table"]
+__all__ = ["DOCUMENT_REQUEST", "SYSTEM_REQUESTS", "SystemResult", "form_image", "run_systems",
+           "systems_table"]
 
 #: (system, what the request shows, prompt): written for the demo; the PHI, card and
 #: host values are made up.
@@ -29,6 +34,30 @@ SYSTEM_REQUESTS: list[tuple[str, str, str]] = [
      "filter P/N HX-4410-B (Acme quote $41.20 per unit); logs on plc-line3-01.plant.internal "
      "show the oil at 71 C before each trip."),
 ]
+
+
+#: The document-intake request: an instruction and the lines of the form image it carries
+#: (made-up values).
+DOCUMENT_REQUEST = ("document-intake", "scanned form -> fields",
+                    "File this intake form.",
+                    ["INTAKE FORM", "Name: Maria Lopez", "Date of birth: 04/11/1958",
+                     "Member ID: 48213377", "Reason for visit: dizziness"])
+
+
+def form_image(lines: list[str]) -> str | None:
+    """``lines`` drawn black on white as a PNG data URL; None without Pillow."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        return None
+    image = Image.new("RGB", (900, 60 + 56 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=30)
+    for n, line in enumerate(lines):
+        draw.text((30, 30 + 56 * n), line, fill="black", font=font)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 @dataclass(slots=True)
@@ -50,17 +79,25 @@ def run_systems(client: Any, max_tokens: int) -> list[SystemResult]:
     """Send each of :data:`SYSTEM_REQUESTS` whose blueprint the gateway serves (its
     ``/v1/models`` lists it) through the gateway with the OpenAI SDK."""
     served = {m.id for m in client.models.list()}
-    return [_send(client, system, label, prompt, max_tokens)
-            for system, label, prompt in SYSTEM_REQUESTS if f"system/{system}" in served]
+    results = [_send(client, system, label, prompt, prompt, max_tokens)
+               for system, label, prompt in SYSTEM_REQUESTS if f"system/{system}" in served]
+    system, label, prompt, lines = DOCUMENT_REQUEST
+    image = form_image(lines)
+    if f"system/{system}" in served and image is not None:
+        content = [{"type": "text", "text": prompt},
+                   {"type": "image_url", "image_url": {"url": image}}]
+        results.append(_send(client, system, label, f"{prompt} [form image]", content,
+                             max_tokens))
+    return results
 
 
-def _send(client: Any, system: str, label: str, prompt: str, max_tokens: int
-          ) -> SystemResult:
+def _send(client: Any, system: str, label: str, prompt: str, content: Any,
+          max_tokens: int) -> SystemResult:
     res = SystemResult(system, label, prompt)
     try:
         raw = client.chat.completions.with_raw_response.create(
             model=f"system/{system}", max_tokens=max_tokens, temperature=0,
-            messages=[{"role": "user", "content": prompt}])
+            messages=[{"role": "user", "content": content}])
         body = raw.parse()
         res.steps = raw.headers.get("x-modelmix-steps", "-")
         res.reason = raw.headers.get("x-modelmix-route-reason", "-")

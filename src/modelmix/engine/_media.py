@@ -155,12 +155,15 @@ class MediaStage:
         plan.converted = replace_parts(plan.raw, texts)
         plan.ms = (time.perf_counter() - started) * 1000
 
-    async def texts(self, request: ChatRequest) -> list[MediaText]:
-        """Every media part of ``request`` read, in order (a system's ``read`` step).
+    async def texts(self, request: ChatRequest, plan: MediaPlan | None = None
+                    ) -> list[MediaText]:
+        """Every media part of ``request`` read, in order (a system's ``read`` step);
+        ``plan``, when given, is ``request``'s plan already made (not decoded, fetched or
+        read again).
 
         Raises InvalidMedia / MediaTooLarge for a bad part, StepFailed for a part that
         could not be read."""
-        plan = await self.plan(request)
+        plan = plan or await self.plan(request)
         if plan is None:
             return []
         await self.read(plan)

@@ -372,18 +372,18 @@ class ChatService:
             f"{decision.reason}; media converted to text ({rec.conversions})")), plan.converted
 
     async def media_view(self, request: ChatRequest, rec: UsageRecord | None = None
-                         ) -> ChatRequest:
+                         ) -> tuple[ChatRequest, MediaPlan | None]:
         """``request`` as the guard reads it: its media read and replaced by their text
-        (parts that cannot be read stay as they are); ``request`` itself without media.
-        Raises InvalidMedia / MediaTooLarge."""
+        (parts that cannot be read stay as they are), with the media plan (None, and
+        ``request`` itself, without media). Raises InvalidMedia / MediaTooLarge."""
         plan = await self.media.plan(request) if has_media_parts(request) else None
         if plan is None:
-            return request
+            return request, None
         await self.media.read(plan)
         if rec is not None:
             rec.media, rec.media_ms = plan.summary(), plan.ms
         assert plan.converted is not None
-        return plan.converted
+        return plan.converted, plan
 
     async def _read_media(self, plan: MediaPlan, rec: UsageRecord) -> None:
         await self.media.read(plan)

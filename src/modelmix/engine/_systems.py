@@ -51,6 +51,7 @@ from modelmix.systems import (
 )
 
 if TYPE_CHECKING:
+    from modelmix.engine._media import MediaPlan
     from modelmix.engine._service import ChatService
     from modelmix.guard import Guard, Screening
 
@@ -83,13 +84,17 @@ class StepCaller:
 
     ``screening`` is the system request's own screening (its guard: the system's policy
     stacked on the gateway's): its deployment limits apply to every step's call, and its
-    known values are scrubbed out of the verdict and envelope rows' texts.
+    known values are scrubbed out of the verdict and envelope rows' texts. ``request``
+    is the system request and ``media_plan`` its media, decoded and read once for the
+    screening and reused by ``read`` steps.
     """
 
-    def __init__(self, service: ChatService, ctx: CallContext, system: System):
-        self.service, self.ctx, self.system = service, ctx, system
+    def __init__(self, service: ChatService, ctx: CallContext, system: System,
+                 request: ChatRequest):
+        self.service, self.ctx, self.system, self.request = service, ctx, system, request
         self.guard: Guard | None = system.guard or service.guard
         self.screening: Screening | None = None
+        self.media_plan: MediaPlan | None = None
 
     def _child(self, call: StepCall) -> CallContext:
         ctx = self.ctx
@@ -118,7 +123,9 @@ class StepCaller:
         return await guard.screen(request, key_id=self.ctx.key_id, tags=self.ctx.tags)
 
     async def read_media(self, request: ChatRequest) -> list[MediaText]:
-        return await self.service.media.texts(request)
+        # the system request's media were decoded, fetched and read for its screening
+        plan = self.media_plan if request is self.request else None
+        return await self.service.media.texts(request, plan)
 
     def router_score(self, prompt: str, target: str | None) -> tuple[float, float] | None:
         strategy = self.service.router.strategy("learned")
@@ -185,9 +192,9 @@ class SystemExecution:
         rec.system = system.name  # only known names become metric labels
         if request.timeout is not None:
             ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
-        caller = StepCaller(self.service, ctx, system)
+        caller = StepCaller(self.service, ctx, system, request)
         if caller.guard is not None:  # media read first: the guard sees what they say
-            view = await self.service.media_view(request, rec)
+            view, caller.media_plan = await self.service.media_view(request, rec)
             caller.screening = await caller.guard.screen(view, rec, key_id=ctx.key_id,
                                                          tags=ctx.tags)
             caller.screening.enforce()

@@ -24,7 +24,7 @@ BUILTIN = "builtin"
 
 def blueprint_dir() -> Path:
     """The directory of the shipped blueprints (healthcare-triage, finance-analyst,
-    manufacturing-maintenance)."""
+    manufacturing-maintenance, document-intake)."""
     return Path(str(resources.files("modelmix.systems") / "blueprints"))
 
 
