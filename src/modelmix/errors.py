@@ -47,6 +47,7 @@ __all__ = [
     "ClientDisconnected",
     "ConfigError",
     "ContextTooLong",
+    "GatewayBusy",
     "InvalidMedia",
     "InvalidRequest",
     "KeyRateLimited",
@@ -185,6 +186,15 @@ class MediaTooLarge(PayloadTooLarge):
     ``media.fetch.max_bytes``); ``param`` names the part."""
 
     default_code = "media_too_large"
+
+
+class GatewayBusy(ModelmixError):
+    """The gateway holds as many request bodies as ``server.max_inflight_body_bytes``
+    allows and this one waited ``server.body_timeout_s`` for room (503; retry later)."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "server_busy"
 
 
 class ClientDisconnected(ModelmixError):

@@ -229,12 +229,18 @@ class ReliabilitySettings(_Strict):
 class ServerSettings(_Strict):
     """Gateway HTTP settings. ``max_body_bytes`` bounds request bodies (413 beyond; 32 MiB
     by default: one 20 MB image or PDF, ``media.max_part_bytes``, is ~27 MB in base64);
-    ``body_timeout_s`` bounds the time to receive a whole body (408 beyond)."""
+    ``body_timeout_s`` bounds the time to receive a whole body (408 beyond).
+    ``max_inflight_body_bytes`` bounds the bytes of large request bodies (over 1 MiB)
+    the gateway holds at once, from reading them to answering: more wait unread (the
+    client's upload pauses), up to ``body_timeout_s`` (then 503 ``server_busy``). Each
+    held body costs about two to three times its size while served, so this bounds the
+    gateway's memory under bursts of large images (benchmarks/media/RESULTS.md)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
+    max_inflight_body_bytes: int = Field(default=48 * 1024 * 1024, gt=0)
     master_key_env: str = "MODELMIX_MASTER_KEY"
     max_tokens_limit: int = Field(default=1_000_000, gt=0)
 

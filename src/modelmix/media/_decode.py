@@ -72,44 +72,55 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def decode_base64(data: str, *, where: str, what: str, limit: int) -> bytes:
-    """Strictly decode base64 (RFC 4648 §4: no characters outside the alphabet, correct
-    padding), in slices, refusing output over ``limit`` bytes before decoding anything.
+def decode_base64(data: str, *, where: str, what: str, limit: int, start: int = 0) -> bytes:
+    """Strictly decode the base64 in ``data[start:]`` (RFC 4648 §4: no characters outside
+    the alphabet, correct padding), refusing output over ``limit`` bytes before decoding
+    anything. Decoded in slices into one buffer of the final size: the payload is never
+    copied whole (a data URL's header is skipped by offset, not sliced off).
 
     Raises:
         InvalidMedia: not valid base64 (param ``where``).
         MediaTooLarge: would decode to more than ``limit`` bytes.
     """
-    size = len(data) // 4 * 3
+    chars = len(data) - start
+    size = chars // 4 * 3
     if size > limit:
         raise MediaTooLarge(f"{where}: the {what} is about {_mb(size)} decoded, over the "
                             f"limit of {_mb(limit)} (media.max_part_bytes)", param=where)
-    if not data or len(data) % 4:
+    if chars <= 0 or chars % 4:
         raise InvalidMedia(f"{where}: the {what} is not valid base64 (empty, or its length "
                            "is not a multiple of 4)", param=where)
-    out = bytearray()
+    size -= data.count("=", len(data) - 2)
+    out = bytearray(size)
+    pos = 0
     try:
-        for start in range(0, len(data), _SLICE):
-            out += binascii.a2b_base64(data[start:start + _SLICE], strict_mode=True)
+        for first in range(start, len(data), _SLICE):
+            piece = binascii.a2b_base64(data[first:first + _SLICE], strict_mode=True)
+            out[pos:pos + len(piece)] = piece
+            pos += len(piece)
     except (binascii.Error, ValueError) as exc:
         raise InvalidMedia(f"{where}: the {what} is not valid base64 ({exc})",
                            param=where) from None
-    return bytes(out)
+    if pos != size:  # padding inside the payload ("=" before its end)
+        raise InvalidMedia(f"{where}: the {what} is not valid base64 (padding before its "
+                           "end)", param=where)
+    return out  # type: ignore[return-value]  # a bytearray: bytes-like, not copied again
 
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def _data_url(url: str, *, where: str, what: str) -> tuple[str, str]:
-    """(declared type, base64 payload) of a ``data:<type>;base64,<payload>`` URL."""
+def _data_url(url: str, *, where: str, what: str) -> tuple[str, int]:
+    """(declared type, where the base64 payload starts) of a
+    ``data:<type>;base64,<payload>`` URL."""
     comma = url.find(",", 0, _HEADER_MAX)
     header = url[5:comma].lower() if comma > 0 else ""
     if comma < 0 or not header.endswith(";base64"):
         raise InvalidMedia(f"{where}: the {what} must be a base64 data URL "
                            "(data:<type>;base64,<data>)", param=where)
     declared = header.removesuffix(";base64").split(";", 1)[0].strip()
-    return _ALIASES.get(declared, declared), url[comma + 1:]
+    return _ALIASES.get(declared, declared), comma + 1
 
 
 def _checked(where: str, what: str, declared: str | None, data: bytes,
@@ -137,11 +148,12 @@ def _image(part: ContentPart, where: str, m: int, i: int,
     if not scheme.startswith("data:"):
         raise InvalidMedia(f"{where}: image_url must be a base64 data URL or an http(s) URL",
                            param=where)
-    declared, payload = _data_url(url, where=where, what="image")
+    declared, start = _data_url(url, where=where, what="image")
     if declared and not declared.startswith("image/"):
         raise InvalidMedia(f"{where}: an image_url part must hold an image; it is declared "
                            f"{declared}", param=where)
-    data = decode_base64(payload, where=where, what="image", limit=settings.max_part_bytes)
+    data = decode_base64(url, where=where, what="image", limit=settings.max_part_bytes,
+                         start=start)
     mime = _checked(where, "image", declared or None, data, set(_IMAGE_TYPES))
     _image_intact(data, where)
     return MediaPart.of(where, m, i, MediaKind.IMAGE, mime, data)
@@ -168,8 +180,9 @@ def _file(part: ContentPart, where: str, m: int, i: int, settings: MediaSettings
         why = ("file_id refers to an uploaded file, which this gateway cannot read; send "
                "the file inline as file_data" if part.file.file_id else "it has no file_data")
         raise InvalidMedia(f"{where}: {why}", param=where)
-    declared, payload = _data_url(part.file.file_data, where=where, what="file")
-    data = decode_base64(payload, where=where, what="file", limit=settings.max_part_bytes)
+    declared, start = _data_url(part.file.file_data, where=where, what="file")
+    data = bytes(decode_base64(part.file.file_data, where=where, what="file",  # PDFium
+                               limit=settings.max_part_bytes, start=start))  # wants bytes
     mime = _checked(where, "file", declared or None, data, {"application/pdf"})
     if b"%%EOF" not in data[-2048:]:  # ISO 32000-1 §7.5.5: a PDF ends with %%EOF
         raise InvalidMedia(f"{where}: the PDF is truncated (no %%EOF at its end)",

@@ -19,6 +19,7 @@ import orjson
 from modelmix.catalog import Deployment
 from modelmix.errors import ProviderError, ProviderTimeout, UpstreamUnavailable
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelmix.providers._body import upstream_body
 from modelmix.providers.base import Provider, error_from_status, parse_retry_after
 
 __all__ = ["OpenAICompatProvider"]
@@ -54,6 +55,16 @@ class OpenAICompatProvider(Provider):
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def _body(self, body: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+        """The body to post (bytes, or large media payloads streamed: providers/_body.py)
+        and its headers."""
+        built = upstream_body(body)
+        headers = self._headers()
+        if isinstance(built, bytes):
+            return built, headers
+        return (built.chunks(self.deployment.name),
+                {**headers, "Content-Length": str(built.length)})
+
     async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
         body = await resp.read()
         message = _error_message(body) or resp.reason or ""
@@ -68,10 +79,9 @@ class OpenAICompatProvider(Provider):
         body = request.to_upstream(self.deployment.model)
         body["stream"] = False
         body.pop("stream_options", None)
+        data, headers = self._body(body)
         with _translate(self.deployment.name):
-            async with self._client().post(
-                self._url, data=orjson.dumps(body), headers=self._headers()
-            ) as resp:
+            async with self._client().post(self._url, data=data, headers=headers) as resp:
                 if resp.status != 200:
                     await self._raise_for(resp)
                 raw = await resp.read()
@@ -87,10 +97,9 @@ class OpenAICompatProvider(Provider):
         body = request.to_upstream(self.deployment.model)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+        data, headers = self._body(body)
         with _translate(self.deployment.name):
-            async with self._client().post(
-                self._url, data=orjson.dumps(body), headers=self._headers()
-            ) as resp:
+            async with self._client().post(self._url, data=data, headers=headers) as resp:
                 if resp.status != 200:
                     await self._raise_for(resp)
                 done = False

@@ -93,7 +93,7 @@ class FeedbackBody(BaseModel):
         return 1.0 if self.thumbs == "up" else 0.0
 
 
-def parse_feedback(body: bytes) -> FeedbackBody:
+def parse_feedback(body: bytes | bytearray) -> FeedbackBody:
     """Parse and validate a feedback body. Raises InvalidRequest (400)."""
     data = load_json_object(body)
     try:

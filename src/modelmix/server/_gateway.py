@@ -39,6 +39,7 @@ from modelmix.protocol import (
 from modelmix.providers import availability
 from modelmix.routing import RouteDecision, RoutingHints, parse_hints
 from modelmix.server._auth import Authenticator, KeyInfo
+from modelmix.server._bodies import SMALL_BODY, BodyBudget, BodyHold
 
 __all__ = ["Gateway", "error_response", "routing_hints"]
 
@@ -141,11 +142,11 @@ def _model_name(data: dict[str, Any]) -> str | None:
     return model[:200] if isinstance(model, str) else None
 
 
-def load_json_object(body: bytes) -> dict[str, Any]:
+def load_json_object(body: bytes | bytearray) -> dict[str, Any]:
     """Parse a JSON object body (a UTF-8 byte-order mark is ignored, RFC 8259 §8.1).
     Raises InvalidRequest (400), also for nesting deeper than :data:`MAX_JSON_DEPTH`."""
     if body.startswith(_BOM):
-        body = body[len(_BOM):]
+        body = memoryview(body)[len(_BOM):]  # type: ignore[assignment]  # not copied
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -206,7 +207,7 @@ def validate_chat_request(data: dict[str, Any], config: Config) -> ChatRequest:
     return request
 
 
-async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes | bytearray:
     """The request body, refusing more than ``limit`` bytes (PayloadTooLarge, 413) or
     taking longer than ``timeout_s`` seconds (RequestTimeout, 408).
 
@@ -220,23 +221,48 @@ async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> by
         raise ClientDisconnected("client disconnected while sending the body") from None
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+def _content_length(request: Request) -> int | None:
+    """The declared body size, None when absent or not a number (read_body refuses it)."""
+    declared = request.headers.get("content-length")
+    try:
+        return None if declared is None else max(0, int(declared))
+    except ValueError:
+        return None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | bytearray:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            too_big = int(declared) > limit
+            size = int(declared)
         except ValueError:
             raise InvalidRequest("invalid Content-Length header") from None
-        if too_big:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
         if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        if size > SMALL_BODY:  # one buffer of the declared size: no chunk list, no join
+            return await _read_into(request, bytearray(size))
+    parts: list[bytes] = []
+    total = 0
+    async for part in request.stream():
+        total += len(part)
+        if total > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         parts.append(part)
     return b"".join(parts)
+
+
+async def _read_into(request: Request, buffer: bytearray) -> bytearray:
+    view, filled = memoryview(buffer), 0
+    async for part in request.stream():
+        end = filled + len(part)
+        if end > len(buffer):  # the server enforces Content-Length; never trust it twice
+            raise InvalidRequest("request body longer than its Content-Length")
+        view[filled:end] = part
+        filled = end
+    view.release()
+    if filled != len(buffer):
+        raise ClientDisconnected("client disconnected while sending the body")
+    return buffer
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -283,14 +309,33 @@ class Gateway:
         self.service = service
         self.auth = auth
         self.config = service.config
+        self.bodies = BodyBudget(self.config.server.max_inflight_body_bytes)
 
     async def chat_completions(self, request: Request) -> Response:
         ctx = CallContext(request_id=_request_id(request))
+        hold = BodyHold(None, 0)
+        try:
+            response = await self._chat(request, ctx, hold)
+        except BaseException:
+            hold.release()
+            raise
+        if isinstance(response, _SSEResponse):  # the body is held until the stream ends
+            response.hold = hold
+        else:
+            hold.release()
+        return response
+
+    async def _chat(self, request: Request, ctx: CallContext, hold: BodyHold) -> Response:
         model: str | None = None
         server = self.config.server
         try:
             key = await self.auth.authenticate(request.headers.get("authorization"))
             _apply_key(ctx, key)
+            # large bodies wait for room before they are read (server/_bodies.py)
+            held = await self.bodies.hold(_content_length(request),
+                                          fallback=server.max_body_bytes,
+                                          timeout_s=server.body_timeout_s)
+            hold._budget, hold.size = held._budget, held.size
             data = load_json_object(
                 await read_body(request, server.max_body_bytes, server.body_timeout_s))
             model = _model_name(data)
@@ -378,12 +423,17 @@ class _SSEResponse(StreamingResponse):
                  **kw: Any):
         super().__init__(content, **kw)
         self._started = started
+        self.hold: BodyHold | None = None  # the request body's room, freed at the end
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._started.aclose()
+            try:
+                await self._started.aclose()
+            finally:
+                if self.hold is not None:
+                    self.hold.release()
 
 
 async def _sse(chunks: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:

@@ -322,7 +322,7 @@ class RevokeKeyRequest(BaseModel):
     key_id: str = Field(min_length=1)
 
 
-def _parse(body: bytes, model: type[_M]) -> _M:
+def _parse(body: bytes | bytearray, model: type[_M]) -> _M:
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
