@@ -297,7 +297,7 @@ def _lines(boxes: list[_Box]) -> list[str]:
 # with the line's digit pitch instead (a space adds about half a digit's advance in
 # common fonts: DejaVu 0.318/0.636 em, Helvetica 0.278/0.556). Measured on 540 lines
 # (15 lines x 6 fonts x 3 sizes, clean and blurred/noisy JPEG; benchmarks/media/
-# ocr_throughput.py --spacing): word-spacing errors 821 as recognised, 644 with gaps
+# ocr_throughput.py --spacing): word-spacing errors 794 as recognised, 649 with gaps
 # taken from the character boxes, 23 from the pixels.
 _FLOOR = 0.25
 _SPLIT_RATIO = 1.3
