@@ -17,7 +17,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["FORM", "NOTE", "a4_form", "bomb_png", "corrupt_png", "encrypted_pdf",
-           "form_image", "form_jpeg", "form_png", "garbage_audio", "scanned_pdf",
+           "form_image", "form_jpeg", "form_png", "garbage_audio", "pdf_with_picture",
+           "scanned_pdf",
            "spoken_mp3", "spoken_wav", "text_pdf", "truncated_pdf"]
 
 #: The intake form the tests read back.
@@ -94,6 +95,19 @@ def text_pdf(lines: list[str], pages: int = 1) -> bytes:
         pdf.add_page()
         for line in lines:
             pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def pdf_with_picture(text: str, picture: list[str]) -> bytes:
+    """A PDF page with ``text`` in its text layer and a picture of ``picture``'s lines
+    (a pasted scan): the text layer alone does not say what the picture does."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.image(io.BytesIO(form_png(picture)), x=10, y=30, w=150)
     return bytes(pdf.output())
 
 

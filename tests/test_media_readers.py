@@ -26,6 +26,7 @@ from _media_docs import (
     form_jpeg,
     form_png,
     garbage_audio,
+    pdf_with_picture,
     scanned_pdf,
     spoken_mp3,
     spoken_wav,
@@ -129,6 +130,15 @@ async def test_text_pdf_gives_its_text_layer(reader: MediaReader) -> None:
     got = await reader.read(part(text_pdf(FORM, pages=2), MediaKind.PDF))
     assert got.methods == (ReadMethod.PDF,) and got.pages == 2
     assert got.text == "\n".join(FORM) + "\n\n" + "\n".join(FORM)
+
+
+async def test_pictures_on_a_text_page_are_ocrd_too(reader: MediaReader) -> None:
+    """Found by review: a page with a text layer was not OCR'd, so an SSN in a pasted
+    scan on it reached the guard unread."""
+    got = await reader.read(part(pdf_with_picture("Quarterly maintenance report",
+                                                  FORM[:2]), MediaKind.PDF))
+    assert got.methods == (ReadMethod.PDF, ReadMethod.OCR)
+    assert "Quarterly maintenance report" in got.text and "123-45-6789" in got.text
 
 
 async def test_scanned_pdf_pages_are_ocrd(reader: MediaReader) -> None:

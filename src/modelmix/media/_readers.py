@@ -412,8 +412,9 @@ _PDFIUM_LOCK = threading.Lock()
 
 def read_pdf(data: bytes, *, max_pages: int, where: str,
              engines: Engines | None = None) -> tuple[str, tuple[ReadMethod, ...], int]:
-    """The text of a PDF: each page's text layer, or OCR of the page rendered at
-    :data:`PDF_RENDER_SCALE` when it has (almost) none (a scanned page).
+    """The text of a PDF: each page's text layer, plus OCR of the page rendered at
+    :data:`PDF_RENDER_SCALE` when it has (almost) no text layer (a scanned page) or holds
+    images (which may be pictures of text).
 
     Returns:
         ``(text, methods, pages)``: pages' texts separated by a blank line; ``(PDF,)``, or
@@ -437,8 +438,8 @@ def read_pdf(data: bytes, *, max_pages: int, where: str,
                                f"{max_pages} read (media.max_pdf_pages)", param=where)
         for index in range(pages):
             text, image = _page(doc, index)
-            if image is not None:
-                text, ocr = _ocr(_engines(engines), image), True
+            if image is not None:  # a scan, or a text page with pictures: text + OCR
+                text, ocr = "\n".join(t for t in (text, _ocr(_engines(engines), image)) if t), True
             texts.append(text)
     methods = (ReadMethod.PDF, ReadMethod.OCR) if ocr else (ReadMethod.PDF,)
     return "\n\n".join(t for t in texts if t), methods, pages
@@ -461,9 +462,14 @@ def _pdf(pdfium: Any, data: bytes, where: str) -> Iterator[Any]:
             doc.close()
 
 
+#: PDFium's page object type of images (``FPDF_PAGEOBJ_IMAGE``).
+_IMAGE_OBJECT = 3
+
+
 def _page(doc: Any, index: int) -> tuple[str, Image | None]:
-    """A page's text layer, or its rendering when that has fewer than
-    :data:`SCANNED_PAGE_CHARS` characters (no image for a page with nothing on it)."""
+    """A page's text layer ('' when it has fewer than :data:`SCANNED_PAGE_CHARS`
+    characters), and its rendering for OCR when it has no such text layer (a scan) or
+    holds images (None for a text-only page or a page with nothing on it)."""
     with _PDFIUM_LOCK:
         page = doc[index]
         try:
@@ -472,15 +478,19 @@ def _page(doc: Any, index: int) -> tuple[str, Image | None]:
             textpage.close()
             text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
             if sum(not c.isspace() for c in text) >= SCANNED_PAGE_CHARS:
-                return text, None
-            if next(iter(page.get_objects()), None) is None:
+                # a text page may also carry pictures of text (a pasted scan, a stamp):
+                # the guard must read those too, so such a page is OCR'd as well
+                if next(iter(page.get_objects(filter=(_IMAGE_OBJECT,))), None) is None:
+                    return text, None
+            elif next(iter(page.get_objects()), None) is None:
                 return text, None
             width, height = page.get_size()
             scale = min(PDF_RENDER_SCALE, OCR_MAX_SIDE / max(width, height, 1.0))
             bitmap = page.render(scale=scale)
             image = bitmap.to_pil().convert("RGB")  # a copy: the bitmap is freed next
             bitmap.close()
-            return "", image
+            return ("" if sum(not c.isspace() for c in text) < SCANNED_PAGE_CHARS
+                    else text), image
         finally:
             page.close()
 
