@@ -249,10 +249,15 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+TINY = "data:image/png;base64," + _b64(form_png(["Pump P-7"]))
+
+
 @pytest.mark.parametrize(("part", "status", "needle"), [
     (_image("data:image/png;base64,bm90IGFuIGltYWdl"), 400, "no known type"),
     (_image("data:image/png;base64,@@@@"), 400, "not valid base64"),
-    (_image("data:image/jpeg;base64," + _b64(form_png(["x"]))), 400, "declared image/jpeg"),
+    (_image("data:image/jpeg;base64," + _b64(form_png(["x"]))), 400, "declared 'image/jpeg'"),
+    (_image("data:image/jane doe 123-45-6789;base64," + _b64(form_png(["x"]))), 400,
+     "declared an unrecognised value"),
     (_image("data:application/pdf;base64,JVBERi0xLjQ="), 400, "must hold an image"),
     (_image("ftp://example.com/a.png"), 400, "data URL or an http(s) URL"),
     (_audio(b"RIFF\x24\x00\x00\x00WAVEfmt ", "wav"), 400, "WAV audio is corrupt"),
@@ -262,8 +267,8 @@ def _b64(data: bytes) -> str:
                                + _b64(b"%PDF-1.4\n1 0 obj")}}, 400, "truncated"),
     (_image("data:image/png;base64," + _b64(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)), 400,
      "corrupt"),
-], ids=["garbage", "bad-base64", "mislabelled", "pdf-as-image", "ftp", "corrupt-wav",
-        "ogg", "file-id", "truncated-pdf", "corrupt-png"])
+], ids=["garbage", "bad-base64", "mislabelled", "type-not-echoed", "pdf-as-image", "ftp",
+        "corrupt-wav", "ogg", "file-id", "truncated-pdf", "corrupt-png"])
 def test_bad_media_get_a_clear_error_naming_the_part(
         ups: dict[str, FaultyUpstream], detector: Any, part: dict[str, Any], status: int,
         needle: str) -> None:
@@ -277,6 +282,25 @@ def test_bad_media_get_a_clear_error_naming_the_part(
     assert error["code"] == "invalid_media"
     assert ups["cloud-vision"].count == 0
     assert sink.wait_for(1)[0].status_code == status
+
+
+@pytest.mark.parametrize(("part", "needle"), [
+    ({**_image(TINY), "caption": "Patient Jane Doe, SSN 123-45-6789"}, "may not carry 'caption'"),
+    ({"type": "image_url", "image_url": {"url": TINY, "alt": "Jane Doe"}},
+     "image_url.alt: Extra inputs are not permitted"),
+    ({"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE",
+                               "file_id": "file-1"}}, "not both"),
+], ids=["part-extra", "image-url-extra", "file-data-and-id"])
+def test_nothing_travels_unread_beside_media(ups: dict[str, FaultyUpstream], detector: Any,
+                                            part: dict[str, Any], needle: str) -> None:
+    """Found by attack: a field beside the media (a caption on the part, an ``alt`` in
+    ``image_url``) went to the cloud with the raw image, unscreened."""
+    service, _ = _service(ups, ("cloud-vision", "local-text"), "healthcare", detector)
+    with serve_app(create_app(service=service)) as url:
+        resp = _ask(url, part)
+    assert resp.status_code == 400 and needle in resp.json()["error"]["message"], resp.text
+    assert "123-45-6789" not in resp.text
+    assert ups["cloud-vision"].count == 0 and ups["local-text"].count == 0
 
 
 def test_oversized_part_is_413(ups: dict[str, FaultyUpstream], detector: Any) -> None:

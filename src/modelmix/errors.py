@@ -151,11 +151,14 @@ class InvalidRequest(ModelmixError):
 
 
 def invalid_request(exc: ValidationError, *, prefix: Sequence[str] = ()) -> InvalidRequest:
-    """The one translation of a pydantic ``ValidationError`` into a 400: the first error's
-    field path (``messages.0.content``, union-branch tags such as ``str`` or
+    """The one translation of a pydantic ``ValidationError`` into a 400: the most specific
+    (deepest) error's field path (``messages.0.content``, union-branch tags such as ``str`` or
     ``list[ContentPart]`` left out, under ``prefix``), its message, and how many more
     errors there were; ``param`` is the path, ``code`` ``invalid_value``."""
-    first = exc.errors()[0]
+    # the most specific error: a union's other branches fail at its own level ("Input
+    # should be a valid string" for a list of parts), the branch that applies deeper
+    errors = exc.errors()
+    first = max(errors, key=lambda e: len(e["loc"]))
     parts = [*prefix, *(str(p) for p in first["loc"]
                         if isinstance(p, int) or not (p in _TYPE_TAGS or "[" in p or "-" in p))]
     loc = ".".join(parts) or None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import io
+import re
 import warnings
 import wave
 from dataclasses import dataclass
@@ -123,6 +124,16 @@ def _data_url(url: str, *, where: str, what: str) -> tuple[str, int]:
     return _ALIASES.get(declared, declared), comma + 1
 
 
+_SAFE_TYPE = re.compile(r"[a-z]{1,20}/[a-z0-9.+-]{1,60}")
+_SAFE_FORMAT = re.compile(r"[a-z0-9]{1,10}")
+
+
+def _shown(value: str, pattern: re.Pattern[str]) -> str:
+    """``value`` for an error message when it looks like a type name; else a stand-in (a
+    caller's text there must not be echoed into errors, logs and usage rows unscreened)."""
+    return repr(value) if pattern.fullmatch(value) else "an unrecognised value"
+
+
 def _checked(where: str, what: str, declared: str | None, data: bytes,
              allowed: set[str]) -> str:
     """The sniffed type of ``data``, refusing unsupported or mislabelled payloads."""
@@ -133,8 +144,8 @@ def _checked(where: str, what: str, declared: str | None, data: bytes,
         raise InvalidMedia(f"{where}: unsupported {what}: {seen}; supported: {supported}",
                            param=where)
     if declared and declared != found:
-        raise InvalidMedia(f"{where}: the {what} is declared {declared} but its data is "
-                           f"{_NAMES[found]}", param=where)
+        raise InvalidMedia(f"{where}: the {what} is declared {_shown(declared, _SAFE_TYPE)} "
+                           f"but its data is {_NAMES[found]}", param=where)
     return found
 
 
@@ -151,7 +162,7 @@ def _image(part: ContentPart, where: str, m: int, i: int,
     declared, start = _data_url(url, where=where, what="image")
     if declared and not declared.startswith("image/"):
         raise InvalidMedia(f"{where}: an image_url part must hold an image; it is declared "
-                           f"{declared}", param=where)
+                           f"{_shown(declared, _SAFE_TYPE)}", param=where)
     data = decode_base64(url, where=where, what="image", limit=settings.max_part_bytes,
                          start=start)
     mime = _checked(where, "image", declared or None, data, set(_IMAGE_TYPES))
@@ -164,8 +175,8 @@ def _audio(part: ContentPart, where: str, m: int, i: int,
     assert part.input_audio is not None
     fmt = part.input_audio.format.lower()
     if fmt not in _AUDIO_FORMATS:
-        raise InvalidMedia(f"{where}: unsupported audio format {part.input_audio.format!r}; "
-                           "supported: wav, mp3", param=where)
+        raise InvalidMedia(f"{where}: unsupported audio format "
+                           f"{_shown(fmt, _SAFE_FORMAT)}; supported: wav, mp3", param=where)
     data = decode_base64(part.input_audio.data, where=where, what="audio",
                          limit=settings.max_part_bytes)
     mime = _checked(where, "audio", _AUDIO_FORMATS[fmt], data, set(_AUDIO_FORMATS.values()))

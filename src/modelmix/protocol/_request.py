@@ -46,19 +46,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class ImageURL(_Strict):
+class _Media(BaseModel):
+    """A media payload object: no fields but OpenAI's. An unknown field would travel with
+    the media, unread by the guard (which reads media by their content), so it is refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ImageURL(_Media):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class InputAudio(_Strict):
+class InputAudio(_Media):
     """Base64 audio and its format (``wav`` or ``mp3``, as OpenAI takes them)."""
 
     data: str
     format: str
 
 
-class FileData(_Strict):
+class FileData(_Media):
     """A ``file`` part's payload: ``file_data`` (a base64 data URL, e.g.
     ``data:application/pdf;base64,...``) with an optional ``filename``, or a
     ``file_id`` of an uploaded file (which this gateway cannot read)."""
@@ -68,6 +75,8 @@ class FileData(_Strict):
     filename: str | None = None
 
 
+#: Part types carrying media (read by the media stage, not as text).
+_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 #: The field that carries each content part type's payload.
 _PART_PAYLOADS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
@@ -97,6 +106,11 @@ class ContentPart(_Strict):
         if foreign:
             raise ValueError(f"a '{self.type}' content part may not carry "
                              f"{', '.join(repr(k) for k in foreign)}")
+        if self.type in _MEDIA_PARTS and self.model_extra:  # would travel unread with it
+            raise ValueError(f"a '{self.type}' content part may not carry "
+                             f"{', '.join(repr(k) for k in sorted(self.model_extra))}")
+        if self.file is not None and self.file.file_id and self.file.file_data:
+            raise ValueError("a 'file' part carries file_data or file_id, not both")
         return self
 
 
