@@ -6,6 +6,7 @@ OpenAI-compatible upstreams on loopback that keep every byte they receive."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -319,3 +320,84 @@ def test_too_many_parts_is_refused(ups: dict[str, FaultyUpstream], detector: Any
         resp = httpx.post(url + "/v1/chat/completions", timeout=60, json={
             "model": "any", "messages": [{"role": "user", "content": [tiny, tiny, tiny]}]})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "messages.0.content.2"
+
+
+# -- what leaves is what was read (found by attack) -----------------------------------------
+
+
+def _cloud_image(up: FaultyUpstream) -> Any:
+    from PIL import Image
+
+    (got,) = up.received
+    url = got.body["messages"][0]["content"][1]["image_url"]["url"]
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def _harmless_then_form_gif() -> bytes:
+    from PIL import Image
+
+    first = Image.open(io.BytesIO(form_png(list(PART_TEXTS)))).convert("RGB")
+    second = Image.open(io.BytesIO(form_png(FORM))).convert("RGB").resize(first.size)
+    out = io.BytesIO()
+    first.save(out, "GIF", save_all=True, append_images=[second], duration=500)
+    return out.getvalue()
+
+
+def _png_with_text_chunk() -> bytes:
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "Patient Jane Doe, SSN 123-45-6789")
+    out = io.BytesIO()
+    Image.open(io.BytesIO(form_png(list(PART_TEXTS)))).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def _form_under_transparent_alpha() -> bytes:
+    from PIL import Image
+
+    form = Image.open(io.BytesIO(form_png(FORM))).convert("RGBA")
+    form.putalpha(0)  # the pixels hold the form; the alpha hides it all
+    out = io.BytesIO()
+    form.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("make", [_harmless_then_form_gif, _png_with_text_chunk,
+                                  _form_under_transparent_alpha],
+                         ids=["later-frame", "png-text-chunk", "hidden-under-alpha"])
+def test_an_image_sent_raw_is_what_the_guard_read(
+        ups: dict[str, FaultyUpstream], detector: Any, make: Any) -> None:
+    data = make()
+    mime = "image/gif" if data.startswith(b"GIF") else "image/png"
+    service, _ = _service(ups, ("cloud-vision", "local-text"), "healthcare", detector)
+    with serve_app(create_app(service=service)) as url:
+        resp = _ask(url, _image(f"data:{mime};base64,{_b64(data)}"))
+    assert resp.status_code == 200 and resp.headers["x-modelmix-deployment"] == "cloud-vision"
+    (got,) = ups["cloud-vision"].received
+    assert b"123-45-6789" not in got.raw and b"Jane Doe" not in got.raw
+    image = _cloud_image(ups["cloud-vision"])
+    assert image.format == "PNG" and getattr(image, "n_frames", 1) == 1
+    assert image.mode == "RGB" and not image.info.get("Comment")
+    if make is _form_under_transparent_alpha:
+        assert image.getextrema() == ((255, 255), (255, 255), (255, 255))  # white, as read
+
+
+def test_pdf_metadata_never_reaches_the_cloud(ups: dict[str, FaultyUpstream],
+                                              detector: Any) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_author("Jane Doe 123-45-6789")
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, "Pump P-7 bearing inspection: within limits")
+    service, _ = _service(ups, ("cloud-vision", "local-text"), "healthcare", detector)
+    with serve_app(create_app(service=service)) as url:
+        resp = _ask(url, _pdf(bytes(pdf.output())))
+    assert resp.status_code == 200, resp.text
+    # a PDF is not read whole (metadata, annotations, attachments): it goes as its text
+    assert resp.headers["x-modelmix-conversions"] == "pdf"
+    (got,) = ups["cloud-vision"].received
+    assert b"Jane Doe" not in got.raw and b"application/pdf" not in got.raw
+    assert "Pump P-7" in _sent_text(ups["cloud-vision"])

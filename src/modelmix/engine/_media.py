@@ -11,17 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
 from modelmix.catalog import MediaSettings
 from modelmix.errors import InvalidMedia, StepFailed
 from modelmix.media import MediaKind, MediaPart, ReaderUnavailable, Reading, ReadMethod
-from modelmix.media._convert import as_text, inline_fetched, replace_parts, text_part
+from modelmix.media._clean import clean_image
+from modelmix.media._convert import (
+    as_text,
+    inline_fetched,
+    inline_images,
+    replace_parts,
+    text_part,
+)
 from modelmix.media._decode import RemoteImage, find_media, media_parts_of, sniff
 from modelmix.protocol import ChatRequest
+from modelmix.routing import Rule
 from modelmix.systems import MediaText
+
+if TYPE_CHECKING:
+    from modelmix.guard import Guard, Screening
 
 __all__ = ["MediaPlan", "MediaStage", "has_media_parts"]
 
@@ -177,6 +190,48 @@ class MediaStage:
             out.append(MediaText(part.where, part.kind.value, tuple(m.value for m in got.methods),
                                  got.text, as_text(part, got)))
         return out
+
+    async def raw_view(self, plan: MediaPlan, guard: Guard, screening: Screening, *,
+                       key_id: str | None, tags: Iterable[str]
+                       ) -> tuple[ChatRequest, Screening, tuple[Rule, ...]]:
+        """The request to send with its media as they are, under a data policy: the
+        screening it is routed with and the extra router rules (docs/multimodal.md).
+
+        What leaves must be what the guard read. Images are re-encoded as read (first
+        frame on white, no metadata: media/_clean.py). PDFs and audio carry channels the
+        readers do not read whole (metadata, annotations, attachments, tags, speech the
+        recogniser misses), so as they are they count as unread (``media-unread``: the
+        policy's strictest class) and the guard screens them so; their text, converted,
+        is screened as read.
+
+        Raises:
+            PolicyDenied: the policy refuses these media as they are anywhere (the
+                caller then converts them to text).
+        """
+        raw = await self._cleaned(plan)
+        opaque = [(p.message, p.index) for p in plan.parts
+                  if isinstance(p, MediaPart) and p.kind is not MediaKind.IMAGE
+                  and (p.message, p.index) in plan.readings]
+        base = screening
+        if opaque:
+            assert plan.converted is not None
+            view = plan.converted.with_parts({pos: raw.part(*pos) for pos in opaque})
+            base = await guard.screen(view, key_id=key_id, tags=tags)
+            base.enforce()
+        images = [pos for pos in plan.positions if pos not in opaque]
+        view_screening, rules = base.with_media(raw, images)
+        return raw, view_screening, rules
+
+    async def _cleaned(self, plan: MediaPlan) -> ChatRequest:
+        """``plan.raw`` with each read image re-encoded as it was read."""
+        images = [p for p in plan.parts if isinstance(p, MediaPart)
+                  and p.kind is MediaKind.IMAGE and (p.message, p.index) in plan.readings]
+        if not images:
+            return plan.raw
+        cleaned = await asyncio.gather(*(asyncio.to_thread(clean_image, p.data, p.mime)
+                                         for p in images))
+        return inline_images(plan.raw, {(p.message, p.index): got
+                                        for p, got in zip(images, cleaned, strict=True)})
 
     async def _read(self, part: MediaPart) -> Reading:
         return await self.reader.read(part)  # type: ignore[attr-defined, no-any-return]

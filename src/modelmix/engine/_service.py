@@ -353,10 +353,15 @@ class ChatService:
             screening.enforce()
         if mode != "always" or not plan.convertible:
             try:
-                rules: tuple[Rule, ...] = ()
+                raw, rules = plan.raw, tuple[Rule, ...]()
                 if screening is not None:
-                    ctx.screening, rules = screening.with_media(plan.raw, plan.positions)
-                return self.route(plan.raw, ctx, rules=rules, quiet=True), plan.raw
+                    assert guard is not None
+                    raw, ctx.screening, rules = await self.media.raw_view(
+                        plan, guard, screening, key_id=ctx.key_id, tags=ctx.tags)
+                decision = self.route(raw, ctx, rules=rules, quiet=True)
+                if ctx.screening is not None:  # the audit of what is sent
+                    rec.audit = ctx.screening.audit
+                return decision, raw
             except (NoDeployment, PolicyDenied, InvalidRequest):  # no deployment takes them
                 ctx.screening = screening
                 if mode == "never" or not self.config.media.read:

@@ -58,6 +58,7 @@ def unread_media_verdict(policy: Policy, verdict: Verdict, counts: Mapping[str, 
         return replace(verdict, scopes=(*verdict.scopes, *scopes))
     return replace(worst, action=action, rule=MEDIA_RULE,
                    rules=(MEDIA_RULE, *worst.rules), scopes=(*scopes, *worst.scopes),
-                   reason=(f"it carries images, audio or files that were not read (see "
-                           f"docs/multimodal.md), so they count as {data_class.value} data"
+                   reason=(f"it carries images, audio or files that were not read, or not "
+                           f"read whole (see docs/multimodal.md), so they count as "
+                           f"{data_class.value} data"
                            if action is Action.BLOCK else None))

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from modelmix.media._base import MediaPart, Reading
 from modelmix.protocol import ChatRequest, ContentPart
 
-__all__ = ["as_text", "inline_fetched", "replace_parts", "restore_parts", "text_part"]
+__all__ = ["as_text", "inline_fetched", "inline_images", "replace_parts", "restore_parts",
+           "text_part"]
 
 _TAG = re.compile(r"<(/?)(media)", re.IGNORECASE)
 _ATTR = re.compile(r'["<>&\r\n]')
@@ -52,13 +53,19 @@ def inline_fetched(request: ChatRequest, fetched: Mapping[Position, MediaPart]) 
     """``request`` with each fetched image URL replaced by a data URL of the bytes that
     were fetched (and read): an upstream must see what the guard saw, not fetch the URL
     again and maybe get something else."""
+    return inline_images(request, {pos: (bytes(media.data), media.mime)
+                                   for pos, media in fetched.items()})
+
+
+def inline_images(request: ChatRequest, images: Mapping[Position, tuple[bytes, str]]
+                  ) -> ChatRequest:
+    """``request`` with the image part at each position holding ``(bytes, type)`` as a
+    base64 data URL (its ``detail`` kept)."""
     parts: dict[Position, ContentPart] = {}
-    for (m, i), media in fetched.items():
-        msg = request.messages[m]
-        assert isinstance(msg.content, list)
-        old = msg.content[i]
+    for (m, i), (data, mime) in images.items():
+        old = request.part(m, i)
         assert old.image_url is not None
-        url = f"data:{media.mime};base64,{base64.b64encode(media.data).decode('ascii')}"
+        url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         parts[(m, i)] = old.model_copy(update={
             "image_url": old.image_url.model_copy(update={"url": url})})
     return replace_parts(request, parts)
