@@ -401,3 +401,25 @@ def test_pdf_metadata_never_reaches_the_cloud(ups: dict[str, FaultyUpstream],
     (got,) = ups["cloud-vision"].received
     assert b"Jane Doe" not in got.raw and b"application/pdf" not in got.raw
     assert "Pump P-7" in _sent_text(ups["cloud-vision"])
+
+
+def test_a_read_over_its_time_limit_leaves_the_part_unread(
+        ups: dict[str, FaultyUpstream], detector: Any) -> None:
+    """Found by attack: long reads had no deadline, so a few big scans stalled every
+    request behind them. Past ``media.read_timeout_s`` the part counts as unread."""
+    service, _ = _service(ups, ("cloud-vision", "local-vision"), "healthcare", detector,
+                          read_timeout_s=0.001)
+    with serve_app(create_app(service=service)) as url:
+        resp = _ask(url, _pdf(scanned_pdf(list(PART_TEXTS))))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-modelmix-deployment"] == "local-vision"
+    assert "media-unread" in resp.headers["x-modelmix-route-reason"]
+    assert ups["cloud-vision"].count == 0
+
+
+def test_pdf_reading_stops_at_its_deadline() -> None:
+    from modelmix.media import ReadTimedOut
+    from modelmix.media._readers import read_pdf
+
+    with pytest.raises(ReadTimedOut, match="page 1 of 1"):
+        read_pdf(scanned_pdf(["a"]), max_pages=5, where="messages.0.content.1", deadline=0.0)

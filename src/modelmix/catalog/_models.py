@@ -282,6 +282,9 @@ class MediaSettings(_Strict):
         max_parts: most media parts in one request (400 beyond).
         max_pdf_pages: most pages read from one PDF (400 beyond).
         max_audio_s: longest audio part (seconds) transcribed (400 beyond).
+        read_timeout_s: longest a request waits for one part to be read (seconds); a part
+            not read by then stays unread (under a policy: its strictest class), and a
+            PDF's reading stops at its next page.
         fetch: fetching ``http(s)`` image URLs (off by default).
     """
 
@@ -291,6 +294,7 @@ class MediaSettings(_Strict):
     max_parts: int = Field(default=16, gt=0)
     max_pdf_pages: int = Field(default=50, gt=0)
     max_audio_s: float = Field(default=600.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
     fetch: MediaFetchSettings = MediaFetchSettings()
 
 

@@ -19,7 +19,14 @@ import orjson
 
 from modelmix.catalog import MediaSettings
 from modelmix.errors import InvalidMedia, StepFailed
-from modelmix.media import MediaKind, MediaPart, ReaderUnavailable, Reading, ReadMethod
+from modelmix.media import (
+    MediaKind,
+    MediaPart,
+    ReaderUnavailable,
+    Reading,
+    ReadMethod,
+    ReadTimedOut,
+)
 from modelmix.media._clean import clean_image
 from modelmix.media._convert import (
     as_text,
@@ -234,7 +241,13 @@ class MediaStage:
                                         for p, got in zip(images, cleaned, strict=True)})
 
     async def _read(self, part: MediaPart) -> Reading:
-        return await self.reader.read(part)  # type: ignore[attr-defined, no-any-return]
+        timeout = self.settings.read_timeout_s
+        try:
+            return await asyncio.wait_for(self.reader.read(part),  # type: ignore[attr-defined]
+                                          timeout)
+        except TimeoutError:
+            raise ReadTimedOut(f"reading took over {timeout:g}s (media.read_timeout_s)"
+                               ) from None
 
     async def aclose(self) -> None:
         if self._reader is not None:

@@ -6,7 +6,14 @@ packages, never from a hub."""
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from modelmix.media._base import MediaKind, MediaPart, ReaderUnavailable, Reading, ReadMethod
+from modelmix.media._base import (
+    MediaKind,
+    MediaPart,
+    ReaderUnavailable,
+    Reading,
+    ReadMethod,
+    ReadTimedOut,
+)
 
 if TYPE_CHECKING:
     from modelmix.media._fetch import Fetched, fetch_image
@@ -23,4 +30,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Fetched", "MediaKind", "MediaPart", "MediaReader", "ReadMethod",
-           "ReaderUnavailable", "Reading", "fetch_image"]
+           "ReadTimedOut", "ReaderUnavailable", "Reading", "fetch_image"]

@@ -88,3 +88,8 @@ class Reading:
 class ReaderUnavailable(RuntimeError):
     """No reader for this kind of media is installed (the ``media`` extra), so the part
     stays unread: a data policy treats it as its strictest class."""
+
+
+class ReadTimedOut(ReaderUnavailable):
+    """Reading a part took longer than ``media.read_timeout_s``: the part stays unread
+    (fail closed) and the reading stops at its next page or frame."""

@@ -166,8 +166,10 @@ class MediaReader:
             text = read_image(part.data, where=part.where, engines=self.engines)
             methods: tuple[ReadMethod, ...] = (ReadMethod.OCR,)
         elif part.kind is MediaKind.PDF:
-            text, methods, pages = read_pdf(part.data, max_pages=self.settings.max_pdf_pages,
-                                            where=part.where, engines=self.engines)
+            text, methods, pages = read_pdf(
+                part.data, max_pages=self.settings.max_pdf_pages, where=part.where,
+                engines=self.engines,
+                deadline=time.monotonic() + self.settings.read_timeout_s)
         else:
             text, seconds = read_audio(part.data, mime=part.mime,
                                        max_s=self.settings.max_audio_s, where=part.where,

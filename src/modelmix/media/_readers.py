@@ -19,6 +19,7 @@ import functools
 import io
 import itertools
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from modelmix.errors import InvalidMedia
-from modelmix.media._base import ReaderUnavailable, ReadMethod
+from modelmix.media._base import ReaderUnavailable, ReadMethod, ReadTimedOut
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -410,8 +411,8 @@ def _otsu(gray: NDArray[np.uint8]) -> int:
 _PDFIUM_LOCK = threading.Lock()
 
 
-def read_pdf(data: bytes, *, max_pages: int, where: str,
-             engines: Engines | None = None) -> tuple[str, tuple[ReadMethod, ...], int]:
+def read_pdf(data: bytes, *, max_pages: int, where: str, engines: Engines | None = None,
+             deadline: float | None = None) -> tuple[str, tuple[ReadMethod, ...], int]:
     """The text of a PDF: each page's text layer, plus OCR of the page rendered at
     :data:`PDF_RENDER_SCALE` when it has (almost) no text layer (a scanned page) or holds
     images (which may be pictures of text).
@@ -423,6 +424,7 @@ def read_pdf(data: bytes, *, max_pages: int, where: str,
     Raises:
         InvalidMedia: the PDF is corrupt, encrypted, or has more than ``max_pages`` pages.
         ReaderUnavailable: pypdfium2 is not installed, or rapidocr for a scanned page.
+        ReadTimedOut: ``time.monotonic()`` passed ``deadline`` (checked before each page).
     """
     try:
         import pypdfium2 as pdfium
@@ -437,6 +439,9 @@ def read_pdf(data: bytes, *, max_pages: int, where: str,
             raise InvalidMedia(f"{where}: the PDF has {pages} pages, more than the "
                                f"{max_pages} read (media.max_pdf_pages)", param=where)
         for index in range(pages):
+            if deadline is not None and time.monotonic() > deadline:
+                raise ReadTimedOut(f"reading {where} stopped at page {index + 1} of {pages}: "
+                                   "over media.read_timeout_s")
             text, image = _page(doc, index)
             if image is not None:  # a scan, or a text page with pictures: text + OCR
                 text, ocr = "\n".join(t for t in (text, _ocr(_engines(engines), image)) if t), True
