@@ -10,6 +10,7 @@ to a deployment that takes the media, or ``converted`` to one that does not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from modelmix.catalog import MediaSettings
-from modelmix.errors import InvalidMedia, StepFailed
+from modelmix.errors import InvalidMedia, InvalidRequest, NoDeployment, PolicyDenied, StepFailed
 from modelmix.media import (
     MediaKind,
     MediaPart,
@@ -37,13 +38,16 @@ from modelmix.media._convert import (
 )
 from modelmix.media._decode import RemoteImage, find_media, media_parts_of, sniff
 from modelmix.protocol import ChatRequest
-from modelmix.routing import Rule
+from modelmix.routing import RouteDecision, Rule
 from modelmix.systems import MediaText
 
 if TYPE_CHECKING:
+    from modelmix.engine._contracts import CallContext
+    from modelmix.engine._service import ChatService
     from modelmix.guard import Guard, Screening
+    from modelmix.store import UsageRecord
 
-__all__ = ["MediaPlan", "MediaStage", "has_media_parts"]
+__all__ = ["MediaPlan", "MediaStage", "decide_media", "has_media_parts", "media_view"]
 
 Position = tuple[int, int]
 _METHOD_ORDER = {m: n for n, m in enumerate(ReadMethod)}
@@ -252,3 +256,65 @@ class MediaStage:
     async def aclose(self) -> None:
         if self._reader is not None:
             await self._reader.aclose()  # type: ignore[attr-defined]
+
+
+async def decide_media(service: ChatService, plan: MediaPlan, ctx: CallContext,
+                       rec: UsageRecord) -> tuple[RouteDecision, ChatRequest]:
+    """Route a request carrying media (docs/multimodal.md): read them when the guard
+    or ``media.convert: always`` needs their text; screen the converted form; send
+    the media as they are to a deployment that takes them and that the policy lets
+    see them, else their text to any deployment."""
+    guard = ctx.guard or service.guard
+    mode = service.config.media.convert
+    rec.media = plan.summary()
+    if guard is not None or mode == "always":
+        await _read_media(service, plan, rec)
+    screening = None
+    if guard is not None:
+        screening = ctx.screening = await guard.screen(
+            plan.converted or plan.raw, rec, key_id=ctx.key_id, tags=ctx.tags)
+        screening.enforce()
+    if mode != "always" or not plan.convertible:
+        try:
+            raw, rules = plan.raw, tuple[Rule, ...]()
+            if screening is not None:
+                assert guard is not None
+                raw, ctx.screening, rules = await service.media.raw_view(
+                    plan, guard, screening, key_id=ctx.key_id, tags=ctx.tags)
+            decision = service.route(raw, ctx, rules=rules, quiet=True)
+            if ctx.screening is not None:  # the audit of what is sent
+                rec.audit = ctx.screening.audit
+            return decision, raw
+        except (NoDeployment, PolicyDenied, InvalidRequest):  # no deployment takes them
+            ctx.screening = screening
+            if mode == "never" or not service.config.media.read:
+                raise
+            await _read_media(service, plan, rec)
+            if not plan.convertible:
+                raise
+    assert plan.converted is not None
+    decision = service.route(plan.converted, ctx)
+    ctx.conversions = plan.methods()
+    rec.conversions = ",".join(ctx.conversions) or None
+    return dataclasses.replace(decision, reason=(
+        f"{decision.reason}; media converted to text ({rec.conversions})")), plan.converted
+
+
+async def media_view(service: ChatService, request: ChatRequest,
+                     rec: UsageRecord | None = None) -> tuple[ChatRequest, MediaPlan | None]:
+    """``request`` as the guard reads it: its media read and replaced by their text
+    (parts that cannot be read stay as they are), with the media plan (None, and
+    ``request`` itself, without media). Raises InvalidMedia / MediaTooLarge."""
+    plan = await service.media.plan(request) if has_media_parts(request) else None
+    if plan is None:
+        return request, None
+    await service.media.read(plan)
+    if rec is not None:
+        rec.media, rec.media_ms = plan.summary(), plan.ms
+    assert plan.converted is not None
+    return plan.converted, plan
+
+
+async def _read_media(service: ChatService, plan: MediaPlan, rec: UsageRecord) -> None:
+    await service.media.read(plan)
+    rec.media_ms = plan.ms

@@ -20,14 +20,11 @@ from modelmix.engine._contracts import (
     StreamCompletion,
 )
 from modelmix.engine._executor import Attempt, Executor
-from modelmix.engine._media import MediaPlan, MediaStage, has_media_parts
+from modelmix.engine._media import MediaStage, decide_media, has_media_parts
 from modelmix.engine._systems import SystemExecution, is_system, stack_guard
 from modelmix.errors import (
     ClientDisconnected,
-    InvalidRequest,
     ModelmixError,
-    NoDeployment,
-    PolicyDenied,
     ProviderError,
 )
 from modelmix.protocol import ChatChunk, ChatRequest, Usage
@@ -328,71 +325,12 @@ class ChatService:
             await self._screen(request, ctx, rec)
             decision, sent = self.route(request, ctx), request
         else:
-            decision, sent = await self._decide_media(plan, ctx, rec)
+            decision, sent = await decide_media(self, plan, ctx, rec)
         rec.route_reason = decision.reason
         reservation = None
         if ctx.admission is not None:
             reservation = await ctx.admission.admit(decision, _as_sent(sent, ctx))
         return decision, reservation, sent
-
-    async def _decide_media(self, plan: MediaPlan, ctx: CallContext, rec: UsageRecord
-                            ) -> tuple[RouteDecision, ChatRequest]:
-        """Route a request carrying media (docs/multimodal.md): read them when the guard
-        or ``media.convert: always`` needs their text; screen the converted form; send
-        the media as they are to a deployment that takes them and that the policy lets
-        see them, else their text to any deployment."""
-        guard = ctx.guard or self.guard
-        mode = self.config.media.convert
-        rec.media = plan.summary()
-        if guard is not None or mode == "always":
-            await self._read_media(plan, rec)
-        screening = None
-        if guard is not None:
-            screening = ctx.screening = await guard.screen(
-                plan.converted or plan.raw, rec, key_id=ctx.key_id, tags=ctx.tags)
-            screening.enforce()
-        if mode != "always" or not plan.convertible:
-            try:
-                raw, rules = plan.raw, tuple[Rule, ...]()
-                if screening is not None:
-                    assert guard is not None
-                    raw, ctx.screening, rules = await self.media.raw_view(
-                        plan, guard, screening, key_id=ctx.key_id, tags=ctx.tags)
-                decision = self.route(raw, ctx, rules=rules, quiet=True)
-                if ctx.screening is not None:  # the audit of what is sent
-                    rec.audit = ctx.screening.audit
-                return decision, raw
-            except (NoDeployment, PolicyDenied, InvalidRequest):  # no deployment takes them
-                ctx.screening = screening
-                if mode == "never" or not self.config.media.read:
-                    raise
-                await self._read_media(plan, rec)
-                if not plan.convertible:
-                    raise
-        assert plan.converted is not None
-        decision = self.route(plan.converted, ctx)
-        ctx.conversions = plan.methods()
-        rec.conversions = ",".join(ctx.conversions) or None
-        return dataclasses.replace(decision, reason=(
-            f"{decision.reason}; media converted to text ({rec.conversions})")), plan.converted
-
-    async def media_view(self, request: ChatRequest, rec: UsageRecord | None = None
-                         ) -> tuple[ChatRequest, MediaPlan | None]:
-        """``request`` as the guard reads it: its media read and replaced by their text
-        (parts that cannot be read stay as they are), with the media plan (None, and
-        ``request`` itself, without media). Raises InvalidMedia / MediaTooLarge."""
-        plan = await self.media.plan(request) if has_media_parts(request) else None
-        if plan is None:
-            return request, None
-        await self.media.read(plan)
-        if rec is not None:
-            rec.media, rec.media_ms = plan.summary(), plan.ms
-        assert plan.converted is not None
-        return plan.converted, plan
-
-    async def _read_media(self, plan: MediaPlan, rec: UsageRecord) -> None:
-        await self.media.read(plan)
-        rec.media_ms = plan.ms
 
     async def _screen(self, request: ChatRequest, ctx: CallContext, rec: UsageRecord) -> None:
         """Apply the data policy, when one is set: audit what was found (in ``rec``),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelmix.engine._contracts import CallContext, Completion, StreamCompletion, SystemInfo
+from modelmix.engine._media import media_view
 from modelmix.errors import (
     ClientDisconnected,
     ModelmixError,
@@ -194,7 +195,7 @@ class SystemExecution:
             ctx.timeout_s = min(ctx.timeout_s or request.timeout, request.timeout)
         caller = StepCaller(self.service, ctx, system, request)
         if caller.guard is not None:  # media read first: the guard sees what they say
-            view, caller.media_plan = await self.service.media_view(request, rec)
+            view, caller.media_plan = await media_view(self.service, request, rec)
             caller.screening = await caller.guard.screen(view, rec, key_id=ctx.key_id,
                                                          tags=ctx.tags)
             caller.screening.enforce()
