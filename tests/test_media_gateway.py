@@ -423,3 +423,15 @@ def test_pdf_reading_stops_at_its_deadline() -> None:
 
     with pytest.raises(ReadTimedOut, match="page 1 of 1"):
         read_pdf(scanned_pdf(["a"]), max_pages=5, where="messages.0.content.1", deadline=0.0)
+
+
+def test_an_image_url_that_cannot_be_fetched_or_sent_is_refused_naming_it(
+        ups: dict[str, FaultyUpstream], detector: Any) -> None:
+    """Found by a new user: with fetching off and no deployment taking images, the 404
+    named the model, not the part that could not be served."""
+    service, _ = _service(ups, ("local-text",), None, detector)
+    with serve_app(create_app(service=service)) as url:
+        resp = _ask(url, _image("https://images.example.com/form.png"))
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == "messages.0.content.1" and "media.fetch is off" in error["message"]

@@ -285,12 +285,15 @@ async def decide_media(service: ChatService, plan: MediaPlan, ctx: CallContext,
             if ctx.screening is not None:  # the audit of what is sent
                 rec.audit = ctx.screening.audit
             return decision, raw
-        except (NoDeployment, PolicyDenied, InvalidRequest):  # no deployment takes them
+        except (NoDeployment, PolicyDenied, InvalidRequest) as exc:  # none takes them
             ctx.screening = screening
-            if mode == "never" or not service.config.media.read:
+            if mode == "never":
                 raise
-            await _read_media(service, plan, rec)
+            if service.config.media.read:
+                await _read_media(service, plan, rec)
             if not plan.convertible:
+                if not isinstance(exc, PolicyDenied) and plan.unread:
+                    _refuse_unread(plan)
                 raise
     assert plan.converted is not None
     decision = service.route(plan.converted, ctx)
@@ -298,6 +301,15 @@ async def decide_media(service: ChatService, plan: MediaPlan, ctx: CallContext,
     rec.conversions = ",".join(ctx.conversions) or None
     return dataclasses.replace(decision, reason=(
         f"{decision.reason}; media converted to text ({rec.conversions})")), plan.converted
+
+
+def _refuse_unread(plan: MediaPlan) -> None:
+    """No deployment takes the media as they are and some could not be read, so they
+    cannot be converted either: refuse naming the first such part (InvalidMedia, 400).
+    A policy's refusal (PolicyDenied) is left to say why itself."""
+    where, why = next(iter(plan.unread.items()))
+    raise InvalidMedia(f"{where}: no deployment here takes this part as it is, and it "
+                       f"could not be converted to text ({why})", param=where)
 
 
 async def media_view(service: ChatService, request: ChatRequest,

@@ -229,8 +229,9 @@ def _image_intact(data: bytes, where: str) -> None:
     except UnidentifiedImageError:
         raise InvalidMedia(f"{where}: the image is corrupt (it cannot be opened)",
                            param=where) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidMedia(f"{where}: the image is corrupt ({exc})", param=where) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidMedia(f"{where}: the image is corrupt or truncated (it cannot be "
+                           "decoded)", param=where) from None
 
 
 def _wav_intact(data: bytes, where: str) -> None:
