@@ -62,7 +62,7 @@ def upstream_body(body: dict[str, Any]) -> bytes | StreamedBody:
     (an OpenAI chat body: ``messages[].content[]`` parts) carries media payloads longer
     than :data:`LARGE`. ``body``'s parts are modified (callers pass a fresh dump)."""
     large: list[str] = []
-    token = secrets.token_hex(8)  # a marker no caller text can predict
+    token = ""  # a marker no caller text can predict, made when first needed
     for msg in body.get("messages") or ():
         content = msg.get("content") if isinstance(msg, dict) else None
         for part in content if isinstance(content, list) else ():
@@ -71,6 +71,7 @@ def upstream_body(body: dict[str, Any]) -> bytes | StreamedBody:
                 value = holder.get(inner) if isinstance(holder, dict) else None
                 if (isinstance(value, str) and len(value) > LARGE and value.isascii()
                         and '"' not in value and "\\" not in value):
+                    token = token or secrets.token_hex(8)
                     holder[inner] = f"@@modelmix-{token}-{len(large)}@@"  # type: ignore[index]
                     large.append(value)
     data = orjson.dumps(body)
