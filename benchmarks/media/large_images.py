@@ -31,11 +31,12 @@ Usage::
 
     .venv/bin/python benchmarks/media/large_images.py              # about 2 minutes
     .venv/bin/python benchmarks/media/large_images.py --rounds 3 --no-profile
-    # experiments (RESULTS.md "Suggestions"): the gateway's environment, or changes
-    # applied from outside by _patched_serve.py; --out leaves results.json / RESULTS.md alone
+    # experiments: the gateway's environment (malloc settings...); --out leaves
+    # results.json / RESULTS.md alone. experiments/*.json hold the runs that measured
+    # the memory changes before they were built in (RESULTS.md, "Before and after"),
+    # made with a patch script of the pre-change code, removed once the changes landed.
     .venv/bin/python benchmarks/media/large_images.py --sizes 9.5MB --rounds 3 --no-policy \
-        --no-profile --patch budget=40 --patch stream-upstream \
-        --out benchmarks/media/experiments/budget_40-stream-upstream.json
+        --no-profile --gateway-env MALLOC_ARENA_MAX=2 --out /tmp/arena.json
 
 Writes ``results.json`` and the generated part of the "Large images through the gateway"
 section of ``RESULTS.md`` next to this file (``--out`` sends the JSON elsewhere and leaves
@@ -305,9 +306,7 @@ def write_catalog(tmp: Path, upstream: str) -> Path:
 def gateway(ctx: Ctx, name: str, policy: str | None) -> Iterator[tuple[str, int]]:
     """A fresh ``python -m modelmix serve`` on the gateway CPU; yields (base URL, pid)."""
     port = free_port()
-    serve = ([str(HERE / "_patched_serve.py"), *(x for p in ctx.args.patch
-                                                 for x in ("--patch", p)), "--"]
-             if ctx.args.patch else ["-m", "modelmix"])
+    serve = ["-m", "modelmix"]
     cmd = [*Cpus.prefix(ctx.cpus.gateway), sys.executable, *serve, "serve",
            "--config", str(ctx.catalog), "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", *(["--policy", policy] if policy else [])]
@@ -618,7 +617,7 @@ def main_run(args: argparse.Namespace) -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(), "command": command(),
         "seconds": round(time.time() - started, 1), "machine": host,
-        "gateway_env": args.gateway_env, "patches": args.patch,
+        "gateway_env": args.gateway_env,
         "images": {label: {"png_bytes": len(png), "base64_bytes": len(base64.b64encode(png)),
                            "seed": SEED} for label, png in images.items()},
         "scenarios": scenarios, "policy": policy, "profile": profile,
@@ -657,9 +656,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--gateway-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra environment of the gateway (experiments: malloc settings)")
-    p.add_argument("--patch", action="append", default=[],
-                   help="experiments: start the gateway through _patched_serve.py with this "
-                        "change (budget=<MB>, stream-upstream); repeatable")
     p.add_argument("--out", help="write the JSON here and leave RESULTS.md alone")
     p.add_argument("--upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return p.parse_args(argv)
