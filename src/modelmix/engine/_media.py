@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from modelmix.engine._contracts import CallContext
     from modelmix.engine._service import ChatService
     from modelmix.guard import Guard, Screening
+    from modelmix.media import MediaReader
     from modelmix.store import UsageRecord
 
 __all__ = ["MediaPlan", "MediaStage", "decide_media", "has_media_parts", "media_view"]
@@ -112,11 +113,12 @@ class MediaStage:
 
     def __init__(self, settings: MediaSettings):
         self.settings = settings
-        self._reader: object | None = None
+        self._reader: MediaReader | None = None
 
     @property
-    def reader(self) -> object:
-        """The :class:`~modelmix.media.MediaReader` (built on first use)."""
+    def reader(self) -> MediaReader:
+        """The :class:`~modelmix.media.MediaReader` (built on first use: it imports the
+        readers' libraries only when they are needed)."""
         if self._reader is None:
             from modelmix.media import MediaReader
 
@@ -247,15 +249,14 @@ class MediaStage:
     async def _read(self, part: MediaPart) -> Reading:
         timeout = self.settings.read_timeout_s
         try:
-            return await asyncio.wait_for(self.reader.read(part),  # type: ignore[attr-defined]
-                                          timeout)
+            return await asyncio.wait_for(self.reader.read(part), timeout)
         except TimeoutError:
             raise ReadTimedOut(f"reading took over {timeout:g}s (media.read_timeout_s)"
                                ) from None
 
     async def aclose(self) -> None:
         if self._reader is not None:
-            await self._reader.aclose()  # type: ignore[attr-defined]
+            await self._reader.aclose()
 
 
 async def decide_media(service: ChatService, plan: MediaPlan, ctx: CallContext,
