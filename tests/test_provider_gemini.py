@@ -92,6 +92,21 @@ def chat(**body: Any) -> ChatRequest:
 # --- plain completion --------------------------------------------------------------------
 
 
+async def test_audio_and_pdf_parts_go_as_inline_data(
+        provider: GeminiProvider, replay: ReplayServer) -> None:
+    """The default catalog's Gemini deployment declares audio input: the adapter must
+    express it (and PDFs), not fail the request a router sent it."""
+    replay.add("gemini/generate_text.json")
+    wav, pdf = base64.b64encode(b"RIFF-wav").decode(), base64.b64encode(b"%PDF-1.4").decode()
+    await provider.complete(chat(messages=[{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+        {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{pdf}",
+                                  "filename": "a.pdf"}}]}]))
+    assert replay.last.json["contents"][0]["parts"] == [
+        {"inlineData": {"mime_type": "audio/wav", "data": wav}},
+        {"inlineData": {"mime_type": "application/pdf", "data": pdf}}]
+
+
 async def test_complete_translates_request_and_response(
         provider: GeminiProvider, replay: ReplayServer) -> None:
     replay.add("gemini/generate_text.json")
@@ -253,7 +268,8 @@ async def test_tool_results_round_trip(provider: GeminiProvider, replay: ReplayS
 
 @pytest.mark.parametrize("messages", [
     [{"role": "user", "content": [{"type": "input_audio",
-                                   "input_audio": {"data": "AAAA", "format": "wav"}}]}],
+                                   "input_audio": {"data": "AAAA", "format": "flac"}}]}],
+    [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}],
     [{"role": "user", "content": [{"type": "image_url",
                                    "image_url": {"url": "data:image/png;base64,%%%"}}]}],
     [{"role": "user", "content": "hi"},

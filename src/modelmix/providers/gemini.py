@@ -7,7 +7,8 @@ How an OpenAI chat request maps onto a generateContent request:
 * user / assistant turns -> ``contents`` with roles ``user`` / ``model`` (consecutive
   turns of one role merged); ``image_url`` parts -> ``inline_data`` for base64 ``data:``
   URLs, ``file_data`` (``file_uri`` plus a MIME type guessed from the path) for http(s)
-  URLs, as the Gemini file-input guide documents;
+  URLs, as the Gemini file-input guide documents; ``input_audio`` (wav, mp3) and ``file``
+  parts with base64 ``file_data`` (PDF) -> ``inline_data``;
 * assistant ``tool_calls`` -> ``function_call`` parts; ``tool`` messages ->
   ``function_response`` parts (the function name is looked up from the call's id);
   Gemini's ``thought_signature`` travels in the OpenAI tool call as
@@ -178,7 +179,8 @@ def build_request(request: ChatRequest, dep: Deployment
     """The ``contents`` and ``config`` for ``generate_content``.
 
     Raises:
-        ProviderBadRequest: content this adapter cannot express (audio, files...).
+        ProviderBadRequest: content this adapter cannot express (a ``file_id``, an audio
+            format other than wav / mp3, a malformed data URL...).
     """
     rf = request.response_format or {}
     schema = (rf.get("json_schema") or {}).get("schema")
@@ -270,10 +272,27 @@ def _content_parts(content: str | list[ContentPart] | None, deployment: str
                 parts.append(types.Part(text=part.text))
         elif part.type == "image_url" and part.image_url is not None:
             parts.append(_image_part(part.image_url.url, deployment))
+        elif part.type == "input_audio" and part.input_audio is not None:
+            mime = _AUDIO_TYPES.get(part.input_audio.format.lower())
+            if mime is None:
+                raise bad_request(deployment, "input_audio format must be wav or mp3")
+            parts.append(types.Part(inline_data=types.Blob(
+                mime_type=mime, data=b64decode(part.input_audio.data, deployment))))
+        elif part.type == "file" and part.file is not None and part.file.file_data:
+            data = parse_data_url(part.file.file_data, deployment)
+            if data is None:
+                raise bad_request(deployment, "file_data must be a base64 data URL")
+            parts.append(types.Part(inline_data=types.Blob(
+                mime_type=data.mime_type, data=b64decode(data.base64, deployment))))
         else:
             raise bad_request(deployment, f"content part type {part.type!r} is not supported "
                                           "by the Gemini adapter")
     return parts
+
+
+#: Gemini's audio types for OpenAI's ``input_audio.format`` values
+#: (https://ai.google.dev/gemini-api/docs/audio: WAV ``audio/wav``, MP3 ``audio/mp3``).
+_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 
 
 def _image_part(url: str, deployment: str) -> types.Part:
