@@ -263,13 +263,15 @@ TINY = "data:image/png;base64," + _b64(form_png(["Pump P-7"]))
     (_image("ftp://example.com/a.png"), 400, "data URL or an http(s) URL"),
     (_audio(b"RIFF\x24\x00\x00\x00WAVEfmt ", "wav"), 400, "WAV audio is corrupt"),
     (_audio(b"ID3\x03\x00\x00\x00\x00\x00\x00", "ogg"), 400, "unsupported audio format"),
+    (_audio(b"ID3\x03\x00\x00\x00\x00\x00\x00", "123456789"), 400,
+     "format an unrecognised value"),
     ({"type": "file", "file": {"file_id": "file-abc"}}, 400, "file_id"),
     ({"type": "file", "file": {"file_data": "data:application/pdf;base64,"
                                + _b64(b"%PDF-1.4\n1 0 obj")}}, 400, "truncated"),
     (_image("data:image/png;base64," + _b64(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)), 400,
      "corrupt"),
 ], ids=["garbage", "bad-base64", "mislabelled", "type-not-echoed", "pdf-as-image", "ftp",
-        "corrupt-wav", "ogg", "file-id", "truncated-pdf", "corrupt-png"])
+        "corrupt-wav", "ogg", "format-not-echoed", "file-id", "truncated-pdf", "corrupt-png"])
 def test_bad_media_get_a_clear_error_naming_the_part(
         ups: dict[str, FaultyUpstream], detector: Any, part: dict[str, Any], status: int,
         needle: str) -> None:
@@ -415,6 +417,17 @@ def test_a_read_over_its_time_limit_leaves_the_part_unread(
     assert resp.headers["x-modelmix-deployment"] == "local-vision"
     assert "media-unread" in resp.headers["x-modelmix-route-reason"]
     assert ups["cloud-vision"].count == 0
+
+
+def test_audio_reading_stops_at_its_deadline() -> None:
+    """Found by attack: audio reads had no deadline, so two long notes whose clients
+    left blocked every read behind them."""
+    from modelmix.media import ReadTimedOut
+    from modelmix.media._readers import read_audio
+
+    with pytest.raises(ReadTimedOut, match="after decoding"):
+        read_audio(spoken_wav("one two three"), mime="audio/wav", max_s=60,
+                   where="messages.0.content.1", deadline=0.0)
 
 
 def test_pdf_reading_stops_at_its_deadline() -> None:

@@ -146,6 +146,7 @@ class MediaReader:
             shared = await asyncio.shield(flight)
             return replace(shared, cached=True, ms=(time.perf_counter() - started) * 1000)
         task = asyncio.get_running_loop().create_task(self._fly(key, part))
+        task.add_done_callback(_retrieved)  # a read nobody waits for any more may fail
         self._flights[key] = task
         return await asyncio.shield(task)  # a cancelled caller leaves the read to others
 
@@ -173,7 +174,8 @@ class MediaReader:
         else:
             text, seconds = read_audio(part.data, mime=part.mime,
                                        max_s=self.settings.max_audio_s, where=part.where,
-                                       engines=self.engines)
+                                       engines=self.engines,
+                                       deadline=time.monotonic() + self.settings.read_timeout_s)
             methods = (ReadMethod.ASR,)
         ms = (time.perf_counter() - started) * 1000
         return Reading(text, methods, ms, False, pages, seconds)
@@ -182,3 +184,10 @@ class MediaReader:
         """Stop taking reads, let running ones finish and shut the pool down."""
         self._closed = True
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _retrieved(task: asyncio.Task[Reading]) -> None:
+    """Mark a finished read's exception as seen: its callers may all have left (timed out,
+    disconnected), and the read's failure then concerns nobody."""
+    if not task.cancelled():
+        task.exception()

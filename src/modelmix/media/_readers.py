@@ -507,7 +507,8 @@ _CONTAINERS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
 
 
 def read_audio(data: bytes, *, mime: str, max_s: float, where: str,
-               engines: Engines | None = None) -> tuple[str, float]:
+               engines: Engines | None = None, deadline: float | None = None
+               ) -> tuple[str, float]:
     """Transcribe speech (English) with Whisper tiny.en.
 
     Args:
@@ -521,13 +522,28 @@ def read_audio(data: bytes, *, mime: str, max_s: float, where: str,
         InvalidMedia: the audio cannot be decoded, has no audio stream, or is longer
             than ``max_s`` (declared or decoded: decoding stops there).
         ReaderUnavailable: faster-whisper or the model package is not installed.
+        ReadTimedOut: ``time.monotonic()`` passed ``deadline`` (checked after decoding
+            and after each ~30 s window transcribed).
+
+    Decoding is greedy at temperature 0 with no fallback to sampling, so the same audio
+    always gives the same transcript (the guard's verdict must not vary by chance).
     """
     samples = _decode_audio(data, _CONTAINERS.get(mime.lower()), max_s, where)
     seconds = samples.size / SAMPLE_RATE
     model = _engines(engines).asr()
-    segments, _ = model.transcribe(samples, language="en", beam_size=5, vad_filter=False)
-    text = " ".join(s.text.strip() for s in segments)
-    return " ".join(text.split()), seconds
+    _check_deadline(deadline, where, "after decoding")
+    segments, _ = model.transcribe(samples, language="en", beam_size=5, vad_filter=False,
+                                   temperature=0.0)
+    texts = []
+    for segment in segments:  # a generator: each next() transcribes more of the audio
+        texts.append(segment.text.strip())
+        _check_deadline(deadline, where, f"at {segment.end:.0f} s of {seconds:.0f} s")
+    return " ".join(" ".join(texts).split()), seconds
+
+
+def _check_deadline(deadline: float | None, where: str, at: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ReadTimedOut(f"reading {where} stopped {at}: over media.read_timeout_s")
 
 
 def _decode_audio(data: bytes, container: str | None, max_s: float,
