@@ -283,8 +283,8 @@ class MediaSettings(_Strict):
         max_pdf_pages: most pages read from one PDF (400 beyond).
         max_audio_s: longest audio part (seconds) transcribed (400 beyond).
         read_timeout_s: longest a request waits for one part to be read (seconds); a part
-            not read by then stays unread (under a policy: its strictest class), and a
-            PDF's reading stops at its next page.
+            not read by then stays unread (under a policy: its strictest class), and its
+            reading stops at the next PDF page or ~30 s window of audio.
         fetch: fetching ``http(s)`` image URLs (off by default).
     """
 
