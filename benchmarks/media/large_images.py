@@ -50,13 +50,12 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import importlib.util
 import io
 import json
 import os
 import platform
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +72,18 @@ ROOT = HERE.parent.parent
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
 sys.path.insert(0, str(HERE))
+
+# CPU pinning and free ports: the overhead benchmark's helpers, loaded as
+# benchmarks/systems/run.py loads them.
+_spec = importlib.util.spec_from_file_location("overhead_run",
+                                               HERE.parent / "overhead" / "run.py")
+assert _spec is not None and _spec.loader is not None
+_overhead = importlib.util.module_from_spec(_spec)
+sys.path.insert(0, str(HERE.parent / "overhead"))
+sys.modules["overhead_run"] = _overhead
+_spec.loader.exec_module(_overhead)
+Cpus = _overhead.Cpus
+free_port = _overhead.free_port
 
 MASTER_KEY = "sk-bench-large-images"
 DEPLOYMENT = "vision"
@@ -167,32 +178,6 @@ def upstream_main(port: int) -> None:
 
 
 # --- processes -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cpus:
-    """The gateway gets the first CPU; the upstream and the load client share the rest."""
-
-    gateway: list[int] | None
-    load: list[int] | None
-
-    @classmethod
-    def plan(cls, pin: bool) -> Cpus:
-        cpus = sorted(os.sched_getaffinity(0))
-        if not pin or len(cpus) < 2 or shutil.which("taskset") is None:
-            return cls(None, None)
-        return cls([cpus[0]], cpus[1:])
-
-    @staticmethod
-    def prefix(cpus: list[int] | None) -> list[str]:
-        return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
