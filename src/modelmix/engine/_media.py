@@ -33,10 +33,9 @@ from modelmix.media._convert import (
     as_text,
     inline_fetched,
     inline_images,
-    replace_parts,
     text_part,
 )
-from modelmix.media._decode import RemoteImage, find_media, media_parts_of, sniff
+from modelmix.media._decode import RemoteImage, find_media, sniff
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision, Rule
 from modelmix.systems import MediaText
@@ -56,7 +55,7 @@ _METHOD_ORDER = {m: n for n, m in enumerate(ReadMethod)}
 
 def has_media_parts(request: ChatRequest) -> bool:
     """Whether any message carries an image, audio or file part."""
-    return bool(media_parts_of(request))
+    return bool(request.media_parts())
 
 
 @dataclass(slots=True)
@@ -178,7 +177,7 @@ class MediaStage:
         texts = {(p.message, p.index): text_part(as_text(p, plan.readings[(p.message,
                                                                            p.index)]))
                  for p in todo if (p.message, p.index) in plan.readings}
-        plan.converted = replace_parts(plan.raw, texts)
+        plan.converted = plan.raw.with_parts(texts)
         plan.ms = (time.perf_counter() - started) * 1000
 
     async def texts(self, request: ChatRequest, plan: MediaPlan | None = None

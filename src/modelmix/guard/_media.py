@@ -22,16 +22,11 @@ __all__ = ["MEDIA_RULE", "has_media", "unread_media_verdict"]
 
 #: Rule name of the fail-closed treatment of media the guard cannot read.
 MEDIA_RULE = "media-unread"
-_MEDIA_PARTS = frozenset({"image_url", "input_audio", "file"})
 
 
 def has_media(request: ChatRequest) -> bool:
     """Whether any message carries an image, audio or file part."""
-    return any(
-        part.type in _MEDIA_PARTS
-        for msg in request.messages if isinstance(msg.content, list)
-        for part in msg.content
-    )
+    return bool(request.media_parts())
 
 
 def unread_media_verdict(policy: Policy, verdict: Verdict, counts: Mapping[str, int],

@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from modelmix.media._base import MediaPart, Reading
 from modelmix.protocol import ChatRequest, ContentPart
 
-__all__ = ["as_text", "inline_fetched", "inline_images", "replace_parts", "restore_parts",
-           "text_part"]
+__all__ = ["as_text", "inline_fetched", "inline_images", "text_part"]
 
 _TAG = re.compile(r"<(/?)(media)", re.IGNORECASE)
 _ATTR = re.compile(r'["<>&\r\n]')
@@ -37,12 +36,6 @@ def as_text(part: MediaPart, reading: Reading) -> str:
     body = _TAG.sub(lambda m: f"<{m.group(1)}\u200b{m.group(2)}", reading.text).strip()
     return (f'<media part="{part.where}" kind="{part.kind.value}" read="{methods}"{name}>\n'
             f"{body or '(no text found)'}\n</media>")
-
-
-def replace_parts(request: ChatRequest, parts: Mapping[Position, ContentPart]) -> ChatRequest:
-    """``request`` with the content part at each (message, part) position replaced
-    (payloads of the other parts shared, not copied)."""
-    return request.with_parts(parts)
 
 
 def text_part(text: str) -> ContentPart:
@@ -68,11 +61,4 @@ def inline_images(request: ChatRequest, images: Mapping[Position, tuple[bytes, s
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         parts[(m, i)] = old.model_copy(update={
             "image_url": old.image_url.model_copy(update={"url": url})})
-    return replace_parts(request, parts)
-
-
-def restore_parts(request: ChatRequest, raw: ChatRequest,
-                  positions: list[Position]) -> ChatRequest:
-    """``request`` (a converted request, possibly pseudonymised) with ``raw``'s media
-    parts put back at ``positions``."""
-    return request.with_parts({(m, i): raw.part(m, i) for m, i in positions})
+    return request.with_parts(parts)

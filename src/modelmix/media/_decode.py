@@ -22,7 +22,7 @@ from modelmix.errors import InvalidMedia, MediaTooLarge, has_module
 from modelmix.media._base import MediaKind, MediaPart
 from modelmix.protocol import ChatRequest, ContentPart
 
-__all__ = ["RemoteImage", "decode_base64", "find_media", "media_parts_of", "sniff"]
+__all__ = ["RemoteImage", "decode_base64", "find_media", "sniff"]
 
 #: Characters of base64 decoded per slice: slicing a large data URL in pieces keeps one
 #: transient copy of a slice, not of the whole payload, in memory.
@@ -249,14 +249,6 @@ def _wav_intact(data: bytes, where: str) -> None:
         raise InvalidMedia(f"{where}: the WAV audio is corrupt ({exc})", param=where) from None
 
 
-def media_parts_of(request: ChatRequest) -> list[tuple[int, int, ContentPart]]:
-    """(message index, part index, part) of every image, audio and file part."""
-    return [(m, i, part)
-            for m, msg in enumerate(request.messages) if isinstance(msg.content, list)
-            for i, part in enumerate(msg.content)
-            if part.type in ("image_url", "input_audio", "file")]
-
-
 def find_media(request: ChatRequest, settings: MediaSettings) -> list[MediaPart | RemoteImage]:
     """Decode and check every media part of ``request``, in order (each decoded once).
 
@@ -269,7 +261,7 @@ def find_media(request: ChatRequest, settings: MediaSettings) -> list[MediaPart 
             ``settings.max_parts`` of them (400, ``param`` names the part).
         MediaTooLarge: a part over ``settings.max_part_bytes`` decoded (413).
     """
-    found = media_parts_of(request)
+    found = request.media_parts()
     if len(found) > settings.max_parts:
         where = f"messages.{found[settings.max_parts][0]}.content.{found[settings.max_parts][1]}"
         raise InvalidMedia(f"{where}: a request may carry at most {settings.max_parts} media "

@@ -343,6 +343,12 @@ class ChatRequest(_Strict):
             messages[m] = msg.model_copy(update={"content": content})
         return self.model_copy(update={"messages": messages})
 
+    def media_parts(self) -> list[tuple[int, int, ContentPart]]:
+        """(message index, part index, part) of every image, audio and file part."""
+        return [(m, i, part)
+                for m, msg in enumerate(self.messages) if isinstance(msg.content, list)
+                for i, part in enumerate(msg.content) if part.type in _MEDIA_PARTS]
+
     def part(self, message: int, index: int) -> ContentPart:
         """The content part at (message, part). Raises IndexError / TypeError."""
         content = self.messages[message].content
