@@ -64,7 +64,12 @@ def test_bad_file_names_file_deployment_and_field(tmp_path: Path) -> None:
         ({"deployments": {"a": {"provider": "openai"}}},
          'field "deployments": Input should be a list$'),
         ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
-          "groups": {"g": {"a": 1}}}, 'field "groups.g": Input should be a list$'),
+          "groups": {"g": {"a": 1}}}, r"groups\.g: unknown fields \['a'\]"),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+          "groups": {"g": {"strategy": "fastest", "members": ["a"]}}},
+         "group 'g': unknown strategy 'fastest'"),
+        ({"deployments": [{"name": "a", "provider": "openai", "model": "m"}],
+          "groups": {"g": {"members": "a"}}}, 'field "groups.g": Input should be a list$'),
         ({"deployments": ["a"]}, 'deployment #1: Input should be a mapping$'),
     ],
 )

@@ -65,6 +65,7 @@ __all__ = [
     "ProviderTimeout",
     "RateLimited",
     "RequestTimeout",
+    "StateUnavailable",
     "StepFailed",
     "StepTimeout",
     "UpstreamUnavailable",
@@ -231,6 +232,21 @@ class AuthUnavailable(ModelmixError):
     status_code = 503
     error_type = "service_unavailable_error"
     default_code = "auth_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StateUnavailable(ModelmixError):
+    """Shared state (Redis) could not be reached, so a limit that must hold across
+    replicas (budget, RPM / TPM, deployment rate limits) cannot be checked: the request is
+    refused, never admitted (``state.on_redis_down: closed``, the default; docs/deploy.md).
+    ``retry_after`` is in seconds."""
+
+    status_code = 503
+    error_type = "service_unavailable_error"
+    default_code = "state_unavailable"
 
     def __init__(self, message: str, *, retry_after: float | None = 1.0):
         super().__init__(message)

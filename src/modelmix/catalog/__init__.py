@@ -10,8 +10,10 @@ from modelmix.catalog._config import (
 )
 from modelmix.catalog._default import DEFAULT_CONFIG, default_config
 from modelmix.catalog._models import (
+    BALANCE_STRATEGIES,
     OPENAI_COMPATIBLE_PROVIDERS,
     PROVIDERS,
+    CacheSettings,
     CircuitBreakerSettings,
     Deployment,
     Hosting,
@@ -21,16 +23,19 @@ from modelmix.catalog._models import (
     Modality,
     ReliabilitySettings,
     ServerSettings,
+    StateSettings,
     StoreSettings,
     Tier,
 )
 
 __all__ = [
+    "BALANCE_STRATEGIES",
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
     "Availability",
+    "CacheSettings",
     "CircuitBreakerSettings",
     "Config",
     "Deployment",
@@ -41,6 +46,7 @@ __all__ = [
     "Modality",
     "ReliabilitySettings",
     "ServerSettings",
+    "StateSettings",
     "StoreSettings",
     "Tier",
     "config_from_dict",

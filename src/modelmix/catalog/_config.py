@@ -21,12 +21,15 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from modelmix.catalog._models import (
+    BALANCE_STRATEGIES,
     BUILTIN_GROUPS,
+    CacheSettings,
     Deployment,
     LearnedRouterSettings,
     MediaSettings,
     ReliabilitySettings,
     ServerSettings,
+    StateSettings,
     StoreSettings,
 )
 from modelmix.errors import ConfigError
@@ -82,6 +85,10 @@ class Config(BaseModel):
 
     deployments: tuple[Deployment, ...] = Field(min_length=1)
     groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: Load-balancing strategy of a group (one of BALANCE_STRATEGIES; ``ordered`` when
+    #: absent). Written in YAML as ``groups: {chat: {strategy: least-busy, members:
+    #: [a, b]}}``; the list form ``groups: {chat: [a, b]}`` is ``ordered``.
+    group_strategies: dict[str, str] = Field(default_factory=dict)
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     router: str = "learned"
     learned_router: LearnedRouterSettings = LearnedRouterSettings()
@@ -89,6 +96,8 @@ class Config(BaseModel):
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     media: MediaSettings = MediaSettings()
+    state: StateSettings = StateSettings()
+    cache: CacheSettings = CacheSettings()
     log_prompts: bool = False
     #: Data policy (docs/guard.md): a ready policy's name (``healthcare``, ``finance``,
     #: ``eu-residency``), a policy file's path or an inline mapping; ``MODELMIX_POLICY``
@@ -119,6 +128,26 @@ class Config(BaseModel):
         copy._source = source if source is not None else self._source
         return copy
 
+    @model_validator(mode="before")
+    @classmethod
+    def _group_mappings(cls, data: Any) -> Any:
+        """``groups: {g: {strategy: s, members: [...]}}`` -> ``groups`` +
+        ``group_strategies``."""
+        if not isinstance(data, dict) or not isinstance(data.get("groups"), dict):
+            return data
+        groups, strategies = {}, dict(data.get("group_strategies") or {})
+        for name, value in data["groups"].items():
+            if isinstance(value, dict):
+                extra = sorted(set(value) - {"strategy", "members"})
+                if extra:
+                    raise ValueError(f"groups.{name}: unknown fields {extra}; a group is a "
+                                     "list of deployments or {strategy, members}")
+                if "strategy" in value:
+                    strategies[name] = value["strategy"]
+                value = value.get("members")
+            groups[name] = value
+        return {**data, "groups": groups, "group_strategies": strategies}
+
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         names = [d.name for d in self.deployments]
@@ -142,6 +171,12 @@ class Config(BaseModel):
                 raise ValueError(f"group {key!r} has the same name as a deployment")
             if not members:
                 raise ValueError(f"group {key!r} is empty; list at least one deployment")
+        for key, strategy in self.group_strategies.items():
+            if key not in self.groups:
+                raise ValueError(f"group_strategies names unknown group {key!r}")
+            if strategy not in BALANCE_STRATEGIES:
+                raise ValueError(f"group {key!r}: unknown strategy {strategy!r}; expected "
+                                 f"one of {list(BALANCE_STRATEGIES)}")
         return self
 
     def deployment(self, name: str) -> Deployment:

@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "BALANCE_STRATEGIES",
     "BUILTIN_GROUPS",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
+    "CacheSettings",
     "CircuitBreakerSettings",
     "Deployment",
     "Hosting",
@@ -22,6 +24,7 @@ __all__ = [
     "Modality",
     "ReliabilitySettings",
     "ServerSettings",
+    "StateSettings",
     "StoreSettings",
     "Tier",
 ]
@@ -120,6 +123,14 @@ class Deployment(_Strict):
     input_cost_per_mtok: float = Field(default=0.0, ge=0)
     output_cost_per_mtok: float = Field(default=0.0, ge=0)
     max_concurrency: int | None = Field(default=None, gt=0)
+    #: Requests per minute this deployment may take (all replicas together when shared
+    #: state is on); over it, the deployment is skipped like one answering 429.
+    rpm: int | None = Field(default=None, gt=0)
+    #: Tokens (prompt + completion) per minute this deployment may take, as ``rpm``.
+    tpm: int | None = Field(default=None, gt=0)
+    #: Share of traffic under a group's ``weighted`` strategy (relative to the other
+    #: members' weights).
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     timeout_s: float | None = Field(default=None, gt=0)
     model_path: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -336,3 +347,47 @@ class LearnedRouterSettings(_Strict):
     target: str | None = None
     min_quality: float = Field(default=0.5, ge=0, le=1)
     judge: str | None = None
+
+
+#: How a group spreads requests over its members (docs/load-balancing.md): ``ordered``
+#: (first healthy serves, the rest are fallbacks), ``weighted`` (random by ``weight``),
+#: ``least-busy`` (fewest in-flight requests), ``latency`` (lowest EWMA latency),
+#: ``cost`` (cheapest first).
+BALANCE_STRATEGIES = ("ordered", "weighted", "least-busy", "latency", "cost")
+
+
+class StateSettings(_Strict):
+    """Where replicas share budgets, rate limits, breakers, key changes and the cache
+    (docs/deploy.md, docs/keys.md).
+
+    ``redis_url`` (``$MODELMIX_REDIS_URL`` overrides it): ``redis://host:port/db`` or
+    ``rediss://``; None keeps every limit per process (one replica). ``on_redis_down``
+    says what a request does when Redis cannot be reached: ``closed`` (the default)
+    refuses requests of keys with limits (503 ``state_unavailable``); ``local`` falls back
+    to this process's own limits, logged (N replicas may then spend up to N times a
+    budget until Redis is back). ``timeout_s`` bounds each Redis call, seconds.
+    """
+
+    redis_url: str | None = None
+    on_redis_down: Literal["closed", "local"] = "closed"
+    key_prefix: str = Field(default="modelmix:", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+
+class CacheSettings(_Strict):
+    """The response cache (docs/cache.md): opt-in, per key unless ``shared``.
+
+    ``mode``: ``off``, ``exact`` (same deployment, messages, tools and parameters) or
+    ``semantic`` (exact, else a cached answer to a prompt whose embedding is at least
+    ``similarity`` cosine-similar and that differs in no number, negation, polarity word
+    or name). Keys and requests may opt in or out (``extra_body={"cache": ...}``).
+    ``ttl_s``: seconds an entry lives. ``max_entries``: entries kept in process (LRU);
+    Redis holds them when ``state.redis_url`` is set.
+    """
+
+    mode: Literal["off", "exact", "semantic"] = "off"
+    ttl_s: float = Field(default=3600.0, gt=0)
+    max_entries: int = Field(default=10_000, gt=0)
+    similarity: float = Field(default=0.95, gt=0, le=1)
+    shared: bool = False
+    max_response_bytes: int = Field(default=256 * 1024, gt=0)

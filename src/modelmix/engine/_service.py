@@ -38,6 +38,7 @@ from modelmix.routing import (
     Strategy,
     prompt_text,
 )
+from modelmix.state import SharedRedis
 from modelmix.store import NullSink, UsageRecord, UsageSink
 from modelmix.systems import load_systems
 
@@ -123,6 +124,9 @@ class ChatService:
             ``policy`` (no guard when it names none). The service reads no environment
             variable; pass ``guard_from_config(config, os.environ)`` to let
             ``$MODELMIX_POLICY`` override the config, as the gateway does.
+        shared: the replicas' shared state (:func:`modelmix.state.shared_redis`): circuit
+            breakers, deployment rate limits and the response cache then hold across
+            every process using the same Redis; None keeps them in this process.
 
     Raises:
         ConfigError: the config's policy does not load, or its ``router`` names no
@@ -142,8 +146,10 @@ class ChatService:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         strategies: Mapping[str, Strategy] | None = None,
         guard: Guard | FromConfig | None = FromConfig.POLICY,
+        shared: SharedRedis | None = None,
     ):
         self.config = config
+        self.shared = shared
         built = _LazyProviders(config)
         built.update(providers or {})
         self.providers = built
@@ -444,6 +450,8 @@ class ChatService:
             await provider.aclose()
         await self.media.aclose()
         self.usage.close()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def _as_sent(request: ChatRequest, ctx: CallContext) -> ChatRequest:

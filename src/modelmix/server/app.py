@@ -27,6 +27,7 @@ from modelmix.server._auth import Authenticator
 from modelmix.server._feedback import FeedbackEndpoint, RecentRequests
 from modelmix.server._gateway import Gateway, error_response
 from modelmix.server.keys import KeyStore, VirtualKeyAuth, key_admin_routes
+from modelmix.state import shared_redis
 from modelmix.store import FeedbackStore, UsageSink
 
 __all__ = ["create_app"]
@@ -53,7 +54,8 @@ def create_app(
         auth: how keys are checked; by default :class:`VirtualKeyAuth` with the master
             key from ``server.master_key_env`` and virtual keys in the store database
             (``MODELMIX_DB_URL`` or ``store.url``). A VirtualKeyAuth also mounts the
-            ``/key/*`` admin routes.
+            ``/key/*`` admin routes. With ``$MODELMIX_REDIS_URL`` (or
+            ``state.redis_url``) set, the service and the keys share state in Redis.
         usage: where usage records go when ``service`` is not given; by default the
             store named by ``config.store`` (``$MODELMIX_DB_URL`` overrides its URL).
         tracing: OpenTelemetry tracing; from the ``OTEL_*`` variables when omitted, and
@@ -74,11 +76,12 @@ def create_app(
 
             usage = build_usage_sink(config.store)
         guard = guard_from_config(config, os.environ if policy_env else None)
-        service = ChatService(config, usage=usage, guard=guard)
+        service = ChatService(config, usage=usage, guard=guard,
+                              shared=shared_redis(config, os.environ))
     config = service.config
     if auth is None:
         auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
-                              KeyStore.from_config(config))
+                              KeyStore.from_config(config), shared=service.shared)
     gateway = Gateway(service, auth)
     feedback_endpoint = _feedback_endpoint(service, auth, feedback)
     tracing = tracing or Tracing.from_env(os.environ)
@@ -109,6 +112,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _warm(service)
+        if service.shared is not None:  # after every part has subscribed to its channels
+            await service.shared.start()
         try:
             yield
         finally:

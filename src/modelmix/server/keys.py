@@ -66,6 +66,7 @@ from modelmix.server._limits import (
     Reservation,
     max_request_cost,
 )
+from modelmix.state import SharedRedis
 
 __all__ = [
     "KEY_PREFIX",
@@ -106,6 +107,9 @@ class VirtualKeyAuth:
             effect within this time. Revocation through :meth:`revoke_key` is immediate.
         flush_delay_s: seconds spend is batched before it is written to the database.
         clock: monotonic seconds, for the cache and the limiters (tests pass a fake).
+        shared: the replicas' shared state (Redis): budgets, RPM and TPM then hold across
+            every gateway process, and key changes reach them all at once (pub/sub);
+            None keeps limits per process.
 
     Raises (from ``authenticate``):
         AuthenticationFailed: missing, unknown or revoked key.
@@ -122,8 +126,10 @@ class VirtualKeyAuth:
         refresh_s: float = 5.0,
         flush_delay_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedRedis | None = None,
     ):
         self.store = store
+        self.shared = shared
         self._master = master_key
         self._refresh_s = refresh_s
         self._clock = clock
