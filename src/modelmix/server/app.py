@@ -113,6 +113,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _warm(service)
         if service.shared is not None:  # after every part has subscribed to its channels
+            log.info("shared state: %r (budgets, rate limits, breakers, key changes and "
+                     "the cache hold across replicas; on_redis_down=%s)", service.shared,
+                     service.config.state.on_redis_down)
             await service.shared.start()
         try:
             yield
