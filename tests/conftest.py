@@ -48,3 +48,60 @@ def own_redis() -> Iterator[object]:
         yield server
     finally:
         server.close()
+
+
+# -- PostgreSQL (tests/_postgres.py): one cluster per session, a schema per test ----------
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server to test against (``MODELMIX_TEST_PG_URL``, or a
+    throwaway cluster started here from Debian's binaries)."""
+    import os
+
+    from _postgres import Cluster, pg_bindir, unavailable
+
+    given = os.environ.get("MODELMIX_TEST_PG_URL")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg (pip install 'modelmix[postgres]')")
+    if given:
+        yield given
+        return
+    bindir = pg_bindir()
+    if bindir is None:
+        unavailable("initdb and pg_ctl (not found under /usr/lib/postgresql/*/bin or PATH)")
+    assert bindir is not None
+    cluster = Cluster(bindir)
+    try:
+        url = cluster.start()
+    except Exception:
+        cluster.stop()
+        raise
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped after the test."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from modelmix.store._sql import normalize_url
+
+    schema = f"modelmix_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(normalize_url(pg_server_url))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = normalize_url(pg_server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -35,7 +35,6 @@ from modelmix.protocol import ChatRequest
 from modelmix.server import create_app
 from modelmix.store import AuditRecord, AuditStore, UsageRecord, UsageStore
 from modelmix.testing import FakeProvider, ListSink
-from test_store import pg_server_url, pg_url  # noqa: F401  (fixtures: PostgreSQL cases)
 
 SSN = "123-45-6789"
 EMAIL = "jane.doe@example.org"

@@ -15,8 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from _postgres import Cluster, pg_bindir, unavailable
 from _servers import free_port, serve_app
 from modelmix.catalog import StoreSettings
 from modelmix.cli import app as cli_app
@@ -47,50 +45,7 @@ from modelmix.store import (
 )
 from modelmix.store._sql import normalize_url
 
-# -- database fixtures ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
-    """URL of a PostgreSQL server to test against (given, or started here)."""
-    given = os.environ.get("MODELMIX_TEST_PG_URL")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg (pip install 'modelmix[postgres]')")
-    if given:
-        yield given
-        return
-    bindir = pg_bindir()
-    if bindir is None:
-        unavailable("initdb and pg_ctl (not found under /usr/lib/postgresql/*/bin or PATH)")
-    assert bindir is not None
-    cluster = Cluster(bindir)
-    try:
-        url = cluster.start()
-    except Exception:
-        cluster.stop()
-        raise
-    try:
-        yield url
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture()
-def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped after the test."""
-    schema = f"modelmix_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(pg_server_url))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = normalize_url(pg_server_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+# -- database fixtures (pg_server_url, pg_url: tests/conftest.py) -------------------------
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -2,7 +2,7 @@
 
 A system request writes one envelope row (``system`` set, no ``parent_id``, cost 0) and one
 row per step (``parent_id`` = the envelope's ``request_id``). Store cases run on SQLite and
-PostgreSQL (fixtures from ``test_store``: without PostgreSQL binaries or psycopg those
+PostgreSQL (fixtures from ``conftest``: without PostgreSQL binaries or psycopg those
 cases skip, or fail when ``CI=true``).
 """
 
@@ -26,7 +26,6 @@ from modelmix.observability._logging import JsonFormatter, RequestLogSink
 from modelmix.observability._metrics import MAX_SYSTEM_SERIES, GatewayMetrics, MetricsSink
 from modelmix.store import NullSink, SpillFile, UsageRecord, UsageStore, UsageWriter, _schema
 from modelmix.store._sql import USAGE_TABLE
-from test_store import pg_server_url, pg_url  # noqa: F401  (fixtures: PostgreSQL cases)
 
 T0 = 1_700_000_000.0
 #: Columns added to the v1 usage table since: systems of models, then media.
