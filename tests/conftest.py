@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # -- Redis (tests/_redis.py): one server per session, flushed before each test ------------
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -85,9 +86,9 @@ def pg_server_url() -> Iterator[str]:
         cluster.stop()
 
 
-@pytest.fixture()
-def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped after the test."""
+@contextmanager
+def _pg_schema(server_url: str) -> Iterator[str]:
+    """A URL of ``server_url`` whose search_path is a fresh schema, dropped on exit."""
     import uuid
 
     import sqlalchemy as sa
@@ -95,13 +96,28 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     from modelmix.store._sql import normalize_url
 
     schema = f"modelmix_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(pg_server_url))
+    admin = sa.create_engine(normalize_url(server_url))
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = normalize_url(pg_server_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = normalize_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture()
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped after the test."""
+    with _pg_schema(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(pg_server_url: str) -> Iterator[str]:
+    """As ``pg_url``, one schema for a whole test module (processes started once per
+    module, such as tests/test_replicas.py's gateways, keep one database)."""
+    with _pg_schema(pg_server_url) as url:
+        yield url
