@@ -58,3 +58,29 @@ async def test_outage_raises_state_unavailable_then_recovers(own_redis: object) 
     assert await shared.call(ping) == 1
     assert not shared.down
     await shared.aclose()
+
+
+async def test_ready_reports_shared_state(own_redis: object) -> None:
+    """/ready says whether Redis answers, without leaving the load balancer over it."""
+    import httpx
+
+    from _redis import RedisServer
+    from _servers import serve_app
+    from modelmix.catalog import config_from_dict
+    from modelmix.engine import ChatService
+    from modelmix.server.app import create_app
+    from modelmix.store import NullSink
+
+    assert isinstance(own_redis, RedisServer)
+    cfg = config_from_dict({"deployments": [{"name": "a", "provider": "openai-compatible",
+                                             "base_url": "http://127.0.0.1:9/v1",
+                                             "model": "m"}]})
+    shared = SharedRedis(own_redis.url, StateSettings(timeout_s=0.2))
+    app = create_app(service=ChatService(cfg, usage=NullSink(), shared=shared))
+    with serve_app(app) as base:
+        async with httpx.AsyncClient(base_url=base) as http:
+            first = (await http.get("/ready")).json()
+            own_redis.stop()
+            second = await http.get("/ready")
+    assert first["shared_state"] == "ok"
+    assert second.status_code == 200 and second.json()["shared_state"] == "unreachable"

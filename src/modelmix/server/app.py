@@ -81,7 +81,8 @@ def create_app(
     config = service.config
     if auth is None:
         auth = VirtualKeyAuth(os.environ.get(config.server.master_key_env) or None,
-                              KeyStore.from_config(config), shared=service.shared)
+                              KeyStore.from_config(config), shared=service.shared,
+                              request_timeout_s=config.reliability.timeout_s)
     gateway = Gateway(service, auth)
     feedback_endpoint = _feedback_endpoint(service, auth, feedback)
     tracing = tracing or Tracing.from_env(os.environ)
@@ -104,10 +105,16 @@ def create_app(
         return metrics.response(request.headers.get("accept", ""))
 
     async def ready(request: Request) -> Response:
+        # Readiness is about this replica's deployments. Shared state is reported but does
+        # not flip readiness: every replica shares the one Redis, so taking them all out of
+        # the load balancer would also refuse the requests that need no shared limit
+        # (docs/deploy.md).
         ok, names = gateway.ready()
-        return JSONResponse({"status": "ready" if ok else "unavailable",
-                             "available_deployments": names},
-                            status_code=200 if ok else 503)
+        body: dict[str, object] = {"status": "ready" if ok else "unavailable",
+                                   "available_deployments": names}
+        if service.shared is not None:
+            body["shared_state"] = "ok" if await service.shared.ping() else "unreachable"
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,12 +127,12 @@ def create_app(
         try:
             yield
         finally:
+            if isinstance(auth, VirtualKeyAuth):  # lands key settles while Redis is open
+                await auth.aclose()
             await service.aclose()
             feedback_endpoint.close()
             if tracing is not None:
                 tracing.close()
-            if isinstance(auth, VirtualKeyAuth):
-                await auth.aclose()
 
     app = Starlette(
         routes=[

@@ -152,6 +152,13 @@ class SharedRedis:
             self._down = False
         return result
 
+    async def ping(self) -> bool:
+        """Whether Redis answers a PING now (never raises)."""
+        try:
+            return bool(await self.run(self.client.ping()))
+        except StateUnavailable:
+            return False
+
     # -- pub/sub ---------------------------------------------------------------------
 
     def channel(self, name: str) -> str:
