@@ -12,6 +12,9 @@ the reservation. If an upstream ever bills more than a request reserved, the key
 admitted one request at a time from then on, so the overshoot stays within one
 in-flight request (``docs/keys.md``).
 
+Behind several gateway replicas sharing Redis, :mod:`modelmix.server._shared_limits`
+runs the same checks in Redis (``SharedKeyLimiter``), with the refusals built here.
+
 Example::
 
     limiter = KeyLimiter("k1", KeyLimits(budget_usd=5.0, rpm=60, tpm=100_000))
@@ -42,9 +45,14 @@ __all__ = [
     "KeyLimiter",
     "KeyLimits",
     "Reservation",
+    "budget_exceeded",
     "check_limits",
     "max_output_tokens",
     "max_request_cost",
+    "one_at_a_time",
+    "request_bounds",
+    "rpm_exceeded",
+    "tpm_exceeded",
 ]
 
 log = logging.getLogger("modelmix.keys")
@@ -80,6 +88,11 @@ class KeyLimits:
     budget_usd: float | None = None
     rpm: int | None = None
     tpm: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (an unlimited key never needs shared state)."""
+        return self.budget_usd is not None or self.rpm is not None or self.tpm is not None
 
 
 def check_limits(budget_usd: float | None, rpm: int | None, tpm: int | None) -> None:
@@ -150,6 +163,54 @@ def max_request_cost(candidates: Sequence[Deployment], needs: RequestNeeds,
     )
 
 
+def request_bounds(decision: RouteDecision, request: ChatRequest) -> tuple[float, int]:
+    """What admitting ``request`` reserves: (its maximum cost in USD, see
+    :func:`max_request_cost` at the prompt's upper bound; its tokens, the prompt
+    estimate plus ``max_tokens`` when given)."""
+    needs = request.needs()
+    cost = max_request_cost(decision.candidates, needs, request.prompt_token_bound())
+    return cost, needs.prompt_tokens_estimate + needs.max_output_tokens
+
+
+def budget_exceeded(key_id: str, budget: float, spent: float, reserved: float,
+                    in_flight: int, cost: float) -> BudgetExceeded:
+    """The refusal of a request whose maximum ``cost`` does not fit (amounts in USD)."""
+    return BudgetExceeded(
+        f"budget of key {key_id} would be exceeded: budget ${budget:.6f}, "
+        f"spent ${spent:.6f}, reserved ${reserved:.6f} by "
+        f"{in_flight} in-flight requests, this request may cost up to "
+        f"${cost:.6f}"
+    )
+
+
+def one_at_a_time(key_id: str) -> KeyRateLimited:
+    """The refusal of a second in-flight request of a key admitted one at a time."""
+    return KeyRateLimited(
+        f"key {key_id} is admitted one request at a time: an upstream billed "
+        "more than a request's reserved bound, so its budget cannot be reserved "
+        "exactly", retry_after=1.0)
+
+
+def rpm_exceeded(key_id: str, rpm: int, retry_s: float) -> KeyRateLimited:
+    """The refusal of a request beyond ``rpm``; ``retry_s`` seconds until one fits."""
+    return KeyRateLimited(f"key {key_id} reached its limit of {rpm} requests per minute",
+                          retry_after=max(retry_s, 0.0))
+
+
+def tpm_exceeded(key_id: str, tpm: int, used: int, tokens: int,
+                 retry_s: float | None) -> KeyRateLimited:
+    """The refusal of a request needing ``tokens`` when ``used`` are in the window;
+    ``retry_s`` None: the request alone needs more than ``tpm`` (no Retry-After)."""
+    if retry_s is None:
+        return KeyRateLimited(
+            f"request needs ~{tokens} tokens, more than key {key_id}'s limit of "
+            f"{tpm} tokens per minute; lower max_tokens")
+    return KeyRateLimited(
+        f"key {key_id} reached its limit of {tpm} tokens per minute "
+        f"({used} used in the last minute, ~{tokens} needed)",
+        retry_after=max(retry_s, 0.0))
+
+
 class KeyLimiter:
     """Budget, RPM and TPM gate of one virtual key, exact within one event loop.
 
@@ -198,6 +259,11 @@ class KeyLimiter:
         """Requests admitted and not yet settled."""
         return self._in_flight
 
+    def observe_spent(self, spent_usd: float) -> None:
+        """Raise the spend this limiter counts to at least ``spent_usd`` (USD): what the
+        replicas' shared state last reported, before this limiter stands in for it."""
+        self._spent = max(self._spent, spent_usd)
+
     async def admit(self, decision: RouteDecision, request: ChatRequest) -> Reservation:
         """Check every limit, then reserve, with no await in between.
 
@@ -207,9 +273,7 @@ class KeyLimiter:
                 more than a reservation) another request of this budgeted key is in
                 flight; ``retry_after`` in seconds.
         """
-        needs = request.needs()
-        cost = max_request_cost(decision.candidates, needs, request.prompt_token_bound())
-        tokens = needs.prompt_tokens_estimate + needs.max_output_tokens
+        cost, tokens = request_bounds(decision, request)
         now = self._clock()
         self._check_budget(cost)
         self._check_rpm(now)
@@ -250,17 +314,10 @@ class KeyLimiter:
         if budget is None:
             return
         if self._one_at_a_time and self._in_flight:
-            raise KeyRateLimited(
-                f"key {self.key_id} is admitted one request at a time: an upstream billed "
-                "more than a request's reserved bound, so its budget cannot be reserved "
-                "exactly", retry_after=1.0)
+            raise one_at_a_time(self.key_id)
         if self._spent + self._reserved + cost > budget + _EPSILON_USD:
-            raise BudgetExceeded(
-                f"budget of key {self.key_id} would be exceeded: budget ${budget:.6f}, "
-                f"spent ${self._spent:.6f}, reserved ${self._reserved:.6f} by "
-                f"{self._in_flight} in-flight requests, this request may cost up to "
-                f"${cost:.6f}"
-            )
+            raise budget_exceeded(self.key_id, budget, self._spent, self._reserved,
+                                  self._in_flight, cost)
 
     def _check_rpm(self, now: float) -> None:
         rpm = self.limits.rpm
@@ -268,10 +325,7 @@ class KeyLimiter:
             self._requests.popleft()
         if rpm is not None and len(self._requests) >= rpm:
             retry = self._requests[len(self._requests) - rpm] + WINDOW_S - now
-            raise KeyRateLimited(
-                f"key {self.key_id} reached its limit of {rpm} requests per minute",
-                retry_after=max(retry, 0.0),
-            )
+            raise rpm_exceeded(self.key_id, rpm, retry)
 
     def _check_tpm(self, now: float, tokens: int) -> None:
         while self._tokens and self._tokens[0].at <= now - WINDOW_S:
@@ -282,10 +336,7 @@ class KeyLimiter:
         if tpm is None or self._token_sum + tokens <= tpm:
             return
         if tokens > tpm:
-            raise KeyRateLimited(
-                f"request needs ~{tokens} tokens, more than key {self.key_id}'s limit of "
-                f"{tpm} tokens per minute; lower max_tokens"
-            )
+            raise tpm_exceeded(self.key_id, tpm, self._token_sum, tokens, None)
         freed = 0
         retry = WINDOW_S
         for entry in self._tokens:
@@ -293,11 +344,7 @@ class KeyLimiter:
             if self._token_sum - freed + tokens <= tpm:
                 retry = entry.at + WINDOW_S - now
                 break
-        raise KeyRateLimited(
-            f"key {self.key_id} reached its limit of {tpm} tokens per minute "
-            f"({self._token_sum} used in the last minute, ~{tokens} needed)",
-            retry_after=max(retry, 0.0),
-        )
+        raise tpm_exceeded(self.key_id, tpm, self._token_sum, tokens, retry)
 
     def _reserve(self, now: float, cost: float, tokens: int) -> Reservation:
         self._reserved += cost

@@ -5,14 +5,18 @@
 * the master key (``MODELMIX_MASTER_KEY``) is the admin: any model, no limits, and the
   only key that may call ``/key/generate``, ``/key/list`` and ``/key/revoke``;
 * a virtual key (``sk-mm-...``, stored hashed in ``virtual_keys``) gets its allow-list
-  and a :class:`~modelmix.server._limits.KeyLimiter` (budget, RPM, TPM);
+  and a :class:`~modelmix.server._limits.KeyLimiter` (budget, RPM, TPM), or with Redis
+  configured and a limit set a
+  :class:`~modelmix.server._shared_limits.SharedKeyLimiter` (the same limits, held
+  across every replica);
 * with no master key and no virtual key in the database, everyone is admitted to the
   chat and model endpoints (the loopback laptop default, as
   :class:`~modelmix.server.MasterKeyAuth` does), but never to ``/key/*``: those answer
   403 until a master key is configured, so one anonymous request cannot create a key
   and lock everybody else out (docs/decisions/0001).
 
-Limits are kept per gateway process; see ``docs/keys.md``.
+Without Redis, limits are kept per gateway process; with it, they hold across replicas
+and key changes (create, revoke) reach every replica at once; see ``docs/keys.md``.
 
 Example::
 
@@ -66,7 +70,15 @@ from modelmix.server._limits import (
     Reservation,
     max_request_cost,
 )
+from modelmix.server._shared_limits import SharedKeyLimiter, SharedLimits
 from modelmix.state import SharedRedis
+from modelmix.state._keys import (
+    KEY_CHANGES,
+    KeyChange,
+    KeyFigures,
+    parse_key_change,
+    publish_key_change,
+)
 
 __all__ = [
     "KEY_PREFIX",
@@ -110,6 +122,9 @@ class VirtualKeyAuth:
         shared: the replicas' shared state (Redis): budgets, RPM and TPM then hold across
             every gateway process, and key changes reach them all at once (pub/sub);
             None keeps limits per process.
+        request_timeout_s: a request's deadline when it sets none, seconds
+            (``reliability.timeout_s``): a reservation left in Redis expires (charged as
+            spent) 60 s after it.
 
     Raises (from ``authenticate``):
         AuthenticationFailed: missing, unknown or revoked key.
@@ -127,6 +142,7 @@ class VirtualKeyAuth:
         flush_delay_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedRedis | None = None,
+        request_timeout_s: float = 600.0,
     ):
         self.store = store
         self.shared = shared
@@ -135,10 +151,17 @@ class VirtualKeyAuth:
         self._clock = clock
         self._ledger = SpendLedger(store, delay_s=flush_delay_s)
         self._cache: dict[str, tuple[VirtualKey, float]] = {}
-        self._limiters: dict[str, KeyLimiter] = {}
+        self._limiters: dict[str, KeyLimiter | SharedKeyLimiter] = {}
         self._any_keys = False
         self._counted_at: float | None = None
         self._counting: asyncio.Future[bool | None] | None = None
+        self.shared_limits: SharedLimits | None = None
+        if shared is not None:
+            self.shared_limits = SharedLimits(
+                shared, ledger_add=self._ledger.add, stored_spend=self._stored_spend,
+                request_timeout_s=request_timeout_s)
+            shared.subscribe(shared.channel(KEY_CHANGES), self._key_changed)
+            shared.on_reconnect(self._cache.clear)
 
     @property
     def has_master_key(self) -> bool:
@@ -225,20 +248,69 @@ class VirtualKeyAuth:
         # case its collation is case-insensitive.
         return key if hmac.compare_digest(key.key_hash, digest) else None
 
-    def _limiter(self, key: VirtualKey) -> KeyLimiter:
+    def _limiter(self, key: VirtualKey) -> KeyLimiter | SharedKeyLimiter:
         limits = KeyLimits(budget_usd=key.budget_usd, rpm=key.rpm, tpm=key.tpm)
+        shared = self.shared_limits is not None and limits.limited
         limiter = self._limiters.get(key.id)
-        if limiter is None:
-            limiter = KeyLimiter(key.id, limits, spent_usd=key.spent_usd,
-                                 on_spend=self._ledger.add, clock=self._clock)
+        if limiter is None or isinstance(limiter, SharedKeyLimiter) != shared:
+            if self.shared_limits is not None and shared:
+                limiter = self.shared_limits.limiter(key.id, limits, key.spent_usd)
+            else:
+                limiter = KeyLimiter(key.id, limits, spent_usd=key.spent_usd,
+                                     on_spend=self._ledger.add, clock=self._clock)
             self._limiters[key.id] = limiter
         elif limiter.limits != limits:
             limiter.limits = limits
+        if isinstance(limiter, SharedKeyLimiter):
+            limiter.stored_spent_usd = key.spent_usd
         return limiter
 
-    def limiter(self, key_id: str) -> KeyLimiter | None:
+    def limiter(self, key_id: str) -> KeyLimiter | SharedKeyLimiter | None:
         """The live limiter of a key this process has seen, or None."""
         return self._limiters.get(key_id)
+
+    async def _stored_spend(self, key_id: str) -> float | None:
+        """The key's spend in the database (USD) after writing this process's pending
+        spend; None when the key is not there. Raises what the store raises."""
+        await self._ledger.flush()
+        record = await asyncio.to_thread(self.store.get, key_id)
+        return record.spent_usd if record is not None else None
+
+    def _key_changed(self, message: str) -> None:
+        """A replica (or the CLI) created, revoked or changed a key: drop it from the
+        cache so the next request reads it again (a malformed message drops all)."""
+        change = parse_key_change(message)
+        if change is None:
+            self._cache.clear()
+            return
+        kind, key_id = change
+        if kind == "create":
+            self._any_keys = True
+        for digest, (key, _) in list(self._cache.items()):
+            if key.id == key_id:
+                del self._cache[digest]
+
+    async def _announce(self, change: KeyChange, key_id: str) -> None:
+        """Tell the other replicas (best effort: without Redis they notice within
+        ``refresh_s``)."""
+        if self.shared is None:
+            return
+        try:
+            await publish_key_change(self.shared, change, key_id)
+        except ModelmixError:
+            log.warning("could not announce that key %s changed (%s); other replicas "
+                        "notice within %.0f s", key_id, change, self._refresh_s)
+
+    async def key_figures(self, key_ids: Iterable[str]
+                          ) -> dict[str, KeyLimiter | SharedKeyLimiter | KeyFigures]:
+        """What ``/key/list`` shows of each key: the shared figures from Redis when it
+        holds them (best effort), else this process's limiter."""
+        ids = list(key_ids)
+        shown: dict[str, KeyLimiter | SharedKeyLimiter | KeyFigures] = {
+            k: limiter for k in ids if (limiter := self._limiters.get(k)) is not None}
+        if self.shared_limits is not None:
+            shown.update(await self.shared_limits.figures(ids))
+        return shown
 
     async def create_key(
         self,
@@ -254,6 +326,7 @@ class VirtualKeyAuth:
                                    budget_usd=budget_usd, rpm=rpm, tpm=tpm)
         key, record = await asyncio.to_thread(create)
         self._any_keys = True
+        await self._announce("create", record.id)
         return key, record
 
     async def list_keys(self) -> list[VirtualKey]:
@@ -261,7 +334,8 @@ class VirtualKeyAuth:
         return await asyncio.to_thread(self.store.list_keys)
 
     async def revoke_key(self, key_id: str) -> VirtualKey:
-        """Revoke a key now in this process (other processes: within ``refresh_s``).
+        """Revoke a key now in this process; other replicas sharing Redis drop it at
+        once (pub/sub, well within 1 s), other processes within ``refresh_s``.
 
         Raises:
             KeyNotFound: no key has this id.
@@ -270,17 +344,25 @@ class VirtualKeyAuth:
         if record is None:
             raise KeyNotFound(f"no virtual key with id {key_id!r}", param="key_id")
         self._cache[record.key_hash] = (record, self._clock())
+        await self._announce("revoke", record.id)
         return record
 
     async def aclose(self) -> None:
-        """Write pending spend and release the database."""
+        """Land pending Redis settles (up to 2 s), write pending spend and release the
+        database. Call it before the shared Redis connection is closed."""
+        if self.shared_limits is not None:
+            await self.shared_limits.aclose()
         await self._ledger.aclose()
         await asyncio.to_thread(self.store.close)
 
 
-def key_view(key: VirtualKey, limiter: KeyLimiter | None = None) -> dict[str, Any]:
-    """A key as the admin API shows it (never the key or its hash); ``spend`` is the live
-    in-process figure when ``limiter`` is given. Amounts in USD, times in Unix seconds."""
+def key_view(key: VirtualKey,
+             limiter: KeyLimiter | SharedKeyLimiter | KeyFigures | None = None
+             ) -> dict[str, Any]:
+    """A key as the admin API shows it (never the key or its hash); ``spend``,
+    ``reserved`` and ``in_flight`` are the live figures when ``limiter`` is given (this
+    process's limiter, or the replicas' figures from Redis). Amounts in USD, times in
+    Unix seconds."""
     return {
         "key_id": key.id,
         "key_alias": key.alias,
@@ -385,12 +467,14 @@ class _KeyAdmin:
 
     async def list(self, request: Request) -> dict[str, Any]:
         keys = await self.auth.list_keys()
-        return {"keys": [key_view(k, self.auth.limiter(k.id)) for k in keys]}
+        shown = await self.auth.key_figures(k.id for k in keys)
+        return {"keys": [key_view(k, shown.get(k.id)) for k in keys]}
 
     async def revoke(self, request: Request) -> dict[str, Any]:
         body = _parse(await read_body(request, _ADMIN_BODY_LIMIT), RevokeKeyRequest)
         record = await self.auth.revoke_key(body.key_id)
-        return key_view(record, self.auth.limiter(record.id))
+        shown = await self.auth.key_figures([record.id])
+        return key_view(record, shown.get(record.id))
 
 
 def key_admin_routes(auth: VirtualKeyAuth, config: Config, systems: Iterable[str] = ()
