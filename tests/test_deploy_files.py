@@ -451,17 +451,24 @@ def test_stack_healthcheck_commands_pass(stack: Stack,
 
 
 def test_stack_usage_rows_reach_postgres(stack: Stack) -> None:
+    """Both replicas write to the compose's PostgreSQL (``MODELMIX_DB_URL``)."""
     import sqlalchemy as sa
 
+    ids = [f"deploy-usage-{i}" for i in range(2)]  # one through each replica
+    for request_id in ids:
+        resp = httpx.post(stack.url("nginx") + "/v1/chat/completions", json=HI, timeout=120,
+                          headers={**AUTH, "x-request-id": request_id})
+        assert resp.status_code == 200, resp.text
     stack.stop_gateways()  # SIGTERM: each writes its pending rows
     engine = sa.create_engine(stack.db_url)
     try:
         with engine.connect() as conn:
-            ok = conn.execute(sa.text(
-                "SELECT count(*) FROM usage WHERE status_code = 200")).scalar_one()
+            rows = conn.execute(sa.text(
+                "SELECT request_id, status_code FROM usage WHERE request_id IN (:a, :b)"),
+                {"a": ids[0], "b": ids[1]}).all()
     finally:
         engine.dispose()
-    assert ok >= 5, stack.logs()
+    assert sorted(map(tuple, rows)) == [(i, 200) for i in ids], stack.logs()
 
 
 # -- docs/deploy.md ---------------------------------------------------------------------------
