@@ -13,8 +13,8 @@ END = "<!-- generated:end -->"
 
 def _throughput(runs: list[dict[str, Any]]) -> list[str]:
     lines = ["| replicas | upstream delay | key | req/s | x k=1 | p50 ms | p99 ms | "
-             "gateways' CPU (100 = 1 core) | other CPU | errors |",
-             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "gateways' CPU (100 = 1 core) | gateway CPU ms / request | other CPU | errors |",
+             "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     first = {(r["delay_ms"], r["key"]): r["rps"] for r in runs if r["k"] == 1}
     for r in sorted(runs, key=lambda x: (x["delay_ms"], x["key"], x["k"])):
         base = first.get((r["delay_ms"], r["key"]))
@@ -23,6 +23,7 @@ def _throughput(runs: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['k']} | {r['delay_ms']} ms | {key} | {r['rps']:.0f} | {ratio} | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['gateway_cpu_pct']:.0f}% | "
+            f"{r['gateway_cpu_ms_per_request']:.2f} | "
             f"{r['other_cpu_pct']:.0f}% | {r['errors'] + r['non_2xx']} |")
     return lines
 
@@ -30,8 +31,9 @@ def _throughput(runs: list[dict[str, Any]]) -> list[str]:
 def _exactness(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| replicas | shared state | budget: successes (exact) | spend / budget USD | "
              "overshoot USD | RPM: successes / limit | RPM error | usage rows / requests | "
-             "lost rows |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "lost rows | 503 state_unavailable (Redis up) | revoked key refused by replica 1 "
+             "after |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for e in sorted(rows, key=lambda x: (not x["redis"], x["k"])):
         exact = round(e["budget_usd"] / 0.001)
         lines.append(
@@ -39,8 +41,13 @@ def _exactness(rows: list[dict[str, Any]]) -> list[str]:
             f"{e['budget_successes']} ({exact}) | {e['spent_usd']:.6f} / "
             f"{e['budget_usd']:.6f} | {max(e['overshoot_usd'], 0.0):.6f} | "
             f"{e['rpm_successes']} / {e['rpm']} | {e['rpm_error']:+d} | "
-            f"{e['rows']} / {2 * e['requests']} | {e['lost_rows']} |")
+            f"{e['rows']} / {2 * e['requests']} | {e['lost_rows']} | "
+            f"{e.get('unavailable', 0)} | {_seconds(e.get('revoked_elsewhere_s'))} |")
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
 
 
 def markdown(report: dict[str, Any]) -> str:

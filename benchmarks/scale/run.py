@@ -65,7 +65,7 @@ from _scale_report import markdown, write_markdown  # noqa: E402
 
 from _postgres import Cluster, pg_bindir  # noqa: E402
 from _redis import RedisServer  # noqa: E402
-from _replicas import MASTER_KEY, ReplicaSet, burst, chat_body  # noqa: E402
+from _replicas import MASTER_KEY, ReplicaSet, burst, chat_body, post  # noqa: E402
 
 POST_LUA = HERE.parent / "overhead" / "post.lua"
 COST = 0.001  # USD per request (10 completion tokens at 100 USD / 1M, input free)
@@ -80,6 +80,8 @@ class Run:
     """One wrk run: ``k`` replicas, upstream delay, which key, the load and the CPU.
 
     ``gateway_cpu_pct``: CPU the k gateway processes used together (100 = one core);
+    ``gateway_cpu_ms_per_request``: their CPU time per request served (the figure a busy
+    host disturbs least);
     ``other_cpu_pct``: CPU used outside this benchmark's processes (a busy host).
     """
 
@@ -95,6 +97,7 @@ class Run:
     errors: int
     non_2xx: int
     gateway_cpu_pct: float
+    gateway_cpu_ms_per_request: float
     other_cpu_pct: float
 
 
@@ -133,10 +136,13 @@ def measure(rs: ReplicaSet, key_name: str, auth: str, delay_ms: int,
               p50_ms=raw["p50_us"] / 1000, p90_ms=raw["p90_us"] / 1000,
               p99_ms=raw["p99_us"] / 1000, errors=errors, non_2xx=raw["err_status"],
               gateway_cpu_pct=round((cpu1 - cpu0) / elapsed * 100, 1),
+              gateway_cpu_ms_per_request=round((cpu1 - cpu0) / max(1, raw["requests"]) * 1e3,
+                                               3),
               other_cpu_pct=after.other_pct(before))
     print(f"  k={run.k} delay={delay_ms:>3} ms key={key_name:<7} {run.rps:>8.1f} req/s "
           f"p50 {run.p50_ms:>7.2f} ms p99 {run.p99_ms:>7.2f} ms gateways "
-          f"{run.gateway_cpu_pct}% CPU, other {run.other_cpu_pct}%, "
+          f"{run.gateway_cpu_pct}% CPU ({run.gateway_cpu_ms_per_request} ms/req), other "
+          f"{run.other_cpu_pct}%, "
           f"errors {errors + run.non_2xx}", flush=True)
     return run
 
@@ -150,7 +156,9 @@ class Exactness:
 
     ``overshoot_usd``: spend beyond the budget (0 or less: never exceeded);
     ``rpm_error``: successes minus the RPM limit; ``lost_rows``: requests without a usage
-    row once the writers flushed.
+    row once the writers flushed; ``unavailable``: requests refused 503
+    ``state_unavailable`` although Redis was up (neither overshoot nor exact);
+    ``revoked_elsewhere_s``: a key revoked on replica 0 is refused by replica 1 after.
     """
 
     k: int
@@ -166,6 +174,8 @@ class Exactness:
     rpm_error: int
     rows: int
     lost_rows: int
+    unavailable: int
+    revoked_elsewhere_s: float | None
     statuses: dict[str, int]
 
 
@@ -207,11 +217,31 @@ def exactness(rs: ReplicaSet, engine: sa.Engine, args: argparse.Namespace) -> Ex
                        requests=n, budget_usd=budget, budget_successes=ok_b,
                        spent_usd=round(spent, 9), overshoot_usd=round(spent - budget, 9),
                        rpm=rpm, rpm_successes=ok_r, rpm_error=ok_r - rpm, rows=rows,
-                       lost_rows=2 * n - rows, statuses=dict(seen))
+                       lost_rows=2 * n - rows, unavailable=seen["503 state_unavailable"],
+                       revoked_elsewhere_s=revocation_s(rs),
+                       statuses=dict(seen))
     print(f"  exactness k={rs.k} redis={result.redis}: budget {budget} -> {ok_b} ok, spent "
           f"{result.spent_usd} (overshoot {result.overshoot_usd}); rpm {rpm} -> {ok_r} ok; "
-          f"rows {rows}/{2 * n}", flush=True)
+          f"rows {rows}/{2 * n}; 503 state_unavailable {result.unavailable}; revoked "
+          f"elsewhere after {result.revoked_elsewhere_s} s", flush=True)
     return result
+
+
+def revocation_s(rs: ReplicaSet, timeout_s: float = 10.0) -> float | None:
+    """Seconds from ``/key/revoke`` answering on replica 0 to replica 1 refusing the key
+    (which it had cached); None with one replica."""
+    if rs.k < 2:
+        return None
+    key = rs.create_key(key_alias=f"revoke-k{rs.k}")
+    for i in range(rs.k):
+        post(rs.replica(i), key.key, chat_body())
+    rs.revoke(key.id, replica=0)
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if post(rs.replica(1), key.key, chat_body()).status == 401:
+            return round(time.monotonic() - start, 3)
+        time.sleep(0.005)
+    return None
 
 
 # -- engines --------------------------------------------------------------------------------

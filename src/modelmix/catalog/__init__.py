@@ -9,6 +9,7 @@ from modelmix.catalog._config import (
     load_config,
 )
 from modelmix.catalog._default import DEFAULT_CONFIG, default_config
+from modelmix.catalog._litellm import LITELLM_STRATEGIES, litellm_strategy
 from modelmix.catalog._models import (
     BALANCE_STRATEGIES,
     OPENAI_COMPATIBLE_PROVIDERS,
@@ -32,6 +33,7 @@ __all__ = [
     "BALANCE_STRATEGIES",
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "LITELLM_STRATEGIES",
     "OPENAI_COMPATIBLE_PROVIDERS",
     "PROVIDERS",
     "Availability",
@@ -52,5 +54,6 @@ __all__ = [
     "config_from_dict",
     "config_from_env",
     "default_config",
+    "litellm_strategy",
     "load_config",
 ]

@@ -29,7 +29,7 @@ from modelmix.errors import (
 )
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
 from modelmix.providers import Provider
-from modelmix.routing import Exclusion, ExclusionKind, RouteDecision
+from modelmix.routing import Exclusion, ExclusionKind, LoadStats, RouteDecision
 
 __all__ = ["Attempt", "Executor", "StreamStart"]
 
@@ -72,6 +72,8 @@ class Executor:
     """Runs calls against :class:`Provider` adapters with the reliability settings.
 
     ``sleep`` and ``rng`` are injectable so tests can observe backoff without waiting.
+    ``load`` (the router's, for group load balancing) counts every upstream attempt: in
+    flight while it runs (a stream until its last chunk) and its latency.
     """
 
     def __init__(
@@ -81,9 +83,12 @@ class Executor:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        load: LoadStats | None = None,
     ):
         self.providers = providers
         self.settings = settings
+        #: calls in flight and latency per deployment, for the router's group strategies
+        self.load = load if load is not None else LoadStats()
         self.breakers: dict[str, CircuitBreaker] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._sleep = sleep
@@ -201,7 +206,7 @@ class Executor:
         adapters = self.providers if providers is None else providers
 
         def call(dep: Deployment) -> Callable[[], Awaitable[ChatResponse]]:
-            return lambda: adapters[dep.name].complete(request)
+            return lambda: _counted_call(self.load, dep.name, adapters[dep.name].complete(request))
 
         return await self._run(decision, call, timeout_s, attempts)
 
@@ -216,7 +221,8 @@ class Executor:
 
         def call(dep: Deployment) -> Callable[[], Awaitable[_Started]]:
             async def first() -> _Started:
-                it = aiter(adapters[dep.name].stream(request))
+                it = _CountedStream(aiter(adapters[dep.name].stream(request)), self.load,
+                                    dep.name)
                 try:
                     chunk = await anext(it)
                 except StopAsyncIteration:
@@ -231,6 +237,43 @@ class Executor:
         (first, rest), dep, log = await self._run(decision, call, timeout_s, attempts)
         idle = dep.timeout_s or self.settings.attempt_timeout_s
         return StreamStart(dep, first, _IdleGuard(rest, idle, dep.name), _ms(started), log)
+
+
+class _CountedStream:
+    """Re-yield an upstream stream, counted in ``load`` from creation to its end: ok when
+    it ended after at least one chunk; an error, an empty stream or a close before the
+    end finishes it as failed. A class for the same reason as :class:`_IdleGuard`."""
+
+    def __init__(self, it: AsyncIterator[ChatChunk], load: LoadStats, name: str):
+        self._it, self._load, self._name = it, load, name
+        self._started = time.perf_counter()
+        self._chunks = 0
+        self._open = True
+        load.started(name)
+
+    def _finish(self, ok: bool) -> None:
+        if self._open:
+            self._open = False
+            self._load.finished(self._name, _ms(self._started), ok)
+
+    def __aiter__(self) -> _CountedStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        try:
+            chunk = await anext(self._it)
+        except StopAsyncIteration:
+            self._finish(self._chunks > 0)
+            raise
+        except BaseException:
+            self._finish(False)
+            raise
+        self._chunks += 1
+        return chunk
+
+    async def aclose(self) -> None:
+        self._finish(False)
+        await _close(self._it)
 
 
 class _IdleGuard:
@@ -267,6 +310,18 @@ async def _close(it: AsyncIterator[ChatChunk]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def _counted_call(load: LoadStats, name: str, call: Awaitable[_T]) -> _T:
+    """Await ``call``, counted in ``load`` as a call to deployment ``name``."""
+    load.started(name)
+    started, ok = time.perf_counter(), False
+    try:
+        result = await call
+        ok = True
+        return result
+    finally:
+        load.finished(name, _ms(started), ok)
 
 
 def _judge(breaker: CircuitBreaker, exc: ProviderError) -> None:

@@ -32,6 +32,7 @@ from modelmix.providers import Provider, availability, create_provider
 from modelmix.routing import (
     Exclusion,
     ExclusionKind,
+    LoadStats,
     RouteDecision,
     Router,
     Rule,
@@ -154,8 +155,12 @@ class ChatService:
         built.update(providers or {})
         self.providers = built
         kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.executor = Executor(built, config.reliability, **kw)
-        self.router = Router(config, health=self._health, strategies=dict(strategies or {}))
+        #: this process's calls in flight and latencies per deployment: the executor
+        #: counts them, the router's group strategies read them (docs/load-balancing.md)
+        self.load = LoadStats()
+        self.executor = Executor(built, config.reliability, load=self.load, **kw)
+        self.router = Router(config, health=self._health, strategies=dict(strategies or {}),
+                             load=self.load)
         self.usage: UsageSink = usage or NullSink()
         self.observers: list[ServiceObserver] = []
         if isinstance(guard, FromConfig):

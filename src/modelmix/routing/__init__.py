@@ -1,5 +1,16 @@
 """Routing: policy filter, strategies and the router that combines them."""
 
+from modelmix.routing._balance import (
+    EWMA_ALPHA,
+    STALE_AFTER_S,
+    BalanceStrategy,
+    CostStrategy,
+    DeploymentLoad,
+    LatencyStrategy,
+    LeastBusyStrategy,
+    LoadStats,
+    WeightedStrategy,
+)
 from modelmix.routing._calibration import (
     CALIBRATION_FILE,
     Calibration,
@@ -27,14 +38,22 @@ from modelmix.routing._strategies import (
 
 __all__ = [
     "CALIBRATION_FILE",
+    "EWMA_ALPHA",
+    "STALE_AFTER_S",
     "STRATEGIES",
+    "BalanceStrategy",
     "Calibration",
     "CalibrationResult",
     "CheapestStrategy",
+    "CostStrategy",
+    "DeploymentLoad",
     "Exclusion",
     "ExclusionKind",
     "HealthCheck",
+    "LatencyStrategy",
     "LearnedStrategy",
+    "LeastBusyStrategy",
+    "LoadStats",
     "OrderedStrategy",
     "PolicyContext",
     "RandomStrategy",
@@ -46,6 +65,7 @@ __all__ = [
     "RulesStrategy",
     "Strategy",
     "Target",
+    "WeightedStrategy",
     "calibrate",
     "capability_rules",
     "estimated_cost_usd",

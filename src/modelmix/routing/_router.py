@@ -15,6 +15,7 @@ from modelmix.errors import (
     PolicyDenied,
 )
 from modelmix.protocol import RequestNeeds
+from modelmix.routing._balance import LoadStats
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingHints, RoutingInput
@@ -39,10 +40,16 @@ class Router:
 
     ``auto`` uses the configured strategy (``config.router``, default ``learned``) over all
     deployments; ``open`` / ``proprietary`` (unless defined in ``groups``) are every
-    deployment of that tier; other groups keep their configured order; a deployment
-    name is that deployment followed by its configured ``fallbacks``.
+    deployment of that tier; other groups use their strategy (``group_strategies``:
+    ``weighted``, ``least-busy``, ``latency``, ``cost``; docs/load-balancing.md), else
+    keep their configured order; a deployment name is that deployment followed by its
+    configured ``fallbacks``.
 
-    Raises (construction): ConfigError when ``config.router`` names no strategy.
+    ``load`` is the calls in flight and latencies the executor reports (shared with it;
+    a fresh :class:`LoadStats` when omitted); the group strategies read it.
+
+    Raises (construction): ConfigError when ``config.router`` or a group's strategy names
+    no registered strategy.
 
     Raises (``route``):
         NoDeployment: unknown model name, or no deployment configured to serve it (404:
@@ -59,11 +66,17 @@ class Router:
         health: HealthCheck,
         extra_rules: Sequence[Rule] = (),
         strategies: dict[str, Strategy] | None = None,
+        load: LoadStats | None = None,
     ):
         if config.router not in STRATEGIES:
             raise ConfigError(f'{config.source}: field "router": unknown routing strategy '
                               f"{config.router!r}; expected one of {sorted(STRATEGIES)}")
+        for group, name in config.group_strategies.items():
+            if name not in STRATEGIES:
+                raise ConfigError(f"{config.source}: group {group!r}: unknown routing "
+                                  f"strategy {name!r}; expected one of {sorted(STRATEGIES)}")
         self.config = config
+        self.load = load if load is not None else LoadStats()
         self._health = health
         self._rules = [*capability_rules(), *extra_rules]
         self._strategies = strategies or {}
@@ -75,7 +88,7 @@ class Router:
         if name not in self._strategies:
             if name not in STRATEGIES:
                 raise InvalidRequest(f"unknown routing strategy {name!r}")
-            self._strategies[name] = STRATEGIES[name].from_config(self.config)
+            self._strategies[name] = STRATEGIES[name].for_router(self.config, self.load)
         return self._strategies[name]
 
     def warm(self) -> None:
@@ -94,8 +107,9 @@ class Router:
         cfg = self.config
         if model in cfg.groups:
             members = [cfg.deployment(n) for n in cfg.groups[model]]
-            strat = self.strategy(cfg.router) if model == "auto" else self._ordered
-            return members, strat
+            if model in cfg.group_strategies:
+                return members, self.strategy(cfg.group_strategies[model])
+            return members, self.strategy(cfg.router) if model == "auto" else self._ordered
         if model == "auto":
             return list(cfg.deployments), self.strategy(cfg.router)
         if model in ("open", "proprietary"):

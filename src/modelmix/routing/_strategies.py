@@ -9,13 +9,16 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from modelmix.catalog import Config, Deployment, Tier
 from modelmix.protocol import RequestNeeds
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._exclusion import Exclusion
 from modelmix.routing._input import RoutingInput
+
+if TYPE_CHECKING:
+    from modelmix.routing._balance import LoadStats
 
 __all__ = [
     "STRATEGIES",
@@ -46,6 +49,13 @@ class Strategy(ABC):
         """The strategy as :class:`~modelmix.routing.Router` builds it for ``config``
         (a strategy with settings reads them here)."""
         return cls()
+
+    @classmethod
+    def for_router(cls, config: Config, load: LoadStats) -> Strategy:
+        """The strategy as a :class:`~modelmix.routing.Router` over ``load`` (the calls
+        in flight and latencies its executor reports) builds it: :meth:`from_config`,
+        unless the strategy reads load (the group strategies of ``_balance``)."""
+        return cls.from_config(config)
 
     def warm(self) -> None:
         """Load what the first request would otherwise wait for (blocking; the gateway
