@@ -25,6 +25,7 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     │   └── StepTimeout (504)        a tool step ran past its timeout_s
     └── ProviderError (502)      an upstream call failed
         ├── RateLimited (429)        retryable; may carry ``retry_after`` (s)
+        │   └── DeploymentRateLimited (429)  a deployment's own rpm / tpm: not called
         ├── ProviderTimeout (504)    retryable
         ├── UpstreamUnavailable (502) retryable: 5xx, connection reset
         ├── ContextTooLong (400)     not retryable on the same deployment
@@ -47,6 +48,7 @@ __all__ = [
     "ClientDisconnected",
     "ConfigError",
     "ContextTooLong",
+    "DeploymentRateLimited",
     "GatewayBusy",
     "InvalidMedia",
     "InvalidRequest",
@@ -378,6 +380,16 @@ class RateLimited(ProviderError):
     @property
     def retryable(self) -> bool:
         return True
+
+
+class DeploymentRateLimited(RateLimited):
+    """A deployment's own ``rpm`` or ``tpm`` (catalog) is reached, across replicas when
+    state is shared: the gateway did not call it. The executor moves to the next
+    candidate without counting a circuit failure, as after an upstream 429; when every
+    candidate is over, the request gets this 429 with ``retry_after`` (seconds until the
+    window has room; None when the request alone is larger than the tpm limit)."""
+
+    default_code = "deployment_rate_limited"
 
 
 class ProviderTimeout(ProviderError):

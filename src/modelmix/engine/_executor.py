@@ -7,6 +7,12 @@ on any other error that another deployment may not share (auth, context too long
 move to the next candidate; on a bad request, stop. Only candidates of the decision
 are ever tried, so a fallback never reaches a deployment the policy filter removed.
 Streams fall back only before their first chunk.
+
+Each call also takes the deployment's own limits (``rpm`` / ``tpm`` / ``max_concurrency``,
+:class:`~modelmix.state.DeploymentLimits`): a deployment over its rpm or tpm is skipped
+for the next candidate (no retry on it, no circuit failure); a concurrency slot is
+waited for within the call's timeout and held until the answer, or the stream, ends.
+With shared state (Redis) both the limits and the circuit breakers hold across replicas.
 """
 
 from __future__ import annotations
@@ -19,17 +25,20 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from modelmix.catalog import Deployment, ReliabilitySettings
-from modelmix.engine._breaker import CircuitBreaker
+from modelmix.engine._breaker import Breakers, CircuitBreaker
 from modelmix.errors import (
+    DeploymentRateLimited,
     NoDeploymentAvailable,
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    StateUnavailable,
     UpstreamUnavailable,
 )
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider
 from modelmix.routing import Exclusion, ExclusionKind, LoadStats, RouteDecision
+from modelmix.state import DeploymentLimits, SharedRedis, Ticket
 
 __all__ = ["Attempt", "Executor", "StreamStart"]
 
@@ -73,7 +82,9 @@ class Executor:
 
     ``sleep`` and ``rng`` are injectable so tests can observe backoff without waiting.
     ``load`` (the router's, for group load balancing) counts every upstream attempt: in
-    flight while it runs (a stream until its last chunk) and its latency.
+    flight while it runs (a stream until its last chunk) and its latency. ``shared``
+    (the replicas' Redis) makes circuit breakers and deployment limits hold across
+    replicas; None keeps them in this process.
     """
 
     def __init__(
@@ -84,13 +95,17 @@ class Executor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         load: LoadStats | None = None,
+        shared: SharedRedis | None = None,
     ):
         self.providers = providers
         self.settings = settings
         #: calls in flight and latency per deployment, for the router's group strategies
         self.load = load if load is not None else LoadStats()
-        self.breakers: dict[str, CircuitBreaker] = {}
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._breakers = Breakers(settings.circuit_breaker, shared)
+        #: each deployment's circuit breaker (the replicas' shared state's mirror when shared)
+        self.breakers: dict[str, CircuitBreaker] = self._breakers.local
+        #: each deployment's rpm / tpm / max_concurrency
+        self.limits = DeploymentLimits(shared)
         self._sleep = sleep
         self._rng = rng
 
@@ -105,10 +120,12 @@ class Executor:
 
     def breaker(self, name: str) -> CircuitBreaker:
         """The circuit breaker of deployment ``name`` (created closed on first use)."""
-        found = self.breakers.get(name)
-        if found is None:
-            found = self.breakers[name] = CircuitBreaker(self.settings.circuit_breaker)
-        return found
+        return self._breakers.get(name)
+
+    async def record_failure(self, name: str) -> None:
+        """Count a failure of deployment ``name`` outside a call the executor made (a
+        stream that broke after its first chunk), across replicas when shared."""
+        await self._breakers.failed(name)
 
     def backoff_s(self, retry: int, error: ProviderError) -> float:
         """Seconds to wait before retry number ``retry`` (1-based): the upstream's
@@ -119,26 +136,15 @@ class Executor:
         cap = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2.0 ** (retry - 1))
         return float(self._rng() * cap)
 
-    def _semaphore(self, dep: Deployment) -> asyncio.Semaphore | None:
-        if dep.max_concurrency is None:
-            return None
-        sem = self._limits.get(dep.name)
-        if sem is None:
-            sem = self._limits[dep.name] = asyncio.Semaphore(dep.max_concurrency)
-        return sem
-
     async def _attempt(self, dep: Deployment, call: Callable[[], Awaitable[_T]],
-                       budget: _Budget) -> _T:
+                       budget: _Budget, ticket: Ticket | None) -> _T:
         timeout = min(dep.timeout_s or self.settings.attempt_timeout_s, budget.left())
         if timeout <= 0:
             raise ProviderTimeout(f"{dep.name}: request deadline passed", deployment=dep.name)
-        sem = self._semaphore(dep)
         try:
             async with asyncio.timeout(timeout):
-                if sem is None:
-                    return await call()
-                async with sem:
-                    return await call()
+                await self.limits.hold(ticket)  # a concurrency slot, within the timeout
+                return await call()
         except TimeoutError as exc:
             raise ProviderTimeout(
                 f"{dep.name}: no answer within {timeout:.1f}s", deployment=dep.name
@@ -150,41 +156,44 @@ class Executor:
         call: Callable[[Deployment], Callable[[], Awaitable[_T]]],
         timeout_s: float | None,
         attempts: list[Attempt] | None = None,
-    ) -> tuple[_T, Deployment, list[Attempt]]:
+        tokens: int = 0,
+    ) -> tuple[_T, Deployment, list[Attempt], Ticket | None]:
+        """The first result among the candidates, its deployment, the attempts and the
+        limits' ticket of the call (the caller releases it when the answer ends)."""
         budget = _Budget(timeout_s or self.settings.timeout_s)
         attempts = [] if attempts is None else attempts
         last: ProviderError | None = None
         for dep in decision.candidates:
-            breaker = self.breaker(dep.name)
             for retry in range(self.settings.num_retries + 1):
-                if not breaker.acquire():
+                lock_s = dep.timeout_s or self.settings.attempt_timeout_s
+                if not await self._breakers.acquire(dep.name, lock_s=lock_s):
+                    break
+                try:
+                    ticket = await self._admit(dep, tokens)
+                except DeploymentRateLimited as exc:  # skipped, like an upstream 429
+                    last = _soonest(last, exc)
                     break
                 started = time.perf_counter()
                 try:
-                    result = await self._attempt(dep, call(dep), budget)
+                    result = await self._attempt(dep, call(dep), budget, ticket)
                 except ProviderError as exc:
-                    exc.deployment = exc.deployment or dep.name
-                    attempts.append(_failed(dep, started, exc))
                     last = exc
-                    _judge(breaker, exc)
-                    if not exc.fallbackable:
-                        exc.attempts = attempts
-                        raise
-                    if not exc.retryable or retry == self.settings.num_retries:
-                        break
-                    wait = self.backoff_s(retry + 1, exc)
-                    if wait >= budget.left() or wait > self.settings.backoff_max_s * 4:
-                        break
-                    await self._sleep(wait)
-                    continue
+                    if await self._again(dep, exc, retry, budget, attempts, started, ticket):
+                        continue
+                    break
+                except StateUnavailable:  # the shared limits cannot be read (fail closed)
+                    self._breakers.released(dep.name)
+                    self.limits.abandon(ticket)
+                    raise
                 except BaseException as exc:  # cancelled (client left) or a bug
-                    breaker.release()
+                    self._breakers.released(dep.name)
+                    self.limits.abandon(ticket)
                     attempts.append(Attempt(dep.name, _ms(started), "call abandoned",
                                             type(exc).__name__))
                     raise
-                breaker.record_success()
                 attempts.append(Attempt(dep.name, _ms(started)))
-                return result, dep, attempts
+                self._breakers.succeeded(dep.name)
+                return result, dep, attempts, ticket
         if last is None:
             waits = [w for d in decision.candidates
                      if (w := self.breaker(d.name).retry_in_s()) is not None]
@@ -192,6 +201,37 @@ class Executor:
                                         retry_after=min(waits, default=None))
         last.attempts = attempts
         raise last
+
+    async def _admit(self, dep: Deployment, tokens: int) -> Ticket | None:
+        """A place in ``dep``'s limits for one call; the circuit's permission is given
+        back when there is none."""
+        try:
+            return await self.limits.admit(dep, tokens)
+        except BaseException:
+            self._breakers.released(dep.name)
+            raise
+
+    async def _again(self, dep: Deployment, exc: ProviderError, retry: int, budget: _Budget,
+                     attempts: list[Attempt], started: float, ticket: Ticket | None) -> bool:
+        """After a failed attempt: whether to retry ``dep`` (after the backoff). Raises
+        ``exc`` when no other deployment may do better."""
+        exc.deployment = exc.deployment or dep.name
+        attempts.append(_failed(dep, started, exc))
+        await self.limits.release(ticket)
+        if exc.retryable or exc.code == "upstream_auth_error":  # the deployment's fault
+            await self._breakers.failed(dep.name)
+        else:  # the request's own fault: no verdict on the deployment
+            self._breakers.released(dep.name)
+        if not exc.fallbackable:
+            exc.attempts = attempts
+            raise exc
+        if not exc.retryable or retry == self.settings.num_retries:
+            return False
+        wait = self.backoff_s(retry + 1, exc)
+        if wait >= budget.left() or wait > self.settings.backoff_max_s * 4:
+            return False
+        await self._sleep(wait)
+        return True
 
     async def complete(
         self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
@@ -208,7 +248,10 @@ class Executor:
         def call(dep: Deployment) -> Callable[[], Awaitable[ChatResponse]]:
             return lambda: _counted_call(self.load, dep.name, adapters[dep.name].complete(request))
 
-        return await self._run(decision, call, timeout_s, attempts)
+        response, dep, log, ticket = await self._run(decision, call, timeout_s, attempts,
+                                                     _tokens(decision, request))
+        await self.limits.release(ticket, _used(response.usage))
+        return response, dep, log
 
     async def stream(
         self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,
@@ -234,9 +277,11 @@ class Executor:
 
             return first
 
-        (first, rest), dep, log = await self._run(decision, call, timeout_s, attempts)
+        (first, rest), dep, log, ticket = await self._run(decision, call, timeout_s, attempts,
+                                                          _tokens(decision, request))
         idle = dep.timeout_s or self.settings.attempt_timeout_s
-        return StreamStart(dep, first, _IdleGuard(rest, idle, dep.name), _ms(started), log)
+        guard = _IdleGuard(rest, idle, dep.name, self.limits, ticket)
+        return StreamStart(dep, first, guard, _ms(started), log)
 
 
 class _CountedStream:
@@ -283,12 +328,19 @@ class _IdleGuard:
     even when no chunk was ever asked of it (an async generator that never started runs
     no ``finally`` on ``aclose``): a client that leaves after the first chunk must end
     the upstream call at once, not when the garbage collector finds it.
+
+    It also releases the call's deployment limits (its concurrency slot; its tokens, from
+    the usage chunk when one comes) when the stream ends or is closed.
     """
 
-    def __init__(self, it: AsyncIterator[ChatChunk], idle_s: float, name: str):
+    def __init__(self, it: AsyncIterator[ChatChunk], idle_s: float, name: str,
+                 limits: DeploymentLimits | None = None, ticket: Ticket | None = None):
         self._it = it
         self._idle_s = idle_s
         self._name = name
+        self._limits = limits
+        self._ticket = ticket
+        self._tokens: int | None = None
 
     def __aiter__(self) -> _IdleGuard:
         return self
@@ -296,14 +348,27 @@ class _IdleGuard:
     async def __anext__(self) -> ChatChunk:
         try:
             async with asyncio.timeout(self._idle_s):
-                return await anext(self._it)
+                chunk = await anext(self._it)
         except TimeoutError as exc:
             await self.aclose()
             raise ProviderTimeout(f"{self._name}: stream idle for {self._idle_s:.0f}s",
                                   deployment=self._name) from exc
+        except StopAsyncIteration:
+            await self._release()
+            raise
+        if chunk.usage is not None:
+            self._tokens = _used(chunk.usage)
+        return chunk
 
     async def aclose(self) -> None:
-        await _close(self._it)
+        try:
+            await _close(self._it)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        if self._limits is not None:
+            await self._limits.release(self._ticket, self._tokens)
 
 
 async def _close(it: AsyncIterator[ChatChunk]) -> None:
@@ -324,12 +389,28 @@ async def _counted_call(load: LoadStats, name: str, call: Awaitable[_T]) -> _T:
         load.finished(name, _ms(started), ok)
 
 
-def _judge(breaker: CircuitBreaker, exc: ProviderError) -> None:
-    """Deployment faults count against the circuit; the request's own faults do not."""
-    if exc.retryable or exc.code == "upstream_auth_error":
-        breaker.record_failure()
-    else:
-        breaker.release()
+def _tokens(decision: RouteDecision, request: ChatRequest) -> int:
+    """What a call reserves in a deployment's tpm window: the prompt estimate plus
+    ``max_tokens`` (0 when no candidate has a tpm limit: not worth estimating)."""
+    if not any(dep.tpm for dep in decision.candidates):
+        return 0
+    needs = request.needs()
+    return needs.prompt_tokens_estimate + needs.max_output_tokens
+
+
+def _used(usage: Usage | None) -> int | None:
+    """Tokens an upstream reported for a call, None when it reported none."""
+    if usage is None:
+        return None
+    return max(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens)
+
+
+def _soonest(last: ProviderError | None, exc: DeploymentRateLimited) -> DeploymentRateLimited:
+    """``exc``, its ``retry_after`` the soonest of it and the over-limit ``last``."""
+    if isinstance(last, DeploymentRateLimited) and last.retry_after is not None:
+        ours = exc.retry_after
+        exc.retry_after = last.retry_after if ours is None else min(ours, last.retry_after)
+    return exc
 
 
 def _failed(dep: Deployment, started: float, exc: ProviderError) -> Attempt:

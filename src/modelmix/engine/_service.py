@@ -158,7 +158,8 @@ class ChatService:
         #: this process's calls in flight and latencies per deployment: the executor
         #: counts them, the router's group strategies read them (docs/load-balancing.md)
         self.load = LoadStats()
-        self.executor = Executor(built, config.reliability, load=self.load, **kw)
+        self.executor = Executor(built, config.reliability, load=self.load, shared=shared,
+                                 **kw)
         self.router = Router(config, health=self._health, strategies=dict(strategies or {}),
                              load=self.load)
         self.usage: UsageSink = usage or NullSink()
@@ -311,7 +312,7 @@ class ChatService:
             finished = True
         except ProviderError as exc:
             if exc.retryable:  # a stream that breaks mid-way counts against its circuit
-                self.executor.breaker(dep.name).record_failure()
+                await self.executor.record_failure(dep.name)
             self._fail(rec, exc, ctx, reservation, usage=usage or state.partial_usage(),
                        attempts=attempts)
             raise

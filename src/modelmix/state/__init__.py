@@ -6,6 +6,19 @@ This package sits beside ``providers`` and ``store``: routing, the engine and th
 server use it; it imports only the catalog, the protocol and errors.
 """
 
+from modelmix.state._breakers import BreakerUpdate, Probe, ProbeVerdict, SharedBreakers
+from modelmix.state._deployments import DeploymentLimits, Ticket
 from modelmix.state._redis import REDIS_URL_ENV, SharedRedis, redis_url, shared_redis
 
-__all__ = ["REDIS_URL_ENV", "SharedRedis", "redis_url", "shared_redis"]
+__all__ = [
+    "REDIS_URL_ENV",
+    "BreakerUpdate",
+    "DeploymentLimits",
+    "Probe",
+    "ProbeVerdict",
+    "SharedBreakers",
+    "SharedRedis",
+    "Ticket",
+    "redis_url",
+    "shared_redis",
+]
