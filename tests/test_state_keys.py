@@ -28,7 +28,8 @@ TTL = 60.0
 
 @pytest.fixture()
 async def replicas(redis_url: str) -> AsyncIterator[tuple[SharedKeyState, SharedKeyState]]:
-    pair = [SharedRedis(redis_url, StateSettings(key_prefix="t:")) for _ in range(2)]
+    settings = StateSettings(key_prefix="t:", timeout_s=2.0)  # a busy test host
+    pair = [SharedRedis(redis_url, settings) for _ in range(2)]
     yield SharedKeyState(pair[0], window_s=1.0), SharedKeyState(pair[1], window_s=1.0)
     for shared in pair:
         await shared.aclose()

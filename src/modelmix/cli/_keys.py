@@ -1,4 +1,10 @@
-"""``modelmix keys``: create, list and revoke virtual keys in the store database."""
+"""``modelmix keys``: create, list and revoke virtual keys in the store database.
+
+With a Redis URL configured (``$MODELMIX_REDIS_URL`` or ``state.redis_url``), creating
+and revoking also announce the change to every running gateway replica, which drops the
+key from its cache at once; otherwise (or with Redis unreachable) they notice within
+their key cache's 5 s.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from modelmix.catalog import Config
 from modelmix.cli._output import ConfigOpt, console, err_console
 from modelmix.cli._output import config_or_fail as _config
 from modelmix.cli._output import fail as _fail
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, ModelmixError
 
 if TYPE_CHECKING:
     from modelmix.server.keys import KeyStore
+    from modelmix.state._keys import KeyChange
 
 __all__ = ["keys_app"]
 
@@ -43,6 +50,35 @@ def _keystore(cfg: Config) -> Iterator[KeyStore]:
         store.close()
 
 
+def _announce(cfg: Config, change: KeyChange, key_id: str) -> None:
+    """Tell running gateways that ``key_id`` changed, when a Redis URL is configured;
+    a failure is a warning (they notice within seconds anyway)."""
+    import asyncio
+
+    from modelmix.state import shared_redis
+    from modelmix.state._keys import publish_key_change
+
+    try:
+        shared = shared_redis(cfg)
+    except ModelmixError as exc:
+        err_console.print(f"[yellow]not announced to gateways:[/] {exc.message}")
+        return
+    if shared is None:
+        return
+
+    async def announce() -> None:
+        try:
+            await publish_key_change(shared, change, key_id)
+        finally:
+            await shared.aclose()
+
+    try:
+        asyncio.run(announce())
+    except ModelmixError:
+        err_console.print("[yellow]Redis is unreachable: running gateways notice this "
+                          "change within 5 s[/]")
+
+
 @keys_app.command("create")
 def keys_create(
     config: ConfigOpt = None,
@@ -52,6 +88,9 @@ def keys_create(
     budget: Annotated[float | None, typer.Option(min=0, help="Budget in USD.")] = None,
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    cache: Annotated[str | None, typer.Option(
+        help="The key's response cache: off, exact or semantic (default: the catalog's "
+             "cache.mode; docs/cache.md).")] = None,
 ) -> None:
     """Create a virtual key and print it (once: only its hash is stored)."""
     from modelmix.server._limits import check_limits
@@ -65,9 +104,12 @@ def keys_create(
         check_limits(budget, rpm, tpm)
     except ValueError as exc:
         _fail(str(exc))
+    if cache not in (None, "off", "exact", "semantic"):
+        _fail(f"--cache must be off, exact or semantic (got {cache!r})")
     with _keystore(cfg) as store:
         key, record = store.create(alias=alias, models=allowed, budget_usd=budget, rpm=rpm,
-                                   tpm=tpm)
+                                   tpm=tpm, cache=cache)
+    _announce(cfg, "create", record.id)
     print(key)
     err_console.print(f"key id {record.id}: store the key now, it is not shown again")
 
@@ -93,9 +135,12 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (see: modelmix keys list).")],
     config: ConfigOpt = None,
 ) -> None:
-    """Revoke a virtual key (running gateways notice within seconds)."""
-    with _keystore(_config(config)) as store:
+    """Revoke a virtual key (running gateways sharing Redis drop it at once, others
+    notice within seconds)."""
+    cfg = _config(config)
+    with _keystore(cfg) as store:
         record = store.revoke(key_id)
     if record is None:
         _fail(f"no virtual key with id {key_id!r}", code=1)
+    _announce(cfg, "revoke", record.id)
     console.print(f"revoked {record.id}")

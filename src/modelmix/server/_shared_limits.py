@@ -179,8 +179,12 @@ class SharedLimits:
     def settle_later(self, limiter: SharedKeyLimiter, reservation: SharedReservation,
                      cost_usd: float, tokens: int, unknown: bool) -> None:
         """Settle ``reservation`` in Redis in the background, until it lands."""
+        charge = reservation.charge(cost_usd, unknown)
+        limiter.unlanded_usd += charge
+
         async def settle() -> None:
             done = await self.state.settle(reservation, cost_usd, tokens, unknown=unknown)
+            limiter.unlanded_usd -= charge
             self.persist(reservation.key_id, done.ledger_usd)
             if done.status != "lost":
                 limiter.figures = done.figures
@@ -189,7 +193,7 @@ class SharedLimits:
                 log.warning("key %s: a request cost $%.6f, more than the $%.6f reserved for "
                             "it; admitting this key one request at a time from now on, on "
                             "every replica", reservation.key_id,
-                            reservation.charge(cost_usd, unknown), reservation.cost_usd)
+                            charge, reservation.cost_usd)
 
         self._writes.submit(settle, f"the settle of a ${reservation.cost_usd:.6f} "
                                     f"reservation of key {reservation.key_id}")
@@ -234,6 +238,7 @@ class SharedKeyLimiter:
     Attributes:
         figures: the key's shared figures as Redis last reported them, or None.
         stored_spent_usd: the key's spend in the database at its last lookup, USD.
+        unlanded_usd: what this process settled that has not reached Redis yet, USD.
     """
 
     def __init__(self, hub: SharedLimits, key_id: str, limits: KeyLimits, local: KeyLimiter,
@@ -241,6 +246,7 @@ class SharedKeyLimiter:
         self.key_id = key_id
         self.figures: KeyFigures | None = None
         self.stored_spent_usd = spent_usd
+        self.unlanded_usd = 0.0
         self._hub = hub
         self._local = local
         self._limits = limits
@@ -334,8 +340,8 @@ class SharedKeyLimiter:
                 "shared state (Redis) is unreachable; this key's budget and rate limits "
                 "hold across replicas and cannot be checked, so the request is refused")
         self._hub.stand_in()
-        if self.figures is not None:
-            self._local.observe_spent(self.figures.spent_usd)
+        seen = self.figures.spent_usd if self.figures else self.stored_spent_usd
+        self._local.observe_spent(seen + self.unlanded_usd)
         return await self._local.admit(decision, request)
 
     def settle(self, reservation: object, cost_usd: float, tokens: int, *,
