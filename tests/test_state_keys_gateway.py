@@ -23,10 +23,11 @@ from _servers import serve_app
 from modelmix.catalog import StateSettings, config_from_dict
 from modelmix.cli import app as cli_app
 from modelmix.engine import ChatService
+from modelmix.errors import AuthenticationFailed
 from modelmix.server import create_app
 from modelmix.server.keys import KeyStore, VirtualKeyAuth
 from modelmix.state import SharedRedis, shared_redis
-from modelmix.state._keys import SharedKeyState, new_token
+from modelmix.state._keys import SharedKeyState, new_token, publish_key_change
 from modelmix.testing import FakeProvider, ListSink
 from test_keys import CONFIG, MASTER, MAX_COST, MAX_TOKENS, PROMPT_BOUND, bearer, chat_body
 
@@ -319,3 +320,30 @@ async def test_a_reservation_never_settled_is_charged_when_it_expires(
         assert b.chat(key).status_code == 200
         assert b.key_info(key_id)["spend"] == pytest.approx(2 * MAX_COST)
     assert stored_spend(db, key_id) == pytest.approx(2 * MAX_COST)
+
+
+async def test_a_key_created_elsewhere_ends_open_mode_on_every_replica_at_once(
+        tmp_path: Path, redis_url: str) -> None:
+    """Without a master key, a replica that counted no keys admits everyone for
+    refresh_s; a key created by another process (the CLI) is announced, and ends that at
+    once instead."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    shared = SharedRedis(redis_url, StateSettings())
+    auth = VirtualKeyAuth(None, KeyStore(url), shared=shared, refresh_s=60)
+    await shared.start()
+    assert (await auth.authenticate(None)).is_admin  # open mode, trusted for 60 s
+    _, record = KeyStore(url).create(alias="ci")
+    announcer = SharedRedis(redis_url, StateSettings())
+    await publish_key_change(announcer, "create", record.id)
+    await announcer.aclose()
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        try:
+            await auth.authenticate(None)
+        except AuthenticationFailed:
+            break
+        await asyncio.sleep(0.005)
+    else:
+        pytest.fail("still in open mode a second after a key was created")
+    await auth.aclose()
+    await shared.aclose()

@@ -390,6 +390,8 @@ class _Writes:
             self._queue.append(write)
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.get_running_loop().create_task(self._drain())
+        except Exception:  # a bug must not kill the task silently; retrying won't help
+            log.exception("%s failed", write.what)
 
     async def _drain(self) -> None:
         delay = 0.05
@@ -407,6 +409,8 @@ class _Writes:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
+            except Exception:
+                log.exception("%s failed", write.what)
             self._current = None
             delay = 0.05
 
