@@ -52,10 +52,17 @@ class Replica:
         assert resp.status_code == 200, resp.text
         return resp.json()["key"], resp.json()["key_id"]
 
-    def key_info(self, key_id: str) -> dict[str, Any]:
-        resp = httpx.get(self.url + "/key/list", headers=bearer(MASTER))
-        assert resp.status_code == 200, resp.text
-        return next(k for k in resp.json()["keys"] if k["key_id"] == key_id)
+    def key_info(self, key_id: str, *, settled: bool = True) -> dict[str, Any]:
+        """The key as ``/key/list`` shows it; ``settled``: once no request is in flight
+        (settles land in Redis just after the answers), waiting up to 2 s."""
+        deadline = time.monotonic() + 2
+        while True:
+            resp = httpx.get(self.url + "/key/list", headers=bearer(MASTER))
+            assert resp.status_code == 200, resp.text
+            info = next(k for k in resp.json()["keys"] if k["key_id"] == key_id)
+            if not settled or info["in_flight"] == 0 or time.monotonic() > deadline:
+                return dict(info)
+            time.sleep(0.02)
 
     def chat(self, key: str, **body: Any) -> httpx.Response:
         return httpx.post(self.url + "/v1/chat/completions", json=chat_body(**body),
@@ -282,7 +289,7 @@ async def test_settles_and_local_spend_land_after_a_pause(
         key, key_id = a.new_key(max_budget=1.0)
         slow = asyncio.ensure_future(asyncio.to_thread(a.chat, key))
         await asyncio.sleep(0.2)  # admitted in Redis, in flight
-        assert a.key_info(key_id)["in_flight"] == 1
+        assert a.key_info(key_id, settled=False)["in_flight"] == 1
         client = redis.Redis.from_url(redis_url)
         ((_, expires_ms),) = client.zrange(f"modelmix:key:{{{key_id}}}:x", 0, -1,
                                            withscores=True)
