@@ -28,8 +28,9 @@ from modelmix.store import NullSink, SpillFile, UsageRecord, UsageStore, UsageWr
 from modelmix.store._sql import USAGE_TABLE
 
 T0 = 1_700_000_000.0
-#: Columns added to the v1 usage table since: systems of models, then media.
-NEW_COLUMNS = ("parent_id", "system", "step", "verdict", "media", "conversions", "media_ms")
+#: Columns added to the v1 usage table since: systems of models, media, the response cache.
+NEW_COLUMNS = ("parent_id", "system", "step", "verdict", "media", "conversions", "media_ms",
+               "cache", "saved_usd")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -39,6 +39,7 @@ from modelmix.engine import (
     FromConfig,
     StreamCompletion,
     SystemInfo,
+    parse_cache_control,
 )
 from modelmix.errors import invalid_request
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
@@ -70,11 +71,13 @@ def _request(model: str, messages: list[dict[str, Any]], stream: bool,
 
 def _context(params: dict[str, Any]) -> CallContext:
     """The modelmix extensions of a chat call, taken out of ``params`` so they are never
-    forwarded upstream: ``router`` (routing hints) and ``tags`` (data policy tags)."""
+    forwarded upstream: ``router`` (routing hints), ``tags`` (data policy tags) and
+    ``cache`` (response cache options, docs/cache.md)."""
     from modelmix.guard import request_tags  # the guard loads only when used
 
     return CallContext(hints=parse_hints(params.pop("router", None)),
-                       tags=request_tags(params.pop("tags", None)))
+                       tags=request_tags(params.pop("tags", None)),
+                       cache_control=parse_cache_control(params.pop("cache", None)))
 
 
 class Route(BaseModel):
@@ -131,11 +134,16 @@ class ChatResult(ChatResponse):
         cost_usd: its cost at catalog prices, USD (prompt and completion tokens as the
             upstream reported them x the deployment's USD per 1M tokens).
         latency_ms: time from the call to the answer, ms.
+        cache: what the response cache did (docs/cache.md): ``hit`` (answered from it,
+            ``cost_usd`` 0), ``miss`` or ``bypass`` (the gateway's ``x-modelmix-cache``).
+        saved_usd: on a hit, what the answer cost when first produced, USD (else 0).
     """
 
     route: Route
     cost_usd: float
     latency_ms: float
+    cache: str = "bypass"
+    saved_usd: float = 0.0
 
 
 def _result(done: Completion) -> ChatResult:
@@ -143,7 +151,8 @@ def _result(done: Completion) -> ChatResult:
         **done.response.model_dump(), "route": _route(done.decision, done.deployment.name,
                                                       done.attempts, done.system,
                                                       done.conversions),
-        "cost_usd": done.cost_usd, "latency_ms": done.latency_ms})
+        "cost_usd": done.cost_usd, "latency_ms": done.latency_ms, "cache": done.cache,
+        "saved_usd": done.saved_usd})
 
 
 class AsyncChatStream:
@@ -157,6 +166,8 @@ class AsyncChatStream:
         self._started = started
         self.route = _route(started.decision, started.deployment.name, started.attempts,
                             started.system, conversions=started.conversions)
+        #: the response cache: ``hit`` (replayed from it), ``miss`` or ``bypass``
+        self.cache = started.cache
 
     @property
     def cost_usd(self) -> float | None:
@@ -257,6 +268,7 @@ class ChatStream(Iterator[ChatChunk]):
 
     def __init__(self, client: Client, stream: AsyncChatStream):
         self.route = stream.route
+        self.cache = stream.cache
         self._client = client
         self._stream = stream
         self._chunks = client._iterate(aiter(stream))

@@ -22,6 +22,13 @@ Layer: above ``guard`` and ``routing``, below ``server``, ``client`` and ``cli``
 """
 
 from modelmix.engine._breaker import BreakerState, CircuitBreaker
+from modelmix.engine._cache import (
+    CACHE_HEADER,
+    CacheControl,
+    CacheStatus,
+    ResponseCache,
+    parse_cache_control,
+)
 from modelmix.engine._contracts import SystemInfo
 from modelmix.engine._executor import Attempt, Executor, StreamStart
 from modelmix.engine._service import (
@@ -37,19 +44,24 @@ from modelmix.engine._service import (
 )
 
 __all__ = [
+    "CACHE_HEADER",
     "KEPT_TEXT_CHARS",
     "POLICY_FROM_CONFIG",
     "Admission",
     "Attempt",
     "BreakerState",
+    "CacheControl",
+    "CacheStatus",
     "CallContext",
     "ChatService",
     "CircuitBreaker",
     "Completion",
     "Executor",
     "FromConfig",
+    "ResponseCache",
     "ServiceObserver",
     "StreamCompletion",
     "StreamStart",
     "SystemInfo",
+    "parse_cache_control",
 ]

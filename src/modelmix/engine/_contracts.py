@@ -17,6 +17,7 @@ from modelmix.routing import RouteDecision, RoutingHints, Rule
 from modelmix.store import UsageRecord
 
 if TYPE_CHECKING:
+    from modelmix.engine._cache import CacheControl, CacheLookup
     from modelmix.guard import Guard, Screening
 
 __all__ = ["Admission", "CallContext", "Completion", "ServiceObserver", "StreamCompletion",
@@ -79,6 +80,11 @@ class CallContext:
     #: How the request's media were turned into text for the deployment that served
     #: (``ocr``, ``pdf``, ``asr``; set by the service, sent as ``x-modelmix-conversions``).
     conversions: tuple[str, ...] = ()
+    #: The caller's and its key's cache options (``extra_body={"cache": ...}``,
+    #: ``cache-control``; docs/cache.md); None: the catalog's ``cache.mode``.
+    cache_control: CacheControl | None = None
+    #: What the response cache did (set by the service after routing).
+    cache: CacheLookup | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 
@@ -108,6 +114,10 @@ class Completion:
     system: SystemInfo | None = None
     #: how the request's media were converted to text (``ocr``, ``pdf``, ``asr``)
     conversions: tuple[str, ...] = ()
+    #: the response cache: ``hit`` (``cost_usd`` 0; ``saved_usd`` what it cost when
+    #: first answered, at catalog prices), ``miss`` or ``bypass`` (docs/cache.md)
+    cache: str = "bypass"
+    saved_usd: float = 0.0
 
 
 @dataclass(slots=True)
@@ -130,6 +140,8 @@ class StreamCompletion:
     system: SystemInfo | None = None
     #: how the request's media were converted to text (``ocr``, ``pdf``, ``asr``)
     conversions: tuple[str, ...] = ()
+    #: the response cache: ``hit`` (replayed, cost 0), ``miss`` or ``bypass``
+    cache: str = "bypass"
 
     @property
     def cost_usd(self) -> float | None:

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from modelmix.catalog import Config, Deployment
+from modelmix.engine._cache import ResponseCache, StreamCapture, cached_stream
 from modelmix.engine._contracts import (
     Admission,
     CallContext,
@@ -27,7 +28,7 @@ from modelmix.errors import (
     ModelmixError,
     ProviderError,
 )
-from modelmix.protocol import ChatChunk, ChatRequest, Usage
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, availability, create_provider
 from modelmix.routing import (
     Exclusion,
@@ -92,6 +93,7 @@ class _RelayState:
     content_chunks: int = 0
     cost_usd: float | None = None  # set when the stream has finished
     parts: list[str] | None = None  # the answer's text, kept when store.keep_responses
+    capture: StreamCapture | None = None  # the answer, rebuilt for the response cache
 
     def add_text(self, text: str) -> None:
         self.content_chunks += 1
@@ -173,6 +175,7 @@ class ChatService:
             self.observers.append(guard)
         self._availability: dict[str, Exclusion | None] = {}
         self.media = MediaStage(config.media)
+        self.cache = ResponseCache.from_config(config, shared)  # docs/cache.md
         self.systems = SystemExecution(self, load_systems(
             config, guard=guard,
             make_guard=lambda ref, base: stack_guard(ref, base, config.guard_ner)))
@@ -230,6 +233,10 @@ class ChatService:
         log: list[Attempt] = []
         try:
             decision, reservation, sent = await self._decide(request, ctx, rec)
+            if ctx.cache is not None and ctx.cache.entry is not None:
+                response = self._answer_cached(ctx, rec, decision)
+                return Completion(response, decision, decision.deployment, [], 0.0,
+                                  rec.latency_ms, cache="hit", saved_usd=rec.saved_usd or 0.0)
             response, dep, attempts = await self.executor.complete(
                 decision, sent, timeout_s=ctx.timeout_s, attempts=log,
                 providers=self._guarded(ctx),
@@ -243,8 +250,9 @@ class ChatService:
         if self.config.store.keep_responses:
             rec.response = response.text[:KEPT_TEXT_CHARS]
         cost = self._finish(rec, dep, response.usage, attempts, ctx, reservation)
+        await self.cache.store(ctx.cache, response, dep)
         return Completion(response, decision, dep, attempts, cost, rec.latency_ms,
-                          conversions=ctx.conversions)
+                          conversions=ctx.conversions, cache=rec.cache or "bypass")
 
     async def stream(self, request: ChatRequest, ctx: CallContext | None = None
                      ) -> StreamCompletion:
@@ -258,6 +266,9 @@ class ChatService:
         log: list[Attempt] = []
         try:
             decision, reservation, sent = await self._decide(request, ctx, rec)
+            if ctx.cache is not None and ctx.cache.entry is not None:
+                response = self._answer_cached(ctx, rec, decision)
+                return cached_stream(decision, response, request.include_usage)
             start = await self.executor.stream(decision, sent, timeout_s=ctx.timeout_s,
                                                attempts=log, providers=self._guarded(ctx))
         except ModelmixError as exc:
@@ -267,7 +278,8 @@ class ChatService:
             self._cancelled(rec, ctx, reservation, log)
             raise
         rec.ttft_ms = (time.perf_counter() - ctx.started) * 1000
-        state = _RelayState(parts=[] if self.config.store.keep_responses else None)
+        state = _RelayState(parts=[] if self.config.store.keep_responses else None,
+                            capture=StreamCapture() if rec.cache == "miss" else None)
         chunks = self._relay(start.first, start.rest, request, rec, start.deployment,
                              start.attempts, ctx, reservation, state)
 
@@ -281,6 +293,7 @@ class ChatService:
 
         return StreamCompletion(decision, start.deployment, chunks, close,
                                 lambda: state.cost_usd, attempts=list(start.attempts),
+                                cache=rec.cache or "bypass",
                                 conversions=ctx.conversions)
 
     async def _relay(
@@ -302,6 +315,8 @@ class ChatService:
         try:
             chunk: ChatChunk | None = first
             while chunk is not None:
+                if state.capture is not None:
+                    state.capture.feed(chunk)
                 if chunk.usage is not None:
                     usage = chunk.usage
                 elif chunk.choices and (text := chunk.choices[0].delta.content):
@@ -322,6 +337,9 @@ class ChatService:
             if finished:
                 rec.response = state.text()
                 state.cost_usd = self._finish(rec, dep, usage, attempts, ctx, reservation)
+                answer = state.capture.response() if state.capture is not None else None
+                if answer is not None:
+                    await self.cache.store(ctx.cache, answer, dep)
             elif rec.error is None:  # the consumer stopped early (client disconnect)
                 self._fail(rec, ClientDisconnected("client disconnected mid-stream"), ctx,
                            reservation, usage=usage or state.partial_usage(),
@@ -339,6 +357,10 @@ class ChatService:
         else:
             decision, sent = await decide_media(self, plan, ctx, rec)
         rec.route_reason = decision.reason
+        ctx.cache = await self.cache.lookup(request, sent, decision, ctx)  # docs/cache.md
+        rec.cache = ctx.cache.status.value
+        if ctx.cache.entry is not None:  # a hit costs nothing and reserves nothing
+            return decision, None, sent
         reservation = None
         if ctx.admission is not None:
             reservation = await ctx.admission.admit(decision, _as_sent(sent, ctx))
@@ -353,6 +375,23 @@ class ChatService:
             return
         ctx.screening = await guard.screen(request, rec, key_id=ctx.key_id, tags=ctx.tags)
         ctx.screening.enforce()
+
+    def _answer_cached(self, ctx: CallContext, rec: UsageRecord,
+                       decision: RouteDecision) -> ChatResponse:
+        """Record a cache hit (cost 0; ``saved_usd``: the answer's tokens at the
+        deployment's prices) and return the cached answer."""
+        assert ctx.cache is not None and ctx.cache.entry is not None
+        entry, dep = ctx.cache.entry, decision.deployment
+        response = ctx.cache.response()
+        rec.deployment, rec.provider = dep.name, dep.provider
+        rec.saved_usd = dep.cost_usd(entry.prompt_tokens, entry.completion_tokens)
+        if self.config.store.keep_responses:
+            rec.response = response.text[:KEPT_TEXT_CHARS]
+        rec.latency_ms = (time.perf_counter() - ctx.started) * 1000
+        if rec.stream:
+            rec.ttft_ms = rec.latency_ms
+        self._tell(rec, [], ctx)
+        return response
 
     def _guarded(self, ctx: CallContext) -> Mapping[str, Provider] | None:
         """The providers as this request's screening lets it use them (None: as they are)."""
@@ -455,6 +494,7 @@ class ChatService:
         for provider in self.providers.values():
             await provider.aclose()
         await self.media.aclose()
+        await self.cache.aclose()
         self.usage.close()
         if self.shared is not None:
             await self.shared.aclose()

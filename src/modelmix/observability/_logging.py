@@ -196,8 +196,9 @@ def _fields(rec: UsageRecord) -> dict[str, Any]:
         fields["error"] = rec.error
         fields["error_type"] = rec.error_type
     for key, value in (("system", rec.system), ("step", rec.step),
-                       ("parent_id", rec.parent_id), ("verdict", rec.verdict)):
-        if value is not None:  # systems of models (and verifying cascades) set these
+                       ("parent_id", rec.parent_id), ("verdict", rec.verdict),
+                       ("cache", rec.cache), ("saved_usd", rec.saved_usd)):
+        if value is not None:  # systems of models, verifying cascades, the response cache
             fields[key] = value
     return fields
 

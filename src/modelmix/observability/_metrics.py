@@ -235,6 +235,7 @@ class GatewayMetrics:
         self._requests: dict[tuple[str, str | None, int], Counter] = {}
         self._errors: dict[tuple[str, str], Counter] = {}
         self._attempts: dict[tuple[str, str], Counter] = {}
+        self._cache_results: dict[str, Counter] = {}
 
     @classmethod
     def for_service(cls, service: ChatService) -> GatewayMetrics:
@@ -265,6 +266,12 @@ class GatewayMetrics:
                                 registry=reg)
         self.in_flight = Gauge("modelmix_in_flight_requests",
                                "Chat requests being served now.", registry=reg)
+        self.cache = Counter("modelmix_cache_requests", "Chat requests by what the response "
+                             "cache did: hit, miss or bypass (docs/cache.md).", ["result"],
+                             registry=reg)
+        self.cache_saved = Counter("modelmix_cache_saved_usd", "USD not spent thanks to "
+                                   "cache hits (the cached answers' catalog cost).",
+                                   registry=reg)
         self.routing = Histogram("modelmix_routing_latency_seconds",
                                  "Time to choose deployments (s).", buckets=ROUTING_BUCKETS_S,
                                  registry=reg)
@@ -292,6 +299,12 @@ class GatewayMetrics:
                 child = self._requests[key] = self.requests.labels(dep, label, str(status))
         return child
 
+    def _cache_counter(self, result: str) -> Counter:
+        child = self._cache_results.get(result)
+        if child is None:  # three values at most: hit, miss, bypass
+            child = self._cache_results[result] = self.cache.labels(result)
+        return child
+
     def _pair(self, cache: dict[tuple[str, str], Counter], metric: Counter,
               key: tuple[str, str]) -> Counter:
         child = cache.get(key)
@@ -316,6 +329,10 @@ class GatewayMetrics:
                 self._pair(self._errors, self.errors, (dep, rec.error_type)).inc()
             if rec.system is not None:
                 self.systems.request(rec, rec.system)
+            if rec.cache is not None:
+                self._cache_counter(rec.cache).inc()
+                if rec.saved_usd:
+                    self.cache_saved.inc(rec.saved_usd)
         if rec.prompt_tokens:
             series.prompt_tokens.inc(rec.prompt_tokens)
         if rec.completion_tokens:

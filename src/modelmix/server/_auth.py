@@ -14,12 +14,15 @@ __all__ = ["Authenticator", "KeyInfo", "MasterKeyAuth", "bearer_token"]
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """Who is calling: key id (never the key itself), allow-list and budget gate."""
+    """Who is calling: key id (never the key itself), allow-list and budget gate, and
+    the key's response-cache setting (``off``, ``exact``, ``semantic``; None: the
+    catalog's; docs/cache.md)."""
 
     key_id: str | None
     allowed_models: frozenset[str] | None = None
     admission: Admission | None = None
     is_admin: bool = False
+    cache: str | None = None
 
 
 class Authenticator(Protocol):

@@ -19,7 +19,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from modelmix.catalog import Config
-from modelmix.engine import CallContext, ChatService, StreamCompletion, SystemInfo
+from modelmix.engine import (
+    CACHE_HEADER,
+    CallContext,
+    ChatService,
+    StreamCompletion,
+    SystemInfo,
+    parse_cache_control,
+)
 from modelmix.errors import (
     ClientDisconnected,
     InvalidRequest,
@@ -62,6 +69,8 @@ HEADER_CONVERSIONS = "x-modelmix-conversions"
 #: known only at its end, after the headers: it is in the usage record, and the library's
 #: stream objects have ``cost_usd`` once iterated).
 HEADER_COST = "x-modelmix-cost-usd"
+#: On a semantic cache hit: the cosine similarity of the cached prompt (docs/cache.md).
+HEADER_CACHE_SIMILARITY = "x-modelmix-cache-similarity"
 
 
 def error_response(exc: ModelmixError, request_id: str | None = None) -> Response:
@@ -108,6 +117,12 @@ def _system_headers(headers: dict[str, str], system: SystemInfo | None) -> None:
     if system is not None:
         headers[HEADER_SYSTEM] = _header_safe(system.name)
         headers[HEADER_STEPS] = _header_safe(system.steps, 4000)
+
+
+def _cache_headers(headers: dict[str, str], ctx: CallContext) -> None:
+    lookup = ctx.cache
+    if lookup is not None and lookup.similarity is not None and lookup.similarity < 1:
+        headers[HEADER_CACHE_SIMILARITY] = f"{lookup.similarity:.4f}"
 
 
 def _conversion_headers(headers: dict[str, str], ctx: CallContext) -> None:
@@ -319,6 +334,7 @@ class Gateway:
         except BaseException:
             hold.release()
             raise
+        response.headers[CACHE_HEADER] = ctx.cache.status if ctx.cache else "bypass"
         if isinstance(response, _SSEResponse):  # the body is held until the stream ends
             response.hold = hold
         else:
@@ -341,6 +357,8 @@ class Gateway:
             model = _model_name(data)
             ctx.hints = routing_hints(data)
             ctx.tags = request_tags(data.pop("tags", None), request.headers.get(TAGS_HEADER))
+            ctx.cache_control = parse_cache_control(  # docs/cache.md
+                data.pop("cache", None), request.headers.get("cache-control"), key.cache)
             chat = validate_chat_request(data, self.config)
         except ModelmixError as exc:
             self.service.record_rejected(ctx, exc, model)  # also logged by the log sink
@@ -357,6 +375,7 @@ class Gateway:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
         headers[HEADER_COST] = f"{done.cost_usd:.8f}"
+        _cache_headers(headers, ctx)
         _system_headers(headers, done.system)
         _conversion_headers(headers, ctx)
         return Response(response_json(done.response), media_type="application/json",
@@ -370,6 +389,7 @@ class Gateway:
             return error_response(exc, ctx.request_id)
         headers = _route_headers(started.decision, started.deployment.name, ctx.request_id)
         headers["cache-control"] = "no-cache"
+        _cache_headers(headers, ctx)
         _system_headers(headers, started.system)
         _conversion_headers(headers, ctx)
         return _SSEResponse(started, _sse(started.chunks, chat.include_usage),

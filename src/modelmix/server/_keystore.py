@@ -37,6 +37,7 @@ from sqlalchemy.pool import StaticPool
 from modelmix.catalog import Config
 from modelmix.errors import ConfigError
 from modelmix.server._limits import check_limits
+from modelmix.store._schema import upgrade_table
 from modelmix.store._sql import USAGE_TABLE, normalize_url
 
 __all__ = [
@@ -71,6 +72,8 @@ virtual_keys = sa.Table(
     sa.Column("tpm", sa.Integer, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # added in place (store/_schema.py upgrade_table): the key's response-cache mode
+    sa.Column("cache", sa.String(16), nullable=True),
 )
 
 
@@ -98,6 +101,8 @@ class VirtualKey:
         spent_usd: spend persisted so far, USD.
         rpm / tpm: requests / tokens per minute; None means unlimited.
         created_at / revoked_at: Unix time in seconds; revoked_at None while active.
+        cache: the key's response cache, ``off``, ``exact`` or ``semantic``; None: the
+            catalog's ``cache.mode`` (docs/cache.md).
     """
 
     id: str
@@ -111,6 +116,7 @@ class VirtualKey:
     tpm: int | None
     created_at: float
     revoked_at: float | None = None
+    cache: str | None = None
 
     @property
     def revoked(self) -> bool:
@@ -124,6 +130,7 @@ def _row_to_key(row: sa.Row[Any]) -> VirtualKey:
         allowed_models=frozenset(models) if models is not None else None,
         budget_usd=row.budget_usd, spent_usd=row.spent_usd or 0.0, rpm=row.rpm, tpm=row.tpm,
         created_at=row.created_at, revoked_at=row.revoked_at,
+        cache=getattr(row, "cache", None),
     )
 
 
@@ -151,6 +158,7 @@ class KeyStore:
                               f"{self.url.render_as_string(hide_password=True)}: {exc}") from exc
         self._engine: sa.Engine | None = None
         self._created = False
+        self._upgraded = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -187,7 +195,15 @@ class KeyStore:
             if create and not self._created:
                 _metadata.create_all(self._engine, tables=[virtual_keys])
                 self._created = True
+            if not self._upgraded and (self._created or self._has_table(self._engine)):
+                upgrade_table(self._engine, virtual_keys)  # columns added since v1
+                self._upgraded = True
             return self._engine
+
+    @staticmethod
+    def _has_table(engine: sa.Engine) -> bool:
+        with engine.connect() as conn:
+            return sa.inspect(conn).has_table(virtual_keys.name)
 
     def _table_exists(self, conn: sa.Connection) -> bool:
         return self._created or sa.inspect(conn).has_table(virtual_keys.name)
@@ -200,6 +216,7 @@ class KeyStore:
         budget_usd: float | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        cache: str | None = None,
     ) -> tuple[str, VirtualKey]:
         """Create a key; returns (the key, its record). The key is not stored.
 
@@ -208,6 +225,8 @@ class KeyStore:
             sqlalchemy.exc.SQLAlchemyError: the database refused the write.
         """
         check_limits(budget_usd, rpm, tpm)
+        if cache not in (None, "off", "exact", "semantic"):
+            raise ValueError(f"cache must be off, exact or semantic (got {cache!r})")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         allowed = sorted(set(models)) if models is not None else None
         record = VirtualKey(
@@ -215,13 +234,14 @@ class KeyStore:
             key_prefix=key[:_DISPLAY_CHARS],
             allowed_models=frozenset(allowed) if allowed is not None else None,
             budget_usd=budget_usd, spent_usd=0.0, rpm=rpm, tpm=tpm, created_at=time.time(),
+            cache=cache,
         )
         values = {
             "id": record.id, "alias": alias, "key_hash": record.key_hash,
             "key_prefix": record.key_prefix,
             "allowed_models": json.dumps(allowed) if allowed is not None else None,
             "budget_usd": budget_usd, "spent_usd": 0.0, "rpm": rpm, "tpm": tpm,
-            "created_at": record.created_at, "revoked_at": None,
+            "created_at": record.created_at, "revoked_at": None, "cache": cache,
         }
         with self._connect(create=True).begin() as conn:
             conn.execute(virtual_keys.insert().values(**values))

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -71,11 +71,11 @@ from modelmix.server._limits import (
     max_request_cost,
 )
 from modelmix.server._shared_limits import SharedKeyLimiter, SharedLimits
-from modelmix.state import SharedRedis
-from modelmix.state._keys import (
+from modelmix.state import (
     KEY_CHANGES,
     KeyChange,
     KeyFigures,
+    SharedRedis,
     parse_key_change,
     publish_key_change,
 )
@@ -191,7 +191,7 @@ class VirtualKeyAuth:
         if key.revoked:
             raise AuthenticationFailed("this API key was revoked", code="revoked_api_key")
         return KeyInfo(key_id=key.id, allowed_models=key.allowed_models,
-                       admission=self._limiter(key))
+                       admission=self._limiter(key), cache=key.cache)
 
     async def _keys_exist(self) -> bool | None:
         """Whether any virtual key exists: True (sticky once seen), False, or None when
@@ -320,10 +320,12 @@ class VirtualKeyAuth:
         budget_usd: float | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        cache: str | None = None,
     ) -> tuple[str, VirtualKey]:
-        """Create a virtual key; returns (the key, shown only now; its record)."""
+        """Create a virtual key; returns (the key, shown only now; its record).
+        ``cache``: the key's response cache (docs/cache.md), None for the catalog's."""
         create = functools.partial(self.store.create, alias=alias, models=models,
-                                   budget_usd=budget_usd, rpm=rpm, tpm=tpm)
+                                   budget_usd=budget_usd, rpm=rpm, tpm=tpm, cache=cache)
         key, record = await asyncio.to_thread(create)
         self._any_keys = True
         await self._announce("create", record.id)
@@ -374,6 +376,7 @@ def key_view(key: VirtualKey,
         "in_flight": limiter.in_flight if limiter is not None else 0,
         "rpm_limit": key.rpm,
         "tpm_limit": key.tpm,
+        "cache": key.cache,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
     }
@@ -400,6 +403,8 @@ class GenerateKeyRequest(BaseModel):
     rpm_limit: int | None = Field(default=None, gt=0, le=MAX_RPM)
     tpm_limit: int | None = Field(default=None, gt=0, le=MAX_TPM)
     key_alias: str | None = Field(default=None, max_length=200)
+    #: the key's response cache (docs/cache.md); None: the catalog's ``cache.mode``
+    cache: Literal["off", "exact", "semantic"] | None = None
 
 
 class RevokeKeyRequest(BaseModel):
@@ -462,7 +467,7 @@ class _KeyAdmin:
                                  code="invalid_value")
         key, record = await self.auth.create_key(
             alias=body.key_alias, models=body.models or None, budget_usd=body.max_budget,
-            rpm=body.rpm_limit, tpm=body.tpm_limit)
+            rpm=body.rpm_limit, tpm=body.tpm_limit, cache=body.cache)
         return {"key": key, **key_view(record)}
 
     async def list(self, request: Request) -> dict[str, Any]:
@@ -483,7 +488,7 @@ def key_admin_routes(auth: VirtualKeyAuth, config: Config, systems: Iterable[str
     A key's ``models`` may name deployments, groups and ``systems`` (``system/<name>``).
 
     ``/key/generate`` takes ``{"models", "max_budget" (USD), "rpm_limit", "tpm_limit",
-    "key_alias"}`` (all optional) and answers the key once, with its ``key_id``.
+    "key_alias", "cache"}`` (all optional) and answers the key once, with its ``key_id``.
     """
     admin = _KeyAdmin(auth, config, systems)
     return [

@@ -68,6 +68,11 @@ class UsageRecord:
             says; None when none were.
         media_ms: time spent reading media (OCR, PDF text, speech recognition),
             milliseconds, cache hits included (about 0); None without media read.
+        cache: what the response cache did (docs/cache.md): ``hit`` (answered from
+            it: no upstream call, no tokens, cost 0), ``miss`` or ``bypass``; None for
+            requests refused before routing and rows of systems of models.
+        saved_usd: on a hit, what the cached answer cost when it was first produced
+            (its tokens at the deployment's catalog prices), USD; else None.
 
     A system request writes one envelope row (``parent_id`` and ``step`` None, no deployment,
     no tokens, cost 0, the whole request's latency and status) and one row per model call
@@ -102,6 +107,8 @@ class UsageRecord:
     media: str | None = None
     conversions: str | None = None
     media_ms: float | None = None
+    cache: str | None = None
+    saved_usd: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.audit, dict):  # read back from a spill file

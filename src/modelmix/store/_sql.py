@@ -76,6 +76,9 @@ USAGE_TABLE = sa.Table(
     sa.Column("media", sa.Text()),
     sa.Column("conversions", sa.Text()),
     sa.Column("media_ms", sa.Double()),
+    # the response cache (docs/cache.md): hit / miss / bypass, and what a hit saved (USD)
+    sa.Column("cache", sa.Text()),
+    sa.Column("saved_usd", sa.Double()),
     sa.Index("ix_usage_created_at", "created_at"),
     sa.Index("ix_usage_deployment", "deployment"),
     sa.Index("ix_usage_key_id", "key_id"),
