@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 
 from modelmix.catalog import StateSettings
 from modelmix.errors import StateUnavailable
-from modelmix.state import SharedRedis
-from modelmix.state._keys import (
+from modelmix.state import (
     Admitted,
     Refused,
     SharedKeyState,
+    SharedRedis,
     key_change_message,
     new_token,
     parse_key_change,

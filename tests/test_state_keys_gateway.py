@@ -26,8 +26,7 @@ from modelmix.engine import ChatService
 from modelmix.errors import AuthenticationFailed
 from modelmix.server import create_app
 from modelmix.server.keys import KeyStore, VirtualKeyAuth
-from modelmix.state import SharedRedis, shared_redis
-from modelmix.state._keys import SharedKeyState, new_token, publish_key_change
+from modelmix.state import SharedKeyState, SharedRedis, new_token, publish_key_change, shared_redis
 from modelmix.testing import FakeProvider, ListSink
 from test_keys import CONFIG, MASTER, MAX_COST, MAX_TOKENS, PROMPT_BOUND, bearer, chat_body
 

@@ -23,7 +23,7 @@ from modelmix.errors import ConfigError, ModelmixError
 
 if TYPE_CHECKING:
     from modelmix.server.keys import KeyStore
-    from modelmix.state._keys import KeyChange
+    from modelmix.state import KeyChange
 
 __all__ = ["keys_app"]
 
@@ -55,8 +55,7 @@ def _announce(cfg: Config, change: KeyChange, key_id: str) -> None:
     a failure is a warning (they notice within seconds anyway)."""
     import asyncio
 
-    from modelmix.state import shared_redis
-    from modelmix.state._keys import publish_key_change
+    from modelmix.state import publish_key_change, shared_redis
 
     try:
         shared = shared_redis(cfg)

@@ -58,16 +58,16 @@ from modelmix.server._limits import (
     rpm_exceeded,
     tpm_exceeded,
 )
-from modelmix.state import SharedRedis
-from modelmix.state._keys import (
-    EXPIRED_KEEP_S,
+from modelmix.state import (
     Admitted,
     KeyFigures,
     Refused,
     SharedKeyState,
+    SharedRedis,
     SharedReservation,
     new_token,
 )
+from modelmix.state._keys import EXPIRED_KEEP_S
 
 __all__ = ["RESERVATION_MARGIN_S", "SharedKeyLimiter", "SharedLimits"]
 

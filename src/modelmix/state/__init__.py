@@ -8,17 +8,43 @@ server use it; it imports only the catalog, the protocol and errors.
 
 from modelmix.state._breakers import BreakerUpdate, Probe, ProbeVerdict, SharedBreakers
 from modelmix.state._deployments import DeploymentLimits, Ticket
+from modelmix.state._keys import (
+    KEY_CHANGES,
+    Admitted,
+    KeyChange,
+    KeyFigures,
+    Refused,
+    Settled,
+    SharedKeyState,
+    SharedReservation,
+    key_change_message,
+    new_token,
+    parse_key_change,
+    publish_key_change,
+)
 from modelmix.state._redis import REDIS_URL_ENV, SharedRedis, redis_url, shared_redis
 
 __all__ = [
+    "KEY_CHANGES",
     "REDIS_URL_ENV",
+    "Admitted",
     "BreakerUpdate",
     "DeploymentLimits",
+    "KeyChange",
+    "KeyFigures",
     "Probe",
     "ProbeVerdict",
+    "Refused",
+    "Settled",
     "SharedBreakers",
+    "SharedKeyState",
     "SharedRedis",
+    "SharedReservation",
     "Ticket",
+    "key_change_message",
+    "new_token",
+    "parse_key_change",
+    "publish_key_change",
     "redis_url",
     "shared_redis",
 ]
