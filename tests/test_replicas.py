@@ -49,6 +49,9 @@ def replicas(pg_module_url: str, redis_server: Any,
         yield rs
 
 
+REGIONS = [{"name": "us", "region": "us-east-1"}, {"name": "eu", "region": "eu-west-1"}]
+
+
 @pytest.fixture(scope="module")
 def cached_replicas(pg_module_url: str, redis_server: Any,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaSet]:
@@ -57,9 +60,21 @@ def cached_replicas(pg_module_url: str, redis_server: Any,
     _need_nginx()
     catalog = {"cache": {"mode": "exact"}, "policy": "eu-residency",
                "groups": {"chat": ["us", "eu"]}}
-    regions = [{"name": "us", "region": "us-east-1"}, {"name": "eu", "region": "eu-west-1"}]
     with ReplicaSet(2, db_url=pg_module_url, redis_url=redis_server.url, catalog=catalog,
-                    deployments=regions, tmp=tmp_path_factory.mktemp("cached")) as rs:
+                    deployments=REGIONS, tmp=tmp_path_factory.mktemp("cached")) as rs:
+        yield rs
+
+
+@pytest.fixture(scope="module")
+def shared_cache_replicas(pg_module_url: str, redis_server: Any,
+                          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaSet]:
+    """As ``cached_replicas`` with ``cache.shared`` on: keys share answers to requests
+    with no detected data, and only those."""
+    _need_nginx()
+    catalog = {"cache": {"mode": "exact", "shared": True}, "policy": "eu-residency",
+               "groups": {"chat": ["us", "eu"]}}
+    with ReplicaSet(2, db_url=pg_module_url, redis_url=redis_server.url, catalog=catalog,
+                    deployments=REGIONS, tmp=tmp_path_factory.mktemp("shared")) as rs:
         yield rs
 
 
@@ -103,6 +118,15 @@ class Db:
             total = conn.execute(sa.text("SELECT coalesce(sum(cost_usd), 0) FROM usage "
                                          "WHERE key_id = :k"), {"k": key_id}).scalar()
         return float(total or 0.0)
+
+    def cache_rows(self, key_id: str) -> list[tuple[str | None, float, float | None]]:
+        """(cache, cost_usd, saved_usd) of each row of ``key_id``, oldest first."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.text(
+                "SELECT cache, cost_usd, saved_usd FROM usage WHERE key_id = :k "
+                "ORDER BY created_at"), {"k": key_id}).all()
+        return [(c, round(float(cost), 9), None if saved is None else round(float(saved), 9))
+                for c, cost, saved in found]
 
     def spent(self, key_id: str) -> float:
         with self.engine.connect() as conn:
@@ -286,7 +310,9 @@ def _cache(reply: Reply) -> str | None:
 
 
 def test_cache_hit_on_another_replica_for_the_same_key_only(
-        cached_replicas: ReplicaSet) -> None:
+        cached_replicas: ReplicaSet, db: Db) -> None:
+    """Key A's answer is a hit for key A on the other replica (no upstream call; usage
+    row at cost 0 with the saving), a miss for key B."""
     rs = cached_replicas
     a = rs.create_key(key_alias="cache-a")
     b = rs.create_key(key_alias="cache-b")
@@ -301,6 +327,8 @@ def test_cache_hit_on_another_replica_for_the_same_key_only(
     other = post(rs.replica(1), b.key, body)
     assert other.status == 200 and _cache(other) != "hit", other
     assert rs.upstream.hits() == calls + 1
+    assert eventually(lambda: sum(db.rows(a.id).values()) == 2)
+    assert db.cache_rows(a.id) == [("miss", COST, None), ("hit", 0.0, COST)]
 
 
 def test_cache_never_crosses_a_data_class_boundary(cached_replicas: ReplicaSet) -> None:
@@ -322,6 +350,28 @@ def test_cache_never_crosses_a_data_class_boundary(cached_replicas: ReplicaSet) 
     assert first.status == 200 and first.headers["x-modelmix-deployment"] == "eu", first
     assert _cache(post(rs.replica(1), a.key, personal)) == "hit"
     assert _cache(post(rs.replica(1), b.key, personal)) != "hit"
+
+
+def test_shared_cache_keeps_personal_data_answers_to_their_key(
+        shared_cache_replicas: ReplicaSet) -> None:
+    """``cache.shared``: key B gets key A's cached answer to a clean prompt (on another
+    replica), never its answer to a prompt carrying personal data."""
+    rs = shared_cache_replicas
+    a = rs.create_key(key_alias="shared-a")
+    b = rs.create_key(key_alias="shared-b")
+    clean = chat_body(model="chat", content="List three prime numbers below twenty.")
+    assert _cache(post(rs.replica(0), a.key, clean)) == "miss"
+    calls = rs.upstream.hits()
+    shared = post(rs.replica(1), b.key, clean)
+    assert _cache(shared) == "hit" and rs.upstream.hits() == calls, shared
+    personal = chat_body(model="chat", content="Write to lukas.meier@example.de about it.")
+    first = post(rs.replica(0), a.key, personal)
+    assert first.status == 200 and first.headers["x-modelmix-deployment"] == "eu", first
+    assert _cache(post(rs.replica(1), a.key, personal)) == "hit"
+    calls = rs.upstream.hits()
+    other = post(rs.replica(1), b.key, personal)
+    assert other.status == 200 and _cache(other) != "hit", other
+    assert rs.upstream.hits() == calls + 1
 
 
 # -- Redis down -----------------------------------------------------------------------------
