@@ -128,6 +128,12 @@ class Breakers:
     TTL). A mirror is read from Redis on a deployment's first use in this process and
     again after the pub/sub connection comes back.
 
+    Every failure is published with the shared count, so a success costs a Redis call
+    only when the mirror shows failures to reset (or a circuit to close): a success
+    that lands within the pub/sub delay (milliseconds) of another replica's failure may
+    leave that failure counted. After a Redis error, calls do not consult Redis before
+    they start for :data:`LOCAL_RETRY_S`; failures and successes are still sent.
+
     Args:
         settings: threshold and cooldown.
         shared: the replicas' Redis, or None for per-process breakers.
@@ -190,11 +196,12 @@ class Breakers:
     def succeeded(self, name: str) -> None:
         """A call to ``name`` succeeded: reset its count and close it, here at once and
         for every replica in the background (the answer does not wait on Redis)."""
+        breaker = self.get(name)
+        counted = breaker.failures > 0 or breaker.state is not BreakerState.CLOSED
         self._probes.pop(name, None)
-        self.get(name).record_success()
-        shared = self._usable()
-        if shared is not None:
-            self._background(self._told_success(shared, name))
+        breaker.record_success()
+        if counted and self._shared is not None:
+            self._background(self._told_success(self._shared, name))
 
     async def _told_success(self, shared: SharedBreakers, name: str) -> None:
         await self._ask(shared.success(name))
@@ -204,7 +211,7 @@ class Breakers:
         breaker = self.get(name)
         was_probe = self._probes.pop(name, None) is not None or (
             breaker.state is BreakerState.HALF_OPEN)
-        shared = self._usable()
+        shared = self._shared
         update = None if shared is None else await self._ask(shared.failure(
             name, threshold=self.settings.failure_threshold,
             cooldown_s=self.settings.cooldown_s, was_probe=was_probe))
@@ -237,6 +244,7 @@ class Breakers:
             self._local_mode = True
             self._local_until = self._clock() + LOCAL_RETRY_S
             return None
+        self._local_until = 0.0
         if self._local_mode:
             log.warning("circuit breakers are shared across replicas again")
             self._local_mode = False
@@ -246,8 +254,10 @@ class Breakers:
         self.get(update.name).mirror(update.failures, update.open_s)
 
     def _resync_soon(self) -> None:
-        """The pub/sub connection came back: messages may have been missed."""
+        """The pub/sub connection came back: messages may have been missed. Read every
+        known state now, and each again before its next call (if this read fails)."""
         self._local_until = 0.0
+        self._synced.clear()
         if self._shared is not None and self.local:
             self._background(self._resync(self._shared))
 

@@ -7,8 +7,9 @@ asks :class:`SharedBreakers` at the moments that change the state:
 
 * ``failure``: INCR the deployment's count (expiring after :data:`FAILURES_TTL_S`
   without a new failure); at the threshold, or when the failed call was the half-open
-  probe, write "open until <Redis server time + cooldown>" and PUBLISH it, all in one
-  Lua script: every replica's mirror opens for the cooldown left as the message arrives;
+  probe, write "open until <Redis server time + cooldown>"; PUBLISH the new state, all
+  in one Lua script: every replica's mirror takes the count, and opens for the cooldown
+  left as the message arrives;
 * ``success``: delete the count; if the circuit was open or half-open, delete that
   state and PUBLISH "closed";
 * ``probe``: after the cooldown, ``SET NX PX`` of a probe lock: exactly one call among
@@ -52,20 +53,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS: failures, state, probe. ARGV: threshold, cooldown_ms, failures_ttl_ms,
-#: grace_ms, was_probe (0/1), channel, name. Returns {failures, open_ms | -1 (closed)}.
+#: grace_ms, was_probe (0/1), channel, name. Publishes and returns the new state:
+#: {failures, open_ms | -1 (closed)}.
 _FAILURE = _NOW + """
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local cooldown = tonumber(ARGV[2])
+local left = -1
 if n >= tonumber(ARGV[1]) or ARGV[5] == '1' then
   redis.call('SET', KEYS[2], now + cooldown, 'PX', cooldown + tonumber(ARGV[4]))
   redis.call('DEL', KEYS[3])
-  redis.call('PUBLISH', ARGV[6], cjson.encode({d = ARGV[7], open_ms = cooldown, failures = n}))
-  return {n, cooldown}
+  left = cooldown
+else
+  local opened = redis.call('GET', KEYS[2])
+  if opened then left = math.max(tonumber(opened) - now, 0) end
 end
-local opened = redis.call('GET', KEYS[2])
-if opened then return {n, math.max(tonumber(opened) - now, 0)} end
-return {n, -1}
+redis.call('PUBLISH', ARGV[6], cjson.encode({d = ARGV[7], open_ms = left, failures = n}))
+return {n, left}
 """
 
 #: KEYS: failures, state, probe. ARGV: channel, name. Returns 1 when it closed a circuit.
