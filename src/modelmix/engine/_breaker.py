@@ -151,6 +151,7 @@ class Breakers:
             shared.on_reconnect(self._resync_soon)
         self._synced: set[str] = set()
         self._probes: dict[str, str] = {}  # deployment -> token of the probe lock held
+        self._reading: dict[str, asyncio.Future[list[BreakerUpdate] | None]] = {}
         self._ids = itertools.count()
         self._origin = uuid.uuid4().hex[:12]
         self._local_until = 0.0
@@ -170,10 +171,7 @@ class Breakers:
         breaker = self.get(name)
         shared = self._usable()
         if shared is not None and name not in self._synced:
-            updates = await self._ask(shared.read([name]))
-            if updates is not None:
-                self._synced.add(name)
-                self._apply(updates[0])
+            await self._sync(shared, name)
         if not breaker.acquire():
             return False
         shared = self._usable()
@@ -192,6 +190,18 @@ class Breakers:
             probe.wait_s, _BUSY_RECHECK_S)
         breaker.mirror(breaker.failures, wait)
         return False
+
+    async def _sync(self, shared: SharedBreakers, name: str) -> None:
+        """Read ``name``'s shared state once: concurrent first calls share one read."""
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = self._reading[name] = asyncio.ensure_future(
+                self._ask(shared.read([name])))
+            reading.add_done_callback(lambda _: self._reading.pop(name, None))
+        updates = await asyncio.shield(reading)
+        if updates is not None and name not in self._synced:
+            self._synced.add(name)
+            self._apply(updates[0])
 
     def succeeded(self, name: str) -> None:
         """A call to ``name`` succeeded: reset its count and close it, here at once and
