@@ -92,9 +92,15 @@ class SharedRedis:
         self.prefix = settings.key_prefix
         self.fail_closed = settings.on_redis_down == "closed"
         self._url = url
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
-            health_check_interval=10, decode_responses=True)
+        # A blocking pool: a burst of more concurrent calls than connections waits for one
+        # (within the call's time bound) instead of failing at once. Connections idle for
+        # over a second are PINGed before use, so a Redis restart costs a reconnect, not a
+        # failed request per pooled connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=settings.max_connections, timeout=settings.timeout_s * 2,
+            socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
+            health_check_interval=1, decode_responses=True)
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._reconnect_handlers: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
