@@ -16,6 +16,7 @@ from modelmix.errors import (
     BudgetExceeded,
     ConfigError,
     ContextTooLong,
+    DeploymentRateLimited,
     InvalidRequest,
     KeyRateLimited,
     ModelmixError,
@@ -28,6 +29,7 @@ from modelmix.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    StateUnavailable,
     UpstreamUnavailable,
 )
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
@@ -50,6 +52,7 @@ __all__ = [
     "ConfigError",
     "ContextTooLong",
     "Deployment",
+    "DeploymentRateLimited",
     "Hosting",
     "InvalidRequest",
     "KeyRateLimited",
@@ -66,6 +69,7 @@ __all__ = [
     "RateLimited",
     "Route",
     "RouteDecision",
+    "StateUnavailable",
     "Tier",
     "UpstreamUnavailable",
     "Usage",

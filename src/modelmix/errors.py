@@ -18,6 +18,7 @@ render itself as an OpenAI error body (``{"error": {"message", "type", "param",
     ├── PermissionDenied (403)   key not allowed to use this model
     ├── BudgetExceeded (429)     virtual key budget spent
     ├── KeyRateLimited (429)     virtual key RPM / TPM limit hit
+    ├── StateUnavailable (503)   shared state (Redis) unreachable: limited keys refused
     ├── PolicyDenied (403)       policy forbids every candidate
     ├── NoDeployment (404)       unknown model, or none configured to serve it here
     │   └── NoDeploymentAvailable (503)  none can take calls now; ``retry_after`` (s)
