@@ -276,3 +276,22 @@ async def test_no_hit_across_a_data_class_or_a_routing_outcome() -> None:
                                    CallContext(key_id="k1", tags=frozenset({"phi"})))
             ).cache == "hit"
     assert calls(fakes) == 2
+
+
+def test_library_results_say_what_the_cache_did() -> None:
+    from modelmix import Client
+
+    cfg = config_from_dict({"deployments": DEPLOYMENTS, "router": "rules",
+                            "cache": {"mode": "exact"}})
+    fake = FakeProvider(cfg.deployments[0], reply="library answer")
+    with Client(cfg, providers={"open-a": fake}, guard=None) as client:
+        messages = [{"role": "user", "content": "hi"}]
+        first = client.chat(model="open-a", messages=messages)
+        second = client.chat(model="open-a", messages=messages)
+        off = client.chat(model="open-a", messages=messages, cache={"mode": "off"})
+        stream = client.chat(model="open-a", messages=messages, stream=True)
+        assert "".join(c.text for c in stream) == "library answer"
+    assert (first.cache, second.cache, off.cache, stream.cache) == ("miss", "hit", "bypass",
+                                                                    "hit")
+    assert second.cost_usd == 0 and second.saved_usd == pytest.approx(first.cost_usd)
+    assert len(fake.calls) == 2 and "cache" not in (fake.calls[-1].model_extra or {})

@@ -231,8 +231,9 @@ class AsyncClient:
         """One chat completion (:class:`ChatResult`), or with ``stream=True`` a started
         :class:`AsyncChatStream` of chunks.
 
-        ``router={...}`` passes routing hints and ``tags=[...]`` data-policy tags (as
-        ``extra_body`` does at the gateway); other keyword arguments are OpenAI's.
+        ``router={...}`` passes routing hints, ``tags=[...]`` data-policy tags and
+        ``cache={"mode": ..., "ttl_s": ...}`` response-cache options (as ``extra_body``
+        does at the gateway); other keyword arguments are OpenAI's.
         """
         if self._closed:
             raise RuntimeError("this modelmix AsyncClient is closed")
