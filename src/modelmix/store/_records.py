@@ -70,7 +70,8 @@ class UsageRecord:
             milliseconds, cache hits included (about 0); None without media read.
         cache: what the response cache did (docs/cache.md): ``hit`` (answered from
             it: no upstream call, no tokens, cost 0), ``miss`` or ``bypass``; None for
-            requests refused before routing and rows of systems of models.
+            requests refused before the lookup (validation, auth, routing, policy) and
+            the envelope rows of systems of models (their step rows say ``bypass``).
         saved_usd: on a hit, what the cached answer cost when it was first produced
             (its tokens at the deployment's catalog prices), USD; else None.
 
