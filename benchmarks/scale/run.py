@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.baseline:
             print("[without Redis]", flush=True)
             exact += [baseline(k, db_url, args, tmp) for k in args.replicas if k > 1]
+        keep_logs(tmp)
     report = build_report(args, runs, exact)
     out = args.out or HERE / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +346,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is None:
         write_markdown(HERE / "RESULTS.md", markdown(report))
     print(f"wrote {out}")
+
+
+def keep_logs(tmp: Path) -> None:
+    """Copy the processes' logs to benchmarks/.work/scale-logs (the temp dir goes away)."""
+    dest = HERE.parent / ".work" / "scale-logs"
+    shutil.rmtree(dest, ignore_errors=True)
+    for log in tmp.rglob("*.log"):
+        target = dest / log.relative_to(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, target)
 
 
 def build_report(args: argparse.Namespace, runs: list[Run], exact: list[Exactness]
