@@ -278,6 +278,16 @@ async def test_no_hit_across_a_data_class_or_a_routing_outcome() -> None:
     assert calls(fakes) == 2
 
 
+async def test_a_tagged_request_stays_in_its_key_when_shared() -> None:
+    service, fakes, _ = guarded(shared=True)
+    text = "What is the usual dose of metformin?"  # public, but the caller tags it phi
+    phi = frozenset({"phi"})
+    await service.complete(req(text, model="auto"), CallContext(key_id="k1", tags=phi))
+    other = await service.complete(req(text, model="auto"), CallContext(key_id="k2", tags=phi))
+    assert other.cache == "miss"
+    assert calls(fakes) == 2
+
+
 def test_library_results_say_what_the_cache_did() -> None:
     from modelmix import Client
 

@@ -25,6 +25,14 @@ def test_bad_scheme_is_a_config_error() -> None:
         SharedRedis("http://127.0.0.1:6379", StateSettings())
 
 
+def test_malformed_url_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(ConfigError, match="malformed") as info:
+        SharedRedis("redis://:s3cret@127.0.0.1:notaport/0", StateSettings())
+    assert "s3cret" not in str(info.value)
+    shared = SharedRedis("redis://127.0.0.1:6379/0?password=s3cret", StateSettings())
+    assert "s3cret" not in repr(shared)
+
+
 async def test_script_and_pubsub(redis_url: str) -> None:
     shared = SharedRedis(redis_url, StateSettings(key_prefix="t:"))
     got: list[str] = []

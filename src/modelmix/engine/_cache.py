@@ -325,8 +325,11 @@ def _scope(settings: CacheSettings, ctx: CallContext, dep: Deployment) -> dict[s
     """What besides the request a key covers: namespace, deployment, data policy."""
     screening = ctx.screening
     verdict = None if screening is None else screening.verdict
+    # a rule that limits the deployments (a tag such as healthcare's ``phi``, a key rule)
+    # says the caller's data needs care even with nothing detected: keep it to the key
     clean = screening is None or (verdict is not None and verdict.data_class == "public"
-                                  and not screening.audit.entities)
+                                  and not screening.audit.entities
+                                  and not verdict.constrained)
     namespace = "shared" if settings.shared and clean else f"key:{ctx.key_id or '-'}"
     return {
         "v": _KEY_VERSION, "ns": namespace,

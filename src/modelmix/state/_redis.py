@@ -96,10 +96,14 @@ class SharedRedis:
         # (within the call's time bound) instead of failing at once. Connections idle for
         # over a second are PINGed before use, so a Redis restart costs a reconnect, not a
         # failed request per pooled connection.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=settings.max_connections, timeout=settings.timeout_s * 2,
-            socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
-            health_check_interval=1, decode_responses=True)
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=settings.max_connections, timeout=settings.timeout_s * 2,
+                socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
+                health_check_interval=1, decode_responses=True)
+        except ValueError as exc:  # a bad port or db: an error, never a traceback (or the URL)
+            raise ConfigError(f"{REDIS_URL_ENV} / state.redis_url is malformed: {exc}"
+                              ) from None
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._reconnect_handlers: list[Callable[[], None]] = []
@@ -109,7 +113,7 @@ class SharedRedis:
         self._subscribed = asyncio.Event()
 
     def __repr__(self) -> str:
-        host = self._url.split("@")[-1]  # never show a password
+        host = self._url.split("@")[-1].split("?")[0]  # never show a password
         return f"SharedRedis({host!r}, prefix={self.prefix!r})"
 
     def key(self, kind: str, name: str) -> str:
@@ -145,7 +149,9 @@ class SharedRedis:
 
         try:
             result = await asyncio.wait_for(awaitable, self.settings.timeout_s * 2)
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, RedisError, OSError, RuntimeError) as exc:
+            # RuntimeError: under uvloop, a connection Redis closed raises "unable to
+            # perform operation on <TCPTransport closed=True>" from the client's send.
             if not self._down:
                 log.error("shared state (Redis at %s) unreachable: %s: %s",
                           self._url.split("@")[-1], type(exc).__name__, exc)
@@ -222,7 +228,7 @@ class SharedRedis:
                             log.exception("state message handler failed")
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:
                 if not self._closed:
                     log.warning("state pub/sub lost (%s); reconnecting", type(exc).__name__)
                     first = False
