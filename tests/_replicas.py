@@ -220,6 +220,7 @@ http {{
 {servers}
         keepalive 512;
         keepalive_requests 1000000;
+        keepalive_timeout 4s;  # below uvicorn's 5 s: never reuse a closing connection
     }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
