@@ -373,7 +373,7 @@ class StateSettings(_Strict):
     redis_url: str | None = None
     on_redis_down: Literal["closed", "local"] = "closed"
     key_prefix: str = Field(default="modelmix:", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
-    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
     max_connections: int = Field(default=128, ge=2, le=10_000)
 
 

@@ -98,7 +98,7 @@ class SharedRedis:
         # failed request per pooled connection.
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=settings.max_connections, timeout=settings.timeout_s * 2,
+                url, max_connections=settings.max_connections, timeout=settings.timeout_s,
                 socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
                 health_check_interval=1, decode_responses=True)
         except ValueError as exc:  # a bad port or db: an error, never a traceback (or the URL)
@@ -148,7 +148,7 @@ class SharedRedis:
         from redis.exceptions import RedisError
 
         try:
-            result = await asyncio.wait_for(awaitable, self.settings.timeout_s * 2)
+            result = await asyncio.wait_for(awaitable, self.settings.timeout_s)
         except (TimeoutError, RedisError, OSError, RuntimeError) as exc:
             # RuntimeError: under uvloop, a connection Redis closed raises "unable to
             # perform operation on <TCPTransport closed=True>" from the client's send.
