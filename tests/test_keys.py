@@ -49,11 +49,11 @@ CONFIG = {
 }
 
 # 40 characters -> prompt estimate (40 + 3) // 4 + 4 = 14 tokens (routing); budget
-# admission reserves the prompt's upper bound: 40 UTF-8 bytes + 8 per message + 16 = 64
+# admission reserves the prompt's upper bound: 40 UTF-8 bytes + 8 per message + 48 = 96
 # tokens. FakeProvider reports 10 prompt tokens and 1 completion token ("ok").
 PROMPT = "x" * 40
 MAX_TOKENS = 5
-PROMPT_BOUND = 40 + 8 + 16
+PROMPT_BOUND = 40 + 8 + 48
 ESTIMATE_COST = (14 * 1000 + MAX_TOKENS * 2000) / 1e6         # 0.024 USD at the estimate
 MAX_COST = (PROMPT_BOUND * 1000 + MAX_TOKENS * 2000) / 1e6    # 0.074 USD reserved
 ACTUAL_COST = (10 * 1000 + 1 * 2000) / 1e6                    # 0.012 USD charged

@@ -274,7 +274,7 @@ async def test_redis_stopped_with_local_fallback(
         await asyncio.sleep(0.6)
         for replica in (a, b):  # 17 spent > budget, and both replicas know it now
             resp = replica.chat(key)
-            assert resp.status_code == 429 and "spent $1.258000" in resp.text
+            assert resp.status_code == 429 and f"spent ${17 * MAX_COST:.6f}" in resp.text
         assert a.key_info(key_id)["spend"] == pytest.approx(17 * MAX_COST)
     assert stored_spend(db, key_id) == pytest.approx(17 * MAX_COST)
 

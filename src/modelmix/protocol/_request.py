@@ -39,6 +39,12 @@ IMAGE_TOKEN_BOUND = 4096
 #: counts 3-4 per message, Llama 3 and ChatML templates 4-6.
 _MESSAGE_TOKEN_BOUND = 8
 
+#: Prompt tokens a request may be billed beyond its messages: the reply's priming plus a
+#: default system prompt the model's chat template adds when the request has none
+#: (SmolLM2's adds 15, Qwen2.5's about 20, Llama 3.1's date lines about 25; found when
+#: the embedded model billed 32 tokens for a 30-token bound).
+_REQUEST_TOKEN_BOUND = 48
+
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
@@ -303,14 +309,15 @@ class ChatRequest(_Strict):
         one token per UTF-8 byte, so the bound is: the UTF-8 bytes of every text sent
         (message contents, names, tool calls, tool definitions, response format, other
         forwarded fields, as JSON, which only adds bytes), plus 8 tokens of chat template
-        per message and 16 for the reply's priming, plus :data:`IMAGE_TOKEN_BOUND` per
+        per message and 48 for the reply's priming and a template's default system
+        prompt, plus :data:`IMAGE_TOKEN_BOUND` per
         image part and (base64 characters / 25 + 256) per audio part (40 tokens a second
         at 6 kbit/s, above Gemini's 32 a second), and every other field of a part (a
         refusal's text, a file's data) as JSON. Budget admission
         reserves this (server/_limits.py); routing uses the cheaper
         ``needs().prompt_tokens_estimate``.
         """
-        total = 16
+        total = _REQUEST_TOKEN_BOUND
         for msg in self.messages:
             total += len(msg.name.encode()) if msg.name else 0
             total += _MESSAGE_TOKEN_BOUND
