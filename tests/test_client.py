@@ -62,6 +62,24 @@ def test_embedded_model_answers_with_usage() -> None:
         assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 5
 
 
+@needs_local
+@pytest.mark.local_model
+def test_embedded_model_bills_within_the_budget_bound() -> None:
+    """The prompt tokens the embedded model bills stay within the bound a budget
+    reserves, also when its chat template adds a default system prompt (no system
+    message sent): else every priced key goes one request at a time (docs/keys.md)."""
+    from modelmix.protocol import ChatRequest
+
+    for messages in ([{"role": "user", "content": "Say hi"}],
+                     [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": "Say hi"}]):
+        request = ChatRequest.model_validate({"model": "smollm2-local", "messages": messages})
+        with Client() as client:
+            reply = client.chat(model="smollm2-local", messages=messages, max_tokens=2)
+        assert reply.usage is not None
+        assert reply.usage.prompt_tokens <= request.prompt_token_bound(), messages
+
+
 def test_results_say_where_they_went_and_what_they_cost() -> None:
     cfg = config_from_dict({"deployments": [
         {"name": "a", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "model": "m",
