@@ -209,6 +209,7 @@ class ResponseCache:
         self.backend = store
         self._embedder = embedder
         self._no_embedder = False
+        self._bypassing = False  # an outage of the shared cache is logged once
 
     @classmethod
     def from_config(cls, config: Config, shared: SharedRedis | None) -> ResponseCache:
@@ -250,6 +251,7 @@ class ResponseCache:
         try:
             if not control.refresh:
                 entry = await self._fresh(key, control)
+                self._bypassing = False
                 if entry is not None:
                     return CacheLookup(CacheStatus.HIT, key, dep.name, ttl, entry=entry,
                                        similarity=1.0)
@@ -264,7 +266,10 @@ class ResponseCache:
                                            similarity=hit[1])
                 index = (bucket, IndexItem(key, text, vector))
         except StateUnavailable:
-            log.warning("response cache bypassed: the shared cache (Redis) is unreachable")
+            # once per outage: SharedRedis logs its start and end
+            log.log(logging.DEBUG if self._bypassing else logging.WARNING,
+                    "response cache bypassed while the shared cache (Redis) is unreachable")
+            self._bypassing = True
             return CacheLookup.bypass("shared cache unreachable")
         return CacheLookup(CacheStatus.MISS, key, dep.name, ttl, index=index)
 

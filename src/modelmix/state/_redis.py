@@ -208,12 +208,15 @@ class SharedRedis:
     async def _listen(self) -> None:
         from redis.exceptions import RedisError
 
-        first = True
+        first, lost = True, False
         while not self._closed:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._handlers)
                 self._subscribed.set()
+                if lost:
+                    log.warning("state pub/sub resubscribed")
+                lost = False
                 if not first:
                     for reconnected in self._reconnect_handlers:
                         reconnected()
@@ -230,8 +233,11 @@ class SharedRedis:
                 raise
             except (RedisError, OSError, RuntimeError) as exc:
                 if not self._closed:
-                    log.warning("state pub/sub lost (%s); reconnecting", type(exc).__name__)
-                    first = False
+                    # Once per outage (the retries every 0.5 s are debug), and the end.
+                    log.log(logging.DEBUG if lost else logging.WARNING,
+                            "state pub/sub lost (%s); reconnecting every %.1f s",
+                            type(exc).__name__, _RESUBSCRIBE_S)
+                    first, lost = False, True
                     await asyncio.sleep(_RESUBSCRIBE_S)
             finally:
                 with contextlib.suppress(Exception):
