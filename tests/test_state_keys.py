@@ -210,6 +210,62 @@ async def test_state_lost_by_redis_is_reseeded_and_late_settles_add_up(
     await client.aclose()
 
 
+async def test_a_credit_counts_once_per_token(
+        replicas: tuple[SharedKeyState, SharedKeyState], redis_url: str) -> None:
+    """A credit retried after a lost reply (the script ran) adds nothing; one that ran on
+    an empty state (the database has it) adds nothing once the key is seeded."""
+    a, b = replicas
+    await admitted(a, budget=1.0, floor=0.1)
+    token = new_token()
+    first = await a.credit("k", 0.05, token=token, persisted_s_ago=1.0)
+    assert first.status == "added" and first.figures is not None
+    assert first.figures.spent_usd == pytest.approx(0.15)
+    again = await b.credit("k", 0.05, token=token, persisted_s_ago=2.0)  # the retry
+    assert again.status == "done" and again.figures == first.figures
+
+    client = aioredis.Redis.from_url(redis_url)
+    await client.delete("t:key:{k}:s")  # the key's spend is gone (not its tombstones)
+    await client.aclose()
+    token = new_token()
+    assert (await a.credit("k", 0.02, token=token, persisted_s_ago=1.0)).status == "none"
+    await admitted(b, budget=1.0, floor=0.17)  # seeded, read time unknown
+    retried = await a.credit("k", 0.02, token=token, persisted_s_ago=1.5)
+    assert retried.status == "done" and retried.figures is not None
+    assert retried.figures.spent_usd == pytest.approx(0.17)
+
+
+async def test_spend_persisted_before_a_seed_is_not_added_to_it(
+        replicas: tuple[SharedKeyState, SharedKeyState], redis_url: str) -> None:
+    """Redis lost the key's state and was reseeded from the database: a credit or a lost
+    settle of spend persisted well before the seed's read is in the seed, and skipped; of
+    spend persisted since (or too shortly before), it is added."""
+    a, b = replicas
+    held = [await admitted(a, budget=2.0, floor=0.1) for _ in range(2)]
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()  # Redis restarted without persistence
+    await client.aclose()
+    assert await reserve(b, budget=2.0, floor=None) is None
+    read_after = await b.redis_ms()
+    seeded = await b.reserve("k", new_token(), budget_usd=2.0, rpm=None, tpm=None,
+                             cost_usd=COST, tokens=1, spent_floor_usd=0.5, ttl_s=TTL,
+                             floor_read_after_ms=read_after)
+    assert isinstance(seeded, Admitted) and seeded.figures.spent_usd == pytest.approx(0.5)
+    lag = a.persist_lag_s
+    old = await a.credit("k", 0.01, token=new_token(), persisted_s_ago=lag + 30.0)
+    assert old.status == "seeded" and old.figures is not None
+    assert old.figures.spent_usd == pytest.approx(0.5)
+    recent = await a.credit("k", 0.02, token=new_token(), persisted_s_ago=lag / 2)
+    assert recent.status == "added" and recent.figures is not None
+    assert recent.figures.spent_usd == pytest.approx(0.52)
+
+    in_seed = await a.settle(held[0].reservation, 0.03, 1, persisted_s_ago=lag + 30.0)
+    assert in_seed.status == "lost" and in_seed.figures.spent_usd == pytest.approx(0.52)
+    after = await a.settle(held[1].reservation, 0.04, 1, persisted_s_ago=0.0)
+    assert after.status == "lost" and after.figures.spent_usd == pytest.approx(0.56)
+    retried = await b.settle(held[1].reservation, 0.04, 1)  # its reply was lost
+    assert retried.status == "done" and retried.figures.spent_usd == pytest.approx(0.56)
+
+
 async def test_keys_expire(replicas: tuple[SharedKeyState, SharedKeyState],
                            redis_url: str) -> None:
     a, _ = replicas

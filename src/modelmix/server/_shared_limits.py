@@ -19,8 +19,10 @@ When Redis cannot be reached (``state.on_redis_down``):
 * ``closed`` (default): requests of limited keys get 503 ``state_unavailable`` with
   ``Retry-After: 1``; the gateway records them in usage like any refusal;
 * ``local``: this process's own KeyLimiter stands in (warned once per outage), starting
-  from the spend Redis last reported; what it settles is added to the shared spend when
-  Redis answers again.
+  from the spend Redis last reported; what it settles is persisted at once and added to
+  the shared spend when Redis answers again: once (each amount carries a token, so a
+  retry after a lost reply adds nothing), and not when Redis reseeded the key's spend
+  from the database after the amount was in it (the seed has it).
 
 Redis is tried again at most every 0.5 s while down, so requests do not each wait for
 its timeout. Reservations taken before an outage stay in Redis (holding budget) until
@@ -155,35 +157,47 @@ class SharedLimits:
         if usd:
             self._ledger_add(key_id, usd)
 
-    async def spend_floor(self, limiter: SharedKeyLimiter) -> float:
-        """The key's spend in the database, to seed Redis; the last figure read when
-        the database cannot be read now."""
+    async def spend_floor(self, limiter: SharedKeyLimiter) -> tuple[float, bool]:
+        """The key's spend in the database, to seed Redis, and whether it was read now
+        (else it is the figure read at the key's last lookup: the database could not be
+        read)."""
         try:
             stored = await self._stored_spend(limiter.key_id)
         except Exception:  # the cached figure is the best left
             log.exception("could not read key %s's spend to seed Redis; using the figure "
                           "read at its last lookup", limiter.key_id)
             stored = None
-        return limiter.stored_spent_usd if stored is None else stored
+        if stored is None:
+            return limiter.stored_spent_usd, False
+        return stored, True
 
     def _spent_locally(self, key_id: str, usd: float) -> None:
         self.persist(key_id, usd)
+        token, persisted = new_token(), time.monotonic()
 
         async def credit() -> None:
-            got = await self.state.credit(key_id, usd)
-            if got is not None:
-                self.persist(key_id, got[1])
+            # Not before the database surely has it: "none" (Redis holds no spend for
+            # the key) leaves it to the next seed, which must find it there.
+            wait = persisted + self.state.persist_lag_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            got = await self.state.credit(key_id, usd, token=token,
+                                          persisted_s_ago=time.monotonic() - persisted)
+            self.persist(key_id, got.ledger_usd)
 
         self._writes.submit(credit, f"${usd:.6f} spent by key {key_id} during the outage")
 
     def settle_later(self, limiter: SharedKeyLimiter, reservation: SharedReservation,
                      cost_usd: float, tokens: int, unknown: bool) -> None:
-        """Settle ``reservation`` in Redis in the background, until it lands."""
+        """Settle ``reservation`` in Redis in the background, until it lands (its cost
+        was persisted just now)."""
         charge = reservation.charge(cost_usd, unknown)
         limiter.unlanded_usd += charge
+        persisted = time.monotonic()
 
         async def settle() -> None:
-            done = await self.state.settle(reservation, cost_usd, tokens, unknown=unknown)
+            done = await self.state.settle(reservation, cost_usd, tokens, unknown=unknown,
+                                           persisted_s_ago=time.monotonic() - persisted)
             limiter.unlanded_usd -= charge
             self.persist(reservation.key_id, done.ledger_usd)
             if done.status != "lost":
@@ -299,8 +313,12 @@ class SharedKeyLimiter:
         try:
             got = await self._reserve(token, cost, tokens, ttl_s, None)
             if got is None:  # Redis holds no spend for this key: seed it
-                floor = await self._hub.spend_floor(self)
-                got = await self._reserve(token, cost, tokens, ttl_s, floor)
+                # Redis's clock before the database read: spend persisted well before it
+                # is in the seed, and is not credited to it again.
+                read_after = await self._hub.state.redis_ms()
+                floor, fresh = await self._hub.spend_floor(self)
+                got = await self._reserve(token, cost, tokens, ttl_s, floor,
+                                          read_after if fresh else None)
         except StateUnavailable:
             self._hub.failed()
             self._hub.cancel_later(self.key_id, token, ttl_s)
@@ -315,12 +333,13 @@ class SharedKeyLimiter:
         return got.reservation
 
     async def _reserve(self, token: str, cost: float, tokens: int, ttl_s: float,
-                       floor: float | None) -> Admitted | Refused | None:
+                       floor: float | None, read_after_ms: float | None = None
+                       ) -> Admitted | Refused | None:
         limits = self._limits
         return await self._hub.state.reserve(
             self.key_id, token, budget_usd=limits.budget_usd, rpm=limits.rpm,
             tpm=limits.tpm, cost_usd=cost, tokens=tokens, spent_floor_usd=floor,
-            ttl_s=ttl_s)
+            ttl_s=ttl_s, floor_read_after_ms=read_after_ms)
 
     def _refusal(self, got: Refused, cost: float, tokens: int) -> ModelmixError:
         limits, f = self._limits, got.figures

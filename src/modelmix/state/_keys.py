@@ -14,6 +14,19 @@ reserves in one Lua script, so every replica sees one budget and one pair of win
   expired and was charged meanwhile.
 * ``cancel`` releases a reservation whose ``reserve`` call failed (it may have run), so
   a request refused for a Redis error is neither charged nor counted.
+* ``credit`` adds spend settled outside Redis (by a replica's local fallback while Redis
+  was unreachable), once per token.
+
+A call whose reply is lost (the client timed out, the script ran) is retried with the
+same token, and lands once: the retry finds the token settled, cancelled or credited, and
+adds nothing.
+Spend that reaches Redis after it was persisted in the database (a credit, or the settle
+of a reservation from before Redis lost the key's state) is not added to a spend seeded
+from the database after it was persisted (the seed has it): ``reserve`` records when the
+seed's database read began (``floor_read_after_ms``, Redis time), each such amount says
+how long ago it was handed to the database, and one handed over more than
+``persist_lag_s`` before that read is skipped. One handed over later may be in the seed or
+not, and is added (the conservative side).
 
 Every Redis key expires: spend and reservations after ``keep_s`` (7 days) unused, the
 windows after twice their length. A key's spend is seeded from the database's
@@ -22,13 +35,14 @@ week): ``reserve`` returns None until the caller passes ``spent_floor_usd``.
 
 Keys (``{id}`` is a Redis cluster hash tag, so one key's data lives in one slot)::
 
-    <prefix>key:{id}:s  hash   spent, reserved, n (in flight), oaat, epoch
+    <prefix>key:{id}:s  hash   spent, reserved, n (in flight), oaat, epoch, seeded (ms)
     <prefix>key:{id}:r  hash   token -> reserved USD
     <prefix>key:{id}:x  zset   token -> expiry (ms, Redis time)
     <prefix>key:{id}:w  zset   token -> admission time (ms): the RPM / TPM window
     <prefix>key:{id}:t  hash   token -> tokens in the window, _sum -> their total
     <prefix>key:{id}:d  zset   token -> when its tombstone is dropped (ms)
     <prefix>key:{id}:g  hash   token -> "e<USD>" expired and charged | "x" cancelled
+                               | "c" counted outside (credited, or settled in a lost state)
 
 Example::
 
@@ -37,7 +51,9 @@ Example::
     got = await keys.reserve("k1", token, budget_usd=5.0, rpm=60, tpm=None,
                              cost_usd=0.07, tokens=812, spent_floor_usd=None, ttl_s=660)
     if got is None:                       # no spend in Redis yet: seed it
-        got = await keys.reserve(..., spent_floor_usd=spent_in_database)
+        read_after = await keys.redis_ms()
+        got = await keys.reserve(..., spent_floor_usd=spent_in_database,
+                                 floor_read_after_ms=read_after)
     if isinstance(got, Admitted):
         ...
         await keys.settle(got.reservation, cost_usd=0.012, tokens=700)
@@ -55,7 +71,9 @@ from modelmix.state._redis import SharedRedis
 
 __all__ = [
     "KEY_CHANGES",
+    "PERSIST_LAG_S",
     "Admitted",
+    "Credited",
     "KeyChange",
     "KeyFigures",
     "Refused",
@@ -78,12 +96,18 @@ KEEP_S = 7 * 86400
 #: replaces the charge with the actual cost.
 EXPIRED_KEEP_S = 86400
 
+#: Seconds after which spend handed to the database writer is surely in the database
+#: (SpendLedger batches for 0.2 s, then writes): spend handed over longer before a seed's
+#: database read began is in that seed.
+PERSIST_LAG_S = 0.5
+
 #: Rounding slack (USD) when comparing spend with a budget, as in one process.
 _EPSILON_USD = 1e-9
 
 KeyChange = Literal["create", "revoke", "update"]
 RefusalKind = Literal["budget", "one_at_a_time", "rpm", "tpm", "tpm_request"]
 SettleStatus = Literal["settled", "late", "lost", "done"]
+CreditStatus = Literal["added", "seeded", "done", "none"]
 
 _COMMON = """
 local function num(v) return tonumber(v) or 0 end
@@ -101,6 +125,13 @@ end
 local function bury(token, mark, until_ms)
   redis.call('HSET', KEYS[7], token, mark)
   redis.call('ZADD', KEYS[6], until_ms, token)
+end
+-- Whether spend handed to the database age_ms ago (measured before this call was sent,
+-- so now - age_ms is not before that) was surely there when the database read of the
+-- current seed began (its 'seeded' time, not after that read; '' when unknown).
+local function in_seed(now, seeded, age_ms, lag_ms)
+  local at = tonumber(seeded)
+  return at ~= nil and now - tonumber(age_ms) + tonumber(lag_ms) < at
 end
 -- Drop old tombstones; charge expired reservations as spent (returns the USD charged).
 local function sweep(now, expired_keep_ms)
@@ -141,7 +172,7 @@ end
 """
 
 # ARGV: token, cost, tokens, budget|'', rpm|'', tpm|'', floor|'', ttl_ms, window_ms,
-#       keep_s, new epoch, expired_keep_ms
+#       keep_s, new epoch, expired_keep_ms, floor read after (ms)|''
 _RESERVE = _COMMON + """
 local token, cost, tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local budget, rpm, tpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -154,7 +185,7 @@ if not has_state() then
   if floor == nil then return {'seed'} end
   redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'spent', fmt(floor), 'reserved', '0', 'n', 0, 'oaat', 0,
-             'epoch', ARGV[11])
+             'epoch', ARGV[11], 'seeded', ARGV[13])
 else
   charged = sweep(now, tonumber(ARGV[12]))
 end
@@ -202,7 +233,7 @@ return answer('ok')
 """
 
 # ARGV: token, charge, tokens, 'settle'|'cancel', epoch|'', window_ms, keep_s,
-#       expired_keep_ms, cancelled_keep_ms
+#       expired_keep_ms, cancelled_keep_ms, persisted_age_ms, lag_ms
 _SETTLE = _COMMON + """
 local token, cost, tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local settle, epoch = ARGV[4] == 'settle', ARGV[5]
@@ -210,14 +241,20 @@ local window_ms = tonumber(ARGV[6])
 local now = clock()
 if not has_state() then
   -- Redis lost this key's state: the spend is persisted in the database, from which the
-  -- next reservation seeds it; a cancel still stops a delayed reserve of this token.
-  if not settle then bury(token, 'x', now + tonumber(ARGV[9])) end
+  -- next reservation seeds it (a retry after that seed adds nothing); a cancel still
+  -- stops a delayed reserve of this token.
+  if settle then
+    bury(token, 'c', now + tonumber(ARGV[8]))
+  else
+    bury(token, 'x', now + tonumber(ARGV[9]))
+  end
   keep(tonumber(ARGV[7]), math.ceil(2 * window_ms / 1000))
   return {'lost', '0', '0', '0', '0', '0', '0'}
 end
 local charged = sweep(now, tonumber(ARGV[8]))
 keep(tonumber(ARGV[7]), math.ceil(2 * window_ms / 1000))
-local st = redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'n', 'oaat', 'epoch')
+local st = redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'n', 'oaat', 'epoch',
+                      'seeded')
 local spent, reserved, n, oaat = num(st[1]), num(st[2]), num(st[3]), num(st[4])
 local correction, over, status = 0, 0, 'done'
 local function in_window()
@@ -258,7 +295,12 @@ elseif gone and string.sub(gone, 1, 1) == 'e' then
 elseif gone then
   status = 'done'
 elseif epoch ~= '' and epoch ~= st[5] then
-  spent = spent + charge(math.huge)
+  -- reserved in a state Redis lost since; reseeded from the database, which has this
+  -- cost unless it was persisted too shortly before the seed's read
+  if settle then
+    if not in_seed(now, st[6], ARGV[10], ARGV[11]) then spent = spent + charge(math.huge) end
+    bury(token, 'c', now + tonumber(ARGV[8]))
+  end
   status = 'lost'
 elseif not settle then
   bury(token, 'x', now + tonumber(ARGV[9]))
@@ -269,16 +311,39 @@ return {status, fmt(charged), fmt(correction), tostring(over), fmt(spent), fmt(r
         tostring(n)}
 """
 
-# ARGV: usd, expired_keep_ms, window_ms, keep_s
+# ARGV: usd, expired_keep_ms, window_ms, keep_s, token|'' (read and sweep only),
+#       persisted_age_ms, lag_ms
 _CREDIT = _COMMON + """
-if not has_state() then return {'none'} end
+local token = ARGV[5]
 local now = clock()
+local keep_s, window_s = tonumber(ARGV[4]), math.ceil(2 * tonumber(ARGV[3]) / 1000)
+if not has_state() then
+  -- the database has it, and seeds the next reservation; a retry after that adds nothing
+  if token ~= '' and redis.call('HEXISTS', KEYS[7], token) == 0 then
+    bury(token, 'c', now + tonumber(ARGV[2]))
+    keep(keep_s, window_s)
+  end
+  return {'none'}
+end
 local charged = sweep(now, tonumber(ARGV[2]))
-keep(tonumber(ARGV[4]), math.ceil(2 * tonumber(ARGV[3]) / 1000))
-local st = redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'n')
-local spent = num(st[1]) + tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], 'spent', fmt(spent))
-return {'ok', fmt(charged), fmt(spent), st[2], st[3]}
+keep(keep_s, window_s)
+local st = redis.call('HMGET', KEYS[1], 'spent', 'reserved', 'n', 'seeded')
+local spent, status = num(st[1]), 'read'
+if token ~= '' then
+  if redis.call('HEXISTS', KEYS[7], token) == 1 then
+    status = 'done'
+  else
+    if in_seed(now, st[4], ARGV[6], ARGV[7]) then
+      status = 'seeded'
+    else
+      spent = spent + tonumber(ARGV[1])
+      redis.call('HSET', KEYS[1], 'spent', fmt(spent))
+      status = 'added'
+    end
+    bury(token, 'c', now + tonumber(ARGV[2]))
+  end
+end
+return {status, fmt(charged), fmt(spent), st[2], st[3]}
 """
 
 
@@ -372,9 +437,9 @@ class Settled:
     Attributes:
         status: ``settled`` (released and charged), ``late`` (it had expired and been
             charged its reservation: replaced by the actual cost), ``lost`` (Redis lost
-            the key's state since: the cost was added to the reseeded spend, or to
-            nothing when Redis holds no spend yet), ``done`` (already settled or
-            cancelled: nothing changed).
+            the key's state since: the cost was added to the reseeded spend unless the
+            seed has it, or to nothing when Redis holds no spend yet), ``done``
+            (already settled or cancelled: nothing changed).
         figures: the key's figures after it (zeros when ``lost`` and Redis holds none).
         ledger_usd: USD the caller adds to its persisted spend beyond the cost it
             persisted at settle time: expired reservations charged by this call, minus
@@ -389,6 +454,24 @@ class Settled:
     over_bound: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Credited:
+    """What ``credit`` did.
+
+    Attributes:
+        status: ``added`` (to the key's shared spend), ``seeded`` (not added: the spend
+            was seeded from the database after it was persisted there), ``done`` (this
+            token was counted before: nothing changed) or ``none`` (Redis holds no
+            spend for the key: the next reservation seeds it from the database).
+        figures: the key's figures after it, None when ``none``.
+        ledger_usd: USD of expired reservations this call charged, to persist.
+    """
+
+    status: CreditStatus
+    figures: KeyFigures | None
+    ledger_usd: float
+
+
 class SharedKeyState:
     """Budgets, RPM and TPM of virtual keys in Redis (module docstring).
 
@@ -396,12 +479,16 @@ class SharedKeyState:
         shared: the process's Redis connection.
         window_s: length of the RPM / TPM windows, seconds (60; tests shorten it).
         keep_s: seconds a key's spend and reservations live after their last use.
+        persist_lag_s: seconds after which spend handed to the database writer is surely
+            in the database (:data:`PERSIST_LAG_S`).
     """
 
-    def __init__(self, shared: SharedRedis, *, window_s: float = 60.0, keep_s: int = KEEP_S):
+    def __init__(self, shared: SharedRedis, *, window_s: float = 60.0, keep_s: int = KEEP_S,
+                 persist_lag_s: float = PERSIST_LAG_S):
         self.shared = shared
         self.window_s = window_s
         self.keep_s = keep_s
+        self.persist_lag_s = persist_lag_s
         self._reserve = shared.script(_RESERVE)
         self._settle = shared.script(_SETTLE)
         self._credit = shared.script(_CREDIT)
@@ -424,11 +511,15 @@ class SharedKeyState:
         tokens: int,
         spent_floor_usd: float | None,
         ttl_s: float,
+        floor_read_after_ms: float | None = None,
     ) -> Admitted | Refused | None:
         """Check the key's limits and reserve ``cost_usd`` (USD) and ``tokens``, atomically.
 
         ``spent_floor_usd``: the key's spend in the database, USD, used only when Redis
         holds none; with None, such a call returns None (ask the database, call again).
+        ``floor_read_after_ms``: a Redis time (:meth:`redis_ms`) taken before the
+        database read of ``spent_floor_usd`` began; spend persisted well before it is not
+        added again by a later ``credit`` or lost ``settle`` (None: unknown, they add).
         ``ttl_s``: seconds after which an unsettled reservation is charged as spent.
         ``token`` (:func:`new_token`, a new one per call) names the reservation.
 
@@ -439,7 +530,7 @@ class SharedKeyState:
         args: list[str | int | float] = [
             token, _f(cost_usd), tokens, _opt(budget_usd), _opt(rpm), _opt(tpm),
             _opt(spent_floor_usd), _ms(ttl_s), _ms(self.window_s), self.keep_s,
-            new_token(), _ms(EXPIRED_KEEP_S)]
+            new_token(), _ms(EXPIRED_KEEP_S), _opt(floor_read_after_ms)]
         got = await self.shared.call(self._reserve, keys=self._keys(key_id), args=args)
         kind = got[0]
         if kind == "seed":
@@ -454,17 +545,20 @@ class SharedKeyState:
         return Refused(kind, figures, float(got[1]), retry, int(float(got[7])))
 
     async def settle(self, reservation: SharedReservation, cost_usd: float, tokens: int, *,
-                     unknown: bool = False) -> Settled:
+                     unknown: bool = False, persisted_s_ago: float = 0.0) -> Settled:
         """Replace ``reservation`` with the actual cost (USD) and tokens; idempotent.
 
         ``unknown``: charge at least the reservation (:meth:`SharedReservation.charge`).
+        ``persisted_s_ago``: seconds since the cost was handed to the database writer;
+        when Redis lost the key's state since the reservation and reseeded it from the
+        database, the cost is added only if the seed may not have it.
 
         Raises:
             StateUnavailable: Redis could not be reached (call again: it lands once).
         """
         return await self._release(reservation.key_id, reservation.token,
                                    reservation.charge(cost_usd, unknown), tokens, "settle",
-                                   reservation.epoch)
+                                   reservation.epoch, persisted_s_ago=persisted_s_ago)
 
     async def cancel(self, key_id: str, token: str, ttl_s: float) -> Settled:
         """Undo a ``reserve`` of ``token`` that may or may not have run (its call
@@ -477,29 +571,41 @@ class SharedKeyState:
         return await self._release(key_id, token, 0.0, 0, "cancel", "", ttl_s)
 
     async def _release(self, key_id: str, token: str, charge: float, tokens: int,
-                       mode: str, epoch: str, ttl_s: float = 0.0) -> Settled:
+                       mode: str, epoch: str, ttl_s: float = 0.0,
+                       persisted_s_ago: float = 0.0) -> Settled:
         args: list[str | int | float] = [
             token, _f(charge), tokens, mode, epoch, _ms(self.window_s), self.keep_s,
-            _ms(EXPIRED_KEEP_S), _ms(max(ttl_s, self.window_s))]
+            _ms(EXPIRED_KEEP_S), _ms(max(ttl_s, self.window_s)),
+            _ms(max(persisted_s_ago, 0.0)), _ms(self.persist_lag_s)]
         got = await self.shared.call(self._settle, keys=self._keys(key_id), args=args)
         figures = KeyFigures(float(got[4]), float(got[5]), int(got[6]))
         return Settled(got[0], figures, float(got[1]) + float(got[2]), got[3] == "1")
 
-    async def credit(self, key_id: str, usd: float) -> tuple[KeyFigures, float] | None:
+    async def credit(self, key_id: str, usd: float, *, token: str,
+                     persisted_s_ago: float) -> Credited:
         """Add ``usd`` settled outside Redis (during an outage, by the local fallback) to
-        the key's shared spend. Returns (figures, USD of expired reservations charged,
-        to persist), or None when Redis holds no spend for the key (the next reservation
-        seeds it from the database, which has ``usd``).
+        the key's shared spend, once per ``token`` (:func:`new_token`, one per amount;
+        retried after a lost reply, it adds nothing), and not when the key's spend in
+        Redis was seeded from the database after ``usd`` was persisted there.
+
+        ``persisted_s_ago``: seconds since ``usd`` was handed to the database writer
+        (call no sooner than ``persist_lag_s`` after: a ``none`` answer relies on the
+        database having it).
 
         Raises:
-            StateUnavailable: Redis could not be reached.
+            StateUnavailable: Redis could not be reached (call again with the same token).
         """
-        args: list[str | int | float] = [_f(usd), _ms(EXPIRED_KEEP_S), _ms(self.window_s),
-                                         self.keep_s]
-        got = await self.shared.call(self._credit, keys=self._keys(key_id), args=args)
-        if got[0] != "ok":
-            return None
-        return KeyFigures(float(got[2]), float(got[3] or 0), int(got[4] or 0)), float(got[1])
+        got = await self._credit_call(key_id, usd, token, persisted_s_ago)
+        if got[0] == "none":
+            return Credited("none", None, 0.0)
+        return Credited(got[0], _figures(got), float(got[1]))
+
+    async def _credit_call(self, key_id: str, usd: float, token: str,
+                           persisted_s_ago: float) -> Any:
+        args: list[str | int | float] = [
+            _f(usd), _ms(EXPIRED_KEEP_S), _ms(self.window_s), self.keep_s, token,
+            _ms(max(persisted_s_ago, 0.0)), _ms(self.persist_lag_s)]
+        return await self.shared.call(self._credit, keys=self._keys(key_id), args=args)
 
     async def figures(self, key_id: str) -> tuple[KeyFigures, float] | None:
         """The key's shared figures (sweeping expired reservations: the USD they were
@@ -508,7 +614,24 @@ class SharedKeyState:
         Raises:
             StateUnavailable: Redis could not be reached.
         """
-        return await self.credit(key_id, 0.0)
+        got = await self._credit_call(key_id, 0.0, "", 0.0)  # no token: reads, sweeps
+        if got[0] == "none":
+            return None
+        return _figures(got), float(got[1])
+
+    async def redis_ms(self) -> float:
+        """Redis's clock now, ms (what the scripts use), e.g. for ``floor_read_after_ms``.
+
+        Raises:
+            StateUnavailable: Redis could not be reached.
+        """
+        seconds, micros = await self.shared.run(self.shared.client.time())
+        return int(seconds) * 1000 + int(micros) / 1000
+
+
+def _figures(got: Any) -> KeyFigures:
+    """The figures in a credit script's answer."""
+    return KeyFigures(float(got[2]), float(got[3] or 0), int(got[4] or 0))
 
 
 def _f(x: float) -> str:
