@@ -109,6 +109,9 @@ class Deployment(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     provider: str
     model: str = Field(min_length=1)
+    #: What the deployment serves: ``chat`` (chat completions, responses, messages,
+    #: completions) or ``embedding`` (``POST /v1/embeddings`` only; docs/endpoints.md).
+    mode: Literal["chat", "embedding"] = "chat"
     base_url: str | None = None
     api_key_env: str | None = None
     tier: Tier = None  # type: ignore[assignment]  # filled by _defaults

@@ -85,6 +85,9 @@ class CallContext:
     cache_control: CacheControl | None = None
     #: What the response cache did (set by the service after routing).
     cache: CacheLookup | None = None
+    #: The HTTP API the request came through (``chat``, ``responses``, ``messages``,
+    #: ``completions``, ``embeddings``; copied to the usage row); None for library calls.
+    endpoint: str | None = None
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
 

@@ -408,6 +408,7 @@ class ChatService:
             parent_id=ctx.parent_id,
             system=ctx.system,
             step=ctx.step,
+            endpoint=ctx.endpoint,
         )
 
     def _finish(
@@ -487,7 +488,8 @@ class ChatService:
                         model: str | None = None) -> None:
         """Record a request refused before routing (bad JSON, auth, size...)."""
         rec = UsageRecord(request_id=ctx.request_id, created_at=ctx.created_at,
-                          requested_model=model, key_id=ctx.key_id)
+                          requested_model=model, key_id=ctx.key_id,
+                          endpoint=ctx.endpoint)
         self._fail(rec, exc, ctx, None)
 
     async def aclose(self) -> None:

@@ -31,22 +31,18 @@ from modelmix.errors import (
     ClientDisconnected,
     InvalidRequest,
     ModelmixError,
+    NoDeployment,
     PayloadTooLarge,
     RequestTimeout,
     invalid_request,
 )
 from modelmix.guard import TAGS_HEADER, request_tags
-from modelmix.protocol import (
-    DONE_EVENT,
-    ChatRequest,
-    chunk_event,
-    error_event,
-    response_json,
-)
+from modelmix.protocol import ChatRequest
 from modelmix.providers import availability
 from modelmix.routing import RouteDecision, RoutingHints, parse_hints
 from modelmix.server._auth import Authenticator, KeyInfo
 from modelmix.server._bodies import SMALL_BODY, BodyBudget, BodyHold
+from modelmix.server._dialect import CHAT, Dialect, openai_error_response
 
 __all__ = ["Gateway", "error_response", "routing_hints"]
 
@@ -75,12 +71,7 @@ HEADER_CACHE_SIMILARITY = "x-modelmix-cache-similarity"
 
 def error_response(exc: ModelmixError, request_id: str | None = None) -> Response:
     """An OpenAI-format error response with the error's status code."""
-    headers = {HEADER_REQUEST_ID: request_id} if request_id else {}
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["retry-after"] = str(max(1, round(retry_after)))
-    return Response(orjson.dumps(exc.to_openai()), status_code=exc.status_code,
-                    media_type="application/json", headers=headers)
+    return openai_error_response(exc, request_id)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -327,10 +318,16 @@ class Gateway:
         self.bodies = BodyBudget(self.config.server.max_inflight_body_bytes)
 
     async def chat_completions(self, request: Request) -> Response:
-        ctx = CallContext(request_id=_request_id(request))
+        """``POST /v1/chat/completions``."""
+        return await self.handle(request, CHAT)
+
+    async def handle(self, request: Request, dialect: Dialect) -> Response:
+        """Run one generating request of ``dialect``'s API through the whole pipeline
+        (server/_dialect.py): the answer, a stream, or an error in that API's format."""
+        ctx = CallContext(request_id=_request_id(request), endpoint=dialect.endpoint)
         hold = BodyHold(None, 0)
         try:
-            response = await self._chat(request, ctx, hold)
+            response = await self._chat(request, ctx, hold, dialect)
         except BaseException:
             hold.release()
             raise
@@ -341,11 +338,12 @@ class Gateway:
             hold.release()
         return response
 
-    async def _chat(self, request: Request, ctx: CallContext, hold: BodyHold) -> Response:
+    async def _chat(self, request: Request, ctx: CallContext, hold: BodyHold,
+                    dialect: Dialect) -> Response:
         model: str | None = None
         server = self.config.server
         try:
-            key = await self.auth.authenticate(request.headers.get("authorization"))
+            key = await self.auth.authenticate(dialect.credentials(request))
             _apply_key(ctx, key)
             # large bodies wait for room before they are read (server/_bodies.py)
             held = await self.bodies.hold(_content_length(request),
@@ -359,41 +357,41 @@ class Gateway:
             ctx.tags = request_tags(data.pop("tags", None), request.headers.get(TAGS_HEADER))
             ctx.cache_control = parse_cache_control(  # docs/cache.md
                 data.pop("cache", None), request.headers.get("cache-control"), key.cache)
-            chat = validate_chat_request(data, self.config)
+            chat = validate_chat_request(dialect.to_chat(data, ctx), self.config)
         except ModelmixError as exc:
             self.service.record_rejected(ctx, exc, model)  # also logged by the log sink
-            return error_response(exc, ctx.request_id)
+            return dialect.error(exc, ctx.request_id)
         if chat.stream:
-            return await self._stream(request, chat, ctx)
-        return await self._complete(request, chat, ctx)
+            return await self._stream(request, chat, ctx, dialect)
+        return await self._complete(request, chat, ctx, dialect)
 
-    async def _complete(self, request: Request, chat: ChatRequest, ctx: CallContext
-                        ) -> Response:
+    async def _complete(self, request: Request, chat: ChatRequest, ctx: CallContext,
+                        dialect: Dialect) -> Response:
         try:
             done = await _unless_disconnected(request, self.service.complete(chat, ctx))
         except ModelmixError as exc:
-            return error_response(exc, ctx.request_id)
+            return dialect.error(exc, ctx.request_id)
         headers = _route_headers(done.decision, done.deployment.name, ctx.request_id)
         headers[HEADER_COST] = f"{done.cost_usd:.8f}"
         _cache_headers(headers, ctx)
         _system_headers(headers, done.system)
         _conversion_headers(headers, ctx)
-        return Response(response_json(done.response), media_type="application/json",
+        return Response(dialect.render(done, chat, ctx), media_type="application/json",
                         headers=headers)
 
-    async def _stream(self, request: Request, chat: ChatRequest, ctx: CallContext
-                      ) -> Response:
+    async def _stream(self, request: Request, chat: ChatRequest, ctx: CallContext,
+                      dialect: Dialect) -> Response:
         try:
             started = await _unless_disconnected(request, self.service.stream(chat, ctx))
         except ModelmixError as exc:
-            return error_response(exc, ctx.request_id)
+            return dialect.error(exc, ctx.request_id)
         headers = _route_headers(started.decision, started.deployment.name, ctx.request_id)
         headers["cache-control"] = "no-cache"
         _cache_headers(headers, ctx)
         _system_headers(headers, started.system)
         _conversion_headers(headers, ctx)
-        return _SSEResponse(started, _sse(started.chunks, chat.include_usage),
-                                 media_type="text/event-stream", headers=headers)
+        return _SSEResponse(started, dialect.stream(started.chunks, chat, ctx),
+                            media_type="text/event-stream", headers=headers)
 
     def models(self) -> dict[str, Any]:
         """``GET /v1/models`` body, with each entry's availability under ``modelmix``."""
@@ -421,6 +419,15 @@ class Gateway:
                              "kind": "system", "description": system.description,
                              "steps": list(system.order), "policy": system.policy}})
         return {"object": "list", "data": data}
+
+    def model(self, model_id: str) -> Response:
+        """``GET /v1/models/{model_id}``: that entry of :meth:`models`, or a 404
+        ``model_not_found`` in the OpenAI error format."""
+        for entry in self.models()["data"]:
+            if entry["id"] == model_id:
+                return Response(orjson.dumps(entry), media_type="application/json")
+        return error_response(NoDeployment(f"model {model_id[:200]!r} does not exist",
+                                           code="model_not_found", param="model"))
 
     def ready(self) -> tuple[bool, list[str]]:
         """Whether at least one deployment is available, and which are."""
@@ -454,13 +461,3 @@ class _SSEResponse(StreamingResponse):
             finally:
                 if self.hold is not None:
                     self.hold.release()
-
-
-async def _sse(chunks: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield chunk_event(chunk, include_usage)
-    except ModelmixError as exc:
-        yield error_event(exc.to_openai())
-        return
-    yield DONE_EVENT

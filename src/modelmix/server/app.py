@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from modelmix.catalog import Config, config_from_env
 from modelmix.engine import ChatService
@@ -23,6 +23,7 @@ from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment
 from modelmix.guard import guard_from_config
 from modelmix.observability._metrics import instrument
 from modelmix.observability._tracing import Tracing
+from modelmix.server import _completions, _embeddings, _messages, _responses, _ui
 from modelmix.server._auth import Authenticator
 from modelmix.server._feedback import FeedbackEndpoint, RecentRequests
 from modelmix.server._gateway import Gateway, error_response
@@ -91,13 +92,6 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         return await gateway.chat_completions(request)
 
-    async def models(request: Request) -> Response:
-        try:
-            await gateway.auth.authenticate(request.headers.get("authorization"))
-        except ModelmixError as exc:
-            return error_response(exc)
-        return JSONResponse(gateway.models())
-
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -134,15 +128,23 @@ def create_app(
             if tracing is not None:
                 tracing.close()
 
+    api: list[BaseRoute] = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        *_model_routes(gateway),
+        Route("/v1/feedback", feedback_endpoint.handle, methods=["POST"]),
+        *_responses.routes(gateway),
+        *_messages.routes(gateway),
+        *_completions.routes(gateway),
+        *_embeddings.routes(gateway),
+    ]
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/feedback", feedback_endpoint.handle, methods=["POST"]),
+            *api,
+            *_without_v1(api),
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *_ui.routes(gateway),
             *(key_admin_routes(auth, config, service.systems.model_names())
               if isinstance(auth, VirtualKeyAuth) else []),
         ],
@@ -157,6 +159,39 @@ def create_app(
     app.state.gateway = gateway
     app.state.metrics = metrics
     return app
+
+
+def _model_routes(gateway: Gateway) -> list[BaseRoute]:
+    """``GET /v1/models`` and ``GET /v1/models/{id}`` (ids may hold ``/``)."""
+
+    async def models(request: Request) -> Response:
+        try:
+            await gateway.auth.authenticate(request.headers.get("authorization"))
+        except ModelmixError as exc:
+            return error_response(exc)
+        return JSONResponse(gateway.models())
+
+    async def model(request: Request) -> Response:
+        try:
+            await gateway.auth.authenticate(request.headers.get("authorization"))
+        except ModelmixError as exc:
+            return error_response(exc)
+        return gateway.model(request.path_params["model_id"])
+
+    return [Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", model, methods=["GET"])]
+
+
+def _without_v1(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The same API routes without the ``/v1`` prefix (``/chat/completions``,
+    ``/models``...), as OpenAI-compatible servers accept both (docs/endpoints.md)."""
+    out: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route) and route.path.startswith("/v1/"):
+            out.append(Route(route.path[3:], route.endpoint, methods=route.methods))
+        elif isinstance(route, Mount) and route.path.startswith("/v1/"):
+            out.append(Mount(route.path[3:], routes=route.routes))
+    return out
 
 
 def _feedback_endpoint(service: ChatService, auth: Authenticator,

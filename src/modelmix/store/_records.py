@@ -74,6 +74,9 @@ class UsageRecord:
             the envelope rows of systems of models (their step rows say ``bypass``).
         saved_usd: on a hit, what the cached answer cost when it was first produced
             (its tokens at the deployment's catalog prices), USD; else None.
+        endpoint: the HTTP API the request came through (``chat``, ``responses``,
+            ``messages``, ``completions``, ``embeddings``; docs/endpoints.md); None for
+            library calls and system step rows.
 
     A system request writes one envelope row (``parent_id`` and ``step`` None, no deployment,
     no tokens, cost 0, the whole request's latency and status) and one row per model call
@@ -110,6 +113,7 @@ class UsageRecord:
     media_ms: float | None = None
     cache: str | None = None
     saved_usd: float | None = None
+    endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.audit, dict):  # read back from a spill file

@@ -79,6 +79,8 @@ USAGE_TABLE = sa.Table(
     # the response cache (docs/cache.md): hit / miss / bypass, and what a hit saved (USD)
     sa.Column("cache", sa.Text()),
     sa.Column("saved_usd", sa.Double()),
+    # which HTTP API the request came through (docs/endpoints.md)
+    sa.Column("endpoint", sa.Text()),
     sa.Index("ix_usage_created_at", "created_at"),
     sa.Index("ix_usage_deployment", "deployment"),
     sa.Index("ix_usage_key_id", "key_id"),
