@@ -237,3 +237,55 @@ def test_chat_says_on_stderr_how_a_system_answered(tmp_path: Path) -> None:
     assert proc.stdout.strip() and "route:" not in proc.stdout  # stdout: the answer alone
     assert "route: difficulty:-, " in proc.stderr and "smollm2-local" in proc.stderr
     assert "system finance-analyst: difficulty:" in proc.stderr
+
+
+def test_a_bad_log_level_is_one_error_line(runner: CliRunner) -> None:
+    output = _clean_error(runner.invoke(app, ["serve", "--log-level", "loud"]))
+    assert output.strip().count("\n") == 0
+    assert output.startswith("error: --log-level 'loud': expected one of") and "debug" in output
+
+
+def test_log_levels_are_read_in_any_case_and_trace_works(runner: CliRunner) -> None:
+    for level in ("TRACE", "Debug", "warning"):
+        result = runner.invoke(app, ["serve", "--log-level", level])
+        # the stubbed uvicorn.run raises once everything before it accepted the level
+        assert "serve got as far as starting the server" in str(result.exception), result.output
+
+
+def test_table_cells_keep_square_brackets(runner: CliRunner, tmp_path: Path) -> None:
+    """Found on the way (issue 14): rich read `[local]` in "pip install
+    'modelmix[local]'" as markup and printed `pip install 'modelmix'`."""
+    from rich.console import Console
+
+    from modelmix.cli._demo import DemoResult, _malformed_table, _results_table
+
+    console = Console(record=True, width=300)
+    res = DemoResult(index=1, source="mmlu", stream=False, status=503)
+    res.error = "pip install 'modelmix[local]'"
+    console.print(_results_table([res]))
+    console.print(_malformed_table([("[bold]x[/bold]", 400, "bad [red]field[/red]")]))
+    text = console.export_text()
+    assert "modelmix[local]" in text and "[bold]x[/bold]" in text and "[red]field[/red]" in text
+    path = tmp_path / "brackets.yaml"
+    path.write_text("deployments:\n  - name: v\n    provider: vllm\n"
+                    "    base_url: http://127.0.0.1:9/v1\n    model: org/m[q4]\n")
+    assert "org/m[q4]" in runner.invoke(app, ["models", "-c", str(path)]).output
+
+
+def test_chat_reads_the_prompt_from_stdin_and_names_the_deployment(
+        runner: CliRunner, tmp_path: Path) -> None:
+    from faulty_upstream import FaultyUpstream
+
+    with FaultyUpstream("piped") as up:
+        path = tmp_path / "one.yaml"
+        path.write_text(f"deployments:\n  - name: up\n    provider: vllm\n"
+                        f"    base_url: {up.url}\n    model: m\n")
+        result = runner.invoke(app, ["chat", "-c", str(path), "-m", "up", "--no-stream", "-"],
+                               input="What is in the pipe?\n")
+        assert result.exit_code == 0, result.output
+        sent = up.received[-1].body["messages"]
+    assert sent == [{"role": "user", "content": "What is in the pipe?"}]
+    assert "hello from piped" in result.stdout
+    assert "route: up: " in result.stderr
+    empty = runner.invoke(app, ["chat", "-c", str(path), "-m", "up", "-"], input="")
+    assert "standard input is empty" in _clean_error(empty)

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from modelmix.catalog import Config
 from modelmix.cli._cascade import cascade_app
 from modelmix.cli._guard import guard_app
 from modelmix.cli._keys import keys_app
-from modelmix.cli._output import ConfigOpt, console, err_console
+from modelmix.cli._output import ConfigOpt, console, err_console, plain
 from modelmix.cli._output import config_or_fail as _config
 from modelmix.cli._output import fail as _fail
 from modelmix.cli._router import router_app
@@ -103,6 +104,18 @@ def _check_port(host: str, port: int) -> None:
                   "(another server on that port? use --port)")
 
 
+#: uvicorn's level names (``trace`` is below debug).
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _log_level(value: str) -> str:
+    """``--log-level`` lower-cased, or one error line naming the levels (exit 2)."""
+    level = value.strip().lower()
+    if level not in _LOG_LEVELS:
+        _fail(f"--log-level {value!r}: expected one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
 def _with_policy(cfg: Config, ref: str) -> Config:
     """``cfg`` with ``--policy ref`` as its policy (``none`` / ``off``: no policy). The
     policy is parsed once, when the app is built; a bad one stops the start there."""
@@ -120,7 +133,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.",
                                              callback=_non_empty_host)] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port.")] = None,
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help="Log level: critical, error, warning, info, debug or trace.")] = "info",
     log_format: Annotated[LogFormat, typer.Option(
         help="json: one JSON object per line; text: for terminals.")] = LogFormat.JSON,
     policy: Annotated[str | None, typer.Option(
@@ -135,6 +149,7 @@ def serve(
 
     from modelmix.server._protocol import http_protocol
 
+    log_level = _log_level(log_level)
     cfg = _config(config)
     if policy is not None:
         cfg = _with_policy(cfg, policy)
@@ -172,9 +187,9 @@ def models(config: ConfigOpt = None) -> None:
                   "available")
     for dep in cfg.deployments:
         avail = availability(dep)
-        table.add_row(dep.name, dep.provider, dep.model, dep.tier.value, dep.hosting.value,
-                      f"{dep.context_window:,}",
-                      f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}",
+        table.add_row(*plain(dep.name, dep.provider, dep.model, dep.tier.value,
+                             dep.hosting.value, f"{dep.context_window:,}",
+                             f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}"),
                       "yes" if avail.available else f"[yellow]no[/yellow]: {escape(avail.reason)}")
     console.print(table)
     groups = cfg.model_names()[len(cfg.deployments):]
@@ -183,7 +198,8 @@ def models(config: ConfigOpt = None) -> None:
 
 @app.command()
 def chat(
-    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    prompt: Annotated[str, typer.Argument(
+        help="The user message; - reads it from standard input.")],
     model: Annotated[str, typer.Option("--model", "-m")] = "auto",
     config: ConfigOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Completion token limit.")] = 256,
@@ -196,6 +212,10 @@ def chat(
     from modelmix.client import Client
     from modelmix.guard import guard_from_config
 
+    if prompt == "-":
+        prompt = sys.stdin.read().strip()
+        if not prompt:
+            _fail("chat -: standard input is empty")
     cfg = _config(config)
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     try:  # the policy as the gateway applies it: $MODELMIX_POLICY, else the catalog's
@@ -324,7 +344,7 @@ def _usage_table(fields: tuple[str, ...], rows: list[SummaryRow], total: Summary
                   "prompt tok", "completion tok", "cost USD", "p50 ms", "p95 ms", "p50 TTFT ms",
                   title="usage")
     for row in [*rows, total]:
-        label = ["-" if v is None else v for v in row.group.values()]
+        label: list[str | Text] = [Text("-" if v is None else v) for v in row.group.values()]
         if row is total:
             label = ["[bold]total[/bold]", *[""] * (len(fields) - 1)]
         step_cells = (f"{row.steps:,}", f"{row.step_errors:,}") if steps else ()

@@ -28,9 +28,11 @@ from rich import box
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from modelmix.catalog import Config, Deployment, Tier
 from modelmix.cli._demo_systems import run_systems, systems_table
+from modelmix.cli._output import plain
 from modelmix.errors import ConfigError, require_extra
 
 __all__ = ["DemoResult", "load_prompts", "run_demo"]
@@ -241,12 +243,12 @@ def _results_table(results: list[DemoResult]) -> Table:
                 "latency ms", "TTFT ms", "cost USD", "answer"):
         table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=widths.get(col))
     for r in results:
-        table.add_row(
+        table.add_row(*plain(  # cells are text, never markup ('modelmix[local]')
             str(r.index), r.source, "stream" if r.stream else "sync", str(r.status),
             r.deployment, _short_reason(r.reason), f"{r.prompt_tokens} / {r.completion_tokens}",
             f"{r.latency_ms:,.0f}", f"{r.ttft_ms:,.0f}" if r.ttft_ms is not None else "-",
             f"{r.cost_usd:.6f}", _shorten(r.answer or r.error, ANSWER_WIDTH),
-        )
+        ))
     return table
 
 
@@ -267,7 +269,7 @@ def _malformed_table(malformed: list[tuple[str, int, str]]) -> Table:
     table.add_column("status", no_wrap=True)
     table.add_column("error message (OpenAI format)", min_width=MESSAGE_WIDTH // 2)
     for label, status, message in malformed:
-        table.add_row(label, str(status), _shorten(message, MESSAGE_WIDTH))
+        table.add_row(*plain(label, str(status), _shorten(message, MESSAGE_WIDTH)))
     return table
 
 
@@ -295,7 +297,7 @@ def _summary(results: list[DemoResult], ref: Deployment | None,
     served: dict[str, int] = {}
     for r in ok:
         served[r.deployment] = served.get(r.deployment, 0) + 1
-    table.add_row("served by", ", ".join(f"{k}: {v}" for k, v in served.items()) or "-")
+    table.add_row("served by", Text(", ".join(f"{k}: {v}" for k, v in served.items()) or "-"))
     table.add_row("tokens in / out", f"{tok_in:,} / {tok_out:,}")
     table.add_row("cost (catalog prices)", f"${actual:.6f}{saved}")
     if ref is None:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from modelmix.catalog import Config
-from modelmix.cli._output import ConfigOpt, console, err_console
+from modelmix.cli._output import ConfigOpt, console, err_console, plain
 from modelmix.cli._output import config_or_fail as _config
 from modelmix.cli._output import fail as _fail
 from modelmix.errors import ConfigError, ModelmixError
@@ -60,7 +61,8 @@ def _announce(cfg: Config, change: KeyChange, key_id: str) -> None:
     try:
         shared = shared_redis(cfg)
     except ModelmixError as exc:
-        err_console.print(f"[yellow]not announced to gateways:[/] {exc.message}")
+        err_console.print(Text.assemble(("not announced to gateways:", "yellow"), " ",
+                                        exc.message))
         return
     if shared is None:
         return
@@ -121,8 +123,8 @@ def keys_list(config: ConfigOpt = None) -> None:
     table = Table("id", "alias", "key", "models", "budget USD", "spent USD", "rpm", "tpm",
                   "status")
     for k in keys:
-        table.add_row(k.id, k.alias or "", k.key_prefix + "...",
-                      ",".join(sorted(k.allowed_models)) if k.allowed_models else "all",
+        table.add_row(*plain(k.id, k.alias or "", k.key_prefix + "...",
+                             ",".join(sorted(k.allowed_models)) if k.allowed_models else "all"),
                       "-" if k.budget_usd is None else f"{k.budget_usd:g}",
                       f"{k.spent_usd:.6f}", str(k.rpm or "-"), str(k.tpm or "-"),
                       "revoked" if k.revoked else "active")

@@ -21,7 +21,7 @@ from modelmix.catalog import Config, config_from_env
 from modelmix.errors import ConfigError, ModelmixError
 
 __all__ = ["ConfigOpt", "check_out_dir", "config_or_fail", "console", "err_console", "fail",
-           "scores_out"]
+           "plain", "scores_out"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
 console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 160)
@@ -38,6 +38,13 @@ def fail(message: str, code: int = 2, label: str = "error") -> NoReturn:
     err_console.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True,
                       highlight=False)
     raise typer.Exit(code)
+
+
+def plain(*cells: str) -> tuple[Text, ...]:
+    """Table cells as plain text: rich would read ``[local]`` in
+    ``pip install 'modelmix[local]'`` (or a model name, a route reason, an error from an
+    upstream) as markup and drop it."""
+    return tuple(Text(cell) for cell in cells)
 
 
 def check_out_dir(path: Path, option: str = "--out") -> None:

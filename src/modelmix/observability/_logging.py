@@ -134,7 +134,9 @@ def configure_logging(
     enqueue.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [enqueue]
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    if isinstance(level, str):  # uvicorn's "trace" is level 5, below DEBUG
+        level = 5 if level.lower() == "trace" else level.upper()
+    root.setLevel(level)
     listener = logging.handlers.QueueListener(lines, writer)
     listener.start()
     return listener
