@@ -123,6 +123,10 @@ class Deployment(_Strict):
     max_output_tokens: int | None = Field(default=None, gt=0)
     supports_tools: bool = False
     supports_json_mode: bool = False
+    #: Whether the deployment returns token ``logprobs`` (None: by provider, true for
+    #: OpenAI-compatible servers, false for anthropic, gemini and local; set false for a
+    #: compatible server that ignores them, so such requests go elsewhere or get a 400).
+    supports_logprobs: bool | None = None
     input_cost_per_mtok: float = Field(default=0.0, ge=0)
     output_cost_per_mtok: float = Field(default=0.0, ge=0)
     max_concurrency: int | None = Field(default=None, gt=0)
@@ -197,6 +201,13 @@ class Deployment(_Strict):
     @property
     def openai_compatible(self) -> bool:
         return self.provider in OPENAI_COMPATIBLE_PROVIDERS
+
+    @property
+    def returns_logprobs(self) -> bool:
+        """Whether a request asking for ``logprobs`` may be sent here (docs/endpoints.md)."""
+        if self.supports_logprobs is not None:
+            return self.supports_logprobs
+        return self.openai_compatible
 
     def api_key(self) -> str | None:
         """The API key read from ``api_key_env`` now, or None when unset."""

@@ -11,7 +11,15 @@ from modelmix.protocol._chat import (
     new_completion_id,
     now,
 )
+from modelmix.protocol._embeddings import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    embedding_json,
+    embedding_response,
+    parse_embedding_request,
+)
 from modelmix.protocol._request import (
+    MAX_CHOICES,
     ChatMessage,
     ChatRequest,
     ContentPart,
@@ -24,6 +32,7 @@ from modelmix.protocol._sse import DONE_EVENT, chunk_event, error_event, respons
 
 __all__ = [
     "DONE_EVENT",
+    "MAX_CHOICES",
     "ChatChoice",
     "ChatChunk",
     "ChatMessage",
@@ -31,6 +40,8 @@ __all__ = [
     "ChatResponse",
     "ChunkChoice",
     "ContentPart",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "Delta",
     "FileData",
     "RequestNeeds",
@@ -38,9 +49,12 @@ __all__ = [
     "StreamOptions",
     "Usage",
     "chunk_event",
+    "embedding_json",
+    "embedding_response",
     "error_event",
     "estimate_tokens",
     "new_completion_id",
     "now",
+    "parse_embedding_request",
     "response_json",
 ]

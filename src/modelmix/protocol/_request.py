@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "IMAGE_TOKEN_BOUND",
+    "MAX_CHOICES",
     "ChatMessage",
     "ChatRequest",
     "ContentPart",
@@ -44,6 +45,10 @@ _MESSAGE_TOKEN_BOUND = 8
 #: (SmolLM2's adds 15, Qwen2.5's about 20, Llama 3.1's date lines about 25; found when
 #: the embedded model billed 32 tokens for a 30-token bound).
 _REQUEST_TOKEN_BOUND = 48
+
+#: Most choices (``n``) one request may ask for. Each choice is a full completion that the
+#: budget reserves for, and a deployment without native ``n`` makes one call per choice.
+MAX_CHOICES = 8
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -199,8 +204,11 @@ class RequestNeeds(BaseModel):
     file_input: bool = False
     tools: bool = False
     json_mode: bool = False
+    logprobs: bool = False
     prompt_tokens_estimate: int = 0
     max_output_tokens: int = 0
+    #: completions asked for (``n``); ``max_output_tokens`` is per choice
+    choices: int = 1
 
 
 class ChatRequest(_Strict):
@@ -218,7 +226,7 @@ class ChatRequest(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -268,6 +276,17 @@ class ChatRequest(_Strict):
             raise ValueError("at most 4 stop sequences")
         return value
 
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatRequest:
+        if self.top_logprobs and not self.logprobs:  # as OpenAI: refused, not ignored
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    @property
+    def choices(self) -> int:
+        """How many completions the request asks for (``n``, 1 when not given)."""
+        return self.n or 1
+
     @property
     def completion_limit(self) -> int | None:
         """The completion token limit asked for, whichever field carried it; the larger of
@@ -298,8 +317,10 @@ class ChatRequest(_Strict):
             file_input=file,
             tools=bool(self.tools),
             json_mode=rf_type in ("json_object", "json_schema"),
+            logprobs=bool(self.logprobs),
             prompt_tokens_estimate=estimate_tokens(chars) + 4 * len(self.messages),
             max_output_tokens=self.completion_limit or 0,
+            choices=self.choices,
         )
 
     def prompt_token_bound(self) -> int:

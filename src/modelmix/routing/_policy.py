@@ -1,8 +1,8 @@
 """Policy filter: which deployments MAY serve a request.
 
 Checks, in order: availability (API key set, model file present), circuit state,
-the caller's allow-list, modalities, context window, tools and JSON mode. Later
-checks (data class vs hosting/region) plug in as extra :class:`Rule` callables.
+the caller's allow-list, modalities, context window, tools, JSON mode and logprobs.
+Later checks (data class vs hosting/region) plug in as extra :class:`Rule` callables.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def _features(dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
         return Exclusion(_CAPABILITY, "no tool calling")
     if ctx.needs.json_mode and not dep.supports_json_mode:
         return Exclusion(_CAPABILITY, "no JSON mode")
+    if ctx.needs.logprobs and not dep.returns_logprobs:
+        return Exclusion(_CAPABILITY, "no logprobs")
     return None
 
 
