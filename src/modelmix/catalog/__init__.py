@@ -10,6 +10,7 @@ from modelmix.catalog._config import (
 )
 from modelmix.catalog._default import DEFAULT_CONFIG, default_config
 from modelmix.catalog._litellm import LITELLM_STRATEGIES, litellm_strategy
+from modelmix.catalog._litellm_import import convert_litellm, is_litellm_config
 from modelmix.catalog._models import (
     BALANCE_STRATEGIES,
     OPENAI_COMPATIBLE_PROVIDERS,
@@ -53,7 +54,9 @@ __all__ = [
     "Tier",
     "config_from_dict",
     "config_from_env",
+    "convert_litellm",
     "default_config",
+    "is_litellm_config",
     "litellm_strategy",
     "load_config",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from modelmix.catalog._litellm_import import convert_litellm, is_litellm_config
 from modelmix.catalog._models import (
     BALANCE_STRATEGIES,
     BUILTIN_GROUPS,
@@ -36,6 +38,8 @@ from modelmix.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "Availability", "Config", "config_from_dict", "config_from_env",
            "load_config"]
+
+_log = logging.getLogger("modelmix.catalog")
 
 #: What a system's name may be (it appears in model names, headers and metric labels).
 SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -166,6 +170,7 @@ class Config(BaseModel):
         bad = sorted(n for n in self.systems if not SYSTEM_NAME.match(n))
         if bad:
             raise ValueError(f"system names are letters, digits and ._- (not {bad})")
+        _check_modes(self)
         for key, members in self.groups.items():
             if key in known:
                 raise ValueError(f"group {key!r} has the same name as a deployment")
@@ -190,6 +195,22 @@ class Config(BaseModel):
         """Every name a client may send as ``model``: deployments, then groups."""
         groups = [g for g in BUILTIN_GROUPS if g not in self.groups] + list(self.groups)
         return [d.name for d in self.deployments] + groups
+
+
+def _check_modes(config: Config) -> None:
+    """A group, or a deployment and its fallbacks, serve one kind of request: chat or
+    embeddings (vectors of different models are not comparable, and a chat request must
+    never reach an embedding model). Raises ValueError naming the mix."""
+    modes = {d.name: d.mode for d in config.deployments}
+    tables = (("groups", config.groups),
+              ("fallbacks", {k: (k, *v) for k, v in config.fallbacks.items()}))
+    for where, table in tables:
+        for key, members in table.items():
+            found = sorted({modes[m] for m in members if m in modes})
+            if len(found) > 1:
+                kinds = ", ".join(f"{m} ({modes[m]})" for m in members if m in modes)
+                raise ValueError(f"{where}.{key} mixes chat and embedding deployments: "
+                                 f"{kinds}")
 
 
 def _describe_location(raw: dict[str, Any], loc: Iterable[int | str]) -> str:
@@ -231,16 +252,35 @@ def _relevant(errors: list[ErrorDetails]) -> list[ErrorDetails]:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate a YAML config; with no path, the embedded default catalog.
 
+    A LiteLLM proxy config (top-level ``model_list``) is converted first (docs/litellm.md),
+    each setting it does not map logged at WARNING on the ``modelmix.catalog`` logger.
+
     Raises:
         ConfigError: the file is missing, is not UTF-8 YAML, is nested too deeply, or fails
-            validation; the message names the file, the deployment and the field.
+            validation; the message names the file, the deployment and the field. A
+            LiteLLM config is refused when it writes a key in the file.
     """
     if path is None:
         from modelmix.catalog._default import default_config
 
         return default_config()
     file = Path(path)
-    return config_from_dict(read_yaml_file(file), source=str(file))
+    raw = read_yaml_file(file)
+    if is_litellm_config(raw):
+        return _from_litellm(raw, str(file))
+    return config_from_dict(raw, source=str(file))
+
+
+def _from_litellm(raw: dict[str, Any], source: str) -> Config:
+    """A LiteLLM proxy config converted (docs/litellm.md); each setting it does not map
+    is logged once at WARNING on the ``modelmix.catalog`` logger."""
+    try:
+        native, warnings = convert_litellm(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: LiteLLM config: {exc.message}") from exc
+    for line in warnings:
+        _log.warning("%s: LiteLLM config: %s", source, line)
+    return config_from_dict(native, source=f"{source} (LiteLLM config)")
 
 
 #: Environment variable naming the catalog YAML used when no path is given.
