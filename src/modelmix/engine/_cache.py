@@ -20,7 +20,8 @@ names... It is used only for requests in which the guard found nothing.
 
 Never cached: failed calls, answers from a fallback deployment (the key names the one
 routed to), media requests, systems of models and their steps, streamed answers with
-tool calls, answers over ``cache.max_response_bytes``.
+tool calls, logprobs or several choices (``n``; a non-streamed one is kept, under a key
+holding ``n``), answers over ``cache.max_response_bytes``.
 """
 
 from __future__ import annotations
@@ -392,8 +393,8 @@ class StreamCapture:
         if chunk.usage is not None:
             self.usage = chunk.usage
         for choice in chunk.choices:
-            if choice.index != 0 or choice.delta.tool_calls:
-                self.storable = False
+            if choice.index != 0 or choice.delta.tool_calls or choice.logprobs is not None:
+                self.storable = False  # several choices, or logprobs: not rebuilt here
             if choice.delta.content:
                 self.parts.append(choice.delta.content)
             if choice.finish_reason is not None:
@@ -413,15 +414,15 @@ class StreamCapture:
 
 async def replay(response: ChatResponse, include_usage: bool
                  ) -> AsyncGenerator[ChatChunk, None]:
-    """A cached answer as a stream: one chunk with the whole message, one with the
-    finish reason, then the usage when asked for."""
+    """A cached answer as a stream: per choice, one chunk with the whole message (and its
+    logprobs), one with the finish reason; then the usage when asked for."""
     cid, created, model = response.id, response.created, response.model
     for choice in response.choices:
         message = choice.message
         tools = [{"index": i, **call} for i, call in enumerate(message.tool_calls or ())]
         delta = Delta(role="assistant", content=message.content, tool_calls=tools or None)
-        yield ChatChunk(id=cid, created=created, model=model,
-                        choices=[ChunkChoice(index=choice.index, delta=delta)])
+        yield ChatChunk(id=cid, created=created, model=model, choices=[ChunkChoice(
+            index=choice.index, delta=delta, logprobs=choice.logprobs)])
         yield ChatChunk(id=cid, created=created, model=model, choices=[ChunkChoice(
             index=choice.index, delta=Delta(), finish_reason=choice.finish_reason)])
     if include_usage:

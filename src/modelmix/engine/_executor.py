@@ -391,11 +391,12 @@ async def _counted_call(load: LoadStats, name: str, call: Awaitable[_T]) -> _T:
 
 def _tokens(decision: RouteDecision, request: ChatRequest) -> int:
     """What a call reserves in a deployment's tpm window: the prompt estimate plus
-    ``max_tokens`` (0 when no candidate has a tpm limit: not worth estimating)."""
+    ``max_tokens``, times ``n`` (0 when no candidate has a tpm limit: not worth
+    estimating)."""
     if not any(dep.tpm for dep in decision.candidates):
         return 0
     needs = request.needs()
-    return needs.prompt_tokens_estimate + needs.max_output_tokens
+    return (needs.prompt_tokens_estimate + needs.max_output_tokens) * needs.choices
 
 
 def _used(usage: Usage | None) -> int | None:

@@ -25,11 +25,13 @@ from modelmix.engine._media import MediaStage, decide_media, has_media_parts
 from modelmix.engine._systems import SystemExecution, is_system, stack_guard
 from modelmix.errors import (
     ClientDisconnected,
+    InvalidRequest,
     ModelmixError,
     ProviderError,
 )
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
 from modelmix.providers import Provider, availability, create_provider
+from modelmix.providers._choices import with_choices
 from modelmix.routing import (
     Exclusion,
     ExclusionKind,
@@ -156,6 +158,7 @@ class ChatService:
         built = _LazyProviders(config)
         built.update(providers or {})
         self.providers = built
+        self._with_choices = with_choices(built)  # for n > 1 (providers/_choices.py)
         kw: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         #: this process's calls in flight and latencies per deployment: the executor
         #: counts them, the router's group strategies read them (docs/load-balancing.md)
@@ -227,6 +230,7 @@ class ChatService:
         """Route and run a non-streaming request. Raises ModelmixError subclasses."""
         ctx = ctx or CallContext()
         if is_system(request.model):
+            self._system_request(request, ctx)
             return await self.systems.complete(request, ctx)
         rec = self._record(request, ctx)
         reservation = None
@@ -239,7 +243,7 @@ class ChatService:
                                   rec.latency_ms, cache="hit", saved_usd=rec.saved_usd or 0.0)
             response, dep, attempts = await self.executor.complete(
                 decision, sent, timeout_s=ctx.timeout_s, attempts=log,
-                providers=self._guarded(ctx),
+                providers=self._guarded(ctx, sent),
             )
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
@@ -259,6 +263,7 @@ class ChatService:
         """Route and start a stream; errors before the first chunk raise here."""
         ctx = ctx or CallContext()
         if is_system(request.model):
+            self._system_request(request, ctx)
             return await self.systems.stream(request, ctx)
         rec = self._record(request, ctx)
         rec.stream = True
@@ -270,7 +275,8 @@ class ChatService:
                 response = self._answer_cached(ctx, rec, decision)
                 return cached_stream(decision, response, request.include_usage)
             start = await self.executor.stream(decision, sent, timeout_s=ctx.timeout_s,
-                                               attempts=log, providers=self._guarded(ctx))
+                                               attempts=log,
+                                               providers=self._guarded(ctx, sent))
         except ModelmixError as exc:
             self._fail(rec, exc, ctx, reservation)
             raise
@@ -393,9 +399,15 @@ class ChatService:
         self._tell(rec, [], ctx)
         return response
 
-    def _guarded(self, ctx: CallContext) -> Mapping[str, Provider] | None:
-        """The providers as this request's screening lets it use them (None: as they are)."""
-        return None if ctx.screening is None else ctx.screening.providers(self.providers)
+    def _guarded(self, ctx: CallContext, request: ChatRequest
+                 ) -> Mapping[str, Provider] | None:
+        """The providers as this request uses them (None: as they are): answering its
+        ``n`` choices, seen through its screening."""
+        base = self.providers if request.choices == 1 else self._with_choices
+        guarded = None if ctx.screening is None else ctx.screening.providers(base)
+        if guarded is not None:
+            return guarded
+        return None if base is self.providers else base
 
     def _record(self, request: ChatRequest, ctx: CallContext) -> UsageRecord:
         return UsageRecord(
@@ -483,6 +495,20 @@ class ChatService:
             rec.deployment = attempts[-1].deployment
         self._fail(rec, ClientDisconnected("client disconnected"), ctx, reservation,
                    attempts=attempts)
+
+    def _system_request(self, request: ChatRequest, ctx: CallContext) -> None:
+        """Refuse (and record) what a system of models cannot answer: several choices,
+        token logprobs (its steps each make their own calls). Raises InvalidRequest."""
+        exc = None
+        if request.choices > 1:
+            exc = InvalidRequest(f"n={request.n}: a system of models answers one choice; "
+                                 "send n requests", param="n", code="unsupported_parameter")
+        elif request.logprobs:
+            exc = InvalidRequest("logprobs: a system of models cannot return token "
+                                 "logprobs", param="logprobs", code="unsupported_parameter")
+        if exc is not None:
+            self.record_rejected(ctx, exc, request.model)
+            raise exc
 
     def record_rejected(self, ctx: CallContext, exc: ModelmixError,
                         model: str | None = None) -> None:

@@ -21,6 +21,8 @@ from modelmix.store import AuditRecord, UsageRecord
 
 __all__ = ["GuardedProvider", "Screening"]
 
+_LOGPROBS = ("logprobs: token logprobs would show the placeholders the data policy sends "
+             "instead of the values it pseudonymises")
 _MEDIA_LOCKED = ("its media hold values the data policy pseudonymises, and media cannot "
                  "be pseudonymised (they may be sent as text instead)")
 
@@ -64,10 +66,21 @@ class Screening:
 
     @property
     def rules(self) -> tuple[Rule, ...]:
-        """Policy-filter rules for the router (none when nothing limits deployments)."""
-        if not self.verdict.constrained and self.verdict.action is not Action.BLOCK:
-            return ()
-        return (self._rule,)
+        """Policy-filter rules for the router (none when nothing limits deployments):
+        the verdict's scopes; for a request asking for ``logprobs`` that would be sent
+        pseudonymised, only deployments allowed its raw values (the logprobs' tokens
+        cannot be restored)."""
+        rules: tuple[Rule, ...] = ()
+        if self.verdict.constrained or self.verdict.action is Action.BLOCK:
+            rules = (self._rule,)
+        if self.original.logprobs and self.outgoing is not self.original:
+            rules = (*rules, self._logprobs_rule)
+        return rules
+
+    def _logprobs_rule(self, dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
+        if self.verdict.raw_allowed(dep):
+            return None
+        return Exclusion(ExclusionKind.CAPABILITY, _LOGPROBS)
 
     def _rule(self, dep: Deployment, ctx: PolicyContext) -> Exclusion | None:
         why = self.verdict.refuses(dep)
@@ -151,6 +164,8 @@ class Screening:
             return self.original, False
         if self.media_locked:
             raise PolicyDenied(f"{dep.name}: {_MEDIA_LOCKED}")
+        if self.original.logprobs:
+            raise PolicyDenied(f"{dep.name}: {_LOGPROBS}")
         return self.outgoing, True
 
 

@@ -166,10 +166,12 @@ def max_request_cost(candidates: Sequence[Deployment], needs: RequestNeeds,
 def request_bounds(decision: RouteDecision, request: ChatRequest) -> tuple[float, int]:
     """What admitting ``request`` reserves: (its maximum cost in USD, see
     :func:`max_request_cost` at the prompt's upper bound; its tokens, the prompt
-    estimate plus ``max_tokens`` when given)."""
+    estimate plus ``max_tokens`` when given), both times its ``n`` choices (a deployment
+    without native ``n`` is called once per choice, billing the prompt each time)."""
     needs = request.needs()
     cost = max_request_cost(decision.candidates, needs, request.prompt_token_bound())
-    return cost, needs.prompt_tokens_estimate + needs.max_output_tokens
+    return (cost * needs.choices,
+            (needs.prompt_tokens_estimate + needs.max_output_tokens) * needs.choices)
 
 
 def budget_exceeded(key_id: str, budget: float, spent: float, reserved: float,
