@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from modelmix.catalog import Config, Deployment, Tier
 from modelmix.errors import (
@@ -43,7 +44,8 @@ class Router:
     deployment of that tier; other groups use their strategy (``group_strategies``:
     ``weighted``, ``least-busy``, ``latency``, ``cost``; docs/load-balancing.md), else
     keep their configured order; a deployment name is that deployment followed by its
-    configured ``fallbacks``.
+    configured ``fallbacks``. A group's ``fallbacks`` follow all its members (the
+    strategy orders the members only).
 
     ``load`` is the calls in flight and latencies the executor reports (shared with it;
     a fresh :class:`LoadStats` when omitted); the group strategies read it.
@@ -176,6 +178,26 @@ class Router:
             raise PermissionDenied(f"this key may not use model '{model}'")
         rules = [*self._rules, *extra_rules] if extra_rules else self._rules
         allowed, excluded = filter_candidates(members, ctx, rules)
+        healthy = self._healthy(allowed, excluded)
+        request = RoutingInput(needs=needs, prompt=prompt, hints=hints or _NO_HINTS)
+        backup: list[Deployment] = []
+        if is_group and self.config.fallbacks.get(model):
+            backup = self._group_fallbacks(model, members, replace(ctx, requested_is_group=False),
+                                           rules, excluded, allowed)
+        if not healthy:
+            if backup:
+                decision = self._ordered.decide(backup, request, excluded)
+                return replace(decision, reason=f"fallback: no member of '{model}' can serve "
+                                                f"now; {decision.reason}")
+            raise self._nothing_left(model, allowed, excluded)
+        decision = strategy.decide(healthy, request, excluded)
+        return replace(decision, fallbacks=(*decision.fallbacks, *backup)) if backup \
+            else decision
+
+    def _healthy(self, allowed: list[Deployment],
+                 excluded: dict[str, Exclusion]) -> list[Deployment]:
+        """The deployments of ``allowed`` that can take calls now (the others go into
+        ``excluded`` with why)."""
         healthy = []
         for dep in allowed:
             why = self._health(dep)
@@ -183,10 +205,21 @@ class Router:
                 healthy.append(dep)
             else:
                 excluded[dep.name] = why
-        if not healthy:
-            raise self._nothing_left(model, allowed, excluded)
-        request = RoutingInput(needs=needs, prompt=prompt, hints=hints or _NO_HINTS)
-        return strategy.decide(healthy, request, excluded)
+        return healthy
+
+    def _group_fallbacks(self, model: str, members: list[Deployment], ctx: PolicyContext,
+                         rules: Sequence[Rule], excluded: dict[str, Exclusion],
+                         allowed: list[Deployment]) -> list[Deployment]:
+        """A group's configured ``fallbacks``, tried in order after all its members: each
+        passes the policy filter as if named itself (a key allowed the group is not
+        thereby allowed its fallbacks). Those allowed are added to ``allowed``."""
+        cfg = self.config
+        names = {d.name for d in members}
+        extra = [cfg.deployment(n) for n in cfg.fallbacks[model] if n not in names]
+        ok, dropped = filter_candidates(extra, ctx, rules)
+        excluded.update(dropped)
+        allowed.extend(ok)
+        return self._healthy(ok, excluded)
 
 
     def _nothing_left(self, model: str, allowed: list[Deployment],
