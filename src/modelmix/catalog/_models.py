@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelmix.catalog._known import fill_known
+
 __all__ = [
     "BALANCE_STRATEGIES",
     "BUILTIN_GROUPS",
@@ -145,6 +147,9 @@ class Deployment(_Strict):
     #: ``gpt-4-1106-preview``); by default open deployments map to the predictor's weak
     #: model and proprietary ones to its strong model.
     quality_profile: str | None = Field(default=None, min_length=1)
+    #: The fields filled from the known-models table because the config left them out
+    #: (catalog/_known.py; docs/configuration.md, "Known models"); set by modelmix.
+    known_fields: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
 
     @field_validator("name")
     @classmethod
@@ -174,6 +179,7 @@ class Deployment(_Strict):
     def _defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        data = fill_known(data)  # a copy when it fills anything
         data = dict(data)
         provider = data.get("provider")
         if data.get("tier") is None:
