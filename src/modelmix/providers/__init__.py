@@ -3,6 +3,7 @@
 from modelmix.providers._availability import availability
 from modelmix.providers.base import (
     PROVIDER_CLASSES,
+    EmbeddingResult,
     Provider,
     create_provider,
     error_from_status,
@@ -11,6 +12,7 @@ from modelmix.providers.base import (
 
 __all__ = [
     "PROVIDER_CLASSES",
+    "EmbeddingResult",
     "Provider",
     "availability",
     "create_provider",

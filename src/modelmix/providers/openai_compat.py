@@ -18,9 +18,15 @@ import orjson
 
 from modelmix.catalog import Deployment
 from modelmix.errors import ProviderError, ProviderTimeout, UpstreamUnavailable
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Usage
 from modelmix.providers._body import upstream_body
-from modelmix.providers.base import Provider, error_from_status, parse_retry_after
+from modelmix.providers._embed_wire import read_embeddings
+from modelmix.providers.base import (
+    EmbeddingResult,
+    Provider,
+    error_from_status,
+    parse_retry_after,
+)
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -36,6 +42,7 @@ class OpenAICompatProvider(Provider):
         super().__init__(deployment)
         base = (deployment.base_url or "").rstrip("/")
         self._url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -117,6 +124,20 @@ class OpenAICompatProvider(Provider):
         missing = tally.usage_chunk()
         if missing is not None:
             yield missing
+
+    async def embed(self, texts: list[str], request: EmbeddingRequest) -> EmbeddingResult:
+        """``POST {base_url}/embeddings`` for ``texts``, asking for floats (the gateway
+        encodes base64 itself) with the request's ``dimensions``, ``user`` and
+        ``input_type``. Raises ProviderError subclasses; UpstreamUnavailable for an
+        answer that is not one vector per input."""
+        body = orjson.dumps(request.to_upstream(self.deployment.model, texts))
+        with _translate(self.deployment.name):
+            async with self._client().post(self._embeddings_url, data=body,
+                                           headers=self._headers()) as resp:
+                if resp.status != 200:
+                    await self._raise_for(resp)
+                raw = await resp.read()
+        return read_embeddings(raw, texts, self.deployment.name)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Literal
 
 from modelmix.catalog import Config, Deployment, Tier
 from modelmix.errors import (
@@ -30,10 +31,14 @@ __all__ = ["HealthCheck", "Router"]
 #: open; ``retry_after_s`` says when it may take calls again).
 HealthCheck = Callable[[Deployment], Exclusion | None]
 
+#: The kind of request routed: chat (every generating API) or embedding.
+Mode = Literal["chat", "embedding"]
+
 _K = ExclusionKind
 _REFUSED_BY_POLICY = frozenset({_K.POLICY, _K.NOT_ALLOWED})
 _REQUEST_CANNOT_FIT = frozenset({_K.CAPABILITY, _K.CONTEXT})
 _NO_HINTS = RoutingHints()
+_BUILTIN_GROUPS = ("auto", "open", "proprietary")
 
 
 class Router:
@@ -104,19 +109,25 @@ class Router:
             return
         self.strategy(self.config.router).warm()
 
-    def candidates(self, model: str) -> tuple[list[Deployment], Strategy]:
-        """The deployments a model name stands for and how to order them."""
+    def candidates(self, model: str, mode: Mode = "chat") -> tuple[list[Deployment], Strategy]:
+        """The deployments a model name stands for and how to order them. The built-in
+        ``auto``, ``open`` and ``proprietary`` hold chat deployments only; for
+        ``mode="embedding"`` they raise InvalidRequest (vectors of different models are
+        not comparable, so an embedding request names its model)."""
         cfg = self.config
         if model in cfg.groups:
             members = [cfg.deployment(n) for n in cfg.groups[model]]
             if model in cfg.group_strategies:
                 return members, self.strategy(cfg.group_strategies[model])
             return members, self.strategy(cfg.router) if model == "auto" else self._ordered
+        if model in _BUILTIN_GROUPS and mode == "embedding":
+            raise self._wrong_mode(model, "a built-in group of chat models", mode)
+        chat = [d for d in cfg.deployments if d.mode == "chat"]
         if model == "auto":
-            return list(cfg.deployments), self.strategy(cfg.router)
+            return chat, self.strategy(cfg.router)
         if model in ("open", "proprietary"):
             tier = Tier(model)
-            return [d for d in cfg.deployments if d.tier is tier], self.strategy("cheapest")
+            return [d for d in chat if d.tier is tier], self.strategy("cheapest")
         try:
             dep = cfg.deployment(model)
         except KeyError:
@@ -154,16 +165,24 @@ class Router:
         prompt: str = "",
         hints: RoutingHints | None = None,
         extra_rules: Sequence[Rule] = (),
+        mode: Mode = "chat",
     ) -> RouteDecision:
         """Choose deployments for one request; see the class docstring for errors.
 
         ``extra_rules`` add policy-filter rules for this request only (the data guard's).
+        ``mode`` is the kind of request (``chat`` or ``embedding``): a model name
+        standing for deployments of the other kind is refused (InvalidRequest, 400,
+        ``model_not_supported``).
 
         ``prompt`` (the last user message) and ``hints`` reach the strategy; only the
         ``learned`` strategy reads them (it raises InvalidRequest for an unknown
         ``hints.target`` or when ``hints.max_cost_per_1k`` leaves no candidate).
         """
-        members, strategy = self.candidates(model)
+        members, strategy = self.candidates(model, mode)
+        if members and all(d.mode != mode for d in members):  # groups never mix modes
+            kind = ("an embedding model" if members[0].mode == "embedding"
+                    else "a chat model" if len(members) == 1 else "a group of chat models")
+            raise self._wrong_mode(model, kind, mode)
         if not members:  # a built-in group (open, proprietary) this catalog has none of
             raise NoDeployment(f"'{model}' has no deployments in this catalog; available: "
                                f"{', '.join(self.config.model_names())}",
@@ -221,6 +240,25 @@ class Router:
         allowed.extend(ok)
         return self._healthy(ok, excluded)
 
+
+    def _wrong_mode(self, model: str, kind: str, mode: Mode) -> InvalidRequest:
+        """The refusal of a request naming a model of the other kind, with the names
+        that would serve it."""
+        names = [d.name for d in self.config.deployments if d.mode == mode]
+        if mode == "chat":
+            names += [g for g in self.config.model_names() if g not in self._deployment_names
+                      and not self._is_embedding_group(g)]
+        what = ("call POST /v1/embeddings" if mode == "chat"
+                else "it cannot embed; name an embedding deployment")
+        shown = model if len(model) <= 100 else model[:100] + "..."
+        return InvalidRequest(
+            f"'{shown}' is {kind}: {what} (models for this endpoint: "
+            f"{', '.join(names) or 'none configured'})",
+            param="model", code="model_not_supported")
+
+    def _is_embedding_group(self, name: str) -> bool:
+        members = self.config.groups.get(name, ())
+        return bool(members) and self.config.deployment(members[0]).mode == "embedding"
 
     def _nothing_left(self, model: str, allowed: list[Deployment],
                       excluded: dict[str, Exclusion]) -> ModelmixError:
