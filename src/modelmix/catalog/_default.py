@@ -2,8 +2,10 @@
 become available when their API key variable is set, and two embedding deployments
 (``local-embed`` in process, ``text-embedding-3-small`` with an OpenAI key).
 
-Prices are list prices in USD per 1M tokens as published by each vendor (checked
-2026-11); edit your own config for negotiated prices.
+The OpenAI, Anthropic and Gemini deployments take their context window, output limit,
+capabilities and list prices (USD per 1M tokens) from the known-models table
+(``data/known_models.yaml``, docs/configuration.md); the NIM deployment's are set here.
+Edit your own config for negotiated prices: a value it sets wins over the table.
 """
 
 from __future__ import annotations
@@ -31,12 +33,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "model": "gpt-4.1",
             "api_key_env": "OPENAI_API_KEY",
             "region": "us",
-            "input_modalities": ["text", "image", "file"],
-            "context_window": 1_047_576,
-            "supports_tools": True,
-            "supports_json_mode": True,
-            "input_cost_per_mtok": 2.0,
-            "output_cost_per_mtok": 8.0,
         },
         {
             "name": "claude-sonnet-4-5",
@@ -44,13 +40,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "model": "claude-sonnet-4-5",
             "api_key_env": "ANTHROPIC_API_KEY",
             "region": "us",
-            "input_modalities": ["text", "image"],
-            "context_window": 200_000,
-            "max_output_tokens": 64_000,
-            "supports_tools": True,
-            "supports_json_mode": False,
-            "input_cost_per_mtok": 3.0,
-            "output_cost_per_mtok": 15.0,
         },
         {
             "name": "gemini-2.5-flash",
@@ -58,14 +47,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "model": "gemini-2.5-flash",
             "api_key_env": "GEMINI_API_KEY",
             "region": "us",
-            "input_modalities": ["text", "image", "audio", "file"],
-            "context_window": 1_048_576,
-            "supports_tools": True,
-            "supports_json_mode": True,
-            "input_cost_per_mtok": 0.30,
-            "output_cost_per_mtok": 2.50,
         },
         {
+            # NVIDIA's hosted catalog publishes no per-token list price: this one is ours
             "name": "nim-llama-3.3-70b",
             "provider": "nim",
             "model": "meta/llama-3.3-70b-instruct",
