@@ -165,9 +165,10 @@ def _private_host(url: str) -> bool:
 
 
 def _bare_target(model: str, base: str | None) -> _Target:
-    """What LiteLLM infers for a name without prefix: Anthropic for ``claude-*``, else
-    OpenAI (an ``api_base`` elsewhere: that OpenAI-compatible server)."""
-    if model.startswith("claude"):
+    """What LiteLLM infers for a bare name or ``openai/`` with ``api_base``: Anthropic for
+    a bare ``claude-*``, else OpenAI (an ``api_base`` elsewhere: that OpenAI-compatible
+    server, as LiteLLM's docs use ``openai/`` for any)."""
+    if model.startswith("claude") and not base:
         return PREFIXES["anthropic"]
     if base and "api.openai.com" not in base:
         return _Target("openai-compatible")
@@ -180,7 +181,7 @@ def _provider_fields(params: Mapping[str, Any], path: str, env: Mapping[str, str
     prefix, model = _split_model(params, path)
     base = params.get("api_base")
     base = _resolved(base, f"{path}.api_base", env, notes) if base is not None else None
-    if prefix is None:
+    if prefix is None or (prefix == "openai" and base):
         target = _bare_target(model, base)
     elif prefix in PREFIXES:
         target = PREFIXES[prefix]

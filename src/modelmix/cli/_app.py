@@ -14,6 +14,7 @@ from rich.text import Text
 
 from modelmix.catalog import Config
 from modelmix.cli._cascade import cascade_app
+from modelmix.cli._config_cmd import config_app
 from modelmix.cli._guard import guard_app
 from modelmix.cli._keys import keys_app
 from modelmix.cli._output import ConfigOpt, console, err_console, plain
@@ -360,6 +361,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(router_app, name="router")
 app.add_typer(cascade_app, name="cascade")
 app.add_typer(guard_app, name="guard")
+app.add_typer(config_app, name="config")
 
 
 def _register_audit() -> None:

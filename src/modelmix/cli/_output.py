@@ -6,6 +6,7 @@ exits with status 2 (1 for failures that are not the caller's input), never a tr
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from rich.text import Text
 from modelmix.catalog import Config, config_from_env
 from modelmix.errors import ConfigError, ModelmixError
 
-__all__ = ["ConfigOpt", "check_out_dir", "config_or_fail", "console", "err_console", "fail",
-           "plain", "scores_out"]
+__all__ = ["ConfigOpt", "catalog_warnings_printed", "check_out_dir", "config_or_fail",
+           "console", "err_console", "fail", "plain", "scores_out"]
 
 #: Tables and results (160 columns when piped, so logs stay readable).
 console = Console(width=None if sys.stdout is not None and sys.stdout.isatty() else 160)
@@ -77,9 +78,32 @@ def config_or_fail(path: Path | None) -> Config:
     """The catalog at ``path``, else ``$MODELMIX_CONFIG``, else the embedded default; a
     bad one is a one-line error and exit status 2."""
     try:
-        return config_from_env(path)
+        with catalog_warnings_printed():
+            return config_from_env(path)
     except ConfigError as exc:
         fail(exc.message)
+
+
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", record.getMessage()),
+                          soft_wrap=True, highlight=False)
+
+
+@contextmanager
+def catalog_warnings_printed() -> Iterator[None]:
+    """Print what the catalog logs while loading (a LiteLLM config's unmapped settings,
+    docs/litellm.md) as ``warning: ...`` lines on stderr, each once, before the command
+    has set up logging."""
+    logger = logging.getLogger("modelmix.catalog")
+    handler, propagate = _WarningLines(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 @contextmanager
