@@ -9,6 +9,7 @@ from modelmix.catalog._config import (
     load_config,
 )
 from modelmix.catalog._default import DEFAULT_CONFIG, default_config
+from modelmix.catalog._known import KnownModel, KnownTable, known_source, known_table
 from modelmix.catalog._litellm import LITELLM_STRATEGIES, litellm_strategy
 from modelmix.catalog._litellm_import import convert_litellm, is_litellm_config
 from modelmix.catalog._models import (
@@ -43,6 +44,8 @@ __all__ = [
     "Config",
     "Deployment",
     "Hosting",
+    "KnownModel",
+    "KnownTable",
     "LearnedRouterSettings",
     "MediaFetchSettings",
     "MediaSettings",
@@ -57,6 +60,8 @@ __all__ = [
     "convert_litellm",
     "default_config",
     "is_litellm_config",
+    "known_source",
+    "known_table",
     "litellm_strategy",
     "load_config",
 ]

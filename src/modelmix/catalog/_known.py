@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 __all__ = ["KNOWN_FIELDS", "HostedPrice", "KnownModel", "KnownTable", "fill_known",
-           "known_table", "lookup"]
+           "known_source", "known_table", "lookup"]
 
 #: The deployment fields the table may fill.
 KNOWN_FIELDS = ("mode", "tier", "context_window", "max_output_tokens", "supports_tools",
@@ -239,3 +239,12 @@ def fill_known(data: dict[str, Any]) -> dict[str, Any]:
         filled.remove("max_output_tokens")
     out["known_fields"] = tuple(n for n in KNOWN_FIELDS if n in filled)
     return out
+
+
+def known_source(fields: tuple[str, ...]) -> dict[str, Any] | None:
+    """What ``GET /v1/models`` shows of a deployment's ``known_fields``: which fields came
+    from the table and when it was checked; None when none did."""
+    if not fields:
+        return None
+    return {"table": f"modelmix/catalog/data/{_DATA}", "checked": known_table().checked,
+            "fields": list(fields)}

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from modelmix.catalog import Config
+from modelmix.catalog import Config, Deployment, known_table
 from modelmix.cli._cascade import cascade_app
 from modelmix.cli._config_cmd import config_app
 from modelmix.cli._guard import guard_app
@@ -178,6 +178,11 @@ def serve(
         listener.stop()
 
 
+def _known_mark(dep: Deployment, field: str) -> str:
+    """``*`` when ``field`` of ``dep`` came from the known-models table, else nothing."""
+    return "*" if field in dep.known_fields else ""
+
+
 @app.command()
 def models(config: ConfigOpt = None) -> None:
     """List deployments and groups with their availability."""
@@ -188,13 +193,19 @@ def models(config: ConfigOpt = None) -> None:
                   "available")
     for dep in cfg.deployments:
         avail = availability(dep)
+        window, price = (_known_mark(dep, f) for f in ("context_window", "input_cost_per_mtok"))
         table.add_row(*plain(dep.name, dep.provider, dep.model, dep.tier.value,
-                             dep.hosting.value, f"{dep.context_window:,}",
-                             f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}"),
+                             dep.hosting.value, f"{dep.context_window:,}{window}",
+                             f"{dep.input_cost_per_mtok:g} / {dep.output_cost_per_mtok:g}{price}"),
                       "yes" if avail.available else f"[yellow]no[/yellow]: {escape(avail.reason)}")
     console.print(table)
     groups = cfg.model_names()[len(cfg.deployments):]
     console.print("groups: " + ", ".join(groups))
+    if any(_known_mark(dep, "context_window") or _known_mark(dep, "input_cost_per_mtok")
+           for dep in cfg.deployments):
+        console.print(f"* fields the config leaves out, from the known-models table (checked "
+                      f"{known_table().checked}; vendors' list prices: verify; a field set in "
+                      "the config wins; docs/configuration.md)")
 
 
 @app.command()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from modelmix.catalog import Config
+from modelmix.catalog import Config, known_source
 from modelmix.engine import (
     CACHE_HEADER,
     CallContext,
@@ -408,6 +408,12 @@ class Gateway:
                     "context_window": dep.context_window,
                     "input_cost_per_mtok": dep.input_cost_per_mtok,
                     "output_cost_per_mtok": dep.output_cost_per_mtok,
+                    "max_output_tokens": dep.max_output_tokens,
+                    "supports_tools": dep.supports_tools,
+                    "supports_json_mode": dep.supports_json_mode,
+                    "input_modalities": [m.value for m in dep.input_modalities],
+                    # which of these came from the known-models table (None: the config)
+                    "metadata_source": known_source(dep.known_fields),
                 },
             })
         for name in self.config.model_names()[len(self.config.deployments):]:
