@@ -28,6 +28,14 @@ from modelmix.protocol._request import (
     StreamOptions,
     estimate_tokens,
 )
+from modelmix.protocol._responses import ResponsesRequest, TurnMessages
+from modelmix.protocol._responses_out import (
+    ResponseEvents,
+    assistant_turn,
+    new_response_id,
+    request_echo,
+    response_from_chat,
+)
 from modelmix.protocol._sse import DONE_EVENT, chunk_event, error_event, response_json
 
 __all__ = [
@@ -45,16 +53,23 @@ __all__ = [
     "EmbeddingResponse",
     "FileData",
     "RequestNeeds",
+    "ResponseEvents",
     "ResponseMessage",
+    "ResponsesRequest",
     "StreamOptions",
+    "TurnMessages",
     "Usage",
+    "assistant_turn",
     "chunk_event",
     "embedding_json",
     "embedding_response",
     "error_event",
     "estimate_tokens",
     "new_completion_id",
+    "new_response_id",
     "now",
     "parse_embedding_request",
+    "request_echo",
+    "response_from_chat",
     "response_json",
 ]
