@@ -18,6 +18,19 @@ from modelmix.protocol._embeddings import (
     embedding_response,
     parse_embedding_request,
 )
+from modelmix.protocol._messages import (
+    FINISH_TO_STOP_REASON,
+    STOP_REASON_TO_FINISH,
+    CountTokensRequest,
+    MessagesRequest,
+)
+from modelmix.protocol._messages_out import (
+    RAW_ARGUMENTS,
+    MessageStream,
+    message_json,
+    messages_error_body,
+    messages_event,
+)
 from modelmix.protocol._request import (
     MAX_CHOICES,
     ChatMessage,
@@ -40,7 +53,10 @@ from modelmix.protocol._sse import DONE_EVENT, chunk_event, error_event, respons
 
 __all__ = [
     "DONE_EVENT",
+    "FINISH_TO_STOP_REASON",
     "MAX_CHOICES",
+    "RAW_ARGUMENTS",
+    "STOP_REASON_TO_FINISH",
     "ChatChoice",
     "ChatChunk",
     "ChatMessage",
@@ -48,10 +64,13 @@ __all__ = [
     "ChatResponse",
     "ChunkChoice",
     "ContentPart",
+    "CountTokensRequest",
     "Delta",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "FileData",
+    "MessageStream",
+    "MessagesRequest",
     "RequestNeeds",
     "ResponseEvents",
     "ResponseMessage",
@@ -65,6 +84,9 @@ __all__ = [
     "embedding_response",
     "error_event",
     "estimate_tokens",
+    "message_json",
+    "messages_error_body",
+    "messages_event",
     "new_completion_id",
     "new_response_id",
     "now",
