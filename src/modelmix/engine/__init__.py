@@ -30,6 +30,7 @@ from modelmix.engine._cache import (
     parse_cache_control,
 )
 from modelmix.engine._contracts import SystemInfo
+from modelmix.engine._embed import Embeddings, EmbeddingService
 from modelmix.engine._executor import Attempt, Executor, StreamStart
 from modelmix.engine._service import (
     KEPT_TEXT_CHARS,
@@ -56,6 +57,8 @@ __all__ = [
     "ChatService",
     "CircuitBreaker",
     "Completion",
+    "EmbeddingService",
+    "Embeddings",
     "Executor",
     "FromConfig",
     "ResponseCache",

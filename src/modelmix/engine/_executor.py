@@ -36,7 +36,7 @@ from modelmix.errors import (
     UpstreamUnavailable,
 )
 from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
-from modelmix.providers import Provider
+from modelmix.providers import EmbeddingResult, Provider
 from modelmix.routing import Exclusion, ExclusionKind, LoadStats, RouteDecision
 from modelmix.state import DeploymentLimits, SharedRedis, Ticket
 
@@ -232,6 +232,24 @@ class Executor:
             return False
         await self._sleep(wait)
         return True
+
+    async def embed(
+        self, decision: RouteDecision,
+        call: Callable[[Deployment], Awaitable[EmbeddingResult]], *,
+        timeout_s: float | None = None, attempts: list[Attempt] | None = None,
+        tokens: int = 0,
+    ) -> tuple[EmbeddingResult, Deployment, list[Attempt]]:
+        """An embedding call (``call(deployment)`` makes one) with the same deadline,
+        retries, fallback over the decision's candidates, circuit breakers and
+        deployment limits as a chat call; ``tokens`` is what it reserves in a
+        deployment's tpm window. Raises the last ProviderError."""
+        def attempt(dep: Deployment) -> Callable[[], Awaitable[EmbeddingResult]]:
+            return lambda: _counted_call(self.load, dep.name, call(dep))
+
+        result, dep, log, ticket = await self._run(decision, attempt, timeout_s, attempts,
+                                                   tokens)
+        await self.limits.release(ticket, result.prompt_tokens)
+        return result, dep, log
 
     async def complete(
         self, decision: RouteDecision, request: ChatRequest, *, timeout_s: float | None = None,

@@ -20,6 +20,7 @@ from modelmix.engine._contracts import (
     ServiceObserver,
     StreamCompletion,
 )
+from modelmix.engine._embed import Embeddings, EmbeddingService
 from modelmix.engine._executor import Attempt, Executor
 from modelmix.engine._media import MediaStage, decide_media, has_media_parts
 from modelmix.engine._systems import SystemExecution, is_system, stack_guard
@@ -29,7 +30,7 @@ from modelmix.errors import (
     ModelmixError,
     ProviderError,
 )
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, Usage
+from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Usage
 from modelmix.providers import Provider, availability, create_provider
 from modelmix.providers._choices import with_choices
 from modelmix.routing import (
@@ -56,6 +57,7 @@ __all__ = [
     "CallContext",
     "ChatService",
     "Completion",
+    "Embeddings",
     "FromConfig",
     "ServiceObserver",
     "StreamCompletion",
@@ -179,6 +181,8 @@ class ChatService:
         self._availability: dict[str, Exclusion | None] = {}
         self.media = MediaStage(config.media)
         self.cache = ResponseCache.from_config(config, shared)  # docs/cache.md
+        #: ``POST /v1/embeddings`` over the same guard, router and executor (:meth:`embed`)
+        self.embeddings = EmbeddingService(self)
         self.systems = SystemExecution(self, load_systems(
             config, guard=guard,
             make_guard=lambda ref, base: stack_guard(ref, base, config.guard_ner)))
@@ -257,6 +261,12 @@ class ChatService:
         await self.cache.store(ctx.cache, response, dep)
         return Completion(response, decision, dep, attempts, cost, rec.latency_ms,
                           conversions=ctx.conversions, cache=rec.cache or "bypass")
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext | None = None
+                    ) -> Embeddings:
+        """Screen, route (embedding deployments only), admit, run and record an embedding
+        request (engine/_embed.py). Raises ModelmixError subclasses, as :meth:`complete`."""
+        return await self.embeddings.embed(request, ctx)
 
     async def stream(self, request: ChatRequest, ctx: CallContext | None = None
                      ) -> StreamCompletion:

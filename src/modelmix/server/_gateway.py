@@ -402,7 +402,8 @@ class Gateway:
             data.append({
                 "id": dep.name, "object": "model", "created": created, "owned_by": dep.provider,
                 "modelmix": {
-                    "kind": "deployment", "model": dep.model, "available": avail.available,
+                    "kind": "deployment", "mode": dep.mode, "model": dep.model,
+                    "available": avail.available,
                     "unavailable_reason": avail.reason or None, "tier": dep.tier.value,
                     "hosting": dep.hosting.value, "region": dep.region,
                     "context_window": dep.context_window,
