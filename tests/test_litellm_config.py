@@ -453,3 +453,31 @@ def test_serve_refuses_a_literal_master_key_with_one_line(tmp_path: Path) -> Non
     assert result.stderr.startswith(f"error: {path}: LiteLLM config: "
                                     "general_settings.master_key")
     assert "sk-1234" not in result.output
+
+
+# -- a group's fallbacks in the router ------------------------------------------------------
+
+
+def test_group_fallbacks_follow_all_members_and_need_their_own_permission() -> None:
+    from modelmix.protocol import RequestNeeds
+    from modelmix.routing import Router
+    from modelmix.routing._exclusion import Exclusion, ExclusionKind
+
+    native, _ = convert(entry("g", model="openai/x", api_base="http://127.0.0.1:1/v1"),
+                        entry("g", model="openai/x", api_base="http://127.0.0.1:2/v1"),
+                        entry("spare", model="openai/y", api_base="http://127.0.0.1:3/v1"),
+                        router_settings={"fallbacks": [{"g": ["spare"]}]})
+    cfg = config_from_dict(native)
+    down: set[str] = set()
+    router = Router(cfg, health=lambda d: Exclusion(ExclusionKind.UNHEALTHY, "open", 1.0)
+                    if d.name in down else None)
+    needs = RequestNeeds(prompt_tokens_estimate=5)
+    decision = router.route("g", needs)
+    assert {decision.deployment.name, decision.fallbacks[0].name} == {"g-1", "g-2"}
+    assert decision.fallbacks[-1].name == "spare"  # after every member, never balanced
+    down.update({"g-1", "g-2"})
+    decision = router.route("g", needs)
+    assert decision.deployment.name == "spare" and decision.reason.startswith("fallback:")
+    down.clear()
+    only_group = router.route("g", needs, allowed_models=frozenset({"g"}))
+    assert "spare" not in {d.name for d in only_group.candidates}
