@@ -2,9 +2,10 @@
 
 OpenAI-compatible upstreams take ``n`` themselves: it is forwarded, and when one answers
 with fewer choices than asked (some servers ignore ``n``), the missing ones are asked
-for one by one. Other adapters (anthropic, gemini, local) get one call per choice. The
-answers are merged into one: choices indexed ``0..n-1``, usage summed (a fan-out bills
-the prompt once per call, and so does the merged usage).
+for one by one. Other adapters (anthropic, gemini, local) get one call per choice, all at
+once (the first failure cancels the others). The answers are merged into one: choices
+indexed ``0..n-1``, usage summed (a fan-out bills the prompt once per call, and so does
+the merged usage).
 
 A stream fans out one choice after another (choice 0 streams to its end, then choice
 1...), each chunk carrying its choice's ``index``; the usage of every call is summed into
@@ -46,11 +47,16 @@ class ChoicesProvider(Provider):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         n = request.choices
-        first = await self.inner.complete(self._first(request) if n > 1 else request)
+        if n == 1:
+            return await self.inner.complete(request)
+        single = _one(request)
+        if not self.native:  # every choice at once
+            first, *more = await _all([self.inner.complete(single) for _ in range(n)])
+            return _merge(first, more, n)
+        first = await self.inner.complete(request)
         missing = n - len(first.choices)
         if missing <= 0:
             return first
-        single = _one(request)
         more = await _all([self.inner.complete(single) for _ in range(missing)])
         return _merge(first, more, n)
 
