@@ -11,24 +11,41 @@ from typing import Any
 
 import anthropic
 import httpx
+import orjson
 import pytest
+from pydantic import ValidationError
 
 from _guard_fakes import RegexDetector
 from _pixels import TINY_PNG
 from _servers import serve_app
 from modelmix.catalog import Config, config_from_dict
 from modelmix.engine import ChatService
-from modelmix.errors import UpstreamUnavailable
+from modelmix.errors import (
+    BudgetExceeded,
+    GatewayBusy,
+    KeyRateLimited,
+    ModelmixError,
+    NoDeploymentAvailable,
+    PayloadTooLarge,
+    PolicyDenied,
+    ProviderAuthError,
+    ProviderTimeout,
+    UpstreamUnavailable,
+)
 from modelmix.guard import Guard, load_policy
 from modelmix.protocol import (
+    RAW_ARGUMENTS,
     ChatChoice,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     ChunkChoice,
     Delta,
+    MessagesRequest,
     ResponseMessage,
     Usage,
+    message_json,
+    messages_error_body,
 )
 from modelmix.server import create_app
 from modelmix.server._auth import MasterKeyAuth
@@ -372,3 +389,68 @@ def test_count_tokens_is_an_estimate(gw: Gateway) -> None:
         client.messages.count_tokens(model="open-a", messages=_user("x"),
                                      thinking={"type": "enabled", "budget_tokens": 2048})
     assert not any(f.calls for f in gw.fakes.values()) and not gw.sink.records
+
+
+# -- the translation, unit by unit ------------------------------------------------------
+
+
+def test_documents_and_url_images_map_to_chat_parts() -> None:
+    body = MessagesRequest.model_validate({
+        "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "document", "title": "a.pdf", "source": {
+                "type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+            {"type": "document", "title": "Notes", "source": {
+                "type": "text", "media_type": "text/plain", "data": "line"}},
+            {"type": "image", "source": {"type": "url", "url": "https://e.x/a.png"}}]}]}
+    ).to_chat()
+    chat = ChatRequest.model_validate(body)
+    parts = chat.messages[0].content
+    assert isinstance(parts, list)
+    assert parts[0].file is not None and parts[0].file.filename == "a.pdf"
+    assert parts[0].file.file_data == "data:application/pdf;base64,JVBERi0="
+    assert (parts[1].type, parts[1].text) == ("text", "Notes\n\nline")
+    assert parts[2].image_url is not None and parts[2].image_url.url == "https://e.x/a.png"
+    with pytest.raises(ValidationError, match="application/pdf"):
+        MessagesRequest.model_validate({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [{"type": "document", "source": {
+                "type": "base64", "media_type": "image/png", "data": "x"}}]}]})
+
+
+def _chat_response(finish: str, **choice: Any) -> ChatResponse:
+    message = choice.pop("message", ResponseMessage(content="done"))
+    usage = Usage(prompt_tokens=100, completion_tokens=5, total_tokens=105,
+                  prompt_tokens_details={"cached_tokens": 60})
+    return ChatResponse(id="chatcmpl-x", created=0, model="m", usage=usage,
+                        choices=[ChatChoice(message=message, finish_reason=finish, **choice)])
+
+
+def test_answers_say_what_chat_completions_tell() -> None:
+    hit = anthropic.types.Message.model_validate_json(message_json(
+        _chat_response("stop", stop_reason="END"), ["END"]))
+    assert (hit.stop_reason, hit.stop_sequence) == ("stop_sequence", "END")
+    assert (hit.usage.input_tokens, hit.usage.cache_read_input_tokens) == (40, 60)
+    cut = anthropic.types.Message.model_validate_json(message_json(
+        _chat_response("length"), None))
+    assert (cut.stop_reason, cut.stop_sequence) == ("max_tokens", None)
+    broken = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
+    odd = orjson.loads(message_json(_chat_response(
+        "tool_calls", message=ResponseMessage(tool_calls=[broken])), None))
+    assert odd["content"] == [{"type": "tool_use", "id": "c1", "name": "f",
+                               "input": {RAW_ARGUMENTS: "{oops"}}]
+
+
+@pytest.mark.parametrize(("error", "status", "kind"), [
+    (BudgetExceeded("spent"), 402, "billing_error"),
+    (KeyRateLimited("slow down", retry_after=3), 429, "rate_limit_error"),
+    (PolicyDenied("no"), 403, "permission_error"),
+    (PayloadTooLarge("big"), 413, "invalid_request_error"),
+    (NoDeploymentAvailable("circuits open"), 503, "overloaded_error"),
+    (GatewayBusy("busy"), 503, "overloaded_error"),
+    (ProviderTimeout("slow", deployment="d"), 504, "timeout_error"),
+    (ProviderAuthError("bad upstream key", deployment="d"), 502, "api_error"),
+])
+def test_every_error_class_has_an_anthropic_type(error: ModelmixError, status: int,
+                                                 kind: str) -> None:
+    got_status, body = messages_error_body(error, "req-1")
+    assert (got_status, body) == (status, {"type": "error", "request_id": "req-1",
+                                           "error": {"type": kind, "message": error.message}})

@@ -18,14 +18,11 @@ from modelmix.protocol._embeddings import (
     embedding_response,
     parse_embedding_request,
 )
-from modelmix.protocol._messages import (
-    FINISH_TO_STOP_REASON,
-    STOP_REASON_TO_FINISH,
-    CountTokensRequest,
-    MessagesRequest,
-)
+from modelmix.protocol._messages import CountTokensRequest, MessagesRequest
 from modelmix.protocol._messages_out import (
+    FINISH_TO_STOP_REASON,
     RAW_ARGUMENTS,
+    STOP_REASON_TO_FINISH,
     MessageStream,
     message_json,
     messages_error_body,

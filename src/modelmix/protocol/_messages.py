@@ -28,29 +28,8 @@ from pydantic import (
 
 from modelmix.errors import InvalidRequest
 
-__all__ = ["FINISH_TO_STOP_REASON", "STOP_REASON_TO_FINISH", "CountTokensRequest",
-           "MessagesRequest"]
+__all__ = ["CountTokensRequest", "MessagesRequest"]
 
-#: Anthropic ``stop_reason`` -> OpenAI ``finish_reason`` (upstream direction).
-STOP_REASON_TO_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-#: OpenAI ``finish_reason`` -> Anthropic ``stop_reason`` (this endpoint's answers; a
-#: ``stop`` that hit one of the request's stop sequences is told apart where the
-#: upstream says which, see _messages_out).
-FINISH_TO_STOP_REASON = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-}
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
 
 

@@ -24,11 +24,30 @@ import orjson
 
 from modelmix.errors import BudgetExceeded, ModelmixError
 from modelmix.protocol._chat import ChatChunk, ChatResponse, Usage
-from modelmix.protocol._messages import FINISH_TO_STOP_REASON
 
-__all__ = ["RAW_ARGUMENTS", "MessageStream", "message_json", "messages_error_body",
-           "messages_event", "tool_input"]
+__all__ = ["FINISH_TO_STOP_REASON", "RAW_ARGUMENTS", "STOP_REASON_TO_FINISH", "MessageStream",
+           "message_json", "messages_error_body", "messages_event", "tool_input"]
 
+#: Anthropic ``stop_reason`` -> OpenAI ``finish_reason`` (upstream direction).
+STOP_REASON_TO_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+#: OpenAI ``finish_reason`` -> Anthropic ``stop_reason`` (this endpoint's answers; a
+#: ``stop`` that hit one of the request's stop sequences is told apart where the
+#: upstream says which, see :func:`_stop`).
+FINISH_TO_STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 #: The ``input`` key holding a tool call's arguments when the upstream's were not a JSON
 #: object (the client's tool then sees them, and the model can be told to retry).
 RAW_ARGUMENTS = "_raw_arguments"

@@ -43,6 +43,7 @@ from modelmix.errors import (
     UpstreamUnavailable,
 )
 from modelmix.protocol import (
+    STOP_REASON_TO_FINISH,
     ChatChoice,
     ChatChunk,
     ChatMessage,
@@ -75,15 +76,8 @@ DEFAULT_MAX_TOKENS = 4096
 #: SDK timeout when the deployment sets none (seconds); the executor's deadline is tighter.
 DEFAULT_TIMEOUT_S = 600.0
 
-_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+#: Anthropic ``stop_reason`` -> ``finish_reason`` (shared with ``/v1/messages``).
+_FINISH = STOP_REASON_TO_FINISH
 
 
 class AnthropicProvider(Provider):
