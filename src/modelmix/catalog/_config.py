@@ -70,7 +70,8 @@ class Config(BaseModel):
     ``groups`` maps a model alias (what clients send as ``model``) to an ordered list of
     deployment names; the first available one serves and the others are fallbacks.
     ``auto`` (the learned router), ``open`` and ``proprietary`` exist without being defined.
-    ``fallbacks`` maps a deployment name to the deployments tried when it fails.
+    ``fallbacks`` maps a deployment name to the deployments tried when it fails, or a
+    group's name to those tried after all its members.
     ``router`` names the strategy of ``auto``: a key of
     :data:`modelmix.routing.STRATEGIES` (``learned``, ``rules``, ``cheapest``, ``random``,
     ``ordered``); ``learned_router`` holds the learned router's settings. Only registered
