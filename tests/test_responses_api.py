@@ -30,7 +30,6 @@ from modelmix.protocol import (
     ChunkChoice,
     Delta,
     ResponseMessage,
-    Usage,
 )
 from modelmix.server import create_app
 from modelmix.testing import FakeProvider, ListSink
@@ -72,6 +71,8 @@ class ScriptedProvider(FakeProvider):
     def __init__(self, deployment: Deployment, log: list[ChatRequest]):
         super().__init__(deployment)
         self.log = log  # every fake's requests, in order
+        #: when set, what to answer instead: a message (non-streaming) and its deltas
+        self.script: tuple[ResponseMessage, list[Delta]] | None = None
 
     def answer(self, request: ChatRequest) -> tuple[str | None, list[dict[str, Any]], str]:
         self.log.append(request)
@@ -93,6 +94,10 @@ class ScriptedProvider(FakeProvider):
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         await self._maybe_fail(request)
+        if self.script is not None:
+            return ChatResponse(id="chatcmpl-1", created=1, model=self.deployment.model,
+                                choices=[ChatChoice(message=self.script[0],
+                                                    finish_reason="tool_calls")])
         text, calls, finish = self.answer(request)
         return ChatResponse(
             id="chatcmpl-1", created=1, model=self.deployment.model,
@@ -103,11 +108,15 @@ class ScriptedProvider(FakeProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         await self._maybe_fail(request)
         text, calls, finish = self.answer(request)
+        if self.script is not None:
+            text, calls, finish = None, [], "tool_calls"
 
         def chunk(delta: Delta, finish_reason: str | None = None) -> ChatChunk:
             return ChatChunk(id="chatcmpl-1", created=1, model=self.deployment.model,
                              choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)])
 
+        for delta in self.script[1] if self.script is not None else ():
+            yield chunk(delta)
         for i, word in enumerate((text or "").split(" ") if text else ()):
             yield chunk(Delta(content=word if i == 0 else " " + word))
             if self.fail_mid_stream:
@@ -356,6 +365,48 @@ def test_stream_error_mid_way_is_a_failed_response(gw: Gateway) -> None:
     assert gw.sink.wait_for(1)[0].endpoint == "responses"
 
 
+def _call(index: int, arguments: str, name: str | None = None) -> Delta:
+    function: dict[str, Any] = {"arguments": arguments}
+    if name:
+        function["name"] = name
+    call: dict[str, Any] = {"index": index, "function": function}
+    if name:
+        call |= {"id": f"call_{name}", "type": "function"}
+    return Delta(tool_calls=[call])
+
+
+def test_stream_of_mixed_output_matches_the_non_stream_answer(gw: Gateway) -> None:
+    """Text, a refusal, two tool calls, more text: four items, parts in order, both ways."""
+    message = ResponseMessage(content="Let me check.", refusal="Not that.", tool_calls=[
+        {"id": "call_a", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+        {"id": "call_b", "type": "function", "function": {"name": "b", "arguments": '{"x": 1}'}}])
+    gw.fakes["open-a"].script = (message, [
+        Delta(content="Let me "), Delta(content="check."), Delta(refusal="Not that."),
+        _call(0, "{}", "a"), _call(1, '{"x"', "b"), _call(1, ": 1}"), Delta(content="Done.")])
+    client = gw.client()
+    with client.responses.stream(model="open-a", input="go") as s:
+        events = list(s)
+        streamed = s.get_final_response()
+    plain = client.responses.create(model="open-a", input="go")
+
+    def shape(output: list[Any]) -> list[Any]:
+        return [(o.type, [(c.type, getattr(c, "text", None) or c.refusal) for c in o.content])
+                if o.type == "message" else (o.type, o.call_id, o.name, o.arguments)
+                for o in output]
+
+    assert shape(streamed.output) == [
+        ("message", [("output_text", "Let me check."), ("refusal", "Not that.")]),
+        ("function_call", "call_a", "a", "{}"), ("function_call", "call_b", "b", '{"x": 1}'),
+        ("message", [("output_text", "Done.")])]
+    assert shape(plain.output) == shape(streamed.output)[:3]  # the message holds one text
+    assert streamed.output_text == "Let me check.Done."
+    kinds = [e.type for e in events]
+    assert kinds.count("response.output_item.added") == 4 == kinds.count(
+        "response.output_item.done")
+    assert "response.refusal.delta" in kinds and "response.refusal.done" in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
 # -- previous_response_id and stored responses -----------------------------------------------
 
 
@@ -493,3 +544,42 @@ def test_usage_rows_say_responses(gw: Gateway) -> None:
     assert [(r.endpoint, r.deployment, r.status_code) for r in records] == [
         ("responses", "open-a", 200), ("responses", "open-a", 200)]
     assert all(r.completion_tokens and r.completion_tokens > 0 for r in records)
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+def test_store_bounds_ttl_and_chains() -> None:
+    from modelmix.server._response_store import ResponseNotFound, ResponseStore
+
+    now = [0.0]
+    store = ResponseStore(max_entries=3, max_bytes=1000, ttl_s=60, clock=lambda: now[0])
+
+    def put(rid: str, parent: str | None = None, size: int = 10, key: str | None = "k") -> None:
+        store.put(rid, key=key, parent=parent, turn=[{"role": "user", "content": rid}],
+                  response={"id": rid}, size=size)
+
+    put("a")
+    put("b", "a")
+    put("c", "b")
+    assert [m["content"] for m in store.history("c", "k")] == ["a", "b", "c"]
+    with pytest.raises(ResponseNotFound):
+        store.history("c", "other-key")
+    put("d")  # over max_entries: the least recently used goes (the chain's root, "a")
+    assert store.get("c", "k") == {"id": "c"}
+    with pytest.raises(ResponseNotFound) as err:
+        store.history("c", "k")  # its chain is broken
+    assert err.value.status_code == 404 and err.value.param == "previous_response_id"
+    assert len(store) == 3
+    now[0] = 61.0  # past the TTL since last use
+    with pytest.raises(ResponseNotFound):
+        store.get("d", "k")
+    put("big", size=900)
+    put("bigger", size=900)  # over max_bytes: "big" goes
+    assert store.get("bigger", "k") == {"id": "bigger"}
+    with pytest.raises(ResponseNotFound) as err:
+        store.get("big", "k")
+    assert err.value.code == "response_not_found"
+    store.delete("bigger", "k")
+    with pytest.raises(ResponseNotFound):
+        store.get("bigger", "k")

@@ -261,7 +261,7 @@ class ResponseEvents:
         if self._part is not None and self._part.kind != kind:
             self._close_part()
         message = self._message
-        where = {"item_id": message["id"], "output_index": self.output.index(message),
+        where = {"item_id": message["id"], "output_index": self._index(message),
                  "content_index": len(message["content"])}  # parts are added when done
         if self._part is None:
             self._part = _Part(kind)
@@ -277,7 +277,7 @@ class ResponseEvents:
         if part is None or message is None:
             return
         self._part = None
-        where = {"item_id": message["id"], "output_index": self.output.index(message),
+        where = {"item_id": message["id"], "output_index": self._index(message),
                  "content_index": len(message["content"])}
         if part.kind == "output_text":
             self._emit("response.output_text.done", **where, text=part.text, logprobs=[])
@@ -292,7 +292,7 @@ class ResponseEvents:
         if self._message is not None:
             message, self._message = self._message, None
             message["status"] = "incomplete" if self.status == "incomplete" else "completed"
-            self._emit("response.output_item.done", output_index=self.output.index(message),
+            self._emit("response.output_item.done", output_index=self._index(message),
                        item=message)
 
     def _tool_delta(self, call: dict[str, Any]) -> None:
@@ -310,17 +310,20 @@ class ResponseEvents:
         if arguments:
             item["arguments"] += arguments
             self._emit("response.function_call_arguments.delta", item_id=item["id"],
-                       output_index=self.output.index(item), delta=arguments)
+                       output_index=self._index(item), delta=arguments)
 
     def _close_calls(self) -> None:
         for item in self._calls.values():
-            where = {"item_id": item["id"], "output_index": self.output.index(item)}
+            where = {"item_id": item["id"], "output_index": self._index(item)}
             self._emit("response.function_call_arguments.done", **where,
                        arguments=item["arguments"], name=item["name"])
             item["status"] = "completed"
             self._emit("response.output_item.done", output_index=where["output_index"],
                        item=item)
         self._calls.clear()
+
+    def _index(self, item: dict[str, Any]) -> int:
+        return next(i for i, out in enumerate(self.output) if out is item)
 
     def _add_item(self, item: dict[str, Any]) -> dict[str, Any]:
         self.output.append(item)

@@ -79,13 +79,14 @@ class ResponseStore:
         """The chat messages of the conversation ending with ``response_id``, oldest
         first (every turn of its chain). Raises ResponseNotFound (404) when it, or a
         response it continued, is not kept for ``key``."""
-        turns: list[TurnMessages] = []
+        chain: list[tuple[str, _Entry]] = []
         current: str | None = response_id
         while current is not None:
-            entry = self._find(current, key, "previous_response_id")
-            turns.append(entry.turn)
-            current = entry.parent
-        return [message for turn in reversed(turns) for message in turn]
+            chain.append((current, self._find(current, key, "previous_response_id")))
+            current = chain[-1][1].parent
+        for rid, _ in reversed(chain):  # the root least recently used, the last turn most
+            self._entries.move_to_end(rid)
+        return [message for _, entry in reversed(chain) for message in entry.turn]
 
     def delete(self, response_id: str, key: str | None) -> None:
         """Forget a response. Raises ResponseNotFound (404)."""
