@@ -5,7 +5,7 @@ equivalent deployments, balanced by ``router_settings.routing_strategy``. modelm
 that as a group with a strategy (``groups: {gpt-4o: {strategy: weighted, members: [...]}}``);
 a LiteLLM entry's ``weight``, ``rpm`` and ``tpm`` become the deployment's fields of the same
 names, which mean the same (``weighted`` falls back to ``rpm``, then ``tpm``, as
-``simple-shuffle`` does). Importing a whole LiteLLM config is not done here.
+``simple-shuffle`` does). A whole LiteLLM config is converted in ``_litellm_import``.
 """
 
 from __future__ import annotations

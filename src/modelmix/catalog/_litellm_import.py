@@ -15,6 +15,7 @@ written in the file is refused, never copied.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -56,8 +57,6 @@ def convert_litellm(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = N
         >>> native["deployments"][0]["api_key_env"]
         'OPENAI_API_KEY'
     """
-    import os
-
     env = os.environ if env is None else env
     notes = Notes()
     by_name = _entries(raw.get("model_list"), env, notes)
