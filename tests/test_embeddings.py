@@ -23,9 +23,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from _servers import serve_app
+from modelmix import Client
 from modelmix.catalog import config_from_dict, default_config
 from modelmix.engine import ChatService
-from modelmix.errors import ConfigError
+from modelmix.errors import ConfigError, InvalidRequest
 from modelmix.guard import guard_from_config
 from modelmix.routing import Router
 from modelmix.server import create_app
@@ -244,6 +245,19 @@ def test_default_catalog_keeps_chat_and_embedding_apart() -> None:
                                   "mode": "embedding"}]}
     with pytest.raises(ConfigError, match="Anthropic has no embeddings"):
         config_from_dict(anthropic)
+
+
+def test_library_client_embeds_with_the_embedded_default() -> None:
+    sink = ListSink()
+    with Client(usage=sink) as client:  # the embedded default catalog: local-embed
+        out = client.embeddings(model="local-embed", input=["bonjour", "hello"],
+                                input_type="passage")
+        assert len(out.data) == 2 and len(out.data[1].embedding) == 384
+        assert out.route.deployment == "local-embed" and out.cost_usd == 0
+        with pytest.raises(InvalidRequest, match="cannot embed; name an embedding"):
+            client.embeddings(model="open", input="x")
+    assert [(r.deployment, r.status_code) for r in sink.records] == [
+        ("local-embed", 200), (None, 400)]
 
 
 def test_base64_is_little_endian_float32() -> None:

@@ -9,7 +9,15 @@ Example::
 
 from modelmix._version import __version__
 from modelmix.catalog import Config, Deployment, Hosting, Modality, Tier, load_config
-from modelmix.client import AsyncChatStream, AsyncClient, ChatResult, ChatStream, Client, Route
+from modelmix.client import (
+    AsyncChatStream,
+    AsyncClient,
+    ChatResult,
+    ChatStream,
+    Client,
+    EmbeddingsResult,
+    Route,
+)
 from modelmix.engine import CallContext, ChatService
 from modelmix.errors import (
     AuthenticationFailed,
@@ -53,6 +61,7 @@ __all__ = [
     "ContextTooLong",
     "Deployment",
     "DeploymentRateLimited",
+    "EmbeddingsResult",
     "Hosting",
     "InvalidRequest",
     "KeyRateLimited",

@@ -36,13 +36,20 @@ from modelmix.engine import (
     CallContext,
     ChatService,
     Completion,
+    Embeddings,
     FromConfig,
     StreamCompletion,
     SystemInfo,
     parse_cache_control,
 )
 from modelmix.errors import invalid_request
-from modelmix.protocol import ChatChunk, ChatRequest, ChatResponse
+from modelmix.protocol import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResponse,
+    parse_embedding_request,
+)
 from modelmix.providers import Provider
 from modelmix.routing import RouteDecision, parse_hints
 from modelmix.store import UsageSink
@@ -50,7 +57,8 @@ from modelmix.store import UsageSink
 if TYPE_CHECKING:
     from modelmix.guard import Guard
 
-__all__ = ["AsyncChatStream", "AsyncClient", "ChatResult", "ChatStream", "Client", "Route"]
+__all__ = ["AsyncChatStream", "AsyncClient", "ChatResult", "ChatStream", "Client",
+           "EmbeddingsResult", "Route"]
 
 _T = TypeVar("_T")
 
@@ -155,6 +163,24 @@ def _result(done: Completion) -> ChatResult:
         "saved_usd": done.saved_usd})
 
 
+class EmbeddingsResult(EmbeddingResponse):
+    """An embeddings answer (all of :class:`~modelmix.protocol.EmbeddingResponse`: one
+    vector per input, in order) plus how it was routed, its cost (prompt tokens x the
+    deployment's input price, USD) and latency (ms)."""
+
+    route: Route
+    cost_usd: float
+    latency_ms: float
+
+
+def _embeddings_result(done: Embeddings) -> EmbeddingsResult:
+    r = done.response  # built unvalidated: its vectors are not copied again
+    return EmbeddingsResult.model_construct(
+        object=r.object, data=r.data, model=r.model, usage=r.usage,
+        route=_route(done.decision, done.deployment.name, done.attempts),
+        cost_usd=done.cost_usd, latency_ms=done.latency_ms)
+
+
 class AsyncChatStream:
     """A started stream: ``async for chunk in stream``; ``route`` is known already.
 
@@ -243,6 +269,28 @@ class AsyncClient:
             return AsyncChatStream(started)
         done = await self.service.complete(_request(model, messages, False, params), ctx)
         return _result(done)
+
+    async def embeddings(self, *, model: str, input: str | list[str],
+                         tags: list[str] | None = None, **params: Any) -> EmbeddingsResult:
+        """Embed ``input`` with an embedding deployment (``local-embed`` in the embedded
+        default), through the same guard, router and usage records as ``chat``.
+        ``params`` are OpenAI's (``encoding_format``, ``dimensions``, ``user``) plus
+        ``input_type`` (``query`` | ``passage``); ``tags`` are data-policy tags.
+
+        Example::
+
+            out = await client.embeddings(model="local-embed", input=["a", "b"])
+            out.data[0].embedding          # 384 floats
+
+        Raises InvalidRequest (a chat model, a bad field), PolicyDenied, NoDeployment,
+        ProviderError."""
+        if self._closed:
+            raise RuntimeError("this modelmix AsyncClient is closed")
+        from modelmix.guard import request_tags  # the guard loads only when used
+
+        request = parse_embedding_request({"model": model, "input": input, **params})
+        done = await self.service.embed(request, CallContext(tags=request_tags(tags)))
+        return _embeddings_result(done)
 
     async def chat_stream(self, *, model: str, messages: list[dict[str, Any]],
                           **params: Any) -> AsyncIterator[ChatChunk]:
@@ -336,6 +384,13 @@ class Client:
             return ChatStream(self, started)
         result: ChatResult = self._run(self._async.chat(model=model, messages=messages,
                                                         stream=False, **params))
+        return result
+
+    def embeddings(self, *, model: str, input: str | list[str],
+                   tags: list[str] | None = None, **params: Any) -> EmbeddingsResult:
+        """An :class:`EmbeddingsResult` (see :meth:`AsyncClient.embeddings`)."""
+        result: EmbeddingsResult = self._run(self._async.embeddings(
+            model=model, input=input, tags=tags, **params))
         return result
 
     def chat_stream(self, *, model: str, messages: list[dict[str, Any]],
