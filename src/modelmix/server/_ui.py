@@ -64,14 +64,17 @@ def _read_asset(name: str) -> bytes:
 
 
 def _store_factory(gateway: Gateway) -> Callable[[], DashboardStore | None]:
-    """The dashboard reads the database the gateway writes: its usage writer's engine,
+    """The dashboard reads the database the gateway writes: its usage writer's engine
+    (behind the metrics and request-log tees, which pass records on through ``next``),
     else the configured store URL (``$MODELMIX_DB_URL`` first); None with the store off."""
     def build() -> DashboardStore | None:
         from modelmix.store import UsageWriter, resolve_db_url
 
-        usage = gateway.service.usage
-        if isinstance(usage, UsageWriter):
-            return DashboardStore(usage.store.engine)
+        sink: object = gateway.service.usage
+        for _ in range(8):
+            if isinstance(sink, UsageWriter):
+                return DashboardStore(sink.store.engine)
+            sink = getattr(sink, "next", None)
         settings = gateway.config.store
         return DashboardStore(resolve_db_url(settings)) if settings.enabled else None
     return build

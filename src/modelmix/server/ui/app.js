@@ -138,7 +138,9 @@
   }
 
   async function loadAudit(cursor) {
-    const page = await api("audit", cursor ? { before: cursor } : {});
+    const params = { limit: "15" };
+    if (cursor) params.before = cursor;
+    const page = await api("audit", params);
     state.auditCursor = page.next;
     $("audit-older").disabled = !page.next;
     fill("audit", page.rows.map((r) => el("tr", {}, td(time(r.created_at)), td(r.request_id),
@@ -168,7 +170,7 @@
   }
 
   async function loadRequests(cursor) {
-    const params = { limit: "50" };
+    const params = { limit: "25" };
     if (cursor) params.before = cursor;
     if ($("f-deployment").value) params.deployment = $("f-deployment").value;
     if ($("f-key").value.trim()) params.key = $("f-key").value.trim();
