@@ -24,7 +24,8 @@
       svg.appendChild(label);
     }
     if (points.length) {
-      for (const [i, anchor] of [[0, "start"], [points.length - 1, "end"]]) {
+      const ends = points.length > 1 ? [[0, "start"], [points.length - 1, "end"]] : [[0, "start"]];
+      for (const [i, anchor] of ends) {
         const t = node("text", { x: i === 0 ? PAD_L : W - PAD_R, y: H - 6, "text-anchor": anchor });
         t.textContent = new Date(points[i].start * 1000).toLocaleString();
         svg.appendChild(t);
@@ -60,6 +61,10 @@
         return `${x.toFixed(1)},${y.toFixed(1)}`;
       });
       if (coords.length) svg.appendChild(node("polyline", { points: coords.join(" "), class: l.cls }));
+      for (const c of coords) {
+        const [cx, cy] = c.split(",");
+        svg.appendChild(node("circle", { cx, cy, r: 3, class: l.cls }));
+      }
     }
     legend(container, lines);
   }
