@@ -181,6 +181,7 @@ def test_explicit_values_win_even_zero_and_false() -> None:
     assert dep.context_window == 4096
     # the table's 16k output limit does not fit the smaller window: left unset
     assert dep.max_output_tokens is None
+    assert _dep("openai", "gpt-4o-mini", context_window="4096").max_output_tokens is None
     assert "supports_json_mode" in dep.known_fields
     assert not {"input_cost_per_mtok", "output_cost_per_mtok", "supports_tools",
                 "context_window", "max_output_tokens", "tier"} & set(dep.known_fields)

@@ -232,13 +232,20 @@ def fill_known(data: dict[str, Any]) -> dict[str, Any]:
         if out.get(name) is None:
             out[name] = value
             filled.append(name)
-    window = out.get("context_window")
-    if "max_output_tokens" in filled and isinstance(window, int) \
-            and out["max_output_tokens"] > window:
+    if "max_output_tokens" in filled and out["max_output_tokens"] > _tokens(out):
         out["max_output_tokens"] = None
         filled.remove("max_output_tokens")
     out["known_fields"] = tuple(n for n in KNOWN_FIELDS if n in filled)
     return out
+
+
+def _tokens(data: Mapping[str, Any]) -> float:
+    """The context window ``data`` sets, as a number (``"4096"`` too), or infinity when it
+    is not one (validation then says why)."""
+    try:
+        return float(data["context_window"])
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def known_source(fields: tuple[str, ...]) -> dict[str, Any] | None:
