@@ -106,7 +106,8 @@ def test_roundtrip_every_field_and_indexes(db_url: str) -> None:
     assert store.records(since=1_700_000_100.0) == [full]
     assert store.count() == 2
     indexed = {tuple(ix["column_names"]) for ix in sa.inspect(store.engine).get_indexes("usage")}
-    assert {("created_at",), ("deployment",), ("key_id",)} <= indexed
+    assert {("created_at",), ("deployment", "created_at"), ("key_id", "created_at"),
+            ("status_code", "created_at")} <= indexed
     store.close()
 
 

@@ -82,11 +82,12 @@ USAGE_TABLE = sa.Table(
     # which HTTP API the request came through (docs/endpoints.md)
     sa.Column("endpoint", sa.Text()),
     sa.Index("ix_usage_created_at", "created_at"),
-    # (column, created_at): the dashboard's request log filtered by deployment or key
-    # pages newest-first on the index alone (docs/dashboard.md); tables made before them
-    # keep their one-column ix_usage_deployment / ix_usage_key_id as well
+    # (column, created_at): the dashboard's request log filtered by deployment, key or
+    # status code pages newest-first on the index alone (docs/dashboard.md); tables made
+    # before them keep their one-column ix_usage_deployment / ix_usage_key_id as well
     sa.Index("ix_usage_deployment_created_at", "deployment", "created_at"),
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
+    sa.Index("ix_usage_status_code_created_at", "status_code", "created_at"),
     sa.Index("ix_usage_request_id", "request_id"),
     sa.Index("ix_usage_parent_id", "parent_id"),
 )
