@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tests")]
 
 from _fill import DEPLOYMENTS, fill  # noqa: E402
-from _servers import serve_app  # noqa: E402
 
+from _servers import serve_app  # noqa: E402
 from modelmix.catalog import config_from_dict  # noqa: E402
 from modelmix.engine import ChatService  # noqa: E402
 from modelmix.server import create_app  # noqa: E402
