@@ -30,7 +30,7 @@ from modelmix.store._sql import USAGE_TABLE
 T0 = 1_700_000_000.0
 #: Columns added to the v1 usage table since: systems of models, media, the response cache.
 NEW_COLUMNS = ("parent_id", "system", "step", "verdict", "media", "conversions", "media_ms",
-               "cache", "saved_usd")
+               "cache", "saved_usd", "endpoint")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
