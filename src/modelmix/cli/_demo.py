@@ -230,7 +230,7 @@ def _reference(config: Config, name: str | None) -> Deployment | None:
             valid = ", ".join(d.name for d in config.deployments)
             raise ConfigError(f"--compare-to {name!r} is not a deployment; "
                               f"valid names: {valid}") from None
-    prop = [d for d in config.deployments if d.tier is Tier.PROPRIETARY]
+    prop = [d for d in config.deployments if d.tier is Tier.PROPRIETARY and d.mode == "chat"]
     return prop[0] if prop else None
 
 

@@ -79,7 +79,8 @@ class EvalRequest:
 def pricing_deployments(config: Config, weak: str | None,
                         strong: str | None) -> tuple[Deployment, Deployment] | None:
     """The deployments that price the weak and strong model: as named, else the cheapest
-    open and the cheapest proprietary one (input + output price); None when there is none.
+    open and the cheapest proprietary chat deployment (input + output price); None when
+    there is none.
     Raises :class:`ConfigError` for a name not in the catalog."""
     def pick(name: str | None, tier: Tier) -> Deployment | None:
         if name is not None:
@@ -87,7 +88,7 @@ def pricing_deployments(config: Config, weak: str | None,
                 return config.deployment(name)
             except KeyError:
                 raise ConfigError(f"no deployment {name!r} in the catalog") from None
-        deps = [d for d in config.deployments if d.tier is tier]
+        deps = [d for d in config.deployments if d.tier is tier and d.mode == "chat"]
         return min(deps, key=lambda d: d.input_cost_per_mtok + d.output_cost_per_mtok,
                    default=None)
 
