@@ -2,15 +2,15 @@
 place by adding the nullable columns and the indexes a table declares that the database's
 copy lacks. Both are safe when several gateway processes start at once.
 
-The ``usage`` table started as schema v1; later columns (``parent_id``, ``system``, ``step``,
-``verdict`` for systems of models; ``media``, ``conversions``, ``media_ms`` for media;
-``cache``, ``saved_usd`` for the response cache; ``endpoint``) are nullable, so an existing table gains them with
-``ALTER TABLE ... ADD COLUMN`` and no rewrite. Safe when several gateway processes start at
-once: on PostgreSQL every column is added with ``ADD COLUMN IF NOT EXISTS`` in one statement
-(which takes the table's lock, so concurrent upgrades queue behind each other) and indexes
-with ``CREATE INDEX IF NOT EXISTS``; on any database a statement that lost a race is
-followed by a fresh look at the table, and the upgrade is tried again until nothing is
-missing.
+The ``usage`` table started as schema v1; later columns (``parent_id``, ``system``,
+``step``, ``verdict`` for systems of models; ``media``, ``conversions``, ``media_ms`` for
+media; ``cache``, ``saved_usd`` for the response cache; ``endpoint``) are nullable, so an
+existing table gains them with ``ALTER TABLE ... ADD COLUMN`` and no rewrite. Safe when
+several gateway processes start at once: on PostgreSQL every column is added with ``ADD
+COLUMN IF NOT EXISTS`` in one statement (which takes the table's lock, so concurrent
+upgrades queue behind each other) and indexes with ``CREATE INDEX IF NOT EXISTS``; on any
+database a statement that lost a race is followed by a fresh look at the table, and the
+upgrade is tried again until nothing is missing.
 
 Example::
 
