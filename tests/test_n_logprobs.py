@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from _choices_upstream import ChoicesUpstream
+from faulty_upstream import Fault
 from _guard_fakes import EchoProvider, RegexDetector
 from _servers import serve_app
 from modelmix.catalog import Config, config_from_dict
@@ -379,3 +380,78 @@ async def test_logprobs_refused_under_pseudonymisation() -> None:
     clean = ChatRequest.model_validate({"model": "cloud", "logprobs": True, "messages": [
         {"role": "user", "content": "nothing secret"}]})
     assert (await service.complete(clean)).deployment.name == "cloud"
+
+
+# -- a deployment's rpm and max_concurrency hold for n > 1 -----------------------------------
+
+
+class _PeakUpstream(ChoicesUpstream):
+    """A ChoicesUpstream that also knows the most requests it served at once."""
+
+    def __init__(self, name: str, **kw: Any):
+        super().__init__(name, **kw)
+        self.in_flight = self.peak = 0
+
+    async def _chat(self, request: Any, reader: Any, writer: Any) -> bool:
+        self.in_flight += 1  # the upstream's own event loop: no lock needed
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            return await super()._chat(request, reader, writer)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_n_counts_against_rpm_and_never_passes_max_concurrency(stream: bool) -> None:
+    """An upstream that ignores n is asked once per choice: each of those calls is a
+    request against the deployment's rpm, and they never overlap past max_concurrency."""
+    with _PeakUpstream("deaf", honour_n=False) as deaf:
+        deaf.default = Fault.hang(0.05)
+        config = config_from_dict({"deployments": [
+            {"name": "deaf", "provider": "vllm", "base_url": deaf.url, "model": "m",
+             "rpm": 5, "max_concurrency": 1}], "router": "rules"})
+        with serve_app(create_app(service=ChatService(config))) as url:
+            client = _client(url)
+
+            def ask(n: int) -> Any:
+                return client.chat.completions.create(model="deaf", messages=MESSAGES, n=n,
+                                                      stream=stream)
+
+            done = ask(4)
+            if stream:
+                list(done)  # drain the stream
+            assert deaf.count == 4 and deaf.peak == 1
+            for n in (2, 6):  # 4 + 2 > 5, and 6 is more than 5 in any minute
+                with pytest.raises(openai.RateLimitError) as err:
+                    ask(n)
+                assert err.value.code == "deployment_rate_limited"
+            assert deaf.count == 4  # refused before any upstream call
+            one = ask(1)
+            if stream:
+                list(one)
+            assert deaf.count == 5
+
+
+async def test_fan_out_is_sequential_under_max_concurrency(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    config = config_from_dict({"deployments": [
+        {"name": "local", "provider": "local", "model": "smol", "model_path": str(model),
+         "max_concurrency": 2}]})
+
+    class Peak(FakeProvider):
+        in_flight = peak = 0
+
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            Peak.in_flight += 1
+            Peak.peak = max(Peak.peak, Peak.in_flight)
+            try:
+                return await super().complete(request)
+            finally:
+                Peak.in_flight -= 1
+
+    fake = Peak(config.deployment("local"), delay_s=0.02)
+    service = ChatService(config, providers={"local": fake})
+    done = await service.complete(_request(n=3))
+    assert len(done.response.choices) == 3 and len(fake.calls) == 3
+    assert Peak.peak == 1  # one request holds one slot: its calls take turns

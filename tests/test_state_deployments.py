@@ -110,6 +110,24 @@ async def test_every_candidate_over_its_rpm_is_429_with_the_soonest_retry(
     assert exc.retry_after is not None and 59 < exc.retry_after + 0.3 <= 60.1  # a's, sooner
 
 
+
+async def test_n_choices_take_n_places_in_the_shared_rpm_one_call_at_a_time(
+        ups: dict[str, FaultyUpstream], redis_url: str) -> None:
+    """The upstream ignores n, so n=3 is three upstream calls: three places in the shared
+    rpm window, and never two at once under max_concurrency 1."""
+    ups["a"].default = Fault.hang(0.05)
+    async with _replicas(redis_url, ups, limits={"a": {"rpm": 4, "max_concurrency": 1}}
+                         ) as (one, two):
+        done = await ask(one, n=3)
+        assert isinstance(done, Completion) and len(done.response.choices) == 3
+        over = await ask(two, n=2)  # 3 + 2 > 4, counted in Redis across replicas
+        never = await ask(two, n=5)  # more than the rpm in any minute
+        last = await ask(two)
+    assert isinstance(over, DeploymentRateLimited) and over.retry_after is not None
+    assert isinstance(never, DeploymentRateLimited) and never.retry_after is None
+    assert isinstance(last, Completion)
+    assert ups["a"].count == 4 and _peak(ups["a"]) == 1
+
 # -- tpm ------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,10 @@ Each call also takes the deployment's own limits (``rpm`` / ``tpm`` / ``max_conc
 :class:`~modelmix.state.DeploymentLimits`): a deployment over its rpm or tpm is skipped
 for the next candidate (no retry on it, no circuit failure); a concurrency slot is
 waited for within the call's timeout and held until the answer, or the stream, ends.
+A request for ``n > 1`` choices counts as ``n`` requests against rpm (however its
+deployment answers it, it may take up to ``n`` upstream calls:
+providers/_choices.py), and those calls run one at a time under its one concurrency
+slot when the deployment has a ``max_concurrency``.
 With shared state (Redis) both the limits and the circuit breakers hold across replicas.
 """
 
@@ -157,9 +161,12 @@ class Executor:
         timeout_s: float | None,
         attempts: list[Attempt] | None = None,
         tokens: int = 0,
+        requests: int = 1,
     ) -> tuple[_T, Deployment, list[Attempt], Ticket | None]:
         """The first result among the candidates, its deployment, the attempts and the
-        limits' ticket of the call (the caller releases it when the answer ends)."""
+        limits' ticket of the call (the caller releases it when the answer ends).
+        ``tokens`` and ``requests`` are what the call takes of a deployment's tpm and
+        rpm windows."""
         budget = _Budget(timeout_s or self.settings.timeout_s)
         attempts = [] if attempts is None else attempts
         last: ProviderError | None = None
@@ -169,7 +176,7 @@ class Executor:
                 if not await self._breakers.acquire(dep.name, lock_s=lock_s):
                     break
                 try:
-                    ticket = await self._admit(dep, tokens)
+                    ticket = await self._admit(dep, tokens, requests)
                 except DeploymentRateLimited as exc:  # skipped, like an upstream 429
                     last = _soonest(last, exc)
                     break
@@ -202,11 +209,11 @@ class Executor:
         last.attempts = attempts
         raise last
 
-    async def _admit(self, dep: Deployment, tokens: int) -> Ticket | None:
+    async def _admit(self, dep: Deployment, tokens: int, requests: int) -> Ticket | None:
         """A place in ``dep``'s limits for one call; the circuit's permission is given
         back when there is none."""
         try:
-            return await self.limits.admit(dep, tokens)
+            return await self.limits.admit(dep, tokens, requests)
         except BaseException:
             self._breakers.released(dep.name)
             raise
@@ -267,7 +274,8 @@ class Executor:
             return lambda: _counted_call(self.load, dep.name, adapters[dep.name].complete(request))
 
         response, dep, log, ticket = await self._run(decision, call, timeout_s, attempts,
-                                                     _tokens(decision, request))
+                                                     _tokens(decision, request),
+                                                     request.choices)
         await self.limits.release(ticket, _used(response.usage))
         return response, dep, log
 
@@ -296,7 +304,8 @@ class Executor:
             return first
 
         (first, rest), dep, log, ticket = await self._run(decision, call, timeout_s, attempts,
-                                                          _tokens(decision, request))
+                                                          _tokens(decision, request),
+                                                          request.choices)
         idle = dep.timeout_s or self.settings.attempt_timeout_s
         guard = _IdleGuard(rest, idle, dep.name, self.limits, ticket)
         return StreamStart(dep, first, guard, _ms(started), log)

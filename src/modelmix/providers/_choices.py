@@ -3,7 +3,10 @@
 OpenAI-compatible upstreams take ``n`` themselves: it is forwarded, and when one answers
 with fewer choices than asked (some servers ignore ``n``), the missing ones are asked
 for one by one. Other adapters (anthropic, gemini, local) get one call per choice, all at
-once (the first failure cancels the others). The answers are merged into one: choices
+once (the first failure cancels the others), or one after another when the deployment
+has a ``max_concurrency``: the executor holds one concurrency slot for the whole request
+(and counts it as ``n`` requests against ``rpm``, engine/_executor.py), so its calls
+must not overlap. The answers are merged into one: choices
 indexed ``0..n-1``, usage summed (a fan-out bills the prompt once per call, and so does
 the merged usage).
 
@@ -41,6 +44,8 @@ class ChoicesProvider(Provider):
         super().__init__(inner.deployment)
         self.inner = inner
         self.native = inner.deployment.openai_compatible
+        #: the calls of one request overlap only when the deployment allows it
+        self.sequential = inner.deployment.max_concurrency is not None
 
     def _first(self, request: ChatRequest) -> ChatRequest:
         return request if self.native else _one(request)
@@ -51,14 +56,19 @@ class ChoicesProvider(Provider):
             return await self.inner.complete(request)
         single = _one(request)
         if not self.native:  # every choice at once
-            first, *more = await _all([self.inner.complete(single) for _ in range(n)])
+            first, *more = await self._all(single, n)
             return _merge(first, more, n)
         first = await self.inner.complete(request)
         missing = n - len(first.choices)
         if missing <= 0:
             return first
-        more = await _all([self.inner.complete(single) for _ in range(missing)])
-        return _merge(first, more, n)
+        return _merge(first, await self._all(single, missing), n)
+
+    async def _all(self, single: ChatRequest, calls: int) -> list[ChatResponse]:
+        """``calls`` answers to ``single``: at once, or one after another."""
+        if self.sequential:
+            return [await self.inner.complete(single) for _ in range(calls)]
+        return await _all([self.inner.complete(single) for _ in range(calls)])
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         n = request.choices

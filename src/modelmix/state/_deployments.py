@@ -8,7 +8,10 @@ enforces them for every call the executor makes, retries included:
   :class:`~modelmix.errors.DeploymentRateLimited` with the seconds until there is room
   (the executor then moves to the next candidate, as after an upstream 429, without
   counting a breaker failure). The token reservation is the prompt estimate plus
-  ``max_tokens``; ``release`` replaces it with the tokens the upstream reported.
+  ``max_tokens``; ``release`` replaces it with the tokens the upstream reported. A call
+  that may make several upstream requests (``n > 1`` choices, fanned out) takes as
+  many places in the rpm window (``requests``) and is refused whole when they do not
+  fit.
 * ``hold`` (inside the call's timeout): waits for a concurrency slot.
 * ``release`` (when the answer, or the stream, ends): frees the slot, settles tokens.
 
@@ -73,16 +76,20 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS: rpm set, tpm set, tpm sum. ARGV: id, rpm (0: none), tpm (0: none), tokens,
-#: window_ms. Returns {'ok' | 'rpm' | 'tpm', retry_ms (-1: never), used}.
+#: window_ms, requests (places taken in the rpm window).
+#: Returns {'ok' | 'rpm' | 'tpm', retry_ms (-1: never), used}.
 _ADMIT = _NOW + """
 local window = tonumber(ARGV[5])
 local start = now - window
 local rpm, tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local requests = tonumber(ARGV[6])
 if rpm > 0 then
+  if requests > rpm then return {'rpm', -1, 0} end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', start)
   local n = redis.call('ZCARD', KEYS[1])
-  if n >= rpm then
-    local first = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+  if n + requests > rpm then
+    local k = n + requests - rpm - 1
+    local first = redis.call('ZRANGE', KEYS[1], k, k, 'WITHSCORES')
     return {'rpm', tonumber(first[2]) + window - now, n}
   end
 end
@@ -113,6 +120,7 @@ if tpm > 0 then
 end
 if rpm > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[1])
+  for i = 2, requests do redis.call('ZADD', KEYS[1], now, ARGV[1] .. '#' .. i) end
   redis.call('PEXPIRE', KEYS[1], window)
 end
 if tpm > 0 then
@@ -179,6 +187,7 @@ class Ticket:
     Attributes:
         deployment: the deployment called.
         tokens: tokens reserved in its tpm window.
+        requests: places taken in its rpm window (upstream requests the call may make).
         id: the call's id in the shared windows and lease set.
         shared: whether the windows were taken in Redis (else in this process only).
         lease: whether a shared concurrency lease is held.
@@ -187,6 +196,7 @@ class Ticket:
     deployment: Deployment
     tokens: int
     id: str
+    requests: int = 1
     shared: bool = False
     lease: bool = False
     entry: _TokenEntry | None = None
@@ -210,12 +220,15 @@ class _Window:
             old.live = False
             self.token_sum -= old.tokens
 
-    def refusal(self, dep: Deployment, now: float, tokens: int) -> DeploymentRateLimited | None:
-        """Why a call of ``tokens`` may not be admitted now, or None."""
+    def refusal(self, dep: Deployment, now: float, tokens: int,
+                requests: int = 1) -> DeploymentRateLimited | None:
+        """Why a call of ``tokens`` and ``requests`` may not be admitted now, or None."""
         self.trim(now)
         n = len(self.requests)
-        if dep.rpm is not None and n >= dep.rpm:
-            return _over_rpm(dep, self.requests[n - dep.rpm] + WINDOW_S - now)
+        if dep.rpm is not None and n + requests > dep.rpm:
+            if requests > dep.rpm:
+                return _over_rpm(dep, None, requests)
+            return _over_rpm(dep, self.requests[n + requests - dep.rpm - 1] + WINDOW_S - now)
         if dep.tpm is None or self.token_sum + tokens <= dep.tpm:
             return None
         if tokens > dep.tpm:
@@ -227,8 +240,8 @@ class _Window:
                 return _over_tpm(dep, self.token_sum, tokens, entry.at + WINDOW_S - now)
         return _over_tpm(dep, self.token_sum, tokens, WINDOW_S)
 
-    def take(self, now: float, tokens: int) -> _TokenEntry:
-        self.requests.append(now)
+    def take(self, now: float, tokens: int, requests: int = 1) -> _TokenEntry:
+        self.requests.extend([now] * requests)
         entry = _TokenEntry(now, tokens)
         self.tokens.append(entry)
         self.token_sum += tokens
@@ -274,9 +287,10 @@ class DeploymentLimits:
         """Whether ``dep`` declares any limit (else :meth:`admit` returns None)."""
         return bool(dep.rpm or dep.tpm or dep.max_concurrency)
 
-    async def admit(self, dep: Deployment, tokens: int) -> Ticket | None:
-        """Take a place for one call of ``tokens`` (estimated) in ``dep``'s windows;
-        None when ``dep`` has no limits.
+    async def admit(self, dep: Deployment, tokens: int, requests: int = 1) -> Ticket | None:
+        """Take a place for one call of ``tokens`` (estimated) in ``dep``'s windows,
+        ``requests`` places in its rpm window (the upstream requests the call may make:
+        ``n`` for a fanned-out ``n > 1``); None when ``dep`` has no limits.
 
         Raises:
             DeploymentRateLimited: the rpm or tpm window is full (``retry_after`` s).
@@ -284,16 +298,16 @@ class DeploymentLimits:
         """
         if not self.limited(dep):
             return None
-        ticket = Ticket(dep, tokens if dep.tpm else 0, uuid.uuid4().hex)
+        ticket = Ticket(dep, tokens if dep.tpm else 0, uuid.uuid4().hex, max(requests, 1))
         if dep.rpm or dep.tpm:
             ticket.shared = await self._admit_shared(ticket)
             now = self._clock()  # no await from here on: check and take are one step
             window = self._windows.setdefault(dep.name, _Window())
             if not ticket.shared:
-                refusal = window.refusal(dep, now, ticket.tokens)
+                refusal = window.refusal(dep, now, ticket.tokens, ticket.requests)
                 if refusal is not None:
                     raise refusal
-            ticket.entry = window.take(now, ticket.tokens)
+            ticket.entry = window.take(now, ticket.tokens, ticket.requests)
         return ticket
 
     async def hold(self, ticket: Ticket | None) -> None:
@@ -371,7 +385,8 @@ class DeploymentLimits:
         keys = [shared.key("dep-rpm", dep.name), *_keys(shared, dep.name)[1:]]
         try:
             verdict, retry_ms, used = await shared.call(self._admit, keys, [
-                ticket.id, dep.rpm or 0, dep.tpm or 0, ticket.tokens, int(WINDOW_S * 1000)])
+                ticket.id, dep.rpm or 0, dep.tpm or 0, ticket.tokens, int(WINDOW_S * 1000),
+                ticket.requests])
         except StateUnavailable:
             if shared.fail_closed:
                 raise
@@ -380,7 +395,7 @@ class DeploymentLimits:
         self._back_to_shared()
         retry = None if int(retry_ms) < 0 else max(int(retry_ms), 0) / 1000
         if verdict == "rpm":
-            raise _over_rpm(dep, retry or 0.0)
+            raise _over_rpm(dep, retry, ticket.requests)
         if verdict == "tpm":
             raise _over_tpm(dep, int(used), ticket.tokens, retry)
         return True
@@ -479,7 +494,12 @@ def _keys(shared: SharedRedis, name: str) -> list[str]:
             shared.key("dep-tpm-sum", name)]
 
 
-def _over_rpm(dep: Deployment, retry_s: float) -> DeploymentRateLimited:
+def _over_rpm(dep: Deployment, retry_s: float | None,
+              requests: int = 1) -> DeploymentRateLimited:
+    if retry_s is None:
+        return DeploymentRateLimited(
+            f"a request of {requests} upstream calls (n choices) is more than deployment "
+            f"{dep.name}'s limit of {dep.rpm} requests per minute", deployment=dep.name)
     return DeploymentRateLimited(
         f"deployment {dep.name} reached its limit of {dep.rpm} requests per minute",
         retry_after=max(retry_s, 0.0), deployment=dep.name)
