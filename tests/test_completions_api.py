@@ -208,3 +208,61 @@ def test_sdk_model_retrieve(gateway: Gateway) -> None:
     assert gateway.client.models.retrieve("compat").id == "compat"
     with pytest.raises(openai.NotFoundError):
         gateway.client.models.retrieve("nope")
+
+
+# -- malformed upstream logprobs, and a bug while writing the answer ------------------------
+
+
+class _OddLogprobs(ChoicesUpstream):
+    """Answers ``logprobs`` with whatever shape it is given (as a broken server may)."""
+
+    def __init__(self, shape: object):
+        super().__init__("odd")
+        self.shape = shape
+
+    def _logprobs(self, tokens: list[str], top: int) -> dict[str, object]:  # type: ignore[override]
+        return self.shape  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("shape", [
+    {"content": [None]},
+    {"content": ["x"]},
+    {"content": [{"token": "a", "logprob": -1, "top_logprobs": [None]}]},
+    {"content": [{"token": "a", "logprob": -1, "top_logprobs": "zz"}]},
+    {"content": "zz"},
+])
+def test_malformed_upstream_logprobs_are_skipped_not_a_500(shape: object) -> None:
+    with _OddLogprobs(shape) as upstream:
+        config = config_from_dict({"deployments": [
+            {"name": "odd", "provider": "openai-compatible", "base_url": upstream.url,
+             "model": "m"}], "router": "rules"})
+        with serve_app(create_app(service=ChatService(config))) as url:
+            client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+            done = client.completions.create(model="odd", prompt="hi", logprobs=1)
+            assert done.choices[0].text == "choice 0 of odd"
+            logprobs = done.choices[0].logprobs  # what could be read, or none
+            assert logprobs is None or all(isinstance(t, str) for t in logprobs.tokens or [])
+            texts = [c.choices[0].text for c in client.completions.create(
+                model="odd", prompt="hi", logprobs=1, stream=True) if c.choices]
+            assert "".join(texts) == "choice 0 of odd"
+
+
+def test_a_failure_writing_the_answer_is_a_502_and_an_error_event(
+        gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelmix.server._completions as completions
+
+    def broken(*args: object, **kw: object) -> object:
+        raise AttributeError("a bug")
+
+    monkeypatch.setattr(completions, "text_completion", broken)
+    monkeypatch.setattr(completions.CompletionStream, "convert", broken)
+    r = httpx.post(gateway.url + "/v1/completions", json={"model": "compat", "prompt": "hi"},
+                   headers={"x-request-id": "req-502"})
+    assert r.status_code == 502 and r.headers["x-request-id"] == "req-502"
+    error = r.json()["error"]
+    assert error["code"] == "invalid_upstream_response" and "a bug" not in error["message"]
+    with httpx.stream("POST", gateway.url + "/v1/completions",
+                      json={"model": "compat", "prompt": "hi", "stream": True}) as s:
+        events = [line for line in s.iter_lines() if line.startswith("data: ")]
+    assert s.status_code == 200
+    assert len(events) == 1 and '"invalid_upstream_response"' in events[0]

@@ -391,6 +391,25 @@ def test_count_tokens_is_an_estimate(gw: Gateway) -> None:
     assert not any(f.calls for f in gw.fakes.values()) and not gw.sink.records
 
 
+
+def test_a_failure_writing_the_answer_is_a_502_in_anthropic_shape(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelmix.server._messages as messages
+
+    def broken(*args: object, **kw: object) -> object:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(messages, "message_json", broken)
+    monkeypatch.setattr(messages.MessageStream, "on_chunk", broken)
+    body = {"model": "open-a", "max_tokens": 8, "messages": _user("hi")}
+    resp = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": KEY}, json=body)
+    assert resp.status_code == 502 and resp.headers["request-id"]
+    assert resp.json()["type"] == "error" and "a bug" not in resp.text
+    with httpx.stream("POST", gw.url + "/v1/messages", headers={"x-api-key": KEY},
+                      json={**body, "stream": True}) as streamed:
+        lines = list(streamed.iter_lines())
+    assert "event: error" in lines and "a bug" not in "".join(lines)
+
 # -- the translation, unit by unit ------------------------------------------------------
 
 

@@ -129,8 +129,10 @@ def legacy_logprobs(chat: Any, offset: int, top: int) -> dict[str, Any] | None:
     """Chat ``logprobs`` (``{"content": [{token, logprob, top_logprobs}]}``) in the
     legacy shape: ``tokens``, ``token_logprobs``, ``top_logprobs`` (the ``top`` likeliest
     as ``{token: logprob}``, null for 0) and ``text_offset`` (characters from the
-    prompt's start, so the first token's is ``offset``). None when there are none."""
-    content = (chat or {}).get("content") if isinstance(chat, dict) else None
+    prompt's start, so the first token's is ``offset``). None when there are none.
+    What an upstream sent malformed (an entry that is not an object, ``top_logprobs``
+    that is not a list) is skipped, never raised on."""
+    content = chat.get("content") if isinstance(chat, dict) else None
     if not isinstance(content, list):
         return None
     tokens: list[str] = []
@@ -138,11 +140,15 @@ def legacy_logprobs(chat: Any, offset: int, top: int) -> dict[str, Any] | None:
     tops: list[dict[str, float]] = []
     offsets: list[int] = []
     for item in content:
+        if not isinstance(item, dict):
+            continue
         token = str(item.get("token", ""))
         tokens.append(token)
         token_logprobs.append(item.get("logprob"))
+        alternatives = item.get("top_logprobs")
+        alternatives = alternatives[:top] if isinstance(alternatives, list) else []
         tops.append({str(t.get("token", "")): t.get("logprob")
-                     for t in (item.get("top_logprobs") or [])[:top]})
+                     for t in alternatives if isinstance(t, dict)})
         offsets.append(offset)
         offset += len(token)
     return {"tokens": tokens, "token_logprobs": token_logprobs,

@@ -18,10 +18,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelmix.engine import CallContext, Completion
-from modelmix.errors import ModelmixError, invalid_request
+from modelmix.errors import invalid_request
 from modelmix.protocol import DONE_EVENT, ChatChunk, ChatRequest, error_event
 from modelmix.protocol._completions import CompletionRequest, CompletionStream, text_completion
-from modelmix.server._dialect import Dialect
+from modelmix.server._dialect import Dialect, as_error
 
 if TYPE_CHECKING:
     from modelmix.server._gateway import Gateway
@@ -57,8 +57,8 @@ class CompletionsDialect(Dialect):
             async for chunk in chunks:
                 for event in converter.convert(chunk):
                     yield b"data: " + orjson.dumps(event) + b"\n\n"
-        except ModelmixError as exc:
-            yield error_event(exc.to_openai())
+        except Exception as exc:
+            yield error_event(as_error(exc, ctx.request_id).to_openai())
             return
         yield DONE_EVENT
 

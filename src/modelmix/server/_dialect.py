@@ -10,6 +10,7 @@ class is OpenAI Chat Completions itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelmix.engine import CallContext, Completion
-from modelmix.errors import ModelmixError
+from modelmix.errors import ModelmixError, ProviderError
 from modelmix.protocol import (
     DONE_EVENT,
     ChatChunk,
@@ -27,7 +28,21 @@ from modelmix.protocol import (
     response_json,
 )
 
-__all__ = ["CHAT", "Dialect", "openai_error_response"]
+__all__ = ["CHAT", "Dialect", "as_error", "openai_error_response"]
+
+log = logging.getLogger("modelmix.gateway")
+
+
+def as_error(exc: Exception, request_id: str | None) -> ModelmixError:
+    """``exc`` as the error to answer with: itself when a ModelmixError, else (an
+    upstream answer a dialect could not write back, or a bug) a 502 ``upstream_error``
+    that shows nothing of it, logged with its traceback and the request id."""
+    if isinstance(exc, ModelmixError):
+        return exc
+    log.error("request %s: the answer could not be written in the endpoint's format",
+              request_id, exc_info=exc)
+    return ProviderError("the upstream's answer could not be written in this API's format "
+                         f"(request {request_id})", code="invalid_upstream_response")
 
 
 def openai_error_response(exc: ModelmixError, request_id: str | None = None) -> Response:
@@ -68,13 +83,14 @@ class Dialect:
     async def stream(self, chunks: AsyncIterator[ChatChunk], chat: ChatRequest,
                      ctx: CallContext) -> AsyncIterator[bytes]:
         """Server-sent events for a stream of chat chunks; an error after the headers
-        went out is one error event, then the stream ends."""
+        went out is one error event, then the stream ends (any exception: see
+        :func:`as_error`; the try is around the whole loop, nothing per chunk)."""
         include_usage = chat.include_usage
         try:
             async for chunk in chunks:
                 yield chunk_event(chunk, include_usage)
-        except ModelmixError as exc:
-            yield error_event(exc.to_openai())
+        except Exception as exc:
+            yield error_event(as_error(exc, ctx.request_id).to_openai())
             return
         yield DONE_EVENT
 

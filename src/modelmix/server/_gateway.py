@@ -42,7 +42,7 @@ from modelmix.providers import availability
 from modelmix.routing import RouteDecision, RoutingHints, parse_hints
 from modelmix.server._auth import Authenticator, KeyInfo
 from modelmix.server._bodies import SMALL_BODY, BodyBudget, BodyHold
-from modelmix.server._dialect import CHAT, Dialect, openai_error_response
+from modelmix.server._dialect import CHAT, Dialect, as_error, openai_error_response
 
 __all__ = ["Gateway", "error_response", "routing_hints"]
 
@@ -376,8 +376,11 @@ class Gateway:
         _cache_headers(headers, ctx)
         _system_headers(headers, done.system)
         _conversion_headers(headers, ctx)
-        return Response(dialect.render(done, chat, ctx), media_type="application/json",
-                        headers=headers)
+        try:
+            body = dialect.render(done, chat, ctx)
+        except Exception as exc:  # an upstream answer the dialect cannot write back: 502
+            return dialect.error(as_error(exc, ctx.request_id), ctx.request_id)
+        return Response(body, media_type="application/json", headers=headers)
 
     async def _stream(self, request: Request, chat: ChatRequest, ctx: CallContext,
                       dialect: Dialect) -> Response:

@@ -39,7 +39,7 @@ from modelmix.protocol import (
     messages_error_body,
     messages_event,
 )
-from modelmix.server._dialect import Dialect
+from modelmix.server._dialect import Dialect, as_error
 from modelmix.server._gateway import Gateway, _content_length, load_json_object, read_body
 
 __all__ = ["MESSAGES", "MessagesDialect", "routes"]
@@ -91,8 +91,9 @@ class MessagesDialect(Dialect):
             async for chunk in chunks:
                 for event in state.on_chunk(chunk):
                     yield event
-        except ModelmixError as exc:
-            yield messages_event("error", messages_error_body(exc, ctx.request_id)[1])
+        except Exception as exc:
+            error = as_error(exc, ctx.request_id)
+            yield messages_event("error", messages_error_body(error, ctx.request_id)[1])
             return
         for event in state.end():
             yield event

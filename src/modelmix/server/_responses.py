@@ -35,7 +35,7 @@ from modelmix.protocol import (
     request_echo,
     response_from_chat,
 )
-from modelmix.server._dialect import Dialect, openai_error_response
+from modelmix.server._dialect import Dialect, as_error, openai_error_response
 from modelmix.server._response_store import ResponseStore
 
 if TYPE_CHECKING:
@@ -91,8 +91,8 @@ class ResponsesDialect(Dialect):
             async for chunk in chunks:
                 for event in events.feed(chunk):
                     yield event
-        except ModelmixError as exc:
-            for event in events.fail(exc.to_openai()["error"]):
+        except Exception as exc:
+            for event in events.fail(as_error(exc, ctx.request_id).to_openai()["error"]):
                 yield event
             return
         final = events.finish()
