@@ -297,6 +297,21 @@ def test_bad_body_is_a_bad_request_naming_the_field(gw: Gateway, extra: dict[str
     assert not gw.fakes["open-a"].calls
 
 
+
+def test_a_server_tool_type_is_not_repeated(gw: Gateway) -> None:
+    secret = "Patient John Smith SSN 536-22-8761"
+    resp = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": KEY}, json={
+        "model": "open-a", "max_tokens": 8, "messages": _user("hi"),
+        "tools": [{"type": secret, "name": "a", "input_schema": {}}]})
+    assert resp.status_code == 400 and "an unknown type" in resp.text
+    assert "536-22" not in resp.text
+    (rec,) = gw.sink.wait_for(1)
+    assert rec.error and "536-22" not in rec.error
+    known = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": KEY}, json={
+        "model": "open-a", "max_tokens": 8, "messages": _user("hi"),
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+    assert known.status_code == 400 and "'web_search_20250305'" in known.text
+
 def test_max_tokens_is_required_and_unknown_models_are_not_found(gw: Gateway) -> None:
     resp = httpx.post(gw.url + "/v1/messages", headers={"x-api-key": KEY},
                       json={"model": "open-a", "messages": _user("hi")})

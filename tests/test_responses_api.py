@@ -491,6 +491,32 @@ def test_unsupported_fields_are_refused_by_name(gw: Gateway, extra: dict[str, An
     assert (rec.endpoint, rec.status_code) == ("responses", 400)
 
 
+
+PHI = f"Patient John Smith SSN {SSN} has diabetes"
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"input": [{"type": PHI}]}, "input.0.type"),
+    ({"input": [{"role": "user", "content": [{"type": PHI}]}]}, "input.0.content.0.type"),
+    ({"tools": [{"type": PHI}]}, "tools.0.type"),
+    ({"tool_choice": {"type": PHI}}, "tool_choice.type"),
+    ({"include": [PHI]}, "include"),
+    ({"previous_response_id": PHI}, "previous_response_id"),
+])
+def test_refusals_never_repeat_the_callers_text(gw: Gateway, extra: dict[str, Any],
+                                                param: str) -> None:
+    """What the caller typed where a type or an id belongs may be anything (personal data
+    included): the error, and so the usage row and the logs, say "an unknown type/id"."""
+    resp = httpx.post(gw.url + "/v1/responses", json={"model": "open-a", "input": "hi", **extra},
+                      headers={"authorization": f"Bearer {MASTER}"})
+    assert resp.status_code in (400, 404) and resp.json()["error"]["param"] == param
+    assert "an unknown" in resp.text and SSN not in resp.text and "Smith" not in resp.text
+    (rec,) = gw.sink.wait_for(1)
+    assert rec.error and "an unknown" in rec.error and SSN not in rec.error
+    stored = httpx.get(gw.url + f"/v1/responses/{PHI}",
+                       headers={"authorization": f"Bearer {MASTER}"})
+    assert stored.status_code == 404 and SSN not in stored.text
+
 def test_bad_json_and_missing_input_are_openai_errors(gw: Gateway) -> None:
     bad = httpx.post(gw.url + "/v1/responses", content=b"{nope",
                      headers={"authorization": f"Bearer {MASTER}"})

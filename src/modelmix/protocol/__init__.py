@@ -11,6 +11,7 @@ from modelmix.protocol._chat import (
     new_completion_id,
     now,
 )
+from modelmix.protocol._echo import named
 from modelmix.protocol._embeddings import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -84,6 +85,7 @@ __all__ = [
     "message_json",
     "messages_error_body",
     "messages_event",
+    "named",
     "new_completion_id",
     "new_response_id",
     "now",

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from modelmix.errors import InvalidRequest
+from modelmix.protocol._echo import named
 
 __all__ = ["CountTokensRequest", "MessagesRequest"]
 
@@ -261,8 +262,8 @@ class ToolDefinition(_Closed):
     def _client_tools_only(cls, data: Any) -> Any:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind not in (None, "custom"):
-            raise ValueError(f"server tool type {str(kind)[:64]!r} is not supported: only "
-                             "client tools (name, description, input_schema)")
+            raise ValueError(f"server tools ({named('type', kind)}) are not supported: "
+                             "only client tools (name, description, input_schema)")
         return data
 
     def to_chat(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelmix.errors import InvalidRequest, invalid_request
+from modelmix.protocol._echo import named
 from modelmix.protocol._responses_items import (
     Item,
     TurnMessages,
@@ -226,7 +227,7 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
                            "stream instead")
     include = data.get("include")
     if isinstance(include, list) and include:
-        raise unsupported("include", f"{include[0]!r} is not produced here "
+        raise unsupported("include", f"{named('value', include[0])} is not produced here "
                            "(no built-in tools, no logprobs, no encrypted reasoning)")
     if data.get("truncation") == "auto":
         raise unsupported("truncation", "'auto' truncation is not done here")
@@ -250,13 +251,14 @@ def _refuse_tools(tools: Any, choice: Any) -> None:
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind != "function":
-            raise unsupported(f"tools.{i}.type", f"tool type {kind!r} is not supported "
-                               "here: only 'function' tools (built-in tools such as "
+            raise unsupported(f"tools.{i}.type", f"tools of {named('type', kind)} are not "
+                               "supported here: only 'function' tools (built-in tools such as "
                                "web_search, file_search, computer_use or "
                                "code_interpreter run on OpenAI's servers only)")
     if isinstance(choice, dict) and choice.get("type") != "function":
-        raise unsupported("tool_choice.type", f"tool_choice type {choice.get('type')!r} "
-                           "is not supported here: use 'none', 'auto', 'required' or "
+        raise unsupported("tool_choice.type", "tool_choice of "
+                           f"{named('type', choice.get('type'))} is not supported here: use "
+                           "'none', 'auto', 'required' or "
                            "{'type': 'function', 'name': ...}")
 
 def _chat_tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:

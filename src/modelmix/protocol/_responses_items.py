@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from modelmix.errors import InvalidRequest
+from modelmix.protocol._echo import named
 
 __all__ = ["Item", "TurnMessages", "append_item", "check_items", "typed_items", "unsupported"]
 
@@ -134,8 +135,8 @@ def typed_items(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(item, dict):
             kind = item.get("type", "message" if "role" in item else None)
             if kind not in _ITEM_TYPES:
-                raise unsupported(f"input.{i}.type", f"input items of type {kind!r} are "
-                                   f"not supported here (only {', '.join(_ITEM_TYPES)})")
+                raise unsupported(f"input.{i}.type", f"input items of {named('type', kind)} "
+                                   f"are not supported here (only {', '.join(_ITEM_TYPES)})")
             item = {**item, "type": kind}
             parts = item.get("content") if kind == "message" else item.get("output")
             _refuse_part_types(parts, f"input.{i}.{'content' if kind == 'message' else 'output'}")
@@ -147,8 +148,8 @@ def _refuse_part_types(parts: Any, where: str) -> None:
     for j, part in enumerate(parts if isinstance(parts, list) else ()):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in _PART_TYPES:
-            raise unsupported(f"{where}.{j}.type", f"content parts of type {kind!r} are not "
-                               f"supported here (only {', '.join(_PART_TYPES)})")
+            raise unsupported(f"{where}.{j}.type", f"content parts of {named('type', kind)} "
+                               f"are not supported here (only {', '.join(_PART_TYPES)})")
 
 
 def check_items(items: list[Any]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelmix.errors import InvalidRequest
-from modelmix.protocol import TurnMessages
+from modelmix.protocol import TurnMessages, named
 
 __all__ = ["ResponseNotFound", "ResponseStore"]
 
@@ -102,9 +102,9 @@ class ResponseStore:
         if entry is None or entry.key != key:
             code = ("previous_response_not_found" if param == "previous_response_id"
                     else "response_not_found")
-            raise ResponseNotFound(f"response {response_id[:100]!r} not found (responses "
-                                   "are kept per gateway process, per key, for a limited "
-                                   "time)", param=param, code=code)
+            raise ResponseNotFound(f"response with {named('id', response_id)} not found "
+                                   "(responses are kept per gateway process, per key, for a "
+                                   "limited time)", param=param, code=code)
         entry.expires = now + self.ttl_s
         self._entries.move_to_end(response_id)
         return entry
