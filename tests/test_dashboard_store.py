@@ -4,7 +4,9 @@ rows arrive late for a past hour or a roll-up is built twice, and logs page by k
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -98,14 +100,14 @@ def test_late_rows_and_double_builds_are_caught(url: str) -> None:
     late = [UsageRecord(request_id=f"late{i}", created_at=NOW - 4 * 86400 - i,
                         deployment="open-a", endpoint="chat") for i in range(3)]
     UsageStore(board.engine).insert_many(late)  # a spill file replayed, days late
-    board._checked.clear()  # the whole-window check is due (every FULL_CHECK_S)
-    assert sum(g.requests for g in board.traffic(since, now=NOW)) == before + 3
+    fresh = DashboardStore(board.engine)  # a process whose whole-window check is due
+    assert sum(g.requests for g in fresh.traffic(since, now=NOW)) == before + 3
     hourly = TRAFFIC.hourly
     with board.engine.begin() as conn:  # two replicas built the same hours at once
         rows = [dict(r._mapping) for r in conn.execute(sa.select(hourly).limit(5))]
         conn.execute(hourly.insert(), rows)
-    board._checked.clear()
-    assert sum(g.requests for g in board.traffic(since, now=NOW)) == before + 3
+    fresh = DashboardStore(board.engine)
+    assert sum(g.requests for g in fresh.traffic(since, now=NOW)) == before + 3
 
 
 def test_logs_page_by_keyset_with_filters(url: str) -> None:
@@ -141,3 +143,87 @@ def test_a_month_window_reads_fast(tmp_path: Path) -> None:
     assert sum(g.requests for g in board.traffic(since, now=NOW)) == 20_000
     board.series(since, 86400, now=NOW)
     assert time.perf_counter() - started < 1.0
+
+
+def _sql_split(engine: sa.Engine, since: float) -> Counter[tuple[str | None, str | None]]:
+    """Rows since ``since`` per (deployment, endpoint), by a plain GROUP BY."""
+    query = sa.text("SELECT deployment, endpoint, count(*) FROM usage WHERE created_at >= :s "
+                    "GROUP BY deployment, endpoint")
+    with engine.connect() as conn:
+        return Counter({(d, e): n for d, e, n in conn.execute(query, {"s": since})})
+
+
+def _board_split(board: DashboardStore, since: float) -> Counter[tuple[str | None, str | None]]:
+    got: Counter[tuple[str | None, str | None]] = Counter()
+    for g in board.traffic(since, now=NOW):
+        got[(g.deployment, g.endpoint)] += g.requests
+    return +got
+
+
+def _late(tag: str, at: float, n: int = 4) -> list[UsageRecord]:
+    return [UsageRecord(request_id=f"{tag}{i}", created_at=at - i, deployment="prop-b",
+                        endpoint="chat") for i in range(n)]
+
+
+def test_window_switches_stay_exact(url: str) -> None:
+    """A narrow window's whole-window check must not stand in for a wider window's: the
+    page loads 24 h, then the user picks 7 d, 30 d, 2 h within the check interval, with
+    rows arriving late (a replayed spill file) for hours never read before."""
+    board = _board(url, _records(2000, days=40))
+    writer = UsageStore(board.engine)
+    steps = [(24 * 3600, []), (7 * 86400, _late("a", NOW - 5 * 86400)),
+             (30 * 86400, _late("b", NOW - 20 * 86400)), (2 * 3600, _late("c", NOW - 600)),
+             (7 * 86400, _late("d", NOW - 30 * 3600)), (30 * 86400, [])]
+    for window_s, late in steps:
+        writer.insert_many(late)
+        since = NOW - window_s
+        assert _board_split(board, since) == _sql_split(board.engine, since), window_s
+        assert sum(p.requests for p in board.series(since, 86400 if window_s > 48 * 3600
+                                                    else 3600, now=NOW)) == sum(
+            _sql_split(board.engine, since).values())
+        keys = sum(k.requests for k in board.key_usage(since, now=NOW))
+        assert keys == sum(_sql_split(board.engine, since).values())
+
+
+def _read_at_once(boards: list[DashboardStore], since: float) -> list[int]:
+    """Each board's total since ``since``, all asked at the same moment in threads."""
+    start = threading.Barrier(len(boards))
+    got: list[int] = []
+
+    def read(board: DashboardStore) -> None:
+        start.wait()
+        got.append(sum(g.requests for g in board.traffic(since, now=NOW)))
+
+    threads = [threading.Thread(target=read, args=(b,)) for b in boards]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_concurrent_first_builds_count_once_on_postgres(pg_url: str) -> None:
+    """Six reads at once (the page asks for overview and series together; replicas build
+    the same hours) each see every row once, and the roll-ups hold each row once."""
+    board = _board(pg_url, _records(5000, days=3))
+    since = NOW - 2 * 86400
+    truth = sum(_sql_split(board.engine, since).values())
+    hourly = TRAFFIC.hourly
+    for _ in range(2):
+        with board.engine.begin() as conn:
+            conn.execute(hourly.delete())
+            conn.execute(TRAFFIC.daily.delete())
+        shared = DashboardStore(board.engine)  # one gateway: threads share its store
+        boards = [shared] * 3 + [DashboardStore(pg_url) for _ in range(3)]  # + replicas
+        got = _read_at_once(boards, since)
+        assert got == [truth] * 6
+        with board.engine.connect() as conn:
+            built = conn.execute(sa.select(sa.func.sum(hourly.c.requests))).scalar_one()
+            raw = conn.execute(sa.text(
+                "SELECT count(*) FROM usage WHERE created_at >= :a AND created_at < :b"),
+                {"a": math.ceil(since / 3600) * 3600, "b": math.floor(NOW / 3600) * 3600}
+            ).scalar_one()
+        assert built == raw
+        for b in boards[3:]:
+            b.close()
+    board.close()

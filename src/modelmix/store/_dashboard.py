@@ -28,13 +28,13 @@ from sqlalchemy.engine import URL, Engine
 
 from modelmix.store._audit import AUDIT_TABLE
 from modelmix.store._rollup import (
-    FULL_CHECK_S,
     GUARD,
     KEYS,
     REASON_CHARS,
     ROLLUP_METADATA,
     TRAFFIC,
     Groups,
+    Rollup,
     RollupSpec,
 )
 from modelmix.store._schema import create_tables
@@ -155,7 +155,9 @@ class DashboardStore:
 
     def __init__(self, url: str | URL | Engine):
         self.engine = url if isinstance(url, Engine) else create_store_engine(url)
-        self._checked: dict[str, float] = {}  # roll-up -> last whole-window check
+        #: one per roll-up for this store's life (locks, what was checked when)
+        self._rollups: dict[str, Rollup] = {
+            spec.hourly.name: spec.on(self.engine) for spec in (TRAFFIC, KEYS, GUARD)}
 
     def __enter__(self) -> DashboardStore:
         return self
@@ -212,17 +214,9 @@ class DashboardStore:
 
     def _window(self, spec: RollupSpec, since: float, now: float | None,
                 by: tuple[str, ...], bucket_s: int | None = None) -> Groups:
-        """Groups of the rows since ``since`` through the roll-ups (store/_rollup.py);
-        every :data:`FULL_CHECK_S` seconds the whole window is checked against raw rows."""
+        """Groups of the rows since ``since`` through the roll-ups (store/_rollup.py)."""
         now = time.time() if now is None else now
-        clock = time.monotonic()
-        key = spec.hourly.name
-        full = clock - self._checked.get(key, -FULL_CHECK_S) >= FULL_CHECK_S
-        groups = spec.on(self.engine).window(self.engine, since, now, by, bucket_s,
-                                             full_check=full)
-        if full:
-            self._checked[key] = clock
-        return groups
+        return self._rollups[spec.hourly.name].window(self.engine, since, now, by, bucket_s)
 
     def requests(self, *, limit: int = 50, before: Cursor | None = None,
                  where: LogFilter | None = None) -> list[dict[str, Any]]:

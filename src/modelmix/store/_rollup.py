@@ -13,22 +13,29 @@ with the coarser level's ``requests`` sum; where they differ the range is halved
 the stale periods are found, and each is rebuilt from the finer level (delete +
 ``INSERT ... SELECT`` in one transaction). That catches every way a period goes stale:
 rows written after the hour ended (a request that began at 11:59:59), a spill file
-replayed days later, a roll-up built twice by two replicas at once (counted double, then
-rebuilt), rows removed by hand. Counting a month of raw rows costs ~0.2 s on a million, so
-each read checks the last :data:`RECENT_HOURS` hours and the whole window only every
-:data:`FULL_CHECK_S` seconds (per process): rows arriving later than that show within
-that time. The first read of a large store builds every hour once (~7 s per million rows
-on SQLite).
+replayed days later, rows removed by hand. Rebuilds of one roll-up are serialised (a
+lock per :class:`Rollup`, and on PostgreSQL a transaction-level advisory lock, taken
+before the staleness is checked again inside the rebuilding transaction; SQLite's write
+lock serialises processes), so two reads or two replicas building the same hours at once
+never count a row twice. Counting a month of raw rows costs ~0.2 s on a million, so each
+read checks the last :data:`RECENT_HOURS` hours, and every hour of its window when the
+last whole-window check is older than :data:`FULL_CHECK_S` seconds or began later than
+this window (a 7-day read after a 24-hour one checks all 7 days): rows arriving later
+than that for hours already checked show within :data:`FULL_CHECK_S`. The first read of
+a large store builds every hour once (~7 s per million rows on SQLite).
 
 Example::
 
-    rollup = TRAFFIC.on(engine)
-    groups = rollup.window(engine, since, now, by=("deployment",), full_check=True)
+    rollup = TRAFFIC.on(engine)   # keep it: it remembers what it has checked
+    groups = rollup.window(engine, since, now, by=("deployment",))
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +53,7 @@ HOUR_S = 3600
 DAY_S = 86400
 #: Hours before now that every read checks against the raw rows.
 RECENT_HOURS = 48
-#: Seconds between two checks of a whole window's hours (per process and roll-up).
+#: Seconds a whole-window check of a roll-up's hours holds (per :class:`Rollup`).
 FULL_CHECK_S = 600.0
 #: Route-reason kinds keep at most this many characters.
 REASON_CHARS = 40
@@ -175,7 +182,11 @@ _RAW = _Level(None, 1)
 
 
 class Rollup:
-    """One :class:`RollupSpec` on one dialect: reads a window, refreshing it first."""
+    """One :class:`RollupSpec` on one dialect: reads a window, refreshing it first.
+
+    Keep one per engine for the life of a process: it holds the lock that serialises its
+    rebuilds and remembers which hours its last whole-window check covered. Thread-safe.
+    """
 
     def __init__(self, spec: RollupSpec, postgres: bool):
         self.spec = spec
@@ -183,19 +194,22 @@ class Rollup:
         self.measures = (*spec.sums, *spec.maxes)
         self.hour = _Level(spec.hourly, HOUR_S)
         self.day = _Level(spec.daily, DAY_S)
+        self._lock = threading.Lock()
+        #: the last whole-window check: when it began (monotonic s), its first hour
+        self._checked = (-math.inf, math.inf)
+        digest = hashlib.blake2b(spec.hourly.name.encode(), digest_size=8).digest()
+        self._lock_id = int.from_bytes(digest, "big", signed=True)
 
     def window(self, engine: sa.Engine, since: float, now: float, by: Sequence[str],
-               bucket_s: int | None = None, *, full_check: bool = False) -> Groups:
+               bucket_s: int | None = None) -> Groups:
         """Groups of the rows with ``created_at >= since`` (the current hour's included),
         by the dimensions ``by`` and, with ``bucket_s``, by epoch-aligned buckets (the
-        key's last item: the bucket's start, Unix s). ``full_check``: check every hour
-        of the window against the raw rows, not only the last :data:`RECENT_HOURS`."""
+        key's last item: the bucket's start, Unix s)."""
         h0, h1 = math.ceil(since / HOUR_S), math.floor(now / HOUR_S)
         if h1 - h0 < _MIN_HOURS or (bucket_s is not None and bucket_s % HOUR_S):
             with engine.connect() as conn:
                 return self._read(conn, _RAW, since, None, by, bucket_s)
-        self._refresh(engine, _RAW, self.hour, h0 if full_check else max(h0, h1 - RECENT_HOURS),
-                      h1)
+        self._refresh_hours(engine, h0, h1)
         parts: list[tuple[_Level, float, float | None]] = [
             (_RAW, since, h0 * HOUR_S), (_RAW, h1 * HOUR_S, None)]
         d0, d1 = math.ceil(h0 * HOUR_S / DAY_S), math.floor(h1 * HOUR_S / DAY_S)
@@ -212,6 +226,20 @@ class Rollup:
                 if hi is None or lo < hi:
                     self._merge(out, self._read(conn, level, lo, hi, by, bucket_s))
         return out
+
+    def _refresh_hours(self, engine: sa.Engine, h0: int, h1: int) -> None:
+        """Check hours ``h0 <= hour < h1``: all of them when the last whole-window check
+        is older than :data:`FULL_CHECK_S` or did not reach back to ``h0``, else the last
+        :data:`RECENT_HOURS`."""
+        began = time.monotonic()
+        at, first = self._checked
+        if began - at < FULL_CHECK_S and first <= h0:
+            self._refresh(engine, _RAW, self.hour, max(h0, h1 - RECENT_HOURS), h1)
+            return
+        self._refresh(engine, _RAW, self.hour, h0, h1)
+        with self._lock:
+            if began >= self._checked[0] or h0 < self._checked[1]:
+                self._checked = (began, h0)
 
     def _time(self, level: _Level) -> Expr:
         return (self.spec.source.c.created_at if level.table is None
@@ -270,25 +298,36 @@ class Rollup:
 
     def _refresh(self, engine: sa.Engine, finer: _Level, coarser: _Level, first: int,
                  end: int) -> None:
-        """Rebuild ``coarser``'s stale periods among ``first <= period < end``."""
+        """Rebuild ``coarser``'s stale periods among ``first <= period < end``, one run
+        at a time under the roll-up's locks, each checked again once they are held."""
         with engine.connect() as conn:
             stale = self._stale(conn, finer, coarser, first, end)
-        for a, b in _runs(stale):
-            with engine.begin() as conn:
-                self._rebuild(conn, finer, coarser, a, b)
+        if not stale:
+            return
+        with self._lock:
+            for a, b in _runs(stale):
+                with engine.begin() as conn:
+                    if self.postgres:  # other processes: held until this commits
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_id)))
+                    if self._stale(conn, finer, coarser, a, b):
+                        self._rebuild(conn, finer, coarser, a, b)
 
     def _stale(self, conn: sa.Connection, finer: _Level, coarser: _Level, first: int,
                end: int) -> list[int]:
-        """Periods whose row count in ``finer`` differs from ``coarser``'s, by halving."""
+        """Periods whose row count in ``finer`` differs from ``coarser``'s, by halving; a
+        run of at most :data:`_RUN` periods that ``coarser`` holds nothing of is taken
+        whole (never built: rebuilding its empty periods costs nothing)."""
         stale: list[int] = []
         todo = [(first, end)]
         while todo:
             a, b = todo.pop()
-            if a >= b or self._count(conn, finer, coarser, a, b) == self._count(
-                    conn, coarser, coarser, a, b):
+            if a >= b:
                 continue
-            if b - a == 1:
-                stale.append(a)
+            built = self._count(conn, coarser, coarser, a, b)
+            if self._count(conn, finer, coarser, a, b) == built:
+                continue
+            if b - a == 1 or (built == 0 and b - a <= _RUN):
+                stale += range(a, b)
             else:
                 todo += [(a, (a + b) // 2), ((a + b) // 2, b)]
         return sorted(stale)
