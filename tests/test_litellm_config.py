@@ -144,20 +144,20 @@ def test_env_keys_become_names_and_literal_keys_are_refused() -> None:
 
 
 def test_an_unset_env_value_that_is_not_a_key_is_an_error() -> None:
-    with pytest.raises(ConfigError, match=r"os\.environ/NOPE is unset"):
+    with pytest.raises(ConfigError, match=r"os\.environ/NOPE is unset or empty"):
         one({"model": "openai/x", "api_base": "os.environ/NOPE"})
 
 
 def test_limits_timeouts_headers_and_region() -> None:
     dep, warnings = one({"model": "gpt-4o", "rpm": 600, "tpm": "90000", "weight": 2,
                          "max_parallel_requests": 8, "timeout": 30, "stream_timeout": 10,
-                         "extra_headers": {"X-Team": "search", "X-Auth": "os.environ/TOK"},
+                         "extra_headers": {"X-Team": "search", "X-Tenant": "os.environ/TEN"},
                          "region_name": "eu-west-1"})
     assert (dep["rpm"], dep["tpm"], dep["weight"], dep["max_concurrency"]) == (600, 90000, 2, 8)
     assert (dep["timeout_s"], dep["headers"], dep["region"]) == (
         30.0, {"X-Team": "search"}, "eu-west-1")
     warned(warnings, "model_list[0].litellm_params.stream_timeout")
-    warned(warnings, "model_list[0].litellm_params.extra_headers.X-Auth")
+    warned(warnings, "model_list[0].litellm_params.extra_headers.X-Tenant")
     only_stream, _ = one({"model": "gpt-4o", "stream_timeout": 12})
     assert only_stream["timeout_s"] == 12.0
     entry_level, _ = convert({**entry("m", model="gpt-4o"), "rpm": 5})

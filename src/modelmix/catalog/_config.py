@@ -34,6 +34,7 @@ from modelmix.catalog._models import (
     StateSettings,
     StoreSettings,
 )
+from modelmix.catalog._yaml import safe_load_bounded
 from modelmix.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "Availability", "Config", "config_from_dict", "config_from_env",
@@ -302,7 +303,8 @@ def config_from_env(path: str | os.PathLike[str] | None = None,
 
 def read_yaml_file(file: Path, what: str = "config") -> Any:
     """Parse a UTF-8 YAML file (a ``what``: config, policy); every failure is a ConfigError
-    naming the file."""
+    naming the file, including a document whose aliases expand past
+    ``catalog._yaml.MAX_NODES`` values (an alias bomb)."""
     try:
         text = file.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -313,8 +315,10 @@ def read_yaml_file(file: Path, what: str = "config") -> Any:
     stream = io.StringIO(text)
     stream.name = str(file)  # PyYAML's error marks quote the stream's name
     try:
-        return yaml.safe_load(stream)
+        return safe_load_bounded(stream)
     except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    except ValueError as exc:  # a number too long to read (int's digit limit)
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{file}: not valid YAML: nested too deeply") from exc

@@ -10,17 +10,18 @@ modelmix reads keys from the environment only, and never copies one into another
 
 from __future__ import annotations
 
-import ipaddress
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from modelmix.catalog._litellm_hosts import private_host
+from modelmix.catalog._litellm_notes import ENV_PREFIX, Notes, env_name, env_var
+from modelmix.catalog._litellm_secrets import headers_fields, key_field, refuse_credential_url
+from modelmix.catalog._models import _CLOUD_PROVIDERS
 from modelmix.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Notes", "entry_deployment", "env_name"]
-
-#: How LiteLLM writes "read this value from the environment".
-ENV_PREFIX = "os.environ/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,49 +91,48 @@ _PARAMS_READ = frozenset({
 })
 
 
-@dataclass
-class Notes:
-    """Warnings collected while converting, one line each: where, why, what to do."""
-
-    lines: list[str] = field(default_factory=list)
-
-    def warn(self, path: str, why: str, todo: str = "") -> None:
-        self.lines.append(f"{path}: {why}" + (f"; {todo}" if todo else ""))
-
-    def ignored(self, path: str, why: str, todo: str = "") -> None:
-        self.warn(path, f"not mapped ({why})", todo)
-
-
-def env_name(value: Any) -> str | None:
-    """``NAME`` for a LiteLLM ``os.environ/NAME`` value, else None."""
-    if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        return value[len(ENV_PREFIX):].strip() or None
-    return None
-
-
-def _resolved(value: Any, path: str, env: Mapping[str, str], notes: Notes) -> Any:
-    """A non-secret value, read from the environment now when written ``os.environ/X``.
+def _api_base(params: Mapping[str, Any], path: str, env: Mapping[str, str],
+              notes: Notes) -> str | None:
+    """``api_base``, read from the environment now when written ``os.environ/NAME``.
 
     Raises:
-        ConfigError: the variable is unset.
+        ConfigError: not a string, empty, its variable unset or empty (an empty base
+            would silently mean api.openai.com), or a URL holding a credential.
     """
-    name = env_name(value)
-    if name is None:
-        return value
-    if name not in env:
-        raise ConfigError(f"{path}: {value} is unset; export {name} or write the value")
-    notes.warn(path, f"read from ${name} when the config was loaded (modelmix keeps only "
-                     "keys in the environment)")
-    return env[name]
+    value = params.get("api_base")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected a URL, got {type(value).__name__}")
+    name = env_var(value, path)
+    if name is not None:
+        if not env.get(name, "").strip():
+            raise ConfigError(f"{path}: {ENV_PREFIX}{name} is unset or empty; export {name} "
+                              "or write the URL")
+        notes.warn(path, f"read from ${name} when the config was loaded (modelmix keeps "
+                         "only keys in the environment)")
+        value = env[name]
+    if not value.strip():
+        raise ConfigError(f"{path}: empty; remove it or write the server's URL")
+    refuse_credential_url(value, path)
+    return value.strip()
 
 
 def _number(value: Any, path: str, kind: type[int] | type[float]) -> Any:
+    """``value`` as a finite ``kind``.
+
+    Raises:
+        ConfigError: not a number, or NaN / infinite.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{path}: expected a number, got {type(value).__name__}")
     try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(f"{path}: expected a number, got {value!r}") from None
+        number = float(value) if kind is float or isinstance(value, float) else int(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{path}: expected a number, got {Notes.shown(value)}") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{path}: expected a finite number, got {Notes.shown(value)}")
+    return kind(number)
 
 
 def _split_model(params: Mapping[str, Any], path: str) -> tuple[str | None, str]:
@@ -147,21 +147,6 @@ def _split_model(params: Mapping[str, Any], path: str) -> tuple[str | None, str]
     if slash and rest:
         return prefix, rest
     return None, model
-
-
-def _private_host(url: str) -> bool:
-    """Whether ``url``'s host is this machine or a private network (not a cloud API)."""
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or "." not in host or host.endswith(
-            (".local", ".internal", ".lan", ".svc", ".cluster.local")):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def _bare_target(model: str, base: str | None) -> _Target:
@@ -179,16 +164,16 @@ def _provider_fields(params: Mapping[str, Any], path: str, env: Mapping[str, str
                      notes: Notes) -> dict[str, Any] | None:
     """provider, model, base_url, tier, hosting; None (with a warning) when unsupported."""
     prefix, model = _split_model(params, path)
-    base = params.get("api_base")
-    base = _resolved(base, f"{path}.api_base", env, notes) if base is not None else None
+    base = _api_base(params, f"{path}.api_base", env, notes)
     if prefix is None or (prefix == "openai" and base):
         target = _bare_target(model, base)
     elif prefix in PREFIXES:
         target = PREFIXES[prefix]
     else:
-        notes.warn(f"{path}.model", f"LiteLLM provider {prefix!r} is not supported, entry "
-                   "skipped", "serve it through an OpenAI-compatible endpoint (openai/ with "
-                   "api_base) or a provider in docs/configuration.md#providers")
+        notes.warn(f"{path}.model", f"LiteLLM provider {Notes.shown(prefix)} is not "
+                   "supported, entry skipped", "serve it through an OpenAI-compatible "
+                   "endpoint (openai/ with api_base) or a provider in "
+                   "docs/configuration.md#providers")
         return None
     if target.needs_base and not base:
         notes.warn(f"{path}.api_base", f"{prefix}/ needs api_base, entry skipped",
@@ -198,7 +183,7 @@ def _provider_fields(params: Mapping[str, Any], path: str, env: Mapping[str, str
     if prefix == "azure":
         out["base_url"] = _azure_base(str(base), params, path, notes)
     elif prefix in ("ollama", "ollama_chat") and base:
-        out["base_url"] = str(base).rstrip("/").removesuffix("/v1") + "/v1"
+        out["base_url"] = base.rstrip("/").removesuffix("/v1") + "/v1"
     elif base or target.base_url:
         out["base_url"] = base or target.base_url
     if prefix != "azure" and "api_version" in params:
@@ -211,14 +196,15 @@ def _provider_fields(params: Mapping[str, Any], path: str, env: Mapping[str, str
 
 
 def _tier_hosting(out: dict[str, Any], target: _Target, notes: Notes, path: str) -> None:
-    """Tier and hosting: the target's, else cloud for an OpenAI-compatible server that is
-    not on this machine or a private network (the data guard trusts ``self-hosted``)."""
+    """Tier and hosting: the target's, else cloud for any server (``openai/``, ``vllm/``,
+    ``ollama/``, ...) whose URL is not on this machine or a private network: the data
+    guard trusts ``self-hosted``, so it is never guessed (lib ``_litellm_hosts``)."""
     if target.tier:
         out["tier"] = target.tier
     if target.hosting:
         out["hosting"] = target.hosting
-    elif out["provider"] in ("openai-compatible", "vllm") and not _private_host(
-            out.get("base_url") or ""):
+    elif out["provider"] not in _CLOUD_PROVIDERS and out.get("base_url") and not \
+            private_host(out["base_url"]):
         out["hosting"] = "cloud"
         notes.warn(f"{path}.api_base", "a public host, so hosting: cloud (the data guard "
                    "treats it as a cloud service)", "set hosting: self-hosted in the "
@@ -237,22 +223,6 @@ def _azure_base(base: str, params: Mapping[str, Any], path: str, notes: Notes) -
     for suffix in ("/openai/v1", "/openai"):
         root = root.removesuffix(suffix)
     return root + "/openai/v1"
-
-
-def _key_field(params: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """``api_key: os.environ/NAME`` -> ``api_key_env: NAME``.
-
-    Raises:
-        ConfigError: a key written in the file (its value is never shown).
-    """
-    if "api_key" not in params or params["api_key"] in (None, ""):
-        return {}
-    name = env_name(params["api_key"])
-    if name is None:
-        raise ConfigError(f"{path}.api_key: a key written in the config file is refused (it "
-                          "would be copied into logs and files); export it, e.g. "
-                          "MY_API_KEY=..., and write api_key: os.environ/MY_API_KEY")
-    return {"api_key_env": name}
 
 
 def _limits(params: Mapping[str, Any], entry: Mapping[str, Any], path: str,
@@ -274,29 +244,12 @@ def _limits(params: Mapping[str, Any], entry: Mapping[str, Any], path: str,
         notes.warn(f"{path}.stream_timeout", "modelmix has one attempt timeout for streamed "
                    "and whole answers (a stream: to the first chunk, then between chunks)"
                    + ("; timeout used" if timeout is not None else "; used for both"))
-    if params.get("region_name"):
-        out["region"] = str(params["region_name"])
+    region = params.get("region_name")
+    if region:
+        if not isinstance(region, str):
+            raise ConfigError(f"{path}.region_name: expected a name")
+        out["region"] = region
     return out
-
-
-def _headers(params: Mapping[str, Any], path: str, notes: Notes) -> dict[str, Any]:
-    """``extra_headers`` / ``headers`` -> ``headers`` (values read from the environment
-    are not copied: a header often carries a credential)."""
-    out: dict[str, str] = {}
-    for key in ("headers", "extra_headers"):
-        value = params.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}.{key}: expected a mapping of header names to values")
-        for name, text in value.items():
-            if env_name(text) is not None:
-                notes.ignored(f"{path}.{key}.{name}", "modelmix headers are literal and an "
-                              "environment value may be a secret", "set it at the upstream "
-                              "or use api_key: os.environ/NAME for a Bearer key")
-                continue
-            out[str(name)] = str(text)
-    return {"headers": out} if out else {}
 
 
 def _model_info(info: Mapping[str, Any], params: Mapping[str, Any],
@@ -335,12 +288,15 @@ def _mode(info: Mapping[str, Any], model: str, path: str, notes: Notes) -> str |
     mode = info.get("mode")
     if mode is None:
         return "embedding" if "embed" in model.lower() else "chat"
+    if not isinstance(mode, str):
+        raise ConfigError(f"{path}.model_info.mode: expected a name such as chat, got "
+                          f"{Notes.shown(mode)}")
     if mode in ("chat", "completion", "responses"):
         return "chat"
     if mode == "embedding":
         return "embedding"
-    notes.warn(f"{path}.model_info.mode", f"mode {mode!r} is not served by modelmix, entry "
-               "skipped", "modelmix serves chat and embedding deployments")
+    notes.warn(f"{path}.model_info.mode", f"mode {Notes.shown(mode)} is not served by "
+               "modelmix, entry skipped", "modelmix serves chat and embedding deployments")
     return None
 
 
@@ -363,18 +319,18 @@ def entry_deployment(entry: Any, path: str, env: Mapping[str, str],
     mode = _mode(info, str(params.get("model")), path, notes) if fields else None
     if fields is None or mode is None:
         return None
-    for part in (_key_field(params, where), _limits(params, entry, where, notes),
-                 _headers(params, where, notes), _model_info(info, params, path)):
+    for part in (key_field(params, where), _limits(params, entry, where, notes),
+                 headers_fields(params, where, notes), _model_info(info, params, path)):
         fields.update(part)
     if mode != "chat":
         fields["mode"] = mode
-    for key in sorted(set(params) - _PARAMS_READ):
-        notes.ignored(f"{where}.{key}", "modelmix sends the client's parameters as they "
+    for key in sorted(set(params) - _PARAMS_READ, key=str):
+        notes.ignored(Notes.key(where, key), "modelmix sends the client's parameters as they "
                       "are and has no per-deployment default for this", "remove it, or "
                       "have clients send it")
-    for key in sorted(set(info) - _INFO_READ):
-        notes.ignored(f"{path}.model_info.{key}", "no modelmix field")
+    for key in sorted(set(info) - _INFO_READ, key=str):
+        notes.ignored(Notes.key(f"{path}.model_info", key), "no modelmix field")
     for key in sorted(set(entry) - {"model_name", "litellm_params", "model_info", "rpm",
-                                   "tpm"}):
-        notes.ignored(f"{path}.{key}", "unknown entry field")
+                                   "tpm"}, key=str):
+        notes.ignored(Notes.key(path, key), "unknown entry field")
     return fields

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelmix.catalog._litellm import litellm_strategy
-from modelmix.catalog._litellm_entries import Notes, entry_deployment
+from modelmix.catalog._litellm_entries import entry_deployment
+from modelmix.catalog._litellm_notes import Notes
 from modelmix.catalog._litellm_settings import settings_fields
 from modelmix.catalog._models import BUILTIN_GROUPS
 from modelmix.errors import ConfigError
@@ -70,7 +71,8 @@ def convert_litellm(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = N
     strategy = _strategy(router.get("routing_strategy"))
     groups: dict[str, Any] = {name: {"strategy": strategy, "members": names}
                               for name, names in members.items() if name in _grouped(by_name)}
-    groups.update(_aliases(router.get("model_group_alias"), members, groups, notes))
+    taken = {d["name"] for d in deployments}
+    groups.update(_aliases(router.get("model_group_alias"), members, groups, taken, notes))
     if groups:
         native["groups"] = groups
     litellm = _section(raw, "litellm_settings")
@@ -80,7 +82,7 @@ def convert_litellm(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = N
     native.update(settings_fields(router, litellm, _section(raw, "general_settings"), notes))
     _environment(raw.get("environment_variables"), notes)
     for key in sorted(set(raw) - _TOP_LEVEL, key=str):
-        notes.ignored(str(key), "not a LiteLLM proxy setting modelmix knows")
+        notes.ignored(Notes.key("", key), "not a LiteLLM proxy setting modelmix knows")
     return native, notes.lines
 
 
@@ -114,7 +116,7 @@ def _entries(model_list: Any, env: Mapping[str, str],
             why = ("is reserved by modelmix" if name in BUILTIN_GROUPS else
                    "is not a name modelmix serves (letters, digits and ._:/-; wildcards "
                    "are not supported)")
-            notes.warn(f"{path}.model_name", f"{name!r} {why}, entry skipped",
+            notes.warn(f"{path}.model_name", f"{Notes.shown(name)} {why}, entry skipped",
                        "give the entry a name clients send as model")
             continue
         info = entry.get("model_info") or {}
@@ -157,24 +159,33 @@ def _member_name(wanted: Any, group: str, number: int, taken: set[str]) -> str:
 
 
 def _aliases(table: Any, members: Mapping[str, list[str]], groups: Mapping[str, Any],
-             notes: Notes) -> dict[str, Any]:
-    """``router_settings.model_group_alias`` -> groups (ordered) of the aliased names."""
+             taken: set[str], notes: Notes) -> dict[str, Any]:
+    """``router_settings.model_group_alias`` -> groups (ordered) of the aliased names;
+    an alias that is already a model or deployment name (``taken``) is skipped, warned.
+
+    Raises:
+        ConfigError: not a mapping, or a target that is not a name.
+    """
     if not table:
         return {}
     if not isinstance(table, dict):
         raise ConfigError("router_settings.model_group_alias: expected a mapping")
     out: dict[str, Any] = {}
     for alias, target in table.items():
-        path = f"router_settings.model_group_alias.{alias}"
+        path = Notes.key("router_settings.model_group_alias", alias)
         if isinstance(target, dict):
             if target.get("hidden"):
                 notes.ignored(f"{path}.hidden", "modelmix lists every group in /v1/models")
             target = target.get("model")
+        if not isinstance(target, str):
+            raise ConfigError(f"{path}: expected a model_name (or {{model: NAME}}), got "
+                              f"{Notes.shown(target)}")
         if target not in members:
-            notes.warn(path, f"names no model_name {target!r}, alias skipped")
-        elif alias in members or alias in groups or not _NAME.match(str(alias)):
-            notes.warn(path, f"alias {alias!r} is already a model name or not a valid one, "
-                             "skipped")
+            notes.warn(path, f"names no model_name {Notes.shown(target)}, alias skipped")
+        elif (alias in members or alias in groups or alias in taken
+              or not _NAME.match(str(alias))):
+            notes.warn(path, f"alias {Notes.shown(alias)} is already a model or deployment "
+                             "name, or not a valid one; skipped")
         else:
             out[str(alias)] = {"strategy": groups[target]["strategy"],
                                "members": list(members[target])} if target in groups \
@@ -184,7 +195,11 @@ def _aliases(table: Any, members: Mapping[str, list[str]], groups: Mapping[str, 
 
 def _fallbacks(table: Any, members: Mapping[str, list[str]],
                notes: Notes) -> dict[str, list[str]]:
-    """``[{"gpt-4o": ["claude"]}]`` -> ``{"gpt-4o": [<claude's deployments>]}``."""
+    """``[{"gpt-4o": ["claude"]}]`` -> ``{"gpt-4o": [<claude's deployments>]}``.
+
+    Raises:
+        ConfigError: not a list of mappings, or a target that is not a name.
+    """
     if not table:
         return {}
     if not isinstance(table, list) or not all(isinstance(x, dict) for x in table):
@@ -193,14 +208,18 @@ def _fallbacks(table: Any, members: Mapping[str, list[str]],
     out: dict[str, list[str]] = {}
     for index, item in enumerate(table):
         for source, targets in item.items():
-            path = f"router_settings.fallbacks[{index}].{source}"
+            path = Notes.key(f"router_settings.fallbacks[{index}]", source)
             if source not in members:
-                notes.warn(path, f"names no model_name {source!r}, skipped")
+                notes.warn(path, f"names no model_name {Notes.shown(source)}, skipped")
                 continue
             chain = out.setdefault(str(source), [])
             for target in targets if isinstance(targets, list) else [targets]:
+                if not isinstance(target, str):
+                    raise ConfigError(f"{path}: expected model names, got "
+                                      f"{Notes.shown(target)}")
                 if target not in members:
-                    notes.warn(path, f"fallback {target!r} names no model_name, skipped")
+                    notes.warn(path, f"fallback {Notes.shown(target)} names no model_name, "
+                               "skipped")
                     continue
                 chain.extend(n for n in members[target]
                              if n not in chain and n not in members[source])

@@ -8,11 +8,13 @@ says why it has no modelmix meaning and where the equivalent lives, if anywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelmix.catalog._litellm_entries import Notes, env_name
+from modelmix.catalog._litellm_notes import Notes, env_var
+from modelmix.catalog._litellm_secrets import credential_url
 from modelmix.errors import ConfigError
 
 __all__ = ["settings_fields"]
@@ -86,17 +88,25 @@ def settings_fields(router: Mapping[str, Any], litellm: Mapping[str, Any],
                                  ("general_settings", general, _GENERAL_READ)):
         for key in sorted(set(table) - read, key=str):
             why, todo = _REASONS.get(str(key), _DEFAULT_REASON)
-            notes.ignored(f"{section}.{key}", why, todo)
+            notes.ignored(Notes.key(section, key), why, todo)
     return out
 
 
 def _number(value: Any, path: str) -> float:
+    """``value`` as a finite float.
+
+    Raises:
+        ConfigError: not a number, or NaN / infinite (``"nan"``, ``"1e400"``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{path}: expected a number")
     try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(f"{path}: expected a number, got {value!r}") from None
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{path}: expected a number, got {Notes.shown(value)}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{path}: expected a finite number, got {Notes.shown(value)}")
+    return number
 
 
 def _setting(router: Mapping[str, Any], litellm: Mapping[str, Any], key: str,
@@ -148,7 +158,7 @@ def _master_key(value: Any) -> dict[str, Any]:
     """
     if value in (None, ""):
         return {}
-    name = env_name(value)
+    name = env_var(value, "general_settings.master_key")
     if name is None:
         raise ConfigError("general_settings.master_key: a master key written in the config "
                           "file is refused (it would be copied into logs and files); export "
@@ -158,22 +168,28 @@ def _master_key(value: Any) -> dict[str, Any]:
 
 
 def _store(value: Any, notes: Notes) -> dict[str, Any]:
-    """``database_url`` -> ``store.url`` when written without a password."""
+    """``database_url`` -> ``store.url`` when written without a password (in the user
+    part or the query: ``?password=``, ``?sslpassword=``)."""
     if value in (None, ""):
         return {}
+    if not isinstance(value, str):
+        raise ConfigError("general_settings.database_url: expected a URL")
     path = "general_settings.database_url"
     tables = "modelmix keeps its own tables there; LiteLLM's keys and spend are not read"
-    name = env_name(value)
+    name = env_var(value, path)
     if name is not None:
         notes.ignored(path, f"read from ${name}; {tables}",
                       f"export MODELMIX_DB_URL=\"${name}\" (as postgresql+psycopg://...)")
         return {}
-    text = str(value)
-    parts = urlsplit(text)
-    if parts.password:
+    text = value
+    if credential_url(text):
         notes.ignored(path, "the URL holds a password, which modelmix does not copy",
                       "export MODELMIX_DB_URL=postgresql+psycopg://... instead")
         return {}
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ConfigError(f"{path}: not a URL") from None
     if parts.scheme in ("postgresql", "postgres"):
         text = "postgresql+psycopg" + text[len(parts.scheme):]
     notes.warn(path, f"used as store.url; {tables}")

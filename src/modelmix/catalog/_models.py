@@ -109,6 +109,8 @@ class Deployment(_Strict):
     seconds. ``tier`` and ``hosting`` default from the provider (``openai``,
     ``anthropic``, ``gemini`` -> proprietary / cloud; ``local`` -> open / local;
     other OpenAI-compatible servers -> open / self-hosted, or cloud for hosted APIs).
+    A proprietary ``tier`` (written, or from the known-models table) makes the default
+    ``hosting`` cloud on any provider but ``local``: such a server relays to the vendor.
 
     Example::
 
@@ -195,7 +197,10 @@ class Deployment(_Strict):
         if data.get("hosting") is None:
             if provider == "local":
                 data["hosting"] = "local"
-            elif provider in _CLOUD_PROVIDERS:
+            elif provider in _CLOUD_PROVIDERS or data["tier"] == "proprietary":
+                # proprietary weights are not self-hostable: a server for one (a LiteLLM
+                # proxy, a relay) forwards to the vendor's cloud; the data guard trusts
+                # self-hosted, so it is never guessed for one
                 data["hosting"] = "cloud"
             else:
                 data["hosting"] = "self-hosted"

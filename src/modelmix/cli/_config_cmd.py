@@ -28,16 +28,24 @@ config_app = typer.Typer(help="Config files: validate one, import a LiteLLM prox
                          no_args_is_help=True)
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside one ``#`` comment: every line break YAML knows (and any other
+    non-printable character) escaped, so it cannot end the comment."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def native_yaml(native: dict[str, Any], warnings: list[str], source: str) -> str:
     """The native config as YAML: a header saying where it came from, then each warning
-    as a comment, then the settings."""
-    head = [f"# modelmix config converted from the LiteLLM proxy config {source}",
+    as a comment, then the settings. Warnings and ``source`` are escaped
+    (:func:`_comment`): they quote the LiteLLM file, which must not add settings."""
+    head = [f"# modelmix config converted from the LiteLLM proxy config {_comment(source)}",
             "# by `modelmix config import-litellm` (docs/litellm.md).",
             "# Keys are read from the environment variables named by api_key_env and",
             "# server.master_key_env."]
     if warnings:
         head += ["#", f"# {len(warnings)} LiteLLM setting(s) not mapped or changed:"]
-        head += [f"#   - {line}" for line in warnings]
+        head += [f"#   - {_comment(line)}" for line in warnings]
     body = yaml.safe_dump(native, sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(head) + "\n\n" + body
 
@@ -72,7 +80,7 @@ def import_litellm(
         text = native_yaml(native, warnings, str(source))
         from modelmix.catalog import config_from_dict
 
-        config_from_dict(yaml.safe_load(text), source=str(out))  # what serve will load
+        config_from_dict(_reparsed(text, out), source=str(out))  # what serve will load
     except ConfigError as exc:
         _fail(exc.message)
     for line in warnings:
@@ -84,6 +92,19 @@ def import_litellm(
     console.print(Text(f"wrote {out}: {len(native['deployments'])} deployment(s), "
                        f"{len(native.get('groups', {}))} group(s), {len(warnings)} "
                        "warning(s)"), highlight=False)
+
+
+def _reparsed(text: str, out: Path) -> Any:
+    """The written text parsed back, as ``serve --config OUT`` will.
+
+    Raises:
+        ConfigError: it does not parse (a bug here, never a traceback for the user).
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{out}: the converted config does not parse as YAML "
+                          f"({_comment(str(exc))[:200]}); nothing written") from exc
 
 
 @config_app.command("validate")
