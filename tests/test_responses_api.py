@@ -579,7 +579,8 @@ def test_store_bounds_ttl_and_chains() -> None:
     from modelmix.server._response_store import ResponseNotFound, ResponseStore
 
     now = [0.0]
-    store = ResponseStore(max_entries=3, max_bytes=1000, ttl_s=60, clock=lambda: now[0])
+    store = ResponseStore(max_entries=3, max_bytes=1000, ttl_s=60, clock=lambda: now[0],
+                          key_max_entries=3, key_max_bytes=1000)  # the whole store's bounds
 
     def put(rid: str, parent: str | None = None, size: int = 10, key: str | None = "k") -> None:
         store.put(rid, key=key, parent=parent, turn=[{"role": "user", "content": rid}],
@@ -609,3 +610,33 @@ def test_store_bounds_ttl_and_chains() -> None:
     store.delete("bigger", "k")
     with pytest.raises(ResponseNotFound):
         store.get("bigger", "k")
+
+
+def test_one_key_cannot_evict_the_others() -> None:
+    from modelmix.server._response_store import ResponseNotFound, ResponseStore
+
+    store = ResponseStore(max_entries=8, max_bytes=1000)  # a key holds 2 / 250 bytes at most
+
+    def put(rid: str, key: str, size: int = 10) -> None:
+        store.put(rid, key=key, parent=None, turn=[], response={"id": rid}, size=size)
+
+    put("victim", "tenant-a")
+    for i in range(20):
+        put(f"flood-{i}", "tenant-b")
+    assert store.get("victim", "tenant-a") == {"id": "victim"}
+    assert len(store) == 3  # the flooder keeps its own two newest
+    assert store.get("flood-19", "tenant-b") and store.get("flood-18", "tenant-b")
+    with pytest.raises(ResponseNotFound):
+        store.get("flood-17", "tenant-b")
+    store.get("flood-18", "tenant-b")  # used: now its most recent
+    put("flood-20", "tenant-b")  # so flood-19 goes, not flood-18
+    assert store.get("flood-18", "tenant-b")
+    with pytest.raises(ResponseNotFound):
+        store.get("flood-19", "tenant-b")
+    put("fat", "tenant-b", size=245)  # flood-20 goes (count), then flood-18 (10 + 245 > 250)
+    for gone in ("flood-20", "flood-18"):
+        with pytest.raises(ResponseNotFound):
+            store.get(gone, "tenant-b")
+    assert store.get("victim", "tenant-a") == {"id": "victim"}
+    store.delete("fat", "tenant-b")
+    assert len(store) == 1 and store._keys.keys() == {"tenant-a"}
