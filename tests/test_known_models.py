@@ -187,6 +187,22 @@ def test_explicit_values_win_even_zero_and_false() -> None:
                 "context_window", "max_output_tokens", "tier"} & set(dep.known_fields)
 
 
+def test_a_proprietary_model_behind_a_private_relay_is_cloud() -> None:
+    """The data guard trusts self-hosted; proprietary weights cannot be self-hosted, so a
+    server on a private address serving one (a LiteLLM proxy) relays to the vendor."""
+    relay = config_from_dict({"deployments": [{
+        "name": "relay", "provider": "openai-compatible", "base_url": "http://litellm-proxy:4000/v1",
+        "model": "gpt-4o"}]}).deployments[0]
+    assert (relay.tier.value, relay.hosting.value) == ("proprietary", "cloud")
+    assert "tier" in relay.known_fields
+    written = _dep("openai-compatible", "my-model", tier="proprietary")  # on loopback
+    assert written.hosting.value == "cloud"
+    # an explicit hosting still wins, and open models on a private server stay self-hosted
+    assert _dep("openai-compatible", "gpt-4o", hosting="self-hosted").hosting.value == \
+        "self-hosted"
+    assert _dep("vllm", "meta-llama/Llama-3.1-8B-Instruct").hosting.value == "self-hosted"
+
+
 def test_an_unknown_model_keeps_the_plain_defaults() -> None:
     dep = _dep("openai", "my-finetune")
     defaults = {f: Deployment.model_fields[f].default for f in KNOWN_FIELDS if f != "tier"}
