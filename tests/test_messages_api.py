@@ -425,6 +425,26 @@ def test_a_failure_writing_the_answer_is_a_502_in_anthropic_shape(
         lines = list(streamed.iter_lines())
     assert "event: error" in lines and "a bug" not in "".join(lines)
 
+
+def test_count_tokens_checks_the_keys_models(tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    master = "sk-master-count-0123456789"
+    monkeypatch.setenv("MODELMIX_DB_URL", f"sqlite:///{tmp_path / 'keys.db'}")
+    monkeypatch.setenv("MODELMIX_MASTER_KEY", master)
+    app = create_app(service=ChatService(config_from_dict(CONFIG)), policy_env=False)
+    with serve_app(app) as url:
+        made = httpx.post(url + "/key/generate", json={"models": ["open-a"]},
+                          headers={"authorization": f"Bearer {master}"})
+        assert made.status_code == 200, made.text
+        client = anthropic.Anthropic(base_url=url, api_key=made.json()["key"], max_retries=0)
+        assert client.messages.count_tokens(model="open-a", messages=_user("hi")).input_tokens
+        with pytest.raises(anthropic.PermissionDeniedError) as denied:
+            client.messages.with_raw_response.count_tokens(
+                model="prop-b", messages=_user("hi"), extra_headers={"x-request-id": "rq-1"})
+        assert denied.value.response.headers["request-id"] == "rq-1"
+        with pytest.raises(anthropic.PermissionDeniedError):  # as /v1/messages says
+            client.messages.create(model="prop-b", max_tokens=8, messages=_user("hi"))
+
 # -- the translation, unit by unit ------------------------------------------------------
 
 

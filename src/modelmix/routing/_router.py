@@ -155,6 +155,20 @@ class Router:
             self._allow_lists[allowed] = frozenset(names)
         return self._allow_lists[allowed]
 
+    def permits(self, model: str, allowed_models: frozenset[str] | None) -> bool:
+        """Whether a key with ``allowed_models`` may name ``model``, as :meth:`route`
+        decides before routing (a group on the list covers its deployments; a group
+        with a member on the list may be named). Routes nothing: for endpoints that
+        call no model (``/v1/messages/count_tokens``)."""
+        if allowed_models is None or model in allowed_models:
+            return True
+        allowed = self._with_group_members(allowed_models)
+        try:
+            members = self.candidates(model)[0]
+        except ModelmixError:  # not a deployment or group: only a listed name passes
+            members = []
+        return model in allowed or any(d.name in allowed for d in members)
+
     def route(
         self,
         model: str,

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from modelmix.engine import CallContext, Completion
-from modelmix.errors import ModelmixError, invalid_request
+from modelmix.errors import ModelmixError, PermissionDenied, invalid_request
 from modelmix.protocol import (
     ChatChunk,
     ChatRequest,
@@ -38,9 +38,16 @@ from modelmix.protocol import (
     message_json,
     messages_error_body,
     messages_event,
+    named,
 )
 from modelmix.server._dialect import Dialect, as_error
-from modelmix.server._gateway import Gateway, _content_length, load_json_object, read_body
+from modelmix.server._gateway import (
+    Gateway,
+    _content_length,
+    _request_id,
+    load_json_object,
+    read_body,
+)
 
 __all__ = ["MESSAGES", "MessagesDialect", "routes"]
 
@@ -110,11 +117,13 @@ async def count_tokens(gateway: Gateway, request: Request) -> Response:
     """``POST /v1/messages/count_tokens``: ``{"input_tokens": N}``, an *estimate* (about
     4 characters a token over the text, tool calls and tool definitions; images and PDFs
     not counted), marked by ``x-modelmix-token-count: estimate``. Nothing is sent upstream
-    and no usage is recorded; the key is checked and the body limits hold."""
+    and no usage is recorded; the key (and its allowed models: 403) is checked and the
+    body limits hold. Errors carry ``request-id``."""
     server = gateway.config.server
+    request_id = _request_id(request)
     hold = None
     try:
-        await gateway.auth.authenticate(MESSAGES.credentials(request))
+        key = await gateway.auth.authenticate(MESSAGES.credentials(request))
         hold = await gateway.bodies.hold(_content_length(request), fallback=server.max_body_bytes,
                                          timeout_s=server.body_timeout_s)
         data = load_json_object(await read_body(request, server.max_body_bytes,
@@ -123,15 +132,19 @@ async def count_tokens(gateway: Gateway, request: Request) -> Response:
             data.pop(extension, None)
         body = _validate(CountTokensRequest, data)
         chat = ChatRequest.model_validate(body)
+        if not gateway.service.router.permits(chat.model, key.allowed_models):
+            raise PermissionDenied(f"this key may not use model {named('model', chat.model)}",
+                                   param="model")
     except ModelmixError as exc:
-        return anthropic_error_response(exc)
+        return anthropic_error_response(exc, request_id)
     except ValidationError as exc:
-        return anthropic_error_response(invalid_request(exc))
+        return anthropic_error_response(invalid_request(exc), request_id)
     finally:
         if hold is not None:
             hold.release()
     return Response(orjson.dumps({"input_tokens": _estimate(chat, body)}),
-                    media_type="application/json", headers={HEADER_ESTIMATE: "estimate"})
+                    media_type="application/json",
+                    headers={HEADER_ESTIMATE: "estimate", "request-id": request_id})
 
 
 def _estimate(chat: ChatRequest, body: dict[str, Any]) -> int:
