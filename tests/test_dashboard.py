@@ -338,3 +338,39 @@ def test_page_headers_forbid_inline_script_and_framing(gateway: Gateway) -> None
     assert httpx.get(gateway.base + "/ui/static/app.js").headers[
         "content-type"].startswith("text/javascript")
     assert httpx.get(gateway.base + "/ui/static/../_ui.py").status_code == 404
+
+
+@pytest.mark.parametrize(("query", "param"), [
+    ("limit=\u00b2", "limit"), ("limit=\uff11", "limit"), ("limit=%205", "limit"),
+    ("status=\u00b2", "status"), ("status=\uff12\uff10\uff10", "status"),
+    ("before=1:99999999999999999999999999999", "before"), ("before=1:\uff11", "before"),
+    ("before=nan:1", "before"), ("before=1e999:1", "before"),
+])
+def test_api_odd_numbers_are_400_with_the_headers(gateway: Gateway, query: str,
+                                                  param: str) -> None:
+    reply = httpx.get(f"{gateway.base}/ui/api/requests?{query}",
+                      headers={"authorization": f"Bearer {MASTER}"})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param
+    assert reply.headers["cache-control"] == "no-store"
+    assert reply.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_api_errors_of_every_status_carry_the_headers(gateway: Gateway) -> None:
+    master = {"authorization": f"Bearer {MASTER}"}
+    replies = {
+        401: httpx.get(gateway.base + "/ui/api/overview"),
+        403: httpx.get(gateway.base + "/ui/api/overview",
+                       headers={"authorization": f"Bearer {gateway.key}"}),
+        404: httpx.get(gateway.base + "/ui/api/nothing-here", headers=master),
+        405: httpx.post(gateway.base + "/ui/api/overview", headers=master),
+    }
+    for status, reply in replies.items():
+        assert reply.status_code == status, (status, reply.text)
+        assert reply.json()["error"]["message"]
+        assert reply.headers.get("cache-control") == "no-store", status
+        assert reply.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
+    oldest = httpx.get(gateway.base + f"/ui/api/requests?before=1e10:{2**63 - 1}",
+                       headers=master)
+    assert oldest.status_code == 200 and len(oldest.json()["rows"]) > 0

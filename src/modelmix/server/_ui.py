@@ -6,7 +6,8 @@ asks for the master key once, keeps it in ``sessionStorage`` and sends it as
 API: a virtual key gets 403, a wrong key 401, and with no master key configured the API
 answers 403 to everyone. No cookie is involved, so there is nothing for a cross-site
 request to ride on (CSRF). Every response carries a Content-Security-Policy that allows
-only this origin's script and style and no framing; API answers are ``no-store``.
+only this origin's script and style and no framing; API answers, errors of any
+status included (404, 405, 500), are ``no-store``.
 
 Example::
 
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from modelmix.errors import ModelmixError, PermissionDenied
+from modelmix.errors import InvalidRequest, ModelmixError, NoDeployment, PermissionDenied
 from modelmix.server._ui_api import DashboardApi
 from modelmix.store._dashboard import DashboardStore
 
@@ -39,6 +41,11 @@ __all__ = ["CSP", "routes"]
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
+log = logging.getLogger("modelmix.ui")
+
+_INTERNAL = {"error": {"message": "internal error; see the gateway log", "type": "api_error",
+                       "param": None, "code": "internal_error"}}
+
 _SECURITY = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
@@ -51,6 +58,9 @@ _SECURITY = {
 _ASSETS = {"app.js": "text/javascript; charset=utf-8",
            "charts.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8"}
+
+#: Methods the API routes take in, so that a refusal (405) carries the headers too.
+_ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 Handler = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
 
@@ -101,14 +111,30 @@ class _Admin:
 
     def endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:
+            if request.method not in ("GET", "HEAD"):
+                return _error(InvalidRequest(f"{request.method} is not allowed here; use GET",
+                                             code="method_not_allowed"), 405, {"allow": "GET"})
             try:
                 await self.check(request)
                 body = await handler(request.query_params)
             except ModelmixError as exc:
-                return JSONResponse(exc.to_openai(), status_code=exc.status_code,
-                                    headers=_headers("no-store"))
+                return _error(exc, exc.status_code)
+            except Exception:  # a 500 still carries the dashboard's headers
+                log.exception("dashboard: unexpected error on %s", request.url.path)
+                return JSONResponse(_INTERNAL, status_code=500, headers=_headers("no-store"))
             return JSONResponse(body, headers=_headers("no-store"))
         return serve
+
+
+def _error(exc: ModelmixError, status: int, extra: Mapping[str, str] | None = None
+           ) -> Response:
+    return JSONResponse(exc.to_openai(), status_code=status,
+                        headers={**_headers("no-store"), **(extra or {})})
+
+
+async def _unknown(request: Request) -> Response:
+    return _error(NoDeployment(f"unknown dashboard path {request.url.path[:200]}",
+                               code="not_found", param=None), 404)
 
 
 def routes(gateway: Gateway) -> list[BaseRoute]:
@@ -142,6 +168,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/ui", index, methods=["GET"]),
         Route("/ui/", slash, methods=["GET"]),
         Route("/ui/static/{name}", asset, methods=["GET"]),
-        *(Route(f"/ui/api/{name}", admin.endpoint(h), methods=["GET"])
+        *(Route(f"/ui/api/{name}", admin.endpoint(h), methods=_ANY)
           for name, h in handlers.items()),
+        Route("/ui/api/{rest:path}", _unknown, methods=_ANY),
     ]

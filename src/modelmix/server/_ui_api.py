@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -66,12 +67,20 @@ def _window(params: Mapping[str, str]) -> float:
     return seconds
 
 
+def _whole(text: str, low: int, high: int) -> int | None:
+    """``text`` as an int in ``[low, high]`` when it is ASCII digits only (``str.isdigit``
+    and ``int`` take superscript or full-width digits and spaces), else None."""
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not low <= int(text) <= high:
+        return None
+    return int(text)
+
+
 def _limit(params: Mapping[str, str]) -> int:
-    text = params.get("limit") or str(PAGE)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    limit = _whole(params.get("limit") or str(PAGE), 1, MAX_PAGE)
+    if limit is None:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE}",
                              param="limit", code="invalid_value")
-    return int(text)
+    return limit
 
 
 def _cursor(params: Mapping[str, str]) -> tuple[float, int] | None:
@@ -88,10 +97,10 @@ def _log_filter(params: Mapping[str, str]) -> LogFilter:
     text = params.get("status") or None
     status: str | int | None = text
     if text is not None and text not in ("ok", "error"):
-        if not (text.isdigit() and 100 <= int(text) <= 599):
+        status = _whole(text, 100, 599)
+        if status is None:
             raise InvalidRequest("status must be ok, error or an HTTP status code",
                                  param="status", code="invalid_value")
-        status = int(text)
     return LogFilter(deployment=params.get("deployment") or None,
                      key_id=params.get("key") or None, status=status)
 

@@ -18,6 +18,8 @@ Example::
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,13 +65,17 @@ def parse_cursor(text: str) -> Cursor:
     """``"<created_at>:<id>"`` (what :attr:`LogRow.cursor` gives) as a :data:`Cursor`.
 
     Raises:
-        ValueError: not two numbers separated by ``:``.
+        ValueError: not a finite number and an id of ASCII digits (below 2**63)
+            separated by ``:``.
     """
     at, sep, row_id = text.partition(":")
     try:
-        if not sep:
+        if not sep or not re.fullmatch(r"[0-9]{1,19}", row_id) or int(row_id) >= 2**63:
             raise ValueError
-        return float(at), int(row_id)
+        created_at = float(at)
+        if not math.isfinite(created_at):
+            raise ValueError
+        return created_at, int(row_id)
     except ValueError:
         raise ValueError(f"invalid cursor {text[:60]!r}; pass the 'next' value of the "
                          "previous page") from None
