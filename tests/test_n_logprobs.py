@@ -15,9 +15,9 @@ import openai
 import pytest
 
 from _choices_upstream import ChoicesUpstream
-from faulty_upstream import Fault
 from _guard_fakes import EchoProvider, RegexDetector
 from _servers import serve_app
+from faulty_upstream import Fault
 from modelmix.catalog import Config, config_from_dict
 from modelmix.engine import CallContext, ChatService
 from modelmix.engine._cache import StreamCapture, replay

@@ -137,7 +137,7 @@ def legacy_logprobs(chat: Any, offset: int, top: int) -> dict[str, Any] | None:
         return None
     tokens: list[str] = []
     token_logprobs: list[float | None] = []
-    tops: list[dict[str, float]] = []
+    tops: list[dict[str, float | None]] = []
     offsets: list[int] = []
     for item in content:
         if not isinstance(item, dict):

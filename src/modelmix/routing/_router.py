@@ -162,7 +162,7 @@ class Router:
         call no model (``/v1/messages/count_tokens``)."""
         if allowed_models is None or model in allowed_models:
             return True
-        allowed = self._with_group_members(allowed_models)
+        allowed = self._with_group_members(allowed_models) or frozenset()
         try:
             members = self.candidates(model)[0]
         except ModelmixError:  # not a deployment or group: only a listed name passes

@@ -5,8 +5,8 @@ them, each for ``ttl_s`` seconds after it was last used, least recently used fir
 A response belongs to the virtual key that created it: any other key is told it does
 not exist. One key may hold at most a quarter of the store (``key_max_entries``,
 ``key_max_bytes``): past that its own least recently used responses go, so no key can
-push every other key's conversations out. Behind a load balancer, pin a conversation to one replica or send the whole
-conversation as ``input`` (docs/endpoints.md).
+push every other key's conversations out. Behind a load balancer, pin a conversation to
+one replica or send the whole conversation as ``input`` (docs/endpoints.md).
 """
 
 from __future__ import annotations
