@@ -92,6 +92,14 @@ def test_litellm_hosting_on_private_hosts_stays_self_hosted() -> None:
     assert (dep.tier.value, dep.hosting.value) == ("open", "self-hosted")
 
 
+def test_litellm_openai_host_is_matched_exactly() -> None:
+    native, _ = _convert({"model": "openai/gpt-4o",
+                          "api_base": "https://api.openai.com.evil.io/v1"})
+    assert native["deployments"][0]["provider"] == "openai-compatible"
+    native, _ = _convert({"model": "openai/gpt-4o", "api_base": "https://api.openai.com/v1"})
+    assert native["deployments"][0]["provider"] == "openai"
+
+
 def test_litellm_proprietary_model_behind_private_relay_is_not_self_hosted() -> None:
     dep = _deployment({"model": "openai/gpt-4o", "api_base": "http://litellm-proxy:4000"})
     assert (dep.tier.value, dep.hosting.value) == ("proprietary", "cloud")
@@ -108,7 +116,7 @@ def test_litellm_empty_env_api_base_does_not_become_api_openai_com(value: str) -
         convert_litellm(raw, env={"VLLM_BASE": value})
 
 
-@pytest.mark.parametrize("base", ["", 8000, ["http://x"]])
+@pytest.mark.parametrize("base", ["", 8000, ["http://x"], "http://[::1", "http://h:99999/v1"])
 def test_litellm_api_base_must_be_a_non_empty_url(base: Any) -> None:
     with pytest.raises(ConfigError, match=r"litellm_params\.api_base"):
         _convert({"model": "openai/x", "api_base": base})

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelmix.catalog._litellm_hosts import private_host
 from modelmix.catalog._litellm_notes import ENV_PREFIX, Notes, env_name, env_var
@@ -97,7 +98,7 @@ def _api_base(params: Mapping[str, Any], path: str, env: Mapping[str, str],
 
     Raises:
         ConfigError: not a string, empty, its variable unset or empty (an empty base
-            would silently mean api.openai.com), or a URL holding a credential.
+            would silently mean api.openai.com), not a URL, or a URL holding a credential.
     """
     value = params.get("api_base")
     if value is None:
@@ -114,6 +115,10 @@ def _api_base(params: Mapping[str, Any], path: str, env: Mapping[str, str],
         value = env[name]
     if not value.strip():
         raise ConfigError(f"{path}: empty; remove it or write the server's URL")
+    try:
+        _ = urlsplit(value).port  # raises ValueError for a malformed host or port
+    except ValueError:
+        raise ConfigError(f"{path}: not a URL (malformed host or port)") from None
     refuse_credential_url(value, path)
     return value.strip()
 
@@ -155,7 +160,7 @@ def _bare_target(model: str, base: str | None) -> _Target:
     server, as LiteLLM's docs use ``openai/`` for any)."""
     if model.startswith("claude") and not base:
         return PREFIXES["anthropic"]
-    if base and "api.openai.com" not in base:
+    if base and urlsplit(base).hostname != "api.openai.com":
         return _Target("openai-compatible")
     return PREFIXES["openai"]
 
