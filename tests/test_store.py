@@ -552,3 +552,16 @@ def test_writer_thread_runs_niced_on_linux(tmp_path: Path) -> None:
     writer.close()
     assert seen == [min(base + 5, 19)]
     assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the caller's thread is untouched
+
+
+def test_summary_by_endpoint(db_url: str) -> None:
+    """`modelmix usage --by endpoint` (found by a new user: the column was there, the
+    grouping was not)."""
+    store = UsageStore(db_url)
+    store.create_all()
+    store.insert_many([rec(0, endpoint="chat"), rec(1, endpoint="messages"),
+                       rec(2, endpoint="messages", cost_usd=0.5), rec(3)])
+    got = {r.group["endpoint"]: (r.requests, r.cost_usd)
+           for r in store.summary(group_by=("endpoint",))}
+    assert got == {"chat": (1, 0.0), "messages": (2, 0.5), None: (1, 0.0)}
+    store.close()

@@ -548,6 +548,8 @@ def test_a_system_request_through_the_gateway(
     assert envelope_rec.request_id == request_id and envelope_rec.system == "s"
     steps = {r.step: r for r in rows if r.parent_id == request_id}
     assert set(steps) == {"draft", "polish", "check"} and steps["check"].verdict == "accept"
+    # step rows say which API the system request came through (the dashboard splits by it)
+    assert {r.endpoint for r in rows} == {"chat"}
     assert by_step[None].requests == 1 and by_step[None].cost_usd == 0
     assert by_step["polish"].steps == 1 and by_step["polish"].cost_usd > 0
     assert 'modelmix_system_requests_total{status="200",system="s"} 1.0' in metrics

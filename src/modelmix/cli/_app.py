@@ -295,8 +295,8 @@ def usage(
     db: Annotated[str | None, typer.Option("--db", help="Database URL (default: "
                   "$MODELMIX_DB_URL, else store.url from the config).")] = None,
     since: Annotated[str | None, typer.Option(help="Only the last 30m, 1h, 24h, 7d...")] = None,
-    by: Annotated[str, typer.Option(help="Group by deployment, key, model, provider, system "
-                  "or step; comma-separate several.")] = "deployment",
+    by: Annotated[str, typer.Option(help="Group by deployment, key, model, provider, system, "
+                  "step or endpoint; comma-separate several.")] = "deployment",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
 ) -> None:
     """Summarise recorded usage: requests, errors, tokens, cost, p50/p95 latency.

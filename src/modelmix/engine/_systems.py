@@ -108,7 +108,8 @@ class StepCaller:
             request_id=uuid.uuid4().hex, key_id=ctx.key_id, allowed_models=None,
             tags=ctx.tags, timeout_s=timeout, admission=ctx.admission, hints=call.hints,
             guard=call.guard, parent_id=ctx.request_id, system=call.system, step=call.step,
-            rules=self.screening.rules if self.screening is not None else ())
+            rules=self.screening.rules if self.screening is not None else (),
+            endpoint=ctx.endpoint)
 
     async def call(self, request: ChatRequest, call: StepCall) -> ModelAnswer:
         done = await self.service.complete(request, self._child(call))
@@ -137,7 +138,8 @@ class StepCaller:
     def new_record(self, call: StepCall) -> UsageRecord:
         return UsageRecord(request_id=uuid.uuid4().hex, created_at=time.time(),
                            requested_model=self.system.model, key_id=self.ctx.key_id,
-                           parent_id=self.ctx.request_id, system=call.system, step=call.step)
+                           parent_id=self.ctx.request_id, system=call.system, step=call.step,
+                           endpoint=self.ctx.endpoint)
 
     def record(self, rec: UsageRecord) -> None:
         self.scrub(rec)

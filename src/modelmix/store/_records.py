@@ -75,8 +75,8 @@ class UsageRecord:
         saved_usd: on a hit, what the cached answer cost when it was first produced
             (its tokens at the deployment's catalog prices), USD; else None.
         endpoint: the HTTP API the request came through (``chat``, ``responses``,
-            ``messages``, ``completions``, ``embeddings``; docs/endpoints.md); None for
-            library calls and system step rows.
+            ``messages``, ``completions``, ``embeddings``; docs/endpoints.md), also on a
+            system's step rows; None for library calls.
 
     A system request writes one envelope row (``parent_id`` and ``step`` None, no deployment,
     no tokens, cost 0, the whole request's latency and status) and one row per model call

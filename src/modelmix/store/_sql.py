@@ -115,6 +115,7 @@ GROUP_FIELDS: dict[str, str] = {
     "provider": "provider",
     "system": "system",
     "step": "step",
+    "endpoint": "endpoint",
 }
 
 _RECORD_FIELDS = tuple(c.name for c in USAGE_TABLE.columns if c.name != "id")
