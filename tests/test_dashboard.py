@@ -374,3 +374,17 @@ def test_api_errors_of_every_status_carry_the_headers(gateway: Gateway) -> None:
     oldest = httpx.get(gateway.base + f"/ui/api/requests?before=1e10:{2**63 - 1}",
                        headers=master)
     assert oldest.status_code == 200 and len(oldest.json()["rows"]) > 0
+
+
+def test_tables_fit_their_panels_and_reasons_are_clamped(page: Page) -> None:
+    """Found by the new-user run: at 1400 px the keys table hid its last column behind a
+    scrollbar, the audit log hid three, and a learned-router reason made each request-log
+    row ten lines tall."""
+    for panel in ("#panel-keys", "#panel-guard", "#panel-requests"):
+        scroll, client = page.locator(panel).evaluate(
+            "p => [p.scrollWidth, p.clientWidth]")
+        assert scroll <= client + 1, (panel, scroll, client)
+    reason = page.locator('#requests tbody td.reason .clamp').first
+    line = float(reason.evaluate("d => parseFloat(getComputedStyle(d).lineHeight)"))
+    assert reason.evaluate("d => d.title") != ""
+    assert reason.bounding_box()["height"] <= 2 * line + 1

@@ -180,7 +180,11 @@
     $("req-older").disabled = !page.next;
     fill("requests", page.rows.map((r) => el("tr", { request: r.request_id },
       td(time(r.created_at)), td(r.endpoint || ""), td(r.requested_model || ""),
-      td(r.deployment || ""), td(r.route_reason || "", "reason"), td(r.key_id || ""),
+      td(r.deployment || ""),
+      // two lines of the reason; the whole of it on hover (the learned router's is long)
+      el("td", { class: "reason" },
+         el("div", { class: "clamp", title: r.route_reason || "" }, r.route_reason || "")),
+      td(r.key_id || ""),
       td(r.error ? `${r.status_code} ${r.error_type || ""}` : r.status_code, "num"),
       td(int(r.prompt_tokens + r.completion_tokens), "num"), td(usd(r.cost_usd), "num"),
       td(Number(r.latency_ms).toFixed(0), "num"), td(r.cache || ""))));
