@@ -1,17 +1,32 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+# -- The tests never read the user's set-up ------------------------------------------------
+# Found by a new user: after `modelmix keys create` in the checkout (as docs/keys.md shows),
+# ./modelmix_usage.db held a virtual key, so every gateway the tests started demanded keys
+# and 174 tests failed. The session runs in a directory of its own (the default store,
+# spill files and anything else relative land there), without the user's MODELMIX_*
+# settings or provider keys (a real OPENAI_API_KEY would make `auto` call OpenAI).
+_KEEP = {"MODELMIX_TEST_PG_URL", "MODELMIX_SCREENSHOT_DIR"}
+for _name in [n for n in os.environ if n.startswith("MODELMIX_") and n not in _KEEP]:
+    del os.environ[_name]
+for _name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "NVIDIA_API_KEY"):
+    os.environ.pop(_name, None)
+os.chdir(tempfile.mkdtemp(prefix="modelmix-tests-"))
+
+
 # -- Redis (tests/_redis.py): one server per session, flushed before each test ------------
-
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import pytest
 
 
 @pytest.fixture(scope="session")
