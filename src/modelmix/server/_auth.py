@@ -57,7 +57,8 @@ class MasterKeyAuth:
             return KeyInfo(key_id=None, is_admin=True)
         token = bearer_token(authorization)
         if token is None:
-            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' "
+                                       "(or 'x-api-key: <key>' on /v1/messages)")
         if hmac.compare_digest(token.encode(), self._master.encode()):
             return KeyInfo(key_id="master", is_admin=True)
         raise AuthenticationFailed("invalid API key")

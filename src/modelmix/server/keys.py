@@ -181,7 +181,8 @@ class VirtualKeyAuth:
             if keys_exist is None and token is None:
                 raise AuthUnavailable("cannot check API keys: the key store is unreachable")
         if token is None:
-            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' "
+                                       "(or 'x-api-key: <key>' on /v1/messages)")
         if self._master is not None and hmac.compare_digest(token.encode(),
                                                             self._master.encode()):
             return KeyInfo(key_id="master", is_admin=True)
