@@ -22,15 +22,11 @@ from modelmix.protocol import EmbeddingRequest, embedding_json, parse_embedding_
 from modelmix.server._bodies import BodyHold
 from modelmix.server._gateway import (
     HEADER_COST,
-    _apply_key,
-    _content_length,
     _model_name,
     _request_id,
     _route_headers,
     _unless_disconnected,
     error_response,
-    load_json_object,
-    read_body,
 )
 
 if TYPE_CHECKING:
@@ -66,17 +62,11 @@ class EmbeddingsEndpoint:
                      ) -> EmbeddingRequest | Response:
         """Authenticate, read and validate: the request, or the error response after
         recording the refusal."""
-        gateway, server = self.gateway, self.gateway.config.server
+        gateway = self.gateway
         model: str | None = None
         try:
-            _apply_key(ctx, await gateway.auth.authenticate(
-                request.headers.get("authorization")))
-            held = await gateway.bodies.hold(_content_length(request),
-                                             fallback=server.max_body_bytes,
-                                             timeout_s=server.body_timeout_s)
-            hold._budget, hold.size = held._budget, held.size
-            data = load_json_object(
-                await read_body(request, server.max_body_bytes, server.body_timeout_s))
+            _, data = await gateway.read_json(request, ctx, hold,
+                                              request.headers.get("authorization"))
             model = _model_name(data)
             ctx.tags = request_tags(data.pop("tags", None), request.headers.get(TAGS_HEADER))
             return parse_embedding_request(data)

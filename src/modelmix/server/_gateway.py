@@ -338,20 +338,27 @@ class Gateway:
             hold.release()
         return response
 
+    async def read_json(self, request: Request, ctx: CallContext, hold: BodyHold,
+                        credentials: str | None) -> tuple[KeyInfo, dict[str, Any]]:
+        """Authenticate ``credentials`` (an ``Authorization`` value) into ``ctx``, wait
+        for room for the body (``hold`` then holds it; server/_bodies.py), read it and
+        parse it as a JSON object. Raises ModelmixError: 401 / 403 / 503 (auth), 408,
+        413, 400 (body)."""
+        server = self.config.server
+        key = await self.auth.authenticate(credentials)
+        _apply_key(ctx, key)
+        held = await self.bodies.hold(_content_length(request), fallback=server.max_body_bytes,
+                                      timeout_s=server.body_timeout_s)
+        hold._budget, hold.size = held._budget, held.size
+        data = load_json_object(
+            await read_body(request, server.max_body_bytes, server.body_timeout_s))
+        return key, data
+
     async def _chat(self, request: Request, ctx: CallContext, hold: BodyHold,
                     dialect: Dialect) -> Response:
         model: str | None = None
-        server = self.config.server
         try:
-            key = await self.auth.authenticate(dialect.credentials(request))
-            _apply_key(ctx, key)
-            # large bodies wait for room before they are read (server/_bodies.py)
-            held = await self.bodies.hold(_content_length(request),
-                                          fallback=server.max_body_bytes,
-                                          timeout_s=server.body_timeout_s)
-            hold._budget, hold.size = held._budget, held.size
-            data = load_json_object(
-                await read_body(request, server.max_body_bytes, server.body_timeout_s))
+            key, data = await self.read_json(request, ctx, hold, dialect.credentials(request))
             model = _model_name(data)
             ctx.hints = routing_hints(data)
             ctx.tags = request_tags(data.pop("tags", None), request.headers.get(TAGS_HEADER))
