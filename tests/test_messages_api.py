@@ -254,6 +254,33 @@ def test_images_route_auto_to_a_vision_deployment(gw: Gateway) -> None:
     assert text_only.headers["x-modelmix-deployment"] == "open-a"
 
 
+def test_images_a_tool_returned_reach_the_model_after_the_tool_messages(gw: Gateway) -> None:
+    """What Claude Code sends when its Read tool opens an image: a tool_result holding an
+    image block (refused at first; chat tool messages carry text only)."""
+    data = TINY_PNG.split(",", 1)[1]
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": data}}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {"path": "a.png"}}
+    raw = gw.client().messages.with_raw_response.create(
+        model="auto", max_tokens=32, messages=[
+            *_user("what is in a.png?"),
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1",
+                 "content": [{"type": "text", "text": "a.png:"}, image]},
+                {"type": "text", "text": "describe it"}]}])
+    assert raw.headers["x-modelmix-deployment"] == "prop-b"  # the image routes to vision
+    sent = gw.fakes["prop-b"].calls[-1].messages
+    assert [m.role for m in sent] == ["user", "assistant", "tool", "user"]
+    assert sent[2].tool_call_id == "toolu_1"
+    assert sent[2].content == "a.png:\n[1 image(s) returned; sent in the next user message]"
+    parts = sent[3].content
+    assert isinstance(parts, list) and [p.type for p in parts] == ["text", "image_url", "text"]
+    assert parts[0].text == "[image 1 of 1 returned by tool call toolu_1]"
+    assert parts[1].image_url is not None and parts[1].image_url.url == TINY_PNG
+    assert parts[2].text == "describe it"
+
+
 # -- auth and errors --------------------------------------------------------------------
 
 

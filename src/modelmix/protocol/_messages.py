@@ -147,9 +147,11 @@ class ToolUseBlock(_Block):
 
 
 class ToolResultBlock(_Block):
-    """A tool's answer: a chat ``tool`` message (text blocks joined by newlines; images
-    are refused, as chat tool messages carry text). ``is_error: true`` prefixes the text
-    with ``Error: `` (chat tool messages have no error flag)."""
+    """A tool's answer: a chat ``tool`` message (text blocks joined by newlines).
+    ``is_error: true`` prefixes the text with ``Error: `` (chat tool messages have no
+    error flag). Chat tool messages carry text only, so images (what Claude Code sends
+    when it reads an image file) go in a user message after the turn's tool messages,
+    each labelled with its tool call, and the tool message says so."""
 
     type: Literal["tool_result"]
     tool_use_id: str = Field(min_length=1)
@@ -158,20 +160,25 @@ class ToolResultBlock(_Block):
         _by_type("text", "image")]] | None = None
     is_error: bool | None = None
 
-    def to_message(self, param: str) -> dict[str, Any]:
-        """The chat ``tool`` message; ``param`` is this block's path, for errors."""
+    def to_message(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The chat ``tool`` message, and the chat parts that carry its images (a label
+        naming the tool call, then the image), for the user message after it."""
         content = self.content or ""
-        for i, block in enumerate(content if isinstance(content, list) else ()):
-            if isinstance(block, ImageBlock):
-                raise InvalidRequest(f"{param}.content.{i}: images in a tool_result are not "
-                                     "supported (chat tool messages carry text); send the "
-                                     "image in a user message", param=f"{param}.content.{i}",
-                                     code="invalid_value")
+        images = [b for b in content if isinstance(b, ImageBlock)] \
+            if isinstance(content, list) else []
         text = (content if isinstance(content, str)
                 else "\n".join(b.text for b in content if isinstance(b, TextBlock)))
+        if images:
+            text += (("\n" if text else "") + f"[{len(images)} image(s) returned; "
+                     "sent in the next user message]")
         if self.is_error:
             text = f"Error: {text}"
-        return {"role": "tool", "tool_call_id": self.tool_use_id, "content": text}
+        parts: list[dict[str, Any]] = []
+        for n, image in enumerate(images, 1):
+            parts += [{"type": "text", "text": f"[image {n} of {len(images)} returned by "
+                                               f"tool call {self.tool_use_id}]"},
+                      image.to_part()]
+        return {"role": "tool", "tool_call_id": self.tool_use_id, "content": text}, parts
 
 
 Block = Annotated[
@@ -216,20 +223,24 @@ def _assistant(blocks: list[Block], at: int) -> dict[str, Any]:
 
 def _user(blocks: list[Block], at: int) -> list[dict[str, Any]]:
     """Tool results become ``tool`` messages, in order; the other blocks between them
-    user messages (one string when it is a single text block)."""
+    user messages (one string when it is a single text block). Images the tool results
+    returned open the turn's last user message (after every tool message)."""
     out: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
+    returned: list[dict[str, Any]] = []
     for i, block in enumerate(blocks):
         if isinstance(block, ToolResultBlock):
             _flush(parts, out)
-            out.append(block.to_message(f"messages.{at}.content.{i}"))
+            message, images = block.to_message()
+            out.append(message)
+            returned += images
         elif isinstance(block, TextBlock):
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock | DocumentBlock):
             parts.append(block.to_part())
         else:
             raise _misplaced(block.type, "user", f"messages.{at}.content.{i}")
-    _flush(parts, out)
+    _flush(returned + parts, out)
     return out
 
 
