@@ -38,7 +38,8 @@ from modelmix.errors import InvalidRequest, ModelmixError, invalid_request
 from modelmix.protocol import ChatRequest
 from modelmix.routing import RouteDecision
 from modelmix.server._auth import Authenticator, KeyInfo
-from modelmix.server._gateway import error_response, load_json_object, read_body
+from modelmix.server._body_read import load_json_object, read_body
+from modelmix.server._gateway import error_response
 from modelmix.store import FeedbackRecord, FeedbackStore, RequestInfo, UsageRecord
 
 __all__ = [

@@ -40,14 +40,9 @@ from modelmix.protocol import (
     messages_event,
     named,
 )
+from modelmix.server._body_read import content_length, load_json_object, read_body
 from modelmix.server._dialect import Dialect, as_error
-from modelmix.server._gateway import (
-    Gateway,
-    _content_length,
-    _request_id,
-    load_json_object,
-    read_body,
-)
+from modelmix.server._gateway import Gateway, _request_id
 
 __all__ = ["MESSAGES", "MessagesDialect", "routes"]
 
@@ -124,7 +119,7 @@ async def count_tokens(gateway: Gateway, request: Request) -> Response:
     hold = None
     try:
         key = await gateway.auth.authenticate(MESSAGES.credentials(request))
-        hold = await gateway.bodies.hold(_content_length(request), fallback=server.max_body_bytes,
+        hold = await gateway.bodies.hold(content_length(request), fallback=server.max_body_bytes,
                                          timeout_s=server.body_timeout_s)
         data = load_json_object(await read_body(request, server.max_body_bytes,
                                                 server.body_timeout_s))

@@ -52,7 +52,8 @@ from modelmix.errors import (
     invalid_request,
 )
 from modelmix.server._auth import KeyInfo, bearer_token
-from modelmix.server._gateway import error_response, read_body
+from modelmix.server._body_read import read_body
+from modelmix.server._gateway import error_response
 from modelmix.server._keystore import (
     KEY_PREFIX,
     KeyStore,
