@@ -49,8 +49,15 @@ class EvalRequest:
         weak_deployment / strong_deployment: catalog deployments that price the points
             (default: the cheapest open and the cheapest proprietary deployment, as
             ``modelmix router calibrate`` does).
-        completion_tokens: completion tokens per request for tables without responses.
+        completion_tokens: completion tokens per request for tables without responses
+            (None: 1, as RouteLLM's MMLU answers; with ``frontier``: every model's
+            ``answer_chars / 4`` from the price table, else 256).
         prompt_column: the tables' prompt text column.
+        frontier: route among all (or ``models``) model columns of one table by predicted
+            quality and draw the priced quality-cost frontier (cross-validated; needs
+            ``prices``).
+        prices: price table (YAML, :mod:`modelmix.eval._prices`) for ``frontier``.
+        models: model columns for ``frontier`` (default: every model column).
     """
 
     data: list[Path]
@@ -67,8 +74,11 @@ class EvalRequest:
     config: Path | None = None
     weak_deployment: str | None = None
     strong_deployment: str | None = None
-    completion_tokens: int = DEFAULT_COMPLETION_TOKENS
+    completion_tokens: int | None = None
     prompt_column: str = "prompt"
+    frontier: bool = False
+    prices: Path | None = None
+    models: list[str] | None = None
 
     def describe(self) -> dict[str, Any]:
         """The options as recorded in ``results.json``."""
@@ -102,7 +112,9 @@ def _options(req: EvalRequest) -> EvalOptions:
     return EvalOptions(folds=req.folds, seed=req.seed,
                        weak_deployment=pair[0] if pair else None,
                        strong_deployment=pair[1] if pair else None,
-                       completion_tokens=req.completion_tokens)
+                       completion_tokens=(DEFAULT_COMPLETION_TOKENS
+                                          if req.completion_tokens is None
+                                          else req.completion_tokens))
 
 
 def _tables(req: EvalRequest, weak: str | None, strong: str | None) -> list[PairTable]:
@@ -158,6 +170,10 @@ def run_eval_command(req: EvalRequest, out: Console, err: Console | None = None)
     """Evaluate, print one table per dataset to ``out``, write the files; returns their
     paths. Raises :class:`~modelmix.errors.ModelmixError` subclasses for bad input."""
     err = err or Console(stderr=True)
+    if req.frontier or req.prices is not None or req.models:
+        from modelmix.cli._eval_frontier import run_frontier_command
+
+        return run_frontier_command(req, out, err)
     if req.router is not None and req.cv:
         raise ConfigError("give --router (score a held-out table) or --cv (retrain per "
                           "fold), not both")

@@ -25,6 +25,7 @@ from modelmix.cli._output import err_console as _err
 from modelmix.cli._output import fail as _fail
 from modelmix.cli._router_calibrate import feedback_data
 from modelmix.cli._router_calibrate import register as _register_gateway_commands
+from modelmix.cli._router_reload import register as _register_reload_commands
 from modelmix.errors import ModelmixError
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ _FEW_DISAGREEMENTS = 100
 router_app = typer.Typer(help="Learned routers: train on outcome tables, score prompts.",
                          no_args_is_help=True)
 _register_gateway_commands(router_app)  # calibrate, export-feedback (docs/routing-in-gateway.md)
+_register_reload_commands(router_app)  # reload, events (hot swap of a running gateway)
 
 
 
@@ -238,18 +240,31 @@ def eval_(
         help="Deployment pricing the weak model (default: cheapest open).")] = None,
     strong_deployment: Annotated[str | None, typer.Option(
         help="Deployment pricing the strong model (default: cheapest proprietary).")] = None,
-    completion_tokens: Annotated[int, typer.Option(
-        min=1, help="Completion tokens per request for tables without responses.")] = 1,
+    completion_tokens: Annotated[int | None, typer.Option(
+        min=1, help="Completion tokens per request for tables without responses (default "
+        "1; --frontier: each model's answer_chars/4 from --prices, else 256).")] = None,
     prompt_column: Annotated[str, typer.Option(help="Prompt column.")] = "prompt",
+    frontier: Annotated[bool, typer.Option(
+        "--frontier", help="Route among all model columns (cheapest whose predicted "
+        "quality meets a target) and draw the priced quality-cost frontier vs every single "
+        "model and the best pair (CV; needs --prices).")] = False,
+    prices: Annotated[Path | None, typer.Option(
+        help="--frontier: price table YAML (model column -> USD per 1M input/output "
+        "tokens), e.g. benchmarks/router/chat_prices.yaml.")] = None,
+    models: Annotated[list[str] | None, typer.Option(
+        "--models", help="--frontier: model columns to route among (default: all); "
+        "repeat.")] = None,
 ) -> None:
-    """RouteLLM metrics (APGR, CPT 20/50/80%) with cost, vs random and oracle (docs/router.md)."""
+    """RouteLLM metrics (APGR, CPT 20/50/80%) with cost, vs random and oracle; with
+    --frontier, the many-model quality-cost frontier (docs/router.md)."""
     from modelmix.cli._eval import EvalRequest, run_eval_command
 
     request = EvalRequest(
         data=data, out=out, router=router, cv=cv, folds=folds, seed=seed, learner=learner, c=c,
         embedder=embedder, weak=weak, strong=strong, config=config,
         weak_deployment=weak_deployment, strong_deployment=strong_deployment,
-        completion_tokens=completion_tokens, prompt_column=prompt_column)
+        completion_tokens=completion_tokens, prompt_column=prompt_column,
+        frontier=frontier, prices=prices, models=models or None)
     try:
         run_eval_command(request, console, _err)
     except ModelmixError as exc:
