@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from modelmix.routing._calibration import (
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingInput
+from modelmix.routing._router_swap import LoadedRouter, describe_loaded, load_router
 from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
 
 if TYPE_CHECKING:  # the learned package imports numpy: load it only when routing needs it
@@ -135,6 +137,9 @@ class LearnedStrategy(Strategy):
         self._rules = RulesStrategy()
         self._columns: dict[str, str | None] = {}
         self._failures = 0
+        self._configured = self.settings  # what a reload without arguments re-reads
+        self._active: LoadedRouter | None = None  # set by install() / active()
+        self._loaded_at = 0.0
 
     @classmethod
     def from_config(cls, config: Config) -> LearnedStrategy:
@@ -160,6 +165,7 @@ class LearnedStrategy(Strategy):
             with self._lock:
                 if not self._loaded:
                     self._load()
+                    self._loaded_at = time.time()
                     self._loaded = True
         return self._predictor
 
@@ -200,6 +206,64 @@ class LearnedStrategy(Strategy):
                 return Path(value)
         given = Path(self.settings.artifact)
         return given if given.is_dir() else None
+
+    # -- hot swap (docs/decisions/0013-router-hot-swap.md) --------------------------------
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why no predictor could be loaded (routing is by rules then), or None."""
+        return self._unavailable
+
+    def active(self) -> LoadedRouter | None:
+        """The router in use, None when none could be loaded. Blocking on first call (it
+        loads the router and hashes its files for the fingerprint): call off the loop."""
+        predictor = self._ready()
+        if predictor is None:
+            return None
+        if self._active is None or self._active.predictor is not predictor:
+            s = self.settings
+            described = describe_loaded(
+                predictor, self._calibration or Calibration(), s.artifact,
+                calibration_path=s.calibration, target=s.target, loaded_at=self._loaded_at)
+            with self._lock:  # a swap meanwhile wins: describe only what is still in use
+                if self._predictor is predictor:
+                    self._active = described
+            return described
+        return self._active
+
+    def prepare(self, artifact: str | None = None, *, calibration: str | None = None,
+                target: str | None = None) -> LoadedRouter:
+        """Load and check a router for :meth:`install`; blocking (seconds): call it off
+        the event loop. No ``artifact``: the configured one again, with the configured
+        calibration and target unless given. A new ``artifact`` brings its own
+        ``calibration.json`` unless ``calibration`` names another file.
+
+        Raises:
+            RouterReloadFailed: see :func:`~modelmix.routing._router_swap.load_router`.
+        """
+        self.active()  # the start-up load and its description first: install() never waits
+        conf = self._configured
+        if artifact is None:
+            artifact = conf.artifact
+            calibration = calibration or conf.calibration
+            target = target or conf.target
+        return load_router(artifact, self._loader, calibration=calibration, target=target)
+
+    def install(self, loaded: LoadedRouter) -> LoadedRouter | None:
+        """Swap ``loaded`` in; return the router it replaced (None: none was loaded).
+        Instant. Call it on the thread that routes (the gateway's event loop): routing a
+        request is synchronous there, so each request sees the old router or the new
+        one, never half of each."""
+        old = self._active if self._active is not None and self._loaded else None
+        with self._lock:
+            self.settings = self._configured.model_copy(update={
+                "artifact": loaded.artifact, "calibration": loaded.calibration_path,
+                "target": loaded.target})
+            self._predictor, self._calibration = loaded.predictor, loaded.calibration
+            self._columns = {}
+            self._unavailable, self._failures = None, 0
+            self._active, self._loaded = loaded, True
+        return old
 
     def strong_score(self, prompt: str, target: str | None = None
                      ) -> tuple[float, float] | None:

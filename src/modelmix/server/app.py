@@ -27,6 +27,7 @@ from modelmix.server import _completions, _embeddings, _messages, _responses, _u
 from modelmix.server._auth import Authenticator
 from modelmix.server._feedback import FeedbackEndpoint, RecentRequests
 from modelmix.server._gateway import Gateway, error_response
+from modelmix.server._router_admin import build_router_admin, router_admin_routes
 from modelmix.server.keys import KeyStore, VirtualKeyAuth, key_admin_routes
 from modelmix.state import shared_redis
 from modelmix.store import FeedbackStore, UsageSink
@@ -86,6 +87,7 @@ def create_app(
                               request_timeout_s=config.reliability.timeout_s)
     gateway = Gateway(service, auth)
     feedback_endpoint = _feedback_endpoint(service, auth, feedback)
+    router_admin = build_router_admin(service, auth)  # /router/*, SIGHUP, broadcasts
     tracing = tracing or Tracing.from_env(os.environ)
     metrics, middleware = instrument(service, tracing)
 
@@ -113,6 +115,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _warm(service)
+        undo_sighup = router_admin.install_sighup()
         if service.shared is not None:  # after every part has subscribed to its channels
             log.info("shared state: %r (budgets, rate limits, breakers, key changes and "
                      "the cache hold across replicas; on_redis_down=%s)", service.shared,
@@ -121,6 +124,7 @@ def create_app(
         try:
             yield
         finally:
+            undo_sighup()
             if isinstance(auth, VirtualKeyAuth):  # lands key settles while Redis is open
                 await auth.aclose()
             await service.aclose()
@@ -145,6 +149,7 @@ def create_app(
             Route("/ready", ready, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *_ui.routes(gateway),
+            *router_admin_routes(router_admin),
             *(key_admin_routes(auth, config, service.systems.model_names())
               if isinstance(auth, VirtualKeyAuth) else []),
         ],
