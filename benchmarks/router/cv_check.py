@@ -14,17 +14,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from build_default import DATA, SHIPPED  # noqa: E402
+from build_default import train_shipped  # noqa: E402
 
-from modelmix.routing.learned import load_embedder, train_router  # noqa: E402
+from modelmix.routing.learned import load_embedder  # noqa: E402
 
 MANIFEST = HERE.parents[1] / "src" / "modelmix" / "data" / "router" / "default" / "manifest.json"
 
 
 def main() -> None:
     shipped = json.loads(MANIFEST.read_text())["cv_metrics"]["datasets"]
-    router = train_router(DATA, None, options=SHIPPED, embedder_from=load_embedder("default"),
-                          cv_folds=5)
+    router = train_shipped(None, load_embedder("default"))
     now = router.manifest["cv_metrics"]["datasets"]
     pairs = {name: {key: (shipped[name][key]["mean"], now[name][key]["mean"])
                     for key in ("apgr", "cpt50", "cpt80")} for name in shipped}

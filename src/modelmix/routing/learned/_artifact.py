@@ -29,6 +29,7 @@ from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES
 from modelmix.routing.learned._manifest import ARTIFACT_FORMAT, FORMAT_VERSION, Manifest
 from modelmix.routing.learned._model import LEARNERS, RouterModel
+from modelmix.routing.learned._prior import TaskPrior
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -75,6 +76,9 @@ class LearnedPredictor:
     #: After ``train_router(cv_folds=k)``: each training prompt's out-of-fold P(strong
     #: needed), in table order (not saved with the artifact).
     cv_scores: np.ndarray | None = None
+    #: Scores the prompts its gate rejects by task type (manifest ``prior``; the shipped
+    #: default has one: docs/router.md "Chat traffic"). Needs a weak/strong pair.
+    prior: TaskPrior | None = None
 
     @property
     def info(self) -> Manifest:
@@ -98,7 +102,11 @@ class LearnedPredictor:
         """:meth:`predict` as a float64 array, clipped to [0, 1]."""
         if not prompts:
             return np.zeros((0, len(self.model_names)))
-        return np.asarray(np.clip(self.model.predict(self.embedder, prompts), 0.0, 1.0))
+        probs = np.clip(self.model.predict(self.embedder, prompts), 0.0, 1.0)
+        if self.prior is not None and self.weak_model and self.strong_model:
+            probs = self.prior.apply(prompts, probs, self.model_names.index(self.weak_model),
+                                     self.model_names.index(self.strong_model))
+        return np.asarray(probs)
 
     def strong_score(self, prompts: Sequence[str]) -> list[float]:
         """P(strong needed) = ``(1 + p_strong - p_weak) / 2``, per prompt.
@@ -125,7 +133,10 @@ class LearnedPredictor:
         out.mkdir(parents=True, exist_ok=True)
         self.embedder.save(out)
         self.model.save(out)
-        manifest = {**self.manifest, "format": ARTIFACT_FORMAT,
+        manifest = {k: v for k, v in self.manifest.items() if k != "prior"}
+        if self.prior is not None:
+            manifest["prior"] = self.prior.to_manifest()
+        manifest = {**manifest, "format": ARTIFACT_FORMAT,
                     "format_version": FORMAT_VERSION, "model_names": list(self.model_names),
                     "weak_model": self.weak_model, "strong_model": self.strong_model}
         (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n",
@@ -194,6 +205,12 @@ def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
         raise ConfigError(f"{directory}: lexical features differ from this modelmix's; "
                           "retrain the router")
     try:
+        prior = TaskPrior.from_manifest(raw.get("prior"))
+    except ValueError as exc:
+        raise ConfigError(f"{directory}: {exc}") from None
+    if prior is not None and (manifest.weak_model is None or manifest.strong_model is None):
+        raise ConfigError(f"{directory}: a router prior needs a weak/strong model pair")
+    try:
         embedder = StaticEmbedder.load(directory,
                                        max_tokens=manifest.features.embedding.max_tokens)
         model = RouterModel.load(directory, learner)
@@ -202,7 +219,7 @@ def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
     return LearnedPredictor(
         model_names=tuple(manifest.model_names), weak_model=manifest.weak_model,
         strong_model=manifest.strong_model, embedder=embedder, model=model,
-        manifest=raw, artifact_dir=directory)
+        manifest=raw, artifact_dir=directory, prior=prior)
 
 
 def _conforms(predictor: LearnedPredictor) -> QualityPredictor:
