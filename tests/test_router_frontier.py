@@ -4,6 +4,7 @@ tables with known answers, the price table reader, and the CLI end to end."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_cost_rises_with_the_target_and_the_frontier_is_monotone() -> None:
     assert costs == sorted(costs)  # raising the target never makes a prompt cheaper
     front = pareto(points)
     assert all(a.usd_per_1k < b.usd_per_1k and a.quality < b.quality
-               for a, b in zip(front, front[1:], strict=False))
+               for a, b in itertools.pairwise(front))
     assert all(not (q.usd_per_1k <= p.usd_per_1k and q.quality > p.quality)
                for p in front for q in points)
 
