@@ -103,12 +103,19 @@ def train(
     embedder: Annotated[str, typer.Option(
         help="Artifact (name or directory) whose static embedding table to reuse.")]
     = "default",
-    c: Annotated[float, typer.Option(
+    c: Annotated[float | None, typer.Option(
         min=1e-6, help="Inverse L2 strength of logreg heads without --tokens (with tokens "
-        "the joint fit uses FitOptions.token_c / token_beta, as the shipped router).")] = 0.001,
-    tokens: Annotated[bool, typer.Option(
+        "the joint fit uses FitOptions.token_c / token_beta, as the shipped router). "
+        "Default 0.001; 0.0003 on a preference table (a reference column at 0.5).",
+        show_default=False)] = None,
+    tokens: Annotated[bool | None, typer.Option(
+        "--tokens/--no-tokens",
         help="logreg: the heads also read TF-IDF token unigrams + hashed bigrams "
-        "(docs/router.md).")] = True,
+        "(docs/router.md). Default on; off on a preference table.",
+        show_default=False)] = None,
+    pool: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Blend each model's training target with the mean of the "
+        "other models on the same prompt (0: off; docs/router.md, Chat traffic).")] = 0.0,
     structure: Annotated[bool, typer.Option(
         help="Add question-structure features (options, numbers, operation words).")] = True,
     cv: Annotated[int, typer.Option(min=0, help="Also record k-fold CV metrics in the "
@@ -120,7 +127,9 @@ def train(
 
     if learner not in LEARNERS:
         raise typer.BadParameter(f"one of {', '.join(LEARNERS)}", param_hint="--learner")
-    options = FitOptions(learner=learner, c=c, seed=seed, tokens=tokens, structure=structure)
+    chosen = {k for k, v in (("c", c), ("tokens", tokens)) if v is not None}
+    options = FitOptions(learner=learner, seed=seed, structure=structure, pool=pool,
+                         c=0.001 if c is None else c, tokens=True if tokens is None else tokens)
     if not (data or more or from_feedback):
         raise typer.BadParameter("give outcome tables or --from-feedback", param_hint="--data")
     if cv == 1:
@@ -134,7 +143,7 @@ def train(
                                   prompt_column=prompt_column, domain_column=domain_column,
                                   models=models.split(",") if models else None, weak=weak,
                                   strong=strong, embedder_from=embedder, cv_folds=cv,
-                                  progress=progress)
+                                  progress=progress, given=chosen)
     except ModelmixError as exc:
         _fail(exc.message)
     except OSError as exc:  # the artifact could not be written (disk full, removed dir)
@@ -151,6 +160,9 @@ def _report_training(router: LearnedPredictor, out: Path, seconds: float) -> Non
     rows = data.rows if data is not None else 0
     pair = (f"weak {router.weak_model}, strong {router.strong_model}"
             if router.weak_model else "no weak/strong pair")
+    read = getattr(data, "read", None) if data is not None else None
+    if read:
+        _err.print(str(read), highlight=False, soft_wrap=True)
     _err.print(f"trained {manifest.learner.name} on {rows:,} prompts, models "
                f"{list(router.model_names)} ({pair}) in {seconds:.0f} s", highlight=False)
     _err.print(f"wrote {out} ({artifact_size(out) / 1e6:.1f} MB)", highlight=False)

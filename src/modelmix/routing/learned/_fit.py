@@ -18,6 +18,7 @@ import numpy as np
 from modelmix.errors import require_extra
 from modelmix.routing.learned._fit_tokens import token_heads
 from modelmix.routing.learned._model import Learner, RouterModel
+from modelmix.routing.learned._pool import pooled_targets
 from modelmix.routing.learned._tokens import SparseRows
 
 __all__ = ["FitOptions", "FittedBase", "Progress", "fit_base", "fit_head", "fit_router"]
@@ -52,6 +53,12 @@ class FitOptions:
         token_c: inverse L2 strength of that joint regression (liblinear's ``C``).
         token_beta: scale of the dense features in it; the dense weights are penalised
             like a separate ``C = token_c * token_beta**2`` (0.5 * 0.03**2 ~ 0.0005).
+        pool: multi-task denoising of the training targets, in [0, 1]: each model's
+            target becomes ``(1 - pool) * own + pool * mean of the other informative
+            models`` on the same prompt (:func:`pooled_targets`); 0 (the default) trains
+            on the outcomes as they are. Prompt difficulty is largely shared across
+            models, so on small, noisy tables (judge preferences) the other models'
+            outcomes are extra labels for it.
         seed: fixes the cross-fitting split and initialisations.
     """
 
@@ -73,13 +80,20 @@ class FitOptions:
     token_buckets: int = 1 << 17
     token_c: float = 0.5
     token_beta: float = 0.03
+    pool: float = 0.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.pool <= 1.0:
+            raise ValueError(f"pool must be in [0, 1], not {self.pool}")
 
     def describe(self) -> dict[str, Any]:
         """The parameters that matter for ``learner`` (for the manifest)."""
         common = {"structure": self.structure, "domains": self.domains, "domain_c": self.domain_c,
                   "te_prior_rows": self.te_prior_rows,
                   "inner_folds": self.inner_folds, "seed": self.seed}
+        if self.pool:  # absent when off, so existing manifests read the same
+            common["pool"] = self.pool
         specific: dict[str, dict[str, Any]] = {
             "logreg": {"c": self.c, "per_source": self.per_source} | (
                 {"tokens": {"buckets": self.token_buckets, "c": self.token_c,
@@ -393,6 +407,8 @@ def fit_router(
         tokens / token_vocab: with ``options.tokens``, the prompts' token n-gram rows
             (:func:`~modelmix.routing.learned._tokens.ngram_rows`) and the vocab size.
     """
+    if options is not None and options.pool:
+        outcomes = pooled_targets(outcomes, options.pool)
     base = fit_base(embeddings, lexical, outcomes, domains, options, progress,
                     sources=sources)
     return fit_head(base, embeddings, outcomes, options, progress, tokens=tokens,

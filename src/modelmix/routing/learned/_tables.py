@@ -4,6 +4,18 @@ An outcome table has a prompt column plus one column per model holding correctne
 (True/False, yes/no, 1/0) or a numeric score. Other columns are ignored, except an
 optional domain column (``subject`` by default, as in MMLU) that the router uses to
 learn task/domain features. Files are read with the standard library only.
+
+Three shapes are understood:
+
+* **correctness** (RouteLLM's MMLU/GSM8K): True/False per model, read as 1/0.
+* **preference** (AlpacaEval): per model the probability that a judge preferred its
+  answer over a reference model's, in [0, 1]; the reference's own column is a constant
+  0.5 (a tie with itself). It is kept as a model column, unscaled, and named as the
+  table's :attr:`OutcomeTable.reference`, so a router can weigh "send it to the
+  reference" against the others on the same scale.
+* **grades** (e.g. MT-Bench 1-10): numbers beyond [0, 1] are min-max scaled to [0, 1]
+  over all model columns of the file together (a 1-10 file graded 1..10 becomes
+  ``(g - 1) / 9``), so a higher grade stays better and the columns stay comparable.
 """
 
 from __future__ import annotations
@@ -21,8 +33,9 @@ import numpy as np
 
 from modelmix.errors import ModelmixError
 
-__all__ = ["OutcomeTable", "RouterDataError", "header_of", "model_columns", "outcome_value",
-           "prompt_of", "read_outcome_tables", "read_prompts", "read_rows"]
+__all__ = ["OutcomeTable", "RouterDataError", "describe_table", "header_of", "model_columns",
+           "outcome_value", "prompt_of", "read_outcome_tables", "read_prompts", "read_rows",
+           "reference_column"]
 
 # No single letters: an answer-key column (A-J) would read as outcomes.
 _TRUE = frozenset({"true", "yes", "correct"})
@@ -50,6 +63,11 @@ class OutcomeTable:
             outcome. Numeric scores outside [0, 1] are min-max scaled per file.
         domains: per prompt, the domain column's value, else the file's stem (``mmlu``).
         sources: per prompt, the file's stem, used for per-dataset reporting.
+        reference: a preference table's reference model (:func:`reference_column`),
+            else None.
+        domain_column: the domain column when some file had it, else None (domains
+            are then the file stems).
+        scaled: whether some file's numeric grades were min-max scaled to [0, 1].
     """
 
     prompts: tuple[str, ...]
@@ -57,6 +75,9 @@ class OutcomeTable:
     outcomes: np.ndarray
     domains: tuple[str, ...]
     sources: tuple[str, ...]
+    reference: str | None = None
+    domain_column: str | None = None
+    scaled: bool = False
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -278,18 +299,50 @@ def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
     return [c for c in header_of(rows) if c in binary or c in graded]
 
 
-def _scale_grades(columns: dict[str, list[float]]) -> None:
+def _scale_grades(columns: dict[str, list[float]]) -> bool:
     """Min-max scale a file's outcomes to [0, 1] in place when any lies outside (a 1-10
     grade), over all its model columns together; True/False files stay 0/1. Per file,
-    so one file of grades does not squeeze another's True/False."""
+    so one file of grades does not squeeze another's True/False. True when it scaled."""
     values = [v for col in columns.values() for v in col if math.isfinite(v)]
     if not values:
-        return
+        return False
     lo, hi = min(values), max(values)
     if lo >= 0.0 and hi <= 1.0:
-        return
+        return False
     for col in columns.values():
         col[:] = [(v - lo) / (hi - lo if hi > lo else 1.0) for v in col]
+    return True
+
+
+def reference_column(model_names: Sequence[str], outcomes: np.ndarray) -> str | None:
+    """The reference model of a preference table: the one column whose known outcomes
+    are all exactly 0.5 (a model tied with itself), when the other columns vary in
+    [0, 1]; else None. ``outcomes`` is ``(n, M)`` as in :class:`OutcomeTable`."""
+    if outcomes.size == 0 or len(model_names) < 2:
+        return None
+    known = np.isfinite(outcomes)
+    half = [j for j in range(outcomes.shape[1])
+            if known[:, j].any() and np.all(outcomes[known[:, j], j] == 0.5)]
+    if len(half) != 1:
+        return None
+    others = np.delete(outcomes, half[0], axis=1)
+    vals = others[np.isfinite(others)]
+    if vals.size == 0 or vals.min() < 0.0 or vals.max() > 1.0 or vals.min() == vals.max():
+        return None
+    return model_names[half[0]]
+
+
+def describe_table(table: OutcomeTable) -> str:
+    """One line saying what was read: prompts, models, the shape of the outcomes
+    (correctness, preference vs a reference, grades) and the domain column."""
+    shape = (f"preference vs reference {table.reference!r} (its column is 0.5)"
+             if table.reference else "grades min-max scaled to 0-1" if table.scaled
+             else "outcomes in 0-1")
+    domain = (f"domain column {table.domain_column!r} "
+              f"({len(set(table.domains))} values)" if table.domain_column
+              else "no domain column (domain = file name)")
+    return (f"read {len(table.prompts):,} prompts, {len(table.model_names)} models "
+            f"{list(table.model_names)}; {shape}; {domain}")
 
 
 @dataclass
@@ -298,6 +351,8 @@ class _Part:
     columns: dict[str, list[float]]
     domains: list[str]
     source: str
+    scaled: bool = False
+    has_domain: bool = False
 
 
 def _read_part(path: Path, prompt_column: str, domain_column: str | None,
@@ -319,12 +374,12 @@ def _read_part(path: Path, prompt_column: str, domain_column: str | None,
         values = [outcome_value(r.get(col), where=f"{path}: row {i}, column {col!r}")
                   for i, r in enumerate(rows, 1)]
         columns[col] = [math.nan if v is None else v for v in values]
-    _scale_grades(columns)
+    scaled = _scale_grades(columns)
     stem = path.stem
     has_domain = domain_column is not None and domain_column in header
     domains = [str(r.get(domain_column) or stem) if has_domain and domain_column else stem
                for r in rows]
-    return _Part(prompts, columns, domains, stem)
+    return _Part(prompts, columns, domains, stem, scaled, has_domain)
 
 
 def read_outcome_tables(
@@ -361,4 +416,7 @@ def read_outcome_tables(
         outcomes=outcomes,
         domains=tuple(d for part in parts for d in part.domains),
         sources=tuple(part.source for part in parts for _ in part.prompts),
+        reference=reference_column(names, outcomes),
+        domain_column=domain_column if any(part.has_domain for part in parts) else None,
+        scaled=any(part.scaled for part in parts),
     )
