@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,21 @@ def test_shipped_router_beats_random_on_chat() -> None:
     strong = np.array([float(r["gpt4_1106_preview"]) for r in rows])
     scores = load_predictor("default").strong_score(prompts)
     assert evaluate_scores(scores, weak, strong).apgr >= 0.55
+
+
+_HOSTILE = ['"\\n" * 200_000', '" \\n" * 100_000', '"what " * 100_000 + "1 2"', '"1 " * 200_000',
+            '"A. x\\n" * 50_000']
+
+
+def test_hostile_prompts_are_scored_in_linear_time() -> None:
+    """No pattern rescans the text from every line or word (the option patterns took 17 s
+    each on 20,000 newlines before); in a child process, killed after 60 s."""
+    code = ("from modelmix.routing.learned import load_predictor\n"
+            "r = load_predictor('default')\n"
+            f"for t in [{', '.join(_HOSTILE)}]:\n"
+            "    s = r.strong_score([t])[0]\n"
+            "    assert 0.0 <= s <= 1.0, s\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

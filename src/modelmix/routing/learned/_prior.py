@@ -73,7 +73,7 @@ TASK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("roleplay", re.compile(r"\b(?:act as|pretend|role-?play|you are a|imagine you|"
                             r"in the style of|as if you were)\b", _F)),
 )
-_OPEN = re.compile(r"^\s*(?:what|why|how|who|when|where|which|can you|could you|explain|"
+_OPEN = re.compile(r"^[ \t]*(?:what|why|how|who|when|where|which|can you|could you|explain|"
                    r"tell me|describe|give me|list|is it|are there|do you|should i)\b", _F)
 
 #: Task type -> P(strong model needed) with no supplied material (see the module doc).
@@ -90,17 +90,27 @@ _QUANTITY_WORD = (r"\d+(?:[.,]\d+)*|\b(?:one|two|three|four|five|six|seven|eight
                   r"twelve|twenty|hundred|thousand|half|twice|thrice|double|triple|"
                   r"dozen|quarter)\b")
 _NUMBER = re.compile(_QUANTITY_WORD, re.IGNORECASE)
-_OPTION = re.compile(r"^\s*\(?[A-Ja-j][.):]\s", re.MULTILINE)
+_OPTION = re.compile(r"^[ \t]*\(?[A-Ja-j][.):]\s", re.MULTILINE)
 _QUANTITY = re.compile(r"\b(?:how|what|which|calculate|find|determine)\b[^.?!]*\?\s*$|"
                        r"\b(?:calculate|find|determine)\b[^.?!]*\.?\s*$", re.IGNORECASE)
 
 
+#: Characters of a prompt's start searched for its task (the instruction comes first).
+TASK_SCAN_CHARS = 2_000
+#: Characters of a prompt's end searched for a word problem's final question.
+QUESTION_SCAN_CHARS = 300
+#: Characters searched for answer options and quantities.
+FORMAT_SCAN_CHARS = 8_000
+
+
 def task_type(prompt: str) -> str:
-    """The prompt's task type: a key of :data:`TASK_PRIORS`."""
+    """The prompt's task type (a key of :data:`TASK_PRIORS`), from its first
+    :data:`TASK_SCAN_CHARS` characters."""
+    head = prompt[:TASK_SCAN_CHARS]
     for name, pattern in TASK_PATTERNS:
-        if pattern.search(prompt):
+        if pattern.search(head):
             return name
-    return "open" if _OPEN.search(prompt) else "other"
+    return "open" if _OPEN.search(head) else "other"
 
 
 def _material(prompt: str) -> float:
@@ -112,10 +122,12 @@ def exam_format(prompt: str) -> bool:
     """Whether ``prompt`` looks like MMLU (two or more option lines) or a GSM8K word
     problem (one paragraph, two or more quantities, a final question or
     "calculate/find" instruction)."""
-    if len(_OPTION.findall(prompt)) >= 2:
+    text = prompt[:FORMAT_SCAN_CHARS]
+    if len(_OPTION.findall(text)) >= 2:
         return True
-    return (len(_NUMBER.findall(prompt)) >= 2 and "\n" not in prompt.strip()
-            and "<br>" not in prompt and _QUANTITY.search(prompt) is not None)
+    text = text.strip()
+    return ("\n" not in text and "<br>" not in text and len(_NUMBER.findall(text)) >= 2
+            and _QUANTITY.search(text[-QUESTION_SCAN_CHARS:]) is not None)
 
 
 #: Gate name -> which prompts the learned heads score.
