@@ -101,28 +101,42 @@ def test_reading_curves_mixes_adjacent_points() -> None:
     assert [p.usd_per_1k for p in hull] == [1, 3, 4]   # (2, 0.15) lies under 1 -> 3
 
 
-def test_budget_score_counts_unaffordable_budgets_as_zero() -> None:
+def _log_mean(segments: list[tuple[float, float, float, float]], lo: float, hi: float) -> float:
+    """Closed form: mean over u = ln(cost) in [ln lo, ln hi] of a piecewise linear-in-cost
+    quality, segments (c0, q0, c1, q1)."""
+    total = 0.0
+    for c0, q0, c1, q1 in segments:
+        slope = (q1 - q0) / (c1 - c0)
+        span = np.log(c1 / c0)
+        total += q0 * span + slope * ((c1 - c0) - c0 * span)
+    return float(total / np.log(hi / lo))
+
+
+def test_budget_score_mixes_points_and_counts_unaffordable_budgets_as_zero() -> None:
     assert budget_score([Point(1.0, 0.5)], 1.0, 100.0) == pytest.approx(0.5)
-    # affordable only from 10 on: half of the log range from 1 to 100
-    assert budget_score([Point(10.0, 0.5)], 1.0, 100.0) == pytest.approx(0.25, abs=0.01)
+    assert budget_score([Point(10.0, 0.5)], 1.0, 100.0) == pytest.approx(0.25, abs=0.005)
+    rising = [Point(1.0, 0.0), Point(100.0, 1.0)]
+    assert budget_score(rising, 1.0, 100.0) == pytest.approx(
+        _log_mean([(1.0, 0.0, 100.0, 1.0)], 1.0, 100.0), abs=0.002)
 
 
 def test_report_picks_the_best_pair_and_headlines() -> None:
     report = frontier_report(PRED, QUAL, COST, MODELS, dataset="toy")
-    # small -> medium reaches 2/3 at $1333 (one prompt of three to medium): 1/3 on the
-    # first log(4/3)/log(4) of the budgets, 2/3 after; small -> large reaches 2/3 only
-    # at $2000 and 1.0 at $3000
-    third = np.log(4 / 3) / np.log(4)
-    assert report.pair_scores["small -> medium"] == pytest.approx(
-        third / 3 + (1 - third) * 2 / 3, abs=0.01)
-    assert report.pair_scores["small -> large"] == pytest.approx(
-        1 / 6 + np.log(1.5) / np.log(4) * 2 / 3 + third, abs=0.01)
-    assert report.best_pair == ("small", "medium")
+    # small -> medium: 1/3 at $1000, 2/3 from $1333 (one prompt of three to medium);
+    # small -> large: 1/3 at $1000, 2/3 at $2000, 1.0 from $3000; budgets $1000-$4000
+    third, two_thirds = 1 / 3, 2 / 3
+    medium = _log_mean([(1000, third, 4000 / 3, two_thirds),
+                        (4000 / 3, two_thirds, 4000, two_thirds)], 1000, 4000)
+    large = _log_mean([(1000, third, 2000, two_thirds), (2000, two_thirds, 3000, 1.0),
+                       (3000, 1.0, 4000, 1.0)], 1000, 4000)
+    assert report.pair_scores["small -> medium"] == pytest.approx(medium, abs=0.002)
+    assert report.pair_scores["small -> large"] == pytest.approx(large, abs=0.002)
+    assert large > medium and report.best_pair == ("small", "large")
     assert report.routing[0].quality == pytest.approx(1 / 3)
-    medium = report.headlines["per_model"]["medium"]
+    at_medium = report.headlines["per_model"]["medium"]
     # routing reaches medium's quality (2/3) by mixing tau=0 ($1000, 1/3) and the
     # all-correct point ($2333, 1.0): halfway in cost
-    assert medium["routing_usd_per_1k_at_its_quality"] == pytest.approx(1000 + 4000 / 6)
+    assert at_medium["routing_usd_per_1k_at_its_quality"] == pytest.approx(1000 + 4000 / 6)
     assert report.headlines["best_single"] == "large"
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["single_models"][2] == {"usd_per_1k": 4000.0, "quality": 1.0, "label": "large"}

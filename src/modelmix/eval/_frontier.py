@@ -19,7 +19,7 @@ References drawn against it:
   0%, 10%, ..., 100% (RouteLLM's deciles);
 * "best pair": the pair whose curve has the largest :func:`budget_score` (the mean over
   log-spaced budgets, from the cheapest to the dearest single model, of the best quality
-  its points reach within that budget, 0 where none is affordable).
+  the curve reaches within that budget, 0 where even its cheapest point costs more).
 
 Reading a curve (:func:`cost_at_quality`, :func:`quality_at_cost`) uses its Pareto points
 joined by straight lines: mixing two operating points at random reaches the segment.
@@ -52,7 +52,7 @@ __all__ = [
 
 #: Shares of requests sent to the dearer model of a pair (RouteLLM's deciles).
 PAIR_SHARES = tuple(i / 10 for i in range(11))
-_BUDGET_GRID = 256
+_BUDGET_GRID = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,13 +203,13 @@ def cost_at_quality(points: Sequence[Point], quality: float) -> float | None:
 
 
 def budget_score(points: Sequence[Point], lo: float, hi: float) -> float:
-    """Mean, over budgets log-spaced from ``lo`` to ``hi`` USD per 1k requests, of the best
-    quality among ``points`` costing at most the budget (0 where none does). No mixing:
-    the same step reading for every curve, so scores compare."""
+    """Mean, over budgets log-spaced from ``lo`` to ``hi`` USD per 1k requests, of the
+    best quality ``points`` reach within the budget (:func:`quality_at_cost`: adjacent
+    Pareto points mixed; 0 where even the cheapest point costs more)."""
     if not points or not (0 < lo <= hi) or not all(map(math.isfinite, (lo, hi))):
         return 0.0
+    front = pareto(points)
     budgets = np.geomspace(lo, hi, _BUDGET_GRID)
-    costs = np.array([p.usd_per_1k for p in points])
-    quals = np.array([p.quality for p in points])
-    best = [float(quals[costs <= b * (1 + 1e-12)].max(initial=0.0)) for b in budgets]
-    return float(np.mean(best))
+    reached = np.interp(budgets, [p.usd_per_1k for p in front], [p.quality for p in front],
+                        left=0.0)
+    return float(np.mean(reached))

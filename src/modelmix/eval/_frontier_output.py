@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from modelmix.eval._frontier import quality_at_cost
 from modelmix.eval._frontier_eval import FrontierReport
 from modelmix.eval._frontier_plot import plot_frontier
 from modelmix.eval._output import PLOT_FILE, RESULTS_FILE
@@ -16,7 +17,8 @@ from modelmix.eval._output import PLOT_FILE, RESULTS_FILE
 __all__ = ["frontier_markdown", "frontier_rows", "render_frontier_table", "write_frontier"]
 
 _HEADER = ("model", "USD/1k req", "quality", "routing: USD/1k at this quality",
-           "routing: quality at this cost", "best pair: quality at this cost")
+           "routing: quality at this cost", "best pair: quality at this cost",
+           "random mixing: quality at this cost")
 
 
 def _usd(value: float | None) -> str:
@@ -29,8 +31,8 @@ def _q(value: float | None) -> str:
 
 def frontier_rows(report: FrontierReport) -> list[tuple[str, ...]]:
     """One row per single model, by cost: its point, what routing among all pays for its
-    quality (and as a share of its cost), and the quality routing and the best pair reach
-    at its cost."""
+    quality (and as a share of its cost), and the quality routing, the best pair and
+    random mixing of single models reach at its cost."""
     per = report.headlines["per_model"]
     rows: list[tuple[str, ...]] = []
     for p in sorted(report.singles, key=lambda p: p.usd_per_1k):
@@ -40,7 +42,8 @@ def frontier_rows(report: FrontierReport) -> list[tuple[str, ...]]:
         if share is not None:
             paid += f" ({share * 100:.0f}%)"
         rows.append((p.label, f"${p.usd_per_1k:.3f}", f"{p.quality:.3f}", paid,
-                     _q(h["routing_quality_at_its_cost"]), _q(h["pair_quality_at_its_cost"])))
+                     _q(h["routing_quality_at_its_cost"]), _q(h["pair_quality_at_its_cost"]),
+                     _q(quality_at_cost(report.hull, p.usd_per_1k))))
     return rows
 
 
