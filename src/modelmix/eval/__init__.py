@@ -12,8 +12,11 @@ Example::
 
 from modelmix.eval._baselines import RANDOM_SEEDS, oracle_curve, oracle_metrics, random_metrics
 from modelmix.eval._cost import DEFAULT_COMPLETION_TOKENS, CostModel, cost_model
+from modelmix.eval._frontier import Point
+from modelmix.eval._frontier_eval import FrontierReport, frontier_report
 from modelmix.eval._output import PLOT_FILE, RESULTS_FILE, render_table, write_results
 from modelmix.eval._plot import plot_reports
+from modelmix.eval._prices import ModelPrice, PriceTable, load_prices
 from modelmix.eval._protocols import (
     Fit,
     Scorer,
@@ -63,8 +66,12 @@ __all__ = [
     "EvalOptions",
     "EvalReport",
     "Fit",
+    "FrontierReport",
     "MethodSummary",
+    "ModelPrice",
     "PairTable",
+    "Point",
+    "PriceTable",
     "RouterMetrics",
     "Scorer",
     "Stat",
@@ -78,8 +85,10 @@ __all__ = [
     "estimate_tokens",
     "evaluate_holdout",
     "evaluate_scores",
+    "frontier_report",
     "interpolate_curve",
     "load_outcome_table",
+    "load_prices",
     "model_columns",
     "oracle_curve",
     "oracle_metrics",
