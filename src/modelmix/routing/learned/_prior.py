@@ -9,7 +9,7 @@ with a hand-written prior by task type:
 
 ``P(strong needed) = TASK_PRIORS[task] - MATERIAL_SLOPE * material(prompt)``
 
-where ``task`` is the first of :data:`TASK_PATTERNS` that matches (else ``open`` for a
+where ``task`` is the first of :data:`TASK_WORDS` that matches (else ``open`` for a
 question or request with no supplied material, else ``other``) and ``material`` grows with
 the text the prompt supplies (characters beyond :data:`MATERIAL_FREE_CHARS`, on a log
 scale, and its line count).
@@ -45,36 +45,50 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GATES", "MATERIAL_FREE_CHARS", "MATERIAL_SLOPE", "TASK_PATTERNS", "TASK_PRIORS",
+__all__ = ["GATES", "MATERIAL_FREE_CHARS", "MATERIAL_SLOPE", "TASK_PRIORS", "TASK_WORDS",
            "TaskPrior", "exam_format", "task_type"]
 
-_F = re.IGNORECASE | re.MULTILINE
-
-#: Task type -> pattern, in priority order (the first match wins).
-TASK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("math", re.compile(r"\b(?:calculate|compute|solve|equations?|integral|derivative|"
-                        r"probability|prove|theorem|how many|how much)\b|\d\s*[-+*/^=]\s*\d",
-                        _F)),
-    ("reasoning", re.compile(r"\b(?:riddle|puzzle|logic(?:al)?|step[- ]by[- ]step|deduce|"
-                             r"paradox|which is (?:heavier|bigger|larger|faster))\b", _F)),
-    ("code", re.compile(r"```|\b(?:code|function|python|javascript|typescript|java|c\+\+|"
-                        r"sql|regex|script|program|compile|bug|api|html|css)\b", _F)),
-    ("transform", re.compile(r"\b(?:rewrite|rephrase|paraphrase|translate|summari[sz]e|"
-                             r"summary|extract|classify|categori[sz]e|correct|proofread|edit|"
-                             r"convert|format|shorten|simplify|reword|grammar)\b", _F)),
-    ("creative", re.compile(r"\b(?:poem|story|stories|song|lyrics|haiku|limerick|joke|"
-                            r"slogan|tweet|tagline|rap|fiction|tale|verse|rhyme)\b", _F)),
-    ("roleplay", re.compile(r"\b(?:act as|pretend|role-?play|you are a|imagine you|"
-                            r"in the style of|as if you were)\b", _F)),
+#: Task type -> (words, phrases), in priority order: the first type with one of its words
+#: (a whole word of the lower-cased prompt) or phrases (whole words in a row)
+#: wins. ``math`` also matches a digit, operator, digit; ``code`` also "```" and "c++".
+TASK_WORDS: tuple[tuple[str, frozenset[str], tuple[str, ...]], ...] = (
+    ("math", frozenset({"calculate", "compute", "solve", "equation", "equations", "integral",
+                        "derivative", "probability", "prove", "theorem"}),
+     ("how many", "how much")),
+    ("reasoning", frozenset({"riddle", "puzzle", "logic", "logical", "deduce", "paradox"}),
+     ("step by step", "which is heavier", "which is bigger", "which is larger",
+      "which is faster")),
+    ("code", frozenset({"code", "function", "python", "javascript", "typescript", "java",
+                        "sql", "regex", "script", "program", "compile", "bug", "api", "html",
+                        "css"}), ()),
+    ("transform", frozenset({"rewrite", "rephrase", "paraphrase", "translate", "summarise",
+                             "summarize", "summary", "extract", "classify", "categorise",
+                             "categorize", "correct", "proofread", "edit", "convert", "format",
+                             "shorten", "simplify", "reword", "grammar"}), ()),
+    ("creative", frozenset({"poem", "story", "stories", "song", "lyrics", "haiku", "limerick",
+                            "joke", "slogan", "tweet", "tagline", "rap", "fiction", "tale",
+                            "verse", "rhyme"}), ()),
+    ("roleplay", frozenset({"pretend", "roleplay"}),
+     ("act as", "role play", "you are a", "imagine you", "in the style of", "as if you were")),
 )
+#: :data:`TASK_WORDS` with each phrase padded by spaces, as it is searched for.
+_TASKS = tuple((name, words, tuple(f" {p} " for p in phrases))
+               for name, words, phrases in TASK_WORDS)
+_ARITHMETIC = re.compile(r"\d\s*[-+*/^=]\s*\d")
+#: Punctuation (ASCII but ``_``, and common typographic marks) -> space, so that
+#: ``str.split`` yields the ``\w+`` words of most text at C speed.
+_SPACES = str.maketrans({c: " " for c in string.punctuation.replace("_", "")
+                          + "\u201c\u201d\u2018\u2019\u00ab\u00bb\u2013\u2014\u2026"})
 _OPEN = re.compile(r"^[ \t]*(?:what|why|how|who|when|where|which|can you|could you|explain|"
-                   r"tell me|describe|give me|list|is it|are there|do you|should i)\b", _F)
+                   r"tell me|describe|give me|list|is it|are there|do you|should i)\b",
+                   re.MULTILINE)
 
 #: Task type -> P(strong model needed) with no supplied material (see the module doc).
 TASK_PRIORS: dict[str, float] = {
@@ -86,13 +100,13 @@ MATERIAL_FREE_CHARS = 200
 #: Score lowered per unit of material (log characters beyond the free ones, plus lines/4).
 MATERIAL_SLOPE = 0.05
 
-_QUANTITY_WORD = (r"\d+(?:[.,]\d+)*|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|"
-                  r"twelve|twenty|hundred|thousand|half|twice|thrice|double|triple|"
-                  r"dozen|quarter)\b")
-_NUMBER = re.compile(_QUANTITY_WORD, re.IGNORECASE)
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight",
+                           "nine", "ten", "twelve", "twenty", "hundred", "thousand", "half",
+                           "twice", "thrice", "double", "triple", "dozen", "quarter"})
 _OPTION = re.compile(r"^[ \t]*\(?[A-Ja-j][.):]\s", re.MULTILINE)
 _QUANTITY = re.compile(r"\b(?:how|what|which|calculate|find|determine)\b[^.?!]*\?\s*$|"
-                       r"\b(?:calculate|find|determine)\b[^.?!]*\.?\s*$", re.IGNORECASE)
+                       r"\b(?:calculate|find|determine)\b[^.?!]*\.?\s*$")
 
 
 #: Characters of a prompt's start searched for its task (the instruction comes first).
@@ -106,9 +120,16 @@ FORMAT_SCAN_CHARS = 8_000
 def task_type(prompt: str) -> str:
     """The prompt's task type (a key of :data:`TASK_PRIORS`), from its first
     :data:`TASK_SCAN_CHARS` characters."""
-    head = prompt[:TASK_SCAN_CHARS]
-    for name, pattern in TASK_PATTERNS:
-        if pattern.search(head):
+    head = prompt[:TASK_SCAN_CHARS].lower()
+    words = head.translate(_SPACES).split()
+    present = set(words)
+    joined = f" {' '.join(words)} "
+    for name, vocabulary, phrases in _TASKS:
+        if not present.isdisjoint(vocabulary) or any(p in joined for p in phrases):
+            return name
+        if name == "math" and _ARITHMETIC.search(head):
+            return name
+        if name == "code" and ("```" in head or "c++" in head):
             return name
     return "open" if _OPEN.search(head) else "other"
 
@@ -125,9 +146,12 @@ def exam_format(prompt: str) -> bool:
     text = prompt[:FORMAT_SCAN_CHARS]
     if len(_OPTION.findall(text)) >= 2:
         return True
-    text = text.strip()
-    return ("\n" not in text and "<br>" not in text and len(_NUMBER.findall(text)) >= 2
-            and _QUANTITY.search(text[-QUESTION_SCAN_CHARS:]) is not None)
+    text = text.strip().lower()
+    if "\n" in text or "<br>" in text or _QUANTITY.search(text[-QUESTION_SCAN_CHARS:]) is None:
+        return False
+    quantities = len(_DIGITS.findall(text))
+    return quantities >= 2 or quantities + sum(
+        w in _NUMBER_WORDS for w in text.translate(_SPACES).split()) >= 2
 
 
 #: Gate name -> which prompts the learned heads score.
