@@ -14,6 +14,7 @@ is saved.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,27 +24,26 @@ from modelmix.cli._eval import EvalRequest
 from modelmix.cli._eval_frontier import frontier_report_for
 from modelmix.eval._frontier_output import frontier_markdown, write_frontier
 
-HERE = Path(__file__).resolve().parent
-CHAT = HERE.parents[1].parent / "shared" / "data" / "alpacaeval" / "chat.csv"
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path("benchmarks/router")               # paths relative to the repository root, so
+CHAT = Path("../shared/data/alpacaeval/chat.csv")   # results.json records no local ones
 PRICES = HERE / "chat_prices.yaml"
 
 
 def main() -> None:
+    os.chdir(ROOT)
     if not CHAT.exists():
         sys.exit(f"{CHAT} not found (the AlpacaEval chat table lives in ../shared)")
     req = EvalRequest(data=[CHAT], out=HERE, frontier=True, prices=PRICES, folds=5, seed=0)
     report = frontier_report_for(req, Console(stderr=True))
-    options = {**req.describe(), "data": ["../shared/data/alpacaeval/chat.csv"],
-               "prices": "benchmarks/router/chat_prices.yaml", "out": "benchmarks/router"}
     results, plot = write_frontier(
-        report, HERE, extra={"options": options}, results_name="many_models.json",
+        report, HERE, extra={"options": req.describe()}, results_name="many_models.json",
         plot_name="many_models.png",
         title=f"AlpacaEval chat ({report.n_prompts} prompts, 5-fold CV): routing among "
               f"{len(report.models)} models at list prices",
         quality_label="P(judge prefers the answer over gpt-4-1106-preview's)")
     print(frontier_markdown(report))
-    print(f"\nwrote {results.relative_to(HERE.parents[1])} and "
-          f"{plot.relative_to(HERE.parents[1])}")
+    print(f"\nwrote {results} and {plot}")
 
 
 if __name__ == "__main__":
