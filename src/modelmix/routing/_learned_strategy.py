@@ -207,7 +207,7 @@ class LearnedStrategy(Strategy):
         given = Path(self.settings.artifact)
         return given if given.is_dir() else None
 
-    # -- hot swap (docs/decisions/0013-router-hot-swap.md) --------------------------------
+    # -- hot swap (docs/decisions/0014-router-hot-swap.md) --------------------------------
 
     @property
     def unavailable(self) -> str | None:

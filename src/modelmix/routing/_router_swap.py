@@ -5,7 +5,7 @@ checks that the calibration was computed for this very artifact (its fingerprint
 returns a :class:`LoadedRouter` the ``learned`` strategy can swap in with one assignment
 (:meth:`~modelmix.routing.LearnedStrategy.install`). Anything wrong raises
 :class:`RouterReloadFailed` and nothing changes: the router in use keeps serving.
-docs/decisions/0013-router-hot-swap.md says why it works this way.
+docs/decisions/0014-router-hot-swap.md says why it works this way.
 
 Example::
 

@@ -1,6 +1,6 @@
 """Hot-swapping the learned router of a running gateway: ``POST /router/reload``,
 ``GET /router/info`` (master key only), ``SIGHUP``, and with Redis a broadcast to every
-replica. docs/routing-in-gateway.md shows how to use it; docs/decisions/0013 says why.
+replica. docs/routing-in-gateway.md shows how to use it; docs/decisions/0014 says why.
 
 A reload loads and checks the new router in a worker thread
 (:meth:`~modelmix.routing.LearnedStrategy.prepare`), then swaps one reference on the
@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,7 +86,9 @@ class RouterAdmin:
         self.service = service
         self.auth = auth
         self.events = events
-        self.replica = replica or f"{socket.gethostname()}:{os.getpid()}"
+        # pid alone is not unique: containers all run as pid 1, tests run two in one
+        self.replica = replica or (f"{socket.gethostname()}:{os.getpid()}:"
+                                   f"{uuid.uuid4().hex[:6]}")
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         shared = service.shared

@@ -4,7 +4,7 @@ One row per attempt to swap the gateway's learned router (``POST /router/reload`
 ``SIGHUP``, or a reload broadcast by another replica), successful or not: who asked,
 the fingerprints before and after, the artifact, the result and why. It lives in the
 usage database next to ``guard_audit``; ``modelmix router events`` lists it
-(docs/decisions/0013-router-hot-swap.md).
+(docs/decisions/0014-router-hot-swap.md).
 
 Example::
 
