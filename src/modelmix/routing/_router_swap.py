@@ -34,7 +34,8 @@ from modelmix.routing._calibration import (
 if TYPE_CHECKING:
     from modelmix.routing.learned._base import QualityPredictor
 
-__all__ = ["LoadedRouter", "RouterReloadFailed", "artifact_dir_of", "load_router"]
+__all__ = ["LoadedRouter", "RouterReloadFailed", "artifact_dir_of", "describe_loaded",
+           "load_router"]
 
 #: The prompt of the test prediction every loaded router must answer.
 _PROBE = "Summarise the plot of a short story in two sentences."
