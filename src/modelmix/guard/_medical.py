@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
 from modelmix.guard._lexicon import load_words
-from modelmix.guard._patterns import Recognizer, register, word_index
+from modelmix.guard._patterns import Anchored, Recognizer, register, word_index
 
 __all__ = ["TIED_SCORE", "UNTIED_SCORE", "MedicalRecognizer"]
 
@@ -136,7 +136,8 @@ _WORD = re.compile(r"[a-z\u00e0-\u00ff][a-z\u00e0-\u00ff'\-]*")
 
 
 # Conditions and drugs outside the lexicon, recognised by the phrase that introduces them.
-_DIAGNOSIS = re.compile(
+# Each is tried only where one of its first words starts a word (Anchored; _phrases).
+_DIAGNOSIS = Anchored(
     r"\b(?:diagnosed with|diagnosis of|suffers from|suffering from|treated for|history of|"
     r"presents with|presented with|complains of|reports|"
     r"(?:takes?|taking|on) \w+ for (?:my|his|her)|"
@@ -145,19 +146,35 @@ _DIAGNOSIS = re.compile(
     r"(?P<value>[^\W\d_][\w'\-]*(?:\s+[^\W\d_][\w'\-]*){0,3}?)"
     r"(?=\s*[.,;:!?)\n]|\s+(?:and|last|since|in|at|on|but|which|who|two|three|years?|months?|"
     r"y|et|und|e|en)\b|$)",
-    re.IGNORECASE,
+    ("diagnosed", "diagnosis", "suffers", "suffering", "treated", "history", "presents",
+     "presented", "complains", "reports", "take", "taking", "on", "diagnosticad",
+     "diagnostiqu", "diagnostiziert", "erkrankt", "affett", "diagnosticat",
+     "gediagnosticeerd", "dx"),
 )
 # "... his ankylosing spondylitis diagnosis"
-_BEFORE_DIAGNOSIS = re.compile(
+_BEFORE_DIAGNOSIS = Anchored(
     r"\b(?:my|his|her|their)\s+(?P<value>[^\W\d_][\w'\-]*(?:\s+[^\W\d_][\w'\-]*){0,3}?)"
-    r"\s+(?:diagnosis|diagnose|diagnóstico)\b", re.IGNORECASE)
-_DRUG = re.compile(
+    r"\s+(?:diagnosis|diagnose|diagnóstico)\b", ("my", "his", "her", "their"))
+_DRUG = Anchored(
     r"\b(?:prescribed|taking|takes|take|started on|continue|continues|rx:?|verschrieben|"
     r"(?:is|am|are|was|been|stays?|remains?|still|now) on|"
     r"prescrit|recetado)\s+(?P<value>[^\W\d_][\w\-]{3,24})(?=\s+(?:\d+\s?(?:mg|mcg|ml|units?|"
     r"iu)\b|for|since|daily|twice|once|every|bid|tid|qd|prn)\b|\s*[.;,]\s*(?:plan|is it)\b)",
-    re.IGNORECASE,
+    ("prescribed", "taking", "takes", "take", "started", "continue", "rx", "verschrieben",
+     "is", "am", "are", "was", "been", "stay", "remain", "still", "now", "prescrit",
+     "recetado"),
 )
+#: Letters that match an ASCII letter case-insensitively but lower-case to another one
+#: (dotless i, long s): in a text with one, a phrase pattern scans every position.
+_FOLD_APART = ("\u0131", "\u017f")
+
+
+def _phrases(pattern: Anchored, text: str) -> Iterator[re.Match[str]]:
+    """``pattern.regex.finditer(text)``: through the word index where that finds the
+    same matches (a match starts with one of the anchors' words), else plainly."""
+    if any(c in text for c in _FOLD_APART):
+        return pattern.regex.finditer(text)
+    return pattern.finditer(text)
 _NOT_DRUG = frozenset("it this that them a an the my his her your their time board call duty "
                       "track hold leave vacation".split())
 
@@ -188,7 +205,7 @@ class MedicalRecognizer(Recognizer):
         hits = list(self._lexicon(text))
         for pattern, kind in ((_DIAGNOSIS, "MEDICAL_CONDITION"), (_BEFORE_DIAGNOSIS,
                               "MEDICAL_CONDITION"), (_DRUG, "MEDICATION")):
-            hits += [(kind, *match.span("value")) for match in pattern.finditer(text)
+            hits += [(kind, *match.span("value")) for match in _phrases(pattern, text)
                      if match.group("value").lower() not in _NOT_DRUG]
         if hits:
             cues = _Cues(text)

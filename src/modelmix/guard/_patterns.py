@@ -176,22 +176,16 @@ class Anchored:
             self._by_head[key[:4]] = (*self._by_head.get(key[:4], ()), key)
 
     def _positions(self, lower: str) -> list[int]:
+        """Start offsets of the words an anchor matches: exact anchors by set
+        intersection, prefix anchors only under the four-character heads the text and
+        the anchors share (dictionary-key intersections run in C)."""
         index, by_prefix = word_index(lower)
-        if len(index) < len(self.keys):  # a short text: look its few words up instead
-            exact, by_head = self._exact_set, self._by_head
-            found: list[int] = []
-            for word, where in index.items():
-                if word in exact:
-                    found.extend(where)
-                else:
-                    heads = by_head.get(word[:4])
-                    if heads is not None and any(word.startswith(k) for k in heads):
-                        found.extend(where)
-            return sorted(set(found))
-        positions = [p for key in self._exact for p in index.get(key, ())]
-        for key in self._prefixes:
-            for word in by_prefix.get(key[:4], ()):
-                if word.startswith(key):
+        positions = [p for key in self._exact_set & index.keys() for p in index[key]]
+        by_head = self._by_head
+        for head in by_prefix.keys() & by_head.keys():
+            keys = by_head[head]
+            for word in by_prefix[head]:
+                if any(word.startswith(k) for k in keys):
                     positions.extend(index[word])
         return sorted(set(positions))
 

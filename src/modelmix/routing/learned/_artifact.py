@@ -28,7 +28,7 @@ from modelmix.routing.learned._base import QualityPredictor
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES
 from modelmix.routing.learned._manifest import ARTIFACT_FORMAT, FORMAT_VERSION, Manifest
-from modelmix.routing.learned._model import LEARNERS, RouterModel
+from modelmix.routing.learned._model import LEARNERS, PromptFeatures, RouterModel
 from modelmix.routing.learned._prior import TaskPrior
 
 __all__ = [
@@ -79,6 +79,11 @@ class LearnedPredictor:
     #: Scores the prompts its gate rejects by task type (manifest ``prior``; the shipped
     #: default has one: docs/router.md "Chat traffic"). Needs a weak/strong pair.
     prior: TaskPrior | None = None
+    #: The last single prompt scored: (prompt, model, embedder, prior, features, P)
+    #: (see :meth:`predict_array`).
+    _last: tuple[str, RouterModel, StaticEmbedder, TaskPrior | None, PromptFeatures,
+                 np.ndarray] | None = field(default=None, init=False, repr=False,
+                                            compare=False)
 
     @property
     def info(self) -> Manifest:
@@ -99,12 +104,42 @@ class LearnedPredictor:
         return cast("list[list[float]]", self.predict_array(prompts).tolist())
 
     def predict_array(self, prompts: Sequence[str]) -> np.ndarray:
-        """:meth:`predict` as a float64 array, clipped to [0, 1]."""
+        """:meth:`predict` as a float64 array, clipped to [0, 1].
+
+        A single prompt that is the very object scored last (``is``, not ``==``) with
+        the same model, embedder and prior gets that answer again (a copy) without any
+        work: the gateway asks :meth:`predict` and :meth:`strong_score` of the same
+        request's prompt. An equal text from another request is a different object and
+        is scored afresh, so nothing is cached across requests; a reloaded router is a
+        new predictor with nothing remembered."""
         if not prompts:
             return np.zeros((0, len(self.model_names)))
-        probs = np.clip(self.model.predict(self.embedder, prompts), 0.0, 1.0)
+        last = self._last
+        if (last is not None and len(prompts) == 1 and last[0] is prompts[0]
+                and last[1] is self.model and last[2] is self.embedder
+                and last[3] is self.prior):
+            return last[5].copy()
+        features = self.model.features(self.embedder, prompts)
+        probs = self._probabilities(features)
+        if len(prompts) == 1:
+            self._last = (prompts[0], self.model, self.embedder, self.prior, features,
+                          probs.copy())
+        return probs
+
+    def features(self, prompts: Sequence[str]) -> PromptFeatures:
+        """The prompts' features (token ids, embedding, lexical, ...) as the heads read
+        them; the last single prompt's are reused as :meth:`predict_array` says."""
+        last = self._last
+        if (last is not None and len(prompts) == 1 and last[0] is prompts[0]
+                and last[1] is self.model and last[2] is self.embedder):
+            return last[4]
+        return self.model.features(self.embedder, prompts)
+
+    def _probabilities(self, features: PromptFeatures) -> np.ndarray:
+        probs = np.clip(self.model.predict_prompts(features), 0.0, 1.0)
         if self.prior is not None and self.weak_model and self.strong_model:
-            probs = self.prior.apply(prompts, probs, self.model_names.index(self.weak_model),
+            probs = self.prior.apply(features.prompts, probs,
+                                     self.model_names.index(self.weak_model),
                                      self.model_names.index(self.strong_model))
         return np.asarray(probs)
 

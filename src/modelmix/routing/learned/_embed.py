@@ -7,10 +7,18 @@ token: numpy only, ~0.1 ms per prompt, no torch. The table is made once by
 token is run through MiniLM on its own (``[CLS] token [SEP]``, mean pooled as
 sentence-transformers does), the vectors are reduced by PCA and weighted so frequent,
 uninformative tokens count less (SIF weighting, a / (a + p(token))).
+
+One ASCII prompt (the gateway's case) skips the Rust tokenizer's per-call work: BERT's
+normaliser and pre-tokeniser reduce to "drop control characters, lower-case, split into
+runs of letters and digits and single punctuation marks" on ASCII, and WordPiece reads
+each such word alone, so the ids of a word are looked up in a per-embedder cache (filled
+by the tokenizer itself on first sight). tests/test_router_hot_path.py checks the ids
+equal the tokenizer's on every prompt of the routing tables and on random ASCII.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +32,14 @@ __all__ = ["StaticEmbedder", "distill_minilm"]
 
 TABLE_FILE = "embeddings.npz"
 TOKENIZER_FILE = "tokenizer.json"
+#: ASCII control characters BERT's normaliser deletes (tab, newline and carriage return
+#: become spaces instead).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: BERT's pre-tokeniser on lower-cased ASCII: runs of letters and digits, and each
+#: punctuation mark alone (whitespace separates).
+_PIECES = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
+#: Distinct words whose ids an embedder remembers (~100 bytes each); then it starts over.
+WORD_CACHE_SIZE = 65_536
 
 
 class StaticEmbedder:
@@ -44,6 +60,7 @@ class StaticEmbedder:
         self._tokenizer = tokenizer
         self.table = np.asarray(table, dtype=np.float32)
         self.max_tokens = max_tokens
+        self._word_ids: dict[str, list[int]] = {}
 
     @property
     def dim(self) -> int:
@@ -53,11 +70,30 @@ class StaticEmbedder:
         """WordPiece ids of every text (no special tokens), the first ``max_tokens``."""
         if not texts:
             return []
+        if len(texts) == 1 and texts[0].isascii():
+            return [self._ascii_ids(texts[0])]
         if len(texts) == 1:
             encodings = [self._tokenizer.encode(texts[0], add_special_tokens=False)]
         else:
             encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         return [np.asarray(e.ids[: self.max_tokens], dtype=np.int64) for e in encodings]
+
+    def _ascii_ids(self, text: str) -> np.ndarray:
+        """:meth:`token_ids` of one ASCII text, word by word through the cache."""
+        if _CONTROL.search(text):
+            text = _CONTROL.sub("", text)
+        cache, ids = self._word_ids, []
+        for word in _PIECES.findall(text.lower()):
+            found = cache.get(word)
+            if found is None:
+                found = self._tokenizer.encode(word, add_special_tokens=False).ids
+                if len(cache) >= WORD_CACHE_SIZE:
+                    cache.clear()
+                cache[word] = found
+            ids.extend(found)
+            if len(ids) >= self.max_tokens:
+                break
+        return np.asarray(ids[: self.max_tokens], dtype=np.int64)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised embeddings, shape ``(len(texts), dim)``, float32."""

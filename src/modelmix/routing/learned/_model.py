@@ -20,6 +20,10 @@ Feature vector of a prompt (all float32):
   ``sigmoid(b_m + v_m . (P x))`` (rank ``r``; per-model vectors ``v_m``);
 - ``knn``: similarity-weighted mean outcome of the ``k`` nearest training prompts
   (cosine on embeddings), shrunk towards the domain-weighted model means.
+
+Scoring computes a prompt's features once (:class:`PromptFeatures`: token ids,
+embedding, lexical features, ``x0``, token rows) and the heads read them from there, so
+another score component can reuse them instead of tokenising again.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ import numpy as np
 
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import lexical_features
-from modelmix.routing.learned._tokens import SparseRows, ngram_rows, sparse_logits
+from modelmix.routing.learned._tokens import SparseRows, ngram_rows, sparse_logits_rows
 
-__all__ = ["LEARNERS", "Learner", "RouterModel"]
+__all__ = ["LEARNERS", "Learner", "PromptFeatures", "RouterModel"]
 
 Learner = Literal["logreg", "mf", "knn"]
 #: Learners the package can train and ship.
@@ -52,6 +56,28 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)), dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFeatures:
+    """What a router reads of ``n`` prompts, computed once per prompt
+    (:meth:`RouterModel.features`). Arrays are shared: treat them as read-only.
+
+    Attributes:
+        prompts: the texts, in order.
+        ids: per prompt, its WordPiece ids (int64, at most the embedder's ``max_tokens``).
+        embeddings: ``(n, dim)`` float32, L2-normalised static embeddings.
+        lexical: ``(n, L)`` float32 raw lexical (and structure) features.
+        x0: ``(n, F0)`` float64 standardised [embedding, lexical].
+        tokens: the token n-gram rows when the heads read them, else None.
+    """
+
+    prompts: tuple[str, ...]
+    ids: list[np.ndarray]
+    embeddings: np.ndarray
+    lexical: np.ndarray
+    x0: np.ndarray
+    tokens: SparseRows | None
 
 
 @dataclass(kw_only=True)
@@ -80,6 +106,8 @@ class RouterModel:
     te_std: np.ndarray
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     structure: bool = False
+    #: ``tok_coef`` as ``(V, S * M)`` float64 rows, made on first scoring (not saved).
+    _tok_rows: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def base_features(self, embeddings: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         """``x0``: standardised [embedding, lexical], ``(n, F0)``."""
@@ -122,30 +150,60 @@ class RouterModel:
         """The token n-gram rows of prompts' token ids, in this model's layout."""
         return ngram_rows(ids, int(self.arrays["tok_vocab"]), int(self.arrays["tok_buckets"]))
 
+    def _token_coef_rows(self) -> np.ndarray:
+        """``tok_coef (S, M, V)`` as ``(V, S * M)`` float64, made once: a prompt's tokens
+        then gather contiguous rows."""
+        rows = self._tok_rows
+        if rows is None:
+            coef = self.arrays["tok_coef"]
+            rows = np.ascontiguousarray(
+                coef.reshape(-1, coef.shape[2]).T.astype(np.float64))
+            self._tok_rows = rows
+        return rows
+
+    def features(self, embedder: StaticEmbedder, prompts: Sequence[str]) -> PromptFeatures:
+        """Tokenise, embed and describe ``prompts`` once (:class:`PromptFeatures`)."""
+        ids = embedder.token_ids(prompts)
+        emb = embedder.embed_ids(ids)
+        lexical = lexical_features(prompts, self.structure)
+        return PromptFeatures(tuple(prompts), ids, emb, lexical,
+                              self.base_features(emb, lexical),
+                              self.token_rows(ids) if self.uses_tokens else None)
+
+    def predict_prompts(self, features: PromptFeatures) -> np.ndarray:
+        """P(acceptable) per model, ``(n, M)`` float64, from :meth:`features`."""
+        return self.predict_features(features.x0, features.embeddings, features.tokens)
+
     def predict_features(self, x0: np.ndarray, embeddings: np.ndarray,
                          tokens: SparseRows | None = None) -> np.ndarray:
         """P(acceptable) per model, ``(n, M)``, from precomputed features (``tokens``:
         the token rows, needed when :attr:`uses_tokens`)."""
-        x = self.head_features(x0)
+        logpost = self.domain_log_posterior(x0)
+        x = np.hstack([x0, logpost, self.target_encoding(logpost)])
         a = self.arrays
         if self.learner == "logreg":
-            return self._mixture(x, tokens)
+            return self._mixture(x, tokens, logpost)
         if self.learner == "mf":
             return _sigmoid((x @ a["proj"].T) @ a["vectors"].T + a["bias"])
-        return self._knn(embeddings, np.exp(self.domain_log_posterior(x0)))
+        return self._knn(embeddings, np.exp(logpost))
 
-    def _mixture(self, x: np.ndarray, tokens: SparseRows | None = None) -> np.ndarray:
-        """Per-source logistic heads mixed by the posterior of each source."""
+    def _mixture(self, x: np.ndarray, tokens: SparseRows | None = None,
+                 logpost: np.ndarray | None = None) -> np.ndarray:
+        """Per-source logistic heads mixed by the posterior of each source (``logpost``:
+        :meth:`domain_log_posterior` of ``x0``, recomputed when not given)."""
         a = self.arrays
         logits = np.einsum("nf,smf->nsm", x, a["coef"]) + a["intercept"]  # (n,S,M)
         if self.uses_tokens:
             if tokens is None:
                 raise ValueError("this router's heads need the prompts' token rows")
-            logits = logits + sparse_logits(tokens, self._idf64(), a["tok_coef"])
+            logits = logits + sparse_logits_rows(tokens, self._idf64(),
+                                                 self._token_coef_rows(), logits.shape[1:])
         probs = _sigmoid(logits)
         if probs.shape[1] == 1:
             return np.asarray(probs[:, 0])
-        gate = np.exp(self.domain_log_posterior(x[:, : self.mean.shape[0]])) @ a["gate"]
+        if logpost is None:
+            logpost = self.domain_log_posterior(x[:, : self.mean.shape[0]])
+        gate = np.exp(logpost) @ a["gate"]
         gate = gate / np.maximum(gate.sum(1, keepdims=True), 1e-12)
         return np.asarray(np.einsum("ns,nsm->nm", gate, probs))
 
@@ -166,11 +224,7 @@ class RouterModel:
 
     def predict(self, embedder: StaticEmbedder, prompts: Sequence[str]) -> np.ndarray:
         """P(acceptable) per model, ``(len(prompts), M)`` float64 in [0, 1]."""
-        ids = embedder.token_ids(prompts)
-        emb = embedder.embed_ids(ids)
-        x0 = self.base_features(emb, lexical_features(prompts, self.structure))
-        tokens = self.token_rows(ids) if self.uses_tokens else None
-        return self.predict_features(x0, emb, tokens)
+        return self.predict_prompts(self.features(embedder, prompts))
 
     def save(self, directory: Path) -> None:
         arrays: dict[str, Any] = {f"learner_{k}": v for k, v in self.arrays.items()}
