@@ -15,7 +15,7 @@ from _tables import write_csv
 from modelmix.cli import app
 from modelmix.routing.learned import FitOptions, read_outcome_tables
 from modelmix.routing.learned._pool import pooled_targets
-from modelmix.routing.learned._tables import describe_table
+from modelmix.routing.learned._shape import describe_table
 from modelmix.routing.learned._train import PREFERENCE_DEFAULTS, options_for_table
 
 CHAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpacaeval" / "chat.csv"

@@ -11,9 +11,8 @@ its constant 0.5 (a tie with itself) and the weak model's is P(judge preferred i
 * CV: the folds of ``router train --cv 5`` (seed 0; the options were picked on them) and
   a second split (seed 1, no part in picking) for the chat defaults
   (``PREFERENCE_DEFAULTS``), the exam defaults, the pooled-target option, and the
-  ``dataset`` domain column (whose folds differ: stratified by it); random, oracle
-  (sends a prompt to the strong model when it gains most) and negative prompt length
-  on the same folds.
+  ``dataset`` domain column (whose folds differ: stratified by it); random (10 seeds),
+  oracle and negative prompt length on the same folds, as ``router eval`` computes them.
 * Transfer: a router trained on all of one side scores all of the other.
 
 Writes ``benchmarks/router/chat.json`` (numbers only) and prints markdown tables.
@@ -27,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from modelmix.metrics import cross_validate_sources, evaluate_scores
+from modelmix.eval import oracle_metrics, random_metrics
+from modelmix.metrics import Stat, evaluate_scores
 from modelmix.routing.learned import FitOptions, load_embedder, train_router
-from modelmix.routing.learned._tables import read_outcome_tables
+from modelmix.routing.learned._tables import OutcomeTable, read_outcome_tables
 from modelmix.routing.learned._train import (
     PREFERENCE_DEFAULTS,
     assign_folds,
@@ -72,16 +72,22 @@ def _cv_rows(seed: int) -> dict[str, dict]:
     return rows
 
 
-def _baselines(table, seed: int) -> dict[str, dict]:
+def _baselines(table: OutcomeTable, seed: int) -> dict[str, dict]:
+    """Random (10 seeds), oracle and negative prompt length per fold, as ``router eval``
+    computes them."""
     w, s = (table.outcomes[:, table.model_names.index(m)] for m in CHAT_PAIR)
     fold = assign_folds(table, 5, seed)
-    rng = np.random.default_rng(seed)
-    methods = {"random": lambda tr, te: rng.random(int(te.sum())),
-               "oracle": lambda tr, te: s[te] - w[te],
-               "negative prompt length": lambda tr, te: -np.array(
-                   [len(table.prompts[i]) for i in np.flatnonzero(te)], dtype=float)}
-    return {name: _stat(cross_validate_sources(table.sources, w, s, fold, f)["chat"])
-            for name, f in methods.items()}
+    length = -np.array([len(p) for p in table.prompts], dtype=float)
+    per: dict[str, list] = {"random": [], "oracle": [], "negative prompt length": []}
+    for j in range(5):
+        rows = fold == j
+        per["random"].append(random_metrics(w[rows], s[rows]))
+        per["oracle"].append(oracle_metrics(w[rows], s[rows]))
+        per["negative prompt length"].append(evaluate_scores(length[rows], w[rows], s[rows]))
+    return {name: {key: Stat.of([m.apgr if key == "apgr" else m.cpt[target]
+                                 for m in ms]).to_dict()
+                   for key, target in (("apgr", 0.0), ("cpt50", 0.5), ("cpt80", 0.8))}
+            for name, ms in per.items()}
 
 
 def _score(router, paths: list[Path], pair: tuple[str, str]) -> dict[str, dict]:

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from modelmix.errors import ModelmixError
+from modelmix.routing.learned._shape import reference_column
 
-__all__ = ["OutcomeTable", "RouterDataError", "describe_table", "header_of", "model_columns",
-           "outcome_value", "prompt_of", "read_outcome_tables", "read_prompts", "read_rows",
-           "reference_column"]
+__all__ = ["OutcomeTable", "RouterDataError", "header_of", "model_columns", "outcome_value",
+           "prompt_of", "read_outcome_tables", "read_prompts", "read_rows"]
 
 # No single letters: an answer-key column (A-J) would read as outcomes.
 _TRUE = frozenset({"true", "yes", "correct"})
@@ -63,7 +63,8 @@ class OutcomeTable:
             outcome. Numeric scores outside [0, 1] are min-max scaled per file.
         domains: per prompt, the domain column's value, else the file's stem (``mmlu``).
         sources: per prompt, the file's stem, used for per-dataset reporting.
-        reference: a preference table's reference model (:func:`reference_column`),
+        reference: a preference table's reference model
+            (:func:`~modelmix.routing.learned._shape.reference_column`),
             else None.
         domain_column: the domain column when some file had it, else None (domains
             are then the file stems).
@@ -312,37 +313,6 @@ def _scale_grades(columns: dict[str, list[float]]) -> bool:
     for col in columns.values():
         col[:] = [(v - lo) / (hi - lo if hi > lo else 1.0) for v in col]
     return True
-
-
-def reference_column(model_names: Sequence[str], outcomes: np.ndarray) -> str | None:
-    """The reference model of a preference table: the one column whose known outcomes
-    are all exactly 0.5 (a model tied with itself), when the other columns vary in
-    [0, 1]; else None. ``outcomes`` is ``(n, M)`` as in :class:`OutcomeTable`."""
-    if outcomes.size == 0 or len(model_names) < 2:
-        return None
-    known = np.isfinite(outcomes)
-    half = [j for j in range(outcomes.shape[1])
-            if known[:, j].any() and np.all(outcomes[known[:, j], j] == 0.5)]
-    if len(half) != 1:
-        return None
-    others = np.delete(outcomes, half[0], axis=1)
-    vals = others[np.isfinite(others)]
-    if vals.size == 0 or vals.min() < 0.0 or vals.max() > 1.0 or vals.min() == vals.max():
-        return None
-    return model_names[half[0]]
-
-
-def describe_table(table: OutcomeTable) -> str:
-    """One line saying what was read: prompts, models, the shape of the outcomes
-    (correctness, preference vs a reference, grades) and the domain column."""
-    shape = (f"preference vs reference {table.reference!r} (its column is 0.5)"
-             if table.reference else "grades min-max scaled to 0-1" if table.scaled
-             else "outcomes in 0-1")
-    domain = (f"domain column {table.domain_column!r} "
-              f"({len(set(table.domains))} values)" if table.domain_column
-              else "no domain column (domain = file name)")
-    return (f"read {len(table.prompts):,} prompts, {len(table.model_names)} models "
-            f"{list(table.model_names)}; {shape}; {domain}")
 
 
 @dataclass

@@ -34,13 +34,9 @@ from modelmix.routing.learned._artifact import (
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_features
 from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_router
+from modelmix.routing.learned._shape import describe_table
 from modelmix.routing.learned._structure import STRUCTURE_FEATURES
-from modelmix.routing.learned._tables import (
-    OutcomeTable,
-    RouterDataError,
-    describe_table,
-    read_outcome_tables,
-)
+from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
 from modelmix.routing.learned._tokens import SparseRows, ngram_rows
 
 __all__ = ["EMBEDDING_SOURCE", "PREFERENCE_DEFAULTS", "choose_pair", "load_embedder",
