@@ -151,7 +151,8 @@ def _cross_validated(req: EvalRequest, options: EvalOptions, err: Console) -> li
     fit_options = FitOptions(learner=req.learner, seed=req.seed)
     if req.c is not None:
         fit_options = replace(fit_options, c=req.c)
-    fit = learned_fit(fit_options, embedder=req.embedder)
+    fit = learned_fit(fit_options, embedder=req.embedder,  # preference-table defaults
+                      given={"c"} if req.c is not None else set())
     tables = _tables(req, req.weak, req.strong)
     start = time.perf_counter()
 

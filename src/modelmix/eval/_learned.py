@@ -8,7 +8,7 @@ train), so the metrics work without it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,7 @@ def _outcome_table(parts: Sequence[PairTable]) -> OutcomeTable:
     Numeric scores outside [0, 1] are min-max scaled over all parts, as the learned
     router's own reader does."""
     from modelmix.routing.learned import OutcomeTable
+    from modelmix.routing.learned._shape import reference_column
 
     outcomes = np.array([[w, s] for t in parts for w, s in zip(t.weak, t.strong, strict=True)],
                         dtype=np.float64).reshape(-1, 2)
@@ -43,17 +44,22 @@ def _outcome_table(parts: Sequence[PairTable]) -> OutcomeTable:
         outcomes=outcomes,
         domains=tuple(d for t in parts for d in (t.subjects or (t.name,) * len(t))),
         sources=tuple(t.name for t in parts for _ in t.prompts),
+        reference=reference_column((parts[0].weak_model, parts[0].strong_model), outcomes),
     )
 
 
-def learned_fit(options: FitOptions | None = None, *, embedder: str | Path = "default") -> Fit:
+def learned_fit(options: FitOptions | None = None, *, embedder: str | Path = "default",
+                given: Collection[str] | None = None) -> Fit:
     """A trainer that fits the learned router on a fold's training rows, one call per fold.
 
     ``embedder`` names the artifact whose static embedding table is reused (loaded once);
-    ``options`` are the learner settings (:class:`~modelmix.routing.learned.FitOptions`).
+    ``options`` are the learner settings (:class:`~modelmix.routing.learned.FitOptions`),
+    with ``given`` as in :func:`~modelmix.routing.learned.train_router` (the fields the
+    caller chose; the others take the defaults for a preference table's shape).
     The scorer is the fitted router's ``strong_score`` (P(strong model needed)).
     """
     from modelmix.routing.learned import load_embedder, train_on_table
+    from modelmix.routing.learned._train import options_for_table
 
     table_embedder = load_embedder(embedder)
 
@@ -61,7 +67,8 @@ def learned_fit(options: FitOptions | None = None, *, embedder: str | Path = "de
         if not parts or not any(len(t) for t in parts):
             raise ValueError("no training rows")
         table = _outcome_table(parts)
-        predictor = train_on_table(table, table_embedder, options=options,
+        predictor = train_on_table(table, table_embedder,
+                                   options=options_for_table(table, options, given),
                                    weak=table.model_names[0], strong=table.model_names[1])
         return predictor.strong_score
 
