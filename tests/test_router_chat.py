@@ -84,6 +84,9 @@ def test_pooled_targets_blend_with_other_informative_models() -> None:
     assert np.all(out[:, 3] == 0.5)  # the constant reference column is left alone
     with pytest.raises(ValueError, match="pool"):
         FitOptions(pool=1.5)
+    assert "pool" not in FitOptions().describe()  # manifests of existing options unchanged
+    pooled = FitOptions(pool=0.5, tokens=False)
+    assert FitOptions.from_description(pooled.describe()) == pooled
 
 
 @pytest.mark.parametrize(("rows", "args", "message"), [
