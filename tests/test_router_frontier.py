@@ -16,13 +16,17 @@ from modelmix.eval._frontier import (
     Point,
     budget_score,
     cost_at_quality,
+    cost_weight_grid,
+    gaps,
     mixing_hull,
     pair_curve,
     pareto,
     quality_at_cost,
+    route_by_utility,
     route_to_target,
     single_points,
     sweep,
+    sweep_utility,
 )
 from modelmix.eval._frontier_eval import cost_matrix, frontier_report
 from modelmix.eval._prices import ModelPrice, load_prices
@@ -50,6 +54,49 @@ def test_cheapest_model_meeting_the_target_is_chosen_per_prompt() -> None:
 def test_equal_cost_goes_to_the_higher_prediction() -> None:
     choice, _ = route_to_target(np.array([[0.6, 0.8]]), np.array([[1.0, 1.0]]), 0.5)
     assert choice.tolist() == [1]
+
+
+def test_utility_rule_weighs_predicted_gain_against_cost() -> None:
+    # lambda is quality per USD per 1k requests; the models cost $1000, $2000, $4000 per 1k
+    assert route_by_utility(PRED, COST, 0.0).tolist() == [0, 2, 2]  # best predicted
+    # at 1.2e-4: prompt 1's medium (0.7 - 0.24) beats large (0.9 - 0.48); prompt 2's
+    # large (0.6 - 0.48) beats medium (0.3 - 0.24)
+    assert route_by_utility(PRED, COST, 1.2e-4).tolist() == [0, 1, 2]
+    assert route_by_utility(PRED, COST, 1.0).tolist() == [0, 0, 0]  # cheapest
+    # equal utility goes to the cheaper model, whatever the column order
+    assert route_by_utility(np.array([[0.5, 0.5]]), np.array([[2e-4, 1e-4]]), 0.0
+                            ).tolist() == [1]
+
+
+def test_utility_sweep_costs_fall_with_the_weight_and_the_grid_spans_both_ends() -> None:
+    rng = np.random.default_rng(3)
+    pred, qual = rng.random((200, 5)), rng.random((200, 5))
+    cost = np.outer(rng.integers(10, 500, 200), rng.random(5) + 0.1) / 1e6
+    grid = cost_weight_grid(pred, cost, points=50)
+    assert grid[0] == 0.0 and grid == sorted(set(grid))
+    points = sweep_utility(pred, qual, cost, grid)
+    costs = [p.usd_per_1k for p in points]
+    assert costs == sorted(costs, reverse=True)  # a larger weight never picks dearer
+    rows = np.arange(200)
+    assert points[0].usd_per_1k == pytest.approx(
+        cost[rows, np.argmax(pred, axis=1)].mean() * 1000)
+    assert points[-1].usd_per_1k == pytest.approx(cost.min(axis=1).mean() * 1000)
+    assert points[5].cost_weight == grid[5] and points[5].label.startswith("lambda=")
+
+
+def test_gaps_compare_best_quality_within_each_budget() -> None:
+    mine = [Point(1.0, 0.2), Point(3.0, 0.6)]
+    ref = [Point(1.0, 0.2), Point(3.0, 0.4)]
+    mixed = gaps(mine, ref, 1.0, 3.0)
+    assert mixed["min"] == pytest.approx(0.0) and mixed["min_at_usd_per_1k"] == 1.0
+    assert mixed["share_at_least"] == 1.0 and 0 < mixed["mean"] < 0.2
+    # read as single points, the reference stays at 0.2 until $3: the gap peaks before
+    single = gaps(ref, mine, 1.0, 3.0, mix_reference=False)
+    assert single["min"] == pytest.approx(-0.2) and single["share_at_least"] < 1.0
+    # unaffordable below $2, where the reference has mixed its way up to almost 0.3
+    worse = gaps([Point(2.0, 0.5)], ref, 1.0, 3.0)
+    assert worse["min"] == pytest.approx(-0.3, abs=0.002)
+    assert 1.99 < worse["min_at_usd_per_1k"] < 2.0
 
 
 def test_sweep_points_are_the_realised_means() -> None:
@@ -132,11 +179,24 @@ def test_report_picks_the_best_pair_and_headlines() -> None:
     assert report.pair_scores["small -> medium"] == pytest.approx(medium, abs=0.002)
     assert report.pair_scores["small -> large"] == pytest.approx(large, abs=0.002)
     assert large > medium and report.best_pair == ("small", "large")
-    assert report.routing[0].quality == pytest.approx(1 / 3)
-    at_medium = report.headlines["per_model"]["medium"]
-    # routing reaches medium's quality (2/3) by mixing tau=0 ($1000, 1/3) and the
-    # all-correct point ($2333, 1.0): halfway in cost
-    assert at_medium["routing_usd_per_1k_at_its_quality"] == pytest.approx(1000 + 4000 / 6)
+    threshold, utility = report.sweeps["threshold"], report.sweeps["utility"]
+    assert report.rule == "utility" and report.routing is utility
+    assert threshold[0].quality == pytest.approx(1 / 3)
+    at_medium = report.headlines["per_model"]["medium"]["routing"]
+    # threshold routing reaches medium's quality (2/3) by mixing tau=0 ($1000, 1/3) and
+    # the all-correct point ($2333, 1.0): halfway in cost
+    assert at_medium["threshold"]["usd_per_1k_at_its_quality"] == pytest.approx(1000 + 4000 / 6)
+    # the utility rule has a point there: a weight in (2e-4, 5e-4) sends prompt 1 to
+    # medium (gain 0.5 for $1000 more) and prompt 2 to small (0.2 for $1000: too little)
+    assert at_medium["utility"]["usd_per_1k_at_its_quality"] == pytest.approx(4000 / 3)
+    assert max(p.quality for p in utility) == 1.0
+    assert report.headlines["gaps"]["utility"]["best_single_model"]["min"] >= 0
+    assert report.rule_scores["utility"] >= report.hull_score
+    other = frontier_report(PRED, QUAL, COST, MODELS, rule="threshold")
+    assert other.routing is other.sweeps["threshold"]
+    assert list(other.sweeps) == ["threshold", "utility"]
+    with pytest.raises(ValueError, match="unknown routing rule"):
+        frontier_report(PRED, QUAL, COST, MODELS, rule="nearest")
     assert report.headlines["best_single"] == "large"
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["single_models"][2] == {"usd_per_1k": 4000.0, "quality": 1.0, "label": "large"}
@@ -237,8 +297,12 @@ def test_cli_frontier_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert singles["big"]["quality"] == pytest.approx(0.95)
     assert singles["big"]["usd_per_1k"] == pytest.approx(
         (prompt_tokens + 100) * 10.0 / 1000, rel=0.02)  # ceil per prompt: within 2%
-    # the router learns the split: some target reaches big's quality for less
-    assert doc["headlines"]["per_model"]["big"]["routing_cost_share_at_its_quality"] < 0.8
+    # the router learns the split: both rules reach big's quality for less
+    assert doc["rule"] == "utility" and set(doc["routing_sweeps"]) == {"utility", "threshold"}
+    for rule in ("utility", "threshold"):
+        big = doc["headlines"]["per_model"]["big"]["routing"][rule]
+        assert big["cost_share_at_its_quality"] < 0.8
+        assert doc["budget_scores"]["routing"][rule] > doc["budget_scores"]["random_mixing"]
     assert (tmp_path / "out" / "plot.png").stat().st_size > 10_000
 
 

@@ -1,12 +1,23 @@
 """The quality-cost frontier of routing among many models: pure arithmetic on three
 ``(n prompts, m models)`` arrays (predicted quality, realised quality, USD per request).
 
-Routing rule (the gateway's quality mode, :mod:`modelmix.routing._learned_strategy`): for a
-quality target ``tau``, each prompt goes to the cheapest model whose predicted quality is
-``>= tau`` (equal cost: the higher prediction); when none reaches ``tau``, to the model
-with the highest predicted quality (equal prediction: the cheaper). Sweeping ``tau`` gives
-one (mean USD per 1k requests, mean realised quality) point per target; raising ``tau``
-never makes a prompt's model cheaper, so cost is non-decreasing in ``tau``.
+Two routing rules (both the gateway's quality mode, :mod:`modelmix.routing._learned_strategy`,
+``learned_router.quality_rule``):
+
+* ``threshold``: for a quality target ``tau``, each prompt goes to the cheapest model whose
+  predicted quality is ``>= tau`` (equal cost: the higher prediction); when none reaches
+  ``tau``, to the model with the highest predicted quality (equal prediction: the
+  cheaper). Sweeping ``tau`` gives one (mean USD per 1k requests, mean realised quality)
+  point per target; raising ``tau`` never makes a prompt's model cheaper.
+* ``utility``: for a cost weight ``lam`` (quality per USD per 1k requests), each prompt
+  goes to ``argmax_j predicted[i, j] - lam * 1000 * cost[i, j]`` (equal utility: the
+  cheaper). This is the predictive router of RouterBench (Hu et al. 2024,
+  arXiv:2403.12031: ``argmax_j lambda * P_ij - cost_j``, lambda the willingness to pay),
+  with the weight on cost instead of on quality. ``lam = 0`` is the best predicted model;
+  a large ``lam`` the cheapest; raising ``lam`` never makes a prompt's model dearer.
+  Unlike the threshold rule it weighs how much better a dearer model is predicted to be
+  against how much more it costs, so near-equal predictions do not send a prompt to a
+  model that is only slightly cheaper.
 
 References drawn against it:
 
@@ -40,13 +51,17 @@ __all__ = [
     "Point",
     "budget_score",
     "cost_at_quality",
+    "cost_weight_grid",
+    "gaps",
     "mixing_hull",
     "pair_curve",
     "pareto",
     "quality_at_cost",
+    "route_by_utility",
     "route_to_target",
     "single_points",
     "sweep",
+    "sweep_utility",
     "target_grid",
 ]
 
@@ -63,7 +78,9 @@ class Point:
         usd_per_1k: mean USD of 1,000 requests.
         quality: mean realised quality (the table's scale, e.g. P(preferred) in [0, 1]).
         label: what it is (a model name, ``tau=0.30``, ``20% to gpt-4``).
-        target: the quality target of a routing point (None otherwise).
+        target: the quality target of a threshold-rule point (None otherwise).
+        cost_weight: the cost weight of a utility-rule point, quality per USD per 1k
+            requests (None otherwise).
         fallback_share: share of prompts where no model reached ``target`` (went to the
             best predicted one), routing points only.
         shares: share of requests each model got (routing points), by model name.
@@ -73,6 +90,7 @@ class Point:
     quality: float
     label: str = ""
     target: float | None = None
+    cost_weight: float | None = None
     fallback_share: float | None = None
     shares: dict[str, float] | None = None
 
@@ -115,13 +133,46 @@ def target_grid(predicted: np.ndarray, points: int = 201) -> list[float]:
 
 def sweep(predicted: np.ndarray, quality: np.ndarray, cost: np.ndarray,
           targets: Sequence[float], models: Sequence[str] | None = None) -> list[Point]:
-    """One routing point per target (see the module doc for the rule)."""
+    """One routing point per target (the ``threshold`` rule, module doc)."""
     out = []
     for tau in targets:
         choice, fallback = route_to_target(predicted, cost, tau)
         out.append(_point(choice, quality, cost, f"tau={tau:.4g}", models, target=float(tau),
                           fallback_share=float(fallback.mean())))
     return out
+
+
+def route_by_utility(predicted: np.ndarray, cost: np.ndarray, weight: float) -> np.ndarray:
+    """Per prompt, the index (``(n,)`` int) of ``argmax_j predicted - weight * 1000 *
+    cost`` (``cost`` in USD per request, ``weight`` in quality per USD per 1k requests);
+    equal utility: the cheaper, then the lower index."""
+    utility = predicted - weight * 1000.0 * cost
+    return np.lexsort((cost, -utility), axis=1)[:, 0]
+
+
+def cost_weight_grid(predicted: np.ndarray, cost: np.ndarray, points: int = 201
+                     ) -> list[float]:
+    """Cost weights to sweep (quality per USD per 1k requests): ``points`` quantiles of
+    the weights at which a prompt's choice between two models flips (``(p_b - p_a) /
+    (1000 * (c_b - c_a))`` for every prompt and pair with ``b`` dearer and predicted
+    better), plus 0 (best predicted) and above the largest (cheapest), sorted, distinct."""
+    dp = predicted[:, :, None] - predicted[:, None, :]
+    dc = 1000.0 * (cost[:, :, None] - cost[:, None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flips = (dp / dc)[(dc > 0) & (dp > 0)]
+    flips = flips[np.isfinite(flips)]
+    if not flips.size:
+        return [0.0, 1.0]
+    qs = np.quantile(flips, np.linspace(0.0, 1.0, points))
+    return sorted({0.0, float(flips.max()) * 1.01 + 1e-9, *(float(f"{q:.6g}") for q in qs)})
+
+
+def sweep_utility(predicted: np.ndarray, quality: np.ndarray, cost: np.ndarray,
+                  weights: Sequence[float], models: Sequence[str] | None = None
+                  ) -> list[Point]:
+    """One routing point per cost weight (the ``utility`` rule, module doc)."""
+    return [_point(route_by_utility(predicted, cost, w), quality, cost, f"lambda={w:.4g}",
+                   models, cost_weight=float(w)) for w in weights]
 
 
 def single_points(quality: np.ndarray, cost: np.ndarray, models: Sequence[str]) -> list[Point]:
@@ -202,14 +253,44 @@ def cost_at_quality(points: Sequence[Point], quality: float) -> float | None:
     return None  # unreachable: quality lies within the front's range
 
 
+def _budgets(lo: float, hi: float) -> np.ndarray:
+    return np.geomspace(lo, hi, _BUDGET_GRID)
+
+
+def _reach(points: Sequence[Point], budgets: np.ndarray, *, mix: bool = True) -> np.ndarray:
+    """Best quality within each budget: adjacent Pareto points mixed (``mix``), else the
+    best single point that fits; 0 where nothing fits."""
+    front = pareto(points)
+    if not front:
+        return np.zeros(len(budgets))
+    xs, ys = [p.usd_per_1k for p in front], [p.quality for p in front]
+    if mix:
+        mixed: np.ndarray = np.interp(budgets, xs, ys, left=0.0)
+        return mixed
+    at = np.searchsorted(xs, budgets, side="right") - 1
+    reached: np.ndarray = np.where(at >= 0, np.asarray(ys)[np.maximum(at, 0)], 0.0)
+    return reached
+
+
+def gaps(points: Sequence[Point], reference: Sequence[Point], lo: float, hi: float, *,
+         mix_reference: bool = True) -> dict[str, float]:
+    """How ``points`` compare with ``reference`` over budgets log-spaced from ``lo`` to
+    ``hi`` USD per 1k requests (the :func:`budget_score` grid): the smallest and mean
+    difference in best quality within the budget, the budget of the smallest, and the
+    share of budgets where ``points`` reach at least as much. ``mix_reference=False``
+    reads the reference as single points (e.g. the best single model a budget affords).
+    """
+    budgets = _budgets(lo, hi)
+    diff = _reach(points, budgets) - _reach(reference, budgets, mix=mix_reference)
+    worst = int(np.argmin(diff))
+    return {"min": float(diff[worst]), "min_at_usd_per_1k": float(budgets[worst]),
+            "mean": float(diff.mean()), "share_at_least": float((diff >= -1e-12).mean())}
+
+
 def budget_score(points: Sequence[Point], lo: float, hi: float) -> float:
     """Mean, over budgets log-spaced from ``lo`` to ``hi`` USD per 1k requests, of the
     best quality ``points`` reach within the budget (:func:`quality_at_cost`: adjacent
     Pareto points mixed; 0 where even the cheapest point costs more)."""
     if not points or not (0 < lo <= hi) or not all(map(math.isfinite, (lo, hi))):
         return 0.0
-    front = pareto(points)
-    budgets = np.geomspace(lo, hi, _BUDGET_GRID)
-    reached = np.interp(budgets, [p.usd_per_1k for p in front], [p.quality for p in front],
-                        left=0.0)
-    return float(np.mean(reached))
+    return float(np.mean(_reach(points, _budgets(lo, hi))))

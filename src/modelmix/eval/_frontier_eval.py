@@ -4,8 +4,9 @@ Protocol: the table's rows are split into k folds by prompt exactly as ``router 
 --cv`` splits them (:func:`modelmix.metrics.source_folds`); for fold i a learned router is
 trained (:func:`modelmix.routing.learned.train_on_table`, one quality head per model) on
 the other folds and predicts every model's quality for fold i's prompts. The pooled
-out-of-fold predictions then drive the frontier arithmetic of :mod:`._frontier`: every
-prompt is routed by a router that never saw it.
+out-of-fold predictions then drive the frontier arithmetic of :mod:`._frontier` (both
+routing rules, ``utility`` and ``threshold``): every prompt is routed by a router that
+never saw it.
 
 Cost of a request on model j: ``prompt_tokens * input + completion_tokens_j * output``
 (USD per 1M tokens from a :class:`~modelmix.eval._prices.PriceTable`); prompt tokens are
@@ -28,12 +29,15 @@ from modelmix.eval._frontier import (
     Point,
     budget_score,
     cost_at_quality,
+    cost_weight_grid,
+    gaps,
     mixing_hull,
     pair_curve,
     pareto,
     quality_at_cost,
     single_points,
     sweep,
+    sweep_utility,
     target_grid,
 )
 from modelmix.eval._prices import ModelPrice, PriceTable
@@ -42,7 +46,7 @@ from modelmix.eval._table import estimate_tokens
 if TYPE_CHECKING:
     from modelmix.routing.learned import FitOptions, OutcomeTable, StaticEmbedder
 
-__all__ = ["DEFAULT_FRONTIER_COMPLETION_TOKENS", "FrontierReport", "ManyModelTable",
+__all__ = ["DEFAULT_FRONTIER_COMPLETION_TOKENS", "RULES", "FrontierReport", "ManyModelTable",
            "check_prices", "cost_matrix", "cross_validated_predictions", "describe_costs",
            "frontier_report", "load_many_model_table"]
 
@@ -140,27 +144,45 @@ def cross_validated_predictions(
     return predicted
 
 
+#: The routing rules a frontier reports (:mod:`._frontier`), the headline one first.
+RULES = ("utility", "threshold")
+
+
 @dataclass(frozen=True, slots=True)
 class FrontierReport:
-    """Everything ``--frontier`` reports (``to_dict`` is the ``results.json`` part)."""
+    """Everything ``--frontier`` reports (``to_dict`` is the ``results.json`` part).
+
+    ``sweeps`` holds every rule's routing points (rule name -> points), ``rule_scores``
+    their budget scores; ``rule`` is the headline rule (``routing``, ``headlines``)."""
 
     dataset: str
     models: tuple[str, ...]
     n_prompts: int
     singles: list[Point]
-    routing: list[Point]
+    sweeps: dict[str, list[Point]]
     hull: list[Point]
     best_pair: tuple[str, str]
     best_pair_curve: list[Point]
     pair_scores: dict[str, float]
-    routing_score: float
+    rule_scores: dict[str, float]
     hull_score: float
     headlines: dict[str, Any]
+    rule: str = RULES[0]
     about: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def routing(self) -> list[Point]:
+        """The headline rule's routing points."""
+        return self.sweeps[self.rule]
+
+    @property
+    def routing_score(self) -> float:
+        """The headline rule's budget score."""
+        return self.rule_scores[self.rule]
+
+    @property
     def frontier(self) -> list[Point]:
-        """The routing points no other routing point beats, by cost."""
+        """The headline rule's routing points no other of its points beats, by cost."""
         return pareto(self.routing)
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,12 +191,14 @@ class FrontierReport:
 
         return {
             "dataset": self.dataset, "models": list(self.models), "n_prompts": self.n_prompts,
-            **self.about,
-            "single_models": pts(self.singles), "routing_sweep": pts(self.routing),
-            "routing_frontier": pts(self.frontier), "random_mixing_hull": pts(self.hull),
+            **self.about, "rule": self.rule,
+            "single_models": pts(self.singles),
+            "routing_sweeps": {r: pts(p) for r, p in self.sweeps.items()},
+            "routing_frontiers": {r: pts(pareto(p)) for r, p in self.sweeps.items()},
+            "random_mixing_hull": pts(self.hull),
             "best_pair": list(self.best_pair), "best_pair_curve": pts(self.best_pair_curve),
-            "budget_scores": {"routing": self.routing_score, "random_mixing": self.hull_score,
-                              "pairs": self.pair_scores},
+            "budget_scores": {"routing": dict(self.rule_scores),
+                              "random_mixing": self.hull_score, "pairs": self.pair_scores},
             "headlines": self.headlines,
         }
 
@@ -183,42 +207,62 @@ def _share(value: float | None, of: float) -> float | None:
     return None if value is None or of == 0 else value / of
 
 
-def _headlines(singles: list[Point], routing: list[Point], pair: list[Point]
-               ) -> dict[str, Any]:
-    """Per single model: what the frontier and the best pair pay for its quality and
-    reach at its cost; plus 95% of the best single model's quality."""
+def _per_rule(sweeps: dict[str, list[Point]], s: Point) -> dict[str, Any]:
+    out = {}
+    for rule, points in sweeps.items():
+        cost = cost_at_quality(points, s.quality)
+        out[rule] = {"usd_per_1k_at_its_quality": cost,
+                     "cost_share_at_its_quality": _share(cost, s.usd_per_1k),
+                     "quality_at_its_cost": quality_at_cost(points, s.usd_per_1k)}
+    return out
+
+
+def _headlines(singles: list[Point], sweeps: dict[str, list[Point]], pair: list[Point],
+               hull: list[Point]) -> dict[str, Any]:
+    """Per single model: what each rule and the best pair pay for its quality and reach
+    at its cost; per rule: 95% of the best single model's quality, and the gaps to the
+    best single model a budget affords and to random mixing (:func:`._frontier.gaps`)."""
     best = max(singles, key=lambda p: (p.quality, -p.usd_per_1k))
     cheapest = min(singles, key=lambda p: (p.usd_per_1k, -p.quality))
-    per_model = {}
-    for s in singles:
-        cost = cost_at_quality(routing, s.quality)
-        per_model[s.label] = {
-            "usd_per_1k": s.usd_per_1k, "quality": s.quality,
-            "routing_usd_per_1k_at_its_quality": cost,
-            "routing_cost_share_at_its_quality": _share(cost, s.usd_per_1k),
-            "routing_quality_at_its_cost": quality_at_cost(routing, s.usd_per_1k),
-            "pair_usd_per_1k_at_its_quality": cost_at_quality(pair, s.quality),
-            "pair_quality_at_its_cost": quality_at_cost(pair, s.usd_per_1k)}
+    lo, hi = cheapest.usd_per_1k, max(p.usd_per_1k for p in singles)
+    per_model = {s.label: {"usd_per_1k": s.usd_per_1k, "quality": s.quality,
+                           "routing": _per_rule(sweeps, s),
+                           "pair_usd_per_1k_at_its_quality": cost_at_quality(pair, s.quality),
+                           "pair_quality_at_its_cost": quality_at_cost(pair, s.usd_per_1k)}
+                 for s in singles}
     bar = 0.95 * best.quality
-    at95 = cost_at_quality(routing, bar)
+    at95: dict[str, Any] = {"quality": bar, "pair_usd_per_1k": cost_at_quality(pair, bar)}
+    vs: dict[str, Any] = {}
+    for rule, points in sweeps.items():
+        cost = cost_at_quality(points, bar)
+        at95[rule] = {"usd_per_1k": cost, "cost_share_of_best": _share(cost, best.usd_per_1k)}
+        vs[rule] = {"best_single_model": gaps(points, singles, lo, hi, mix_reference=False),
+                    "random_mixing": gaps(points, hull, lo, hi)}
     return {"best_single": best.label, "cheapest_single": cheapest.label,
-            "per_model": per_model,
-            "at_95pct_of_best": {"quality": bar, "routing_usd_per_1k": at95,
-                                 "routing_cost_share_of_best": _share(at95, best.usd_per_1k),
-                                 "pair_usd_per_1k": cost_at_quality(pair, bar)}}
+            "per_model": per_model, "at_95pct_of_best": at95, "gaps": vs}
 
 
 def frontier_report(predicted: np.ndarray, quality: np.ndarray, cost: np.ndarray,
-                    models: Sequence[str], *, dataset: str = "",
+                    models: Sequence[str], *, dataset: str = "", rule: str = RULES[0],
                     about: dict[str, Any] | None = None) -> FrontierReport:
-    """The frontier, references and headlines from ``(n, m)`` predicted quality, realised
-    quality and USD per request (see :mod:`._frontier` for every definition)."""
+    """The frontier of every rule in :data:`RULES`, references and headlines from
+    ``(n, m)`` predicted quality, realised quality and USD per request (see
+    :mod:`._frontier` for every definition); ``rule`` is the headline one.
+
+    Raises:
+        ValueError: shapes that do not match ``models`` (at least 2), an unknown rule.
+    """
     if not (predicted.shape == quality.shape == cost.shape) or predicted.shape[1] != len(
             models) or len(models) < 2:
         raise ValueError(f"shapes {predicted.shape}, {quality.shape}, {cost.shape} do not "
                          f"match {len(models)} models (at least 2)")
+    if rule not in RULES:
+        raise ValueError(f"unknown routing rule {rule!r}; one of {', '.join(RULES)}")
     singles = single_points(quality, cost, models)
-    routing = sweep(predicted, quality, cost, target_grid(predicted), models)
+    sweeps = {"utility": sweep_utility(predicted, quality, cost,
+                                       cost_weight_grid(predicted, cost), models),
+              "threshold": sweep(predicted, quality, cost, target_grid(predicted), models)}
+    sweeps = {rule: sweeps[rule], **{r: p for r, p in sweeps.items() if r != rule}}
     lo = min(p.usd_per_1k for p in singles)
     hi = max(p.usd_per_1k for p in singles)
     curves: dict[tuple[int, int], list[Point]] = {}
@@ -230,12 +274,14 @@ def frontier_report(predicted: np.ndarray, quality: np.ndarray, cost: np.ndarray
     hull = mixing_hull(singles)
     return FrontierReport(
         dataset=dataset, models=tuple(models), n_prompts=int(predicted.shape[0]),
-        singles=singles, routing=routing, hull=hull,
+        singles=singles, sweeps=sweeps, hull=hull,
         best_pair=(models[best[0]], models[best[1]]), best_pair_curve=curves[best],
         pair_scores={f"{models[a]} -> {models[b]}": s for (a, b), s in
                      sorted(scores.items(), key=lambda kv: -kv[1])},
-        routing_score=budget_score(routing, lo, hi), hull_score=budget_score(hull, lo, hi),
-        headlines=_headlines(singles, routing, curves[best]), about=dict(about or {}))
+        rule_scores={r: budget_score(p, lo, hi) for r, p in sweeps.items()},
+        hull_score=budget_score(hull, lo, hi),
+        headlines=_headlines(singles, sweeps, curves[best], hull), rule=rule,
+        about=dict(about or {}))
 
 
 def describe_costs(prices: PriceTable, models: Sequence[str],

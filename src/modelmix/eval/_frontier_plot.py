@@ -1,6 +1,6 @@
 """The many-model plot: quality against USD per 1k requests (log axis) for routing among
-all models (the target sweep), the best pair, random mixing of single models (their upper
-hull) and every single model, labelled.
+all models (each rule's sweep and Pareto points), the best pair, random mixing of single
+models (their upper hull) and every single model, labelled.
 
 Drawn on a matplotlib ``Figure`` with the Agg canvas (no ``pyplot``), as
 :mod:`modelmix.eval._plot` does; matplotlib is imported only when a plot is made.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelmix.errors import require_extra
-from modelmix.eval._frontier import Point
+from modelmix.eval._frontier import Point, pareto
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,17 +42,28 @@ def _segments(points: list[Point], per_segment: int = 40) -> tuple[list[float], 
     return xs, ys
 
 
+_RULES = {"utility": ("tab:blue", "max predicted quality - lambda*cost"),
+          "threshold": ("tab:purple", "cheapest predicted >= tau")}
+
+
+def _draw_rules(ax: Axes, report: FrontierReport) -> None:
+    for rule, points in report.sweeps.items():
+        color, name = _RULES.get(rule, ("tab:green", rule))
+        ax.plot(*_xy(sorted(points, key=lambda p: p.usd_per_1k)), color=color, linewidth=1,
+                alpha=0.3)
+        ax.plot(*_xy(pareto(points)), color=color, linewidth=2.2, marker=".",
+                label=f"routing among all {len(report.models)}, {name}: Pareto points "
+                      f"(score {report.rule_scores[rule]:.3f})")
+
+
 def _draw(ax: Axes, report: FrontierReport, quality_label: str) -> None:
-    routing = sorted(report.routing, key=lambda p: (p.target or 0.0))
-    ax.plot(*_xy(routing), color="tab:blue", linewidth=1, alpha=0.35,
-            label="routing among all, every target")
-    ax.plot(*_xy(report.frontier), color="tab:blue", linewidth=2.2, marker=".",
-            label=f"routing among all {len(report.models)}: Pareto points")
+    _draw_rules(ax, report)
     cheap, dear = report.best_pair
     ax.plot(*_xy(report.best_pair_curve), color="tab:orange", linewidth=1.8, marker="s",
             markersize=3, label=f"best pair: {cheap} -> {dear} (deciles)")
     ax.plot(*_segments(report.hull), color="tab:gray", linestyle="--",
-            label="random mixing of single models (upper hull, linear in cost)")
+            label="random mixing of single models (upper hull, linear in cost; score "
+                  f"{report.hull_score:.3f})")
     xs, ys = _xy(report.singles)
     ax.scatter(xs, ys, color="black", zorder=5, s=22, label="single models")
     for p in report.singles:
