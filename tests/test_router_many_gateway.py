@@ -1,7 +1,9 @@
 """Many-model routing in the gateway (issue 15, must-have 3): ``model: auto`` with a
 learned router over four model columns sends each request to the cheapest deployment
 whose predicted quality meets the target (``learned_router.min_quality``, or the
-request's ``router.min_quality``), else to the best predicted one.
+request's ``router.min_quality``), else to the best predicted one; with
+``learned_router.quality_rule: utility``, to the highest predicted quality minus
+``cost_weight`` times the request's estimated USD per 1k requests.
 
 A real gateway on loopback, four real recording upstreams (one per deployment, mapped to
 the router's columns by ``quality_profile``), the real ``openai`` SDK, and a small router
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from _servers import serve_app
 from faulty_upstream import FaultyUpstream
 from modelmix.catalog import config_from_dict
 from modelmix.engine import ChatService
+from modelmix.errors import ConfigError
 from modelmix.server import create_app
 
 pytest.importorskip("numpy")
@@ -67,8 +71,9 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "router"
 
 
-@pytest.fixture()
-def gateway(router_dir: Path) -> Iterator[tuple[str, dict[str, FaultyUpstream]]]:
+@contextmanager
+def _gateway(router_dir: Path, **learned: Any
+             ) -> Iterator[tuple[str, dict[str, FaultyUpstream]]]:
     with FaultyUpstream("tiny") as a, FaultyUpstream("small") as b, \
             FaultyUpstream("medium") as c, FaultyUpstream("large") as d:
         ups = {"tiny": a, "small": b, "medium": c, "large": d}
@@ -80,10 +85,15 @@ def gateway(router_dir: Path) -> Iterator[tuple[str, dict[str, FaultyUpstream]]]
             for col, up in ups.items()]
         config = config_from_dict({
             "deployments": deployments, "router": "learned",
-            "learned_router": {"artifact": str(router_dir), "min_quality": 0.6}})
+            "learned_router": {"artifact": str(router_dir), **learned}})
         with serve_app(create_app(service=ChatService(config), policy_env=False)) as url:
             yield url, ups
 
+
+@pytest.fixture()
+def gateway(router_dir: Path) -> Iterator[tuple[str, dict[str, FaultyUpstream]]]:
+    with _gateway(router_dir, min_quality=0.6) as served:
+        yield served
 
 
 def _served(url: str, ups: dict[str, FaultyUpstream], text: str, *, reason: str = "",
@@ -126,3 +136,33 @@ def test_the_request_target_overrides_the_configured_one(
                    reason="no candidate reaches predicted quality 1.00") == "large"
     # the configured 0.6 decides when the request names none
     assert _served(url, ups, summary) == "small"
+
+
+def test_utility_rule_weighs_predicted_gain_against_the_request_cost(
+        router_dir: Path) -> None:
+    """``quality_rule: utility``: highest predicted quality - 0.02 x USD per 1k requests.
+    At 100 completion tokens a code prompt's answer costs about $0.25 per 1k on medium and
+    $1.25 on large: large's higher predicted quality (about 0.93 vs 0.75 here) is worth
+    the $1 more, where the threshold rule stops at medium; at 4,000 tokens ($8 vs $40 per
+    1k) it is not."""
+    with _gateway(router_dir, min_quality=0.6, quality_rule="utility",
+                  cost_weight=0.02) as (url, ups):
+        _greeting, summary, code, proof = _prompts("lighthouses", 9)
+        assert _served(url, ups, code, max_tokens=100,
+                       reason="highest predicted quality - 0.02 x USD/1k: dep-large") == "large"
+        assert _served(url, ups, code + " ", max_tokens=4000,
+                       reason="highest predicted quality - 0.02 x USD/1k: dep-medium"
+                       ) == "medium"
+        assert _served(url, ups, proof, max_tokens=1000) == "large"   # only large can
+        assert _served(url, ups, summary, max_tokens=4000) == "small"
+        # a request's own quality bar asks for the threshold rule
+        assert _served(url, ups, code + "  ", max_tokens=100,
+                       extra_body={"router": {"min_quality": 0.6}},
+                       reason="cheapest with predicted quality >= 0.60: dep-medium") == "medium"
+
+
+def test_unknown_quality_rule_is_a_config_error(router_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="quality_rule"):
+        config_from_dict({"deployments": [], "learned_router": {"quality_rule": "nearest"}})
+    with pytest.raises(ConfigError, match="cost_weight"):
+        config_from_dict({"deployments": [], "learned_router": {"cost_weight": -1}})

@@ -373,6 +373,13 @@ class LearnedRouterSettings(_Strict):
             calibration's own default).
         min_quality: threshold on predicted quality for predictors without a weak/strong
             pair (and the fallback when nothing is calibrated: see the docs).
+        quality_rule: how quality mode (predictors without a weak/strong pair) picks:
+            ``threshold``, the cheapest candidate predicted ``>= min_quality``; or
+            ``utility``, the highest ``predicted quality - cost_weight * estimated USD per
+            1k requests`` (RouterBench's predictive router, Hu et al. 2024,
+            arXiv:2403.12031). A request's ``router.min_quality`` uses ``threshold``.
+        cost_weight: ``utility``'s weight, quality per USD per 1k requests (0.1: $1 more
+            per 1k requests is worth 0.1 more predicted quality).
         judge: a deployment that grades stored (prompt, answer) pairs for
             ``router train --from-feedback`` (needs ``store.keep_responses``).
     """
@@ -381,6 +388,8 @@ class LearnedRouterSettings(_Strict):
     calibration: str | None = None
     target: str | None = None
     min_quality: float = Field(default=0.5, ge=0, le=1)
+    quality_rule: Literal["threshold", "utility"] = "threshold"
+    cost_weight: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     judge: str | None = None
 
 

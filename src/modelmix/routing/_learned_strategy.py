@@ -16,7 +16,10 @@ How one request is decided (docs/routing-in-gateway.md has the long form):
    :data:`UNCALIBRATED_THRESHOLD`.
 4. Quality mode (a ``min_quality`` hint, or a predictor without a weak/strong pair):
    the cheapest candidate whose predicted quality reaches the bar goes first, then the
-   others that reach it by price, then the rest by predicted quality.
+   others that reach it by price, then the rest by predicted quality. With
+   ``learned_router.quality_rule: utility`` (and no ``min_quality`` hint) candidates go
+   by ``predicted quality - cost_weight * estimated USD per 1k requests``, highest first
+   (RouterBench's predictive router, Hu et al. 2024, arXiv:2403.12031).
 5. ``prefer_open`` hint: open deployments first (cheapest first), whatever ``p``.
 
 When no predictor can be loaded (numpy missing, no artifact) or it fails on a request,
@@ -398,6 +401,9 @@ class LearnedStrategy(Strategy):
             return self._open_first(candidates, request, quality)
         weak, strong = predictor.weak_model, predictor.strong_model
         if hints.min_quality is not None or weak is None or strong is None:
+            if hints.min_quality is None and self.settings.quality_rule == "utility":
+                return self._by_utility(candidates, request, quality,
+                                        self.settings.cost_weight)
             bar = self.settings.min_quality if hints.min_quality is None else hints.min_quality
             return self._by_quality(candidates, request, quality, bar)
         score = _unit(predictor.strong_score([request.prompt])[0])
@@ -434,6 +440,22 @@ class LearnedStrategy(Strategy):
             reason = (f"learned: no candidate reaches predicted quality {bar:.2f}; best "
                       f"predicted: {first.name} ({shown})")
         return _Choice(ordered, reason, score=q, quality=quality, threshold=bar)
+
+    def _by_utility(self, candidates: list[Deployment], request: RoutingInput,
+                    quality: dict[str, float], weight: float) -> _Choice:
+        """Highest predicted quality - ``weight`` * USD per 1k requests first (equal: the
+        cheaper); candidates without a predictor column last, cheapest first."""
+        cost = self._cost_key(request)
+        usd = {d.name: 1000 * estimated_cost_usd(d, request) for d in candidates}
+        known = sorted((d for d in candidates if d.name in quality),
+                       key=lambda d: (-(quality[d.name] - weight * usd[d.name]), *cost(d)))
+        ordered = [*known, *sorted((d for d in candidates if d.name not in quality), key=cost)]
+        first = ordered[0]
+        q = quality.get(first.name)
+        shown = "unknown" if q is None else f"{q:.2f}"
+        reason = (f"learned: highest predicted quality - {weight:g} x USD/1k: {first.name} "
+                  f"(quality {shown}, ${usd[first.name]:.3f}/1k)")
+        return _Choice(ordered, reason, score=q, quality=quality)
 
     def _by_threshold(self, candidates: list[Deployment], request: RoutingInput,
                       columns: dict[str, str | None], strong: str, score: float,
