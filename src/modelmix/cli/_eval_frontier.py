@@ -1,5 +1,7 @@
 """``modelmix router eval --frontier --prices FILE``: route among many models by predicted
-quality, cross-validated, priced, against every single model and the best pair.
+quality (two rules: the highest predicted quality minus a cost weight times cost, and the
+cheapest model predicted to reach a target), cross-validated, priced, against every
+single model, random mixing and the best pair.
 
 Example (the committed benchmark, ``benchmarks/router/many_models.py``)::
 
@@ -13,7 +15,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -21,10 +23,12 @@ from modelmix.cli._output import check_out_dir
 from modelmix.errors import ConfigError, require_extra
 
 if TYPE_CHECKING:
-    from modelmix.cli._eval import EvalRequest
-    from modelmix.eval._frontier_eval import FrontierReport
+    import numpy as np
 
-__all__ = ["run_frontier_command"]
+    from modelmix.cli._eval import EvalRequest
+    from modelmix.eval._frontier_eval import FrontierReport, ManyModelTable
+
+__all__ = ["frontier_inputs", "frontier_report_for", "run_frontier_command"]
 
 
 def _check(req: EvalRequest) -> Path:
@@ -46,14 +50,15 @@ def _check(req: EvalRequest) -> Path:
     return req.data[0]
 
 
-def frontier_report_for(req: EvalRequest, err: Console) -> FrontierReport:
-    """Load, price, cross-validate and summarise (no files written)."""
+def frontier_inputs(req: EvalRequest, err: Console
+                    ) -> tuple[ManyModelTable, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Load, price and cross-validate: the table, ``(n, m)`` USD per request, ``(n, m)``
+    out-of-fold predicted quality, and what ``results.json`` records about them."""
     from modelmix.eval._frontier_eval import (
         check_prices,
         cost_matrix,
         cross_validated_predictions,
         describe_costs,
-        frontier_report,
         load_many_model_table,
     )
     from modelmix.eval._prices import load_prices
@@ -86,6 +91,15 @@ def frontier_report_for(req: EvalRequest, err: Console) -> FrontierReport:
                          "predictions pooled", "router": f"learned router ({settings}) "
                          "retrained per fold", "skipped_rows": table.skipped_rows,
              "costs": describe_costs(prices, table.models, req.completion_tokens)}
+    return table, cost, predicted, about
+
+
+def frontier_report_for(req: EvalRequest, err: Console) -> FrontierReport:
+    """Load, price, cross-validate and summarise (no files written); the ``utility``
+    rule headlines, the ``threshold`` rule is reported beside it."""
+    from modelmix.eval._frontier_eval import frontier_report
+
+    table, cost, predicted, about = frontier_inputs(req, err)
     return frontier_report(predicted, table.quality, cost, table.models, dataset=table.name,
                            about=about)
 

@@ -156,9 +156,9 @@ def cost_weight_grid(predicted: np.ndarray, cost: np.ndarray, points: int = 201
     the weights at which a prompt's choice between two models flips (``(p_b - p_a) /
     (1000 * (c_b - c_a))`` for every prompt and pair with ``b`` dearer and predicted
     better), plus 0 (best predicted) and above the largest (cheapest), sorted, distinct."""
-    dp = predicted[:, :, None] - predicted[:, None, :]
-    dc = 1000.0 * (cost[:, :, None] - cost[:, None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # -inf predictions: excluded
+        dp = predicted[:, :, None] - predicted[:, None, :]
+        dc = 1000.0 * (cost[:, :, None] - cost[:, None, :])
         flips = (dp / dc)[(dc > 0) & (dp > 0)]
     flips = flips[np.isfinite(flips)]
     if not flips.size:
