@@ -45,6 +45,7 @@ EDGE_CASES = [
     "Statement 1 | Statement 2", "I. a\nII. b", "IV. x\nV. y", "A. 12\nB. 13 kg",
     "True, False", "ALL OF THE ABOVE", "5 kg of the stuff", "each_ per3 per", "d\u0131vide",
     "x\x01y\x0bz\x7f", "tab\tnew\nline\rret", "a" * 150, "Q: 1,000.5 or 2/3?",
+    "for (int i = 0; i == n; i++) { return def; }", "fort( _int def_ for(x) ===",
 ]
 
 

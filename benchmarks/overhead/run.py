@@ -13,6 +13,14 @@ Usage::
     .venv/bin/python benchmarks/overhead/run.py --install          # apt-get nginx + wrk first
     .venv/bin/python benchmarks/overhead/run.py --targets direct,modelmix \\
         --variant uvicorn-h11 --out benchmarks/.work/exp-h11.json    # one experiment
+    .venv/bin/python benchmarks/overhead/run.py --targets direct,modelmix,modelmix-auto \\
+        --prompt-chars 400 --concurrency 1 --out benchmarks/.work/auto.json  # issue 15
+
+``modelmix-auto`` is the routed case: ``model: "auto"`` with the learned router (the
+shipped artifact) choosing between an open self-hosted and a proprietary cloud
+deployment on the same nginx upstream, and the data guard on (``policy: healthcare``,
+a PHI policy); compare it with ``modelmix`` (the deployment called by name, no policy)
+at the same ``--prompt-chars``.
 
 Writes ``results.json`` and the generated part of ``RESULTS.md`` next to this file
 (unless ``--out`` sends the JSON elsewhere, which also skips RESULTS.md).
@@ -37,7 +45,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,9 +193,28 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: floa
     raise SystemExit(f"{url} not ready after {timeout:.0f}s; see {log}")
 
 
-def check_completion(url: str) -> int:
+#: Prose the ``--prompt-chars`` prompt is cut from (repeated as needed): a plain chat
+#: request with nothing a data policy would flag.
+PROMPT_PROSE = (
+    "I am planning a small vegetable garden on a sunny balcony and would like some "
+    "practical advice. Which vegetables grow well in containers, how deep should the "
+    "pots be, and how often should I water them during a warm summer? I would also like "
+    "to know whether it makes sense to start from seeds or to buy young plants, and "
+    "which simple mistakes beginners usually make in their first season. ")
+
+
+def request_body(prompt_chars: int) -> dict[str, Any]:
+    """:data:`REQUEST_BODY`, with a user message of ``prompt_chars`` characters when > 0."""
+    if prompt_chars <= 0:
+        return REQUEST_BODY
+    text = (PROMPT_PROSE * (prompt_chars // len(PROMPT_PROSE) + 1))[:prompt_chars]
+    messages = [REQUEST_BODY["messages"][0], {"role": "user", "content": text}]
+    return {**REQUEST_BODY, "messages": messages}
+
+
+def check_completion(url: str, request: bytes) -> int:
     """One real request: must be a 200 chat.completion with usage. Returns body size."""
-    status, body = http(url, json.dumps(REQUEST_BODY).encode(), timeout=30)
+    status, body = http(url, request, timeout=30)
     data = json.loads(body) if body.startswith(b"{") else {}
     if status != 200 or data.get("object") != "chat.completion" or not data.get("usage"):
         raise SystemExit(f"{url}: bad answer {status}: {body[:500]!r}")
@@ -361,7 +388,7 @@ class TargetResult:
 
 def run_loads(res: TargetResult, url: str, args: argparse.Namespace, cpus: Cpus,
               body_file: Path, pid: int | None) -> None:
-    res.response_bytes = check_completion(url)
+    res.response_bytes = check_completion(url, body_file.read_bytes())
     for conc in args.concurrency:
         runs = []
         for _ in range(args.repeat):
@@ -503,6 +530,31 @@ def bench_modelmix(ctx: RunContext) -> TargetResult:
     return res
 
 
+def bench_modelmix_auto(ctx: RunContext) -> TargetResult:
+    """``model: "auto"``: the learned router picks one of two deployments on the same
+    upstream, with the data guard on (a PHI policy). Same server settings as
+    ``modelmix``; the request body differs only in ``model``."""
+    res = TargetResult("modelmix-auto")
+    config = ctx.tmp / "modelmix-auto.yaml"
+    config.write_text(fill((HERE / "modelmix-auto.yaml.template").read_text(), {
+        "upstream_model": UPSTREAM_MODEL, "api_base": ctx.upstream,
+        "policy": ctx.args.policy}))
+    if not ctx.args.usage:
+        config.write_text(config.read_text() + "\nstore:\n  enabled: false\n")
+    body = ctx.tmp / "request-auto.json"
+    body.write_text(json.dumps({**json.loads(ctx.body_file.read_text()), "model": "auto"}))
+    env = {"MODELMIX_CONFIG": str(config), "MODELMIX_MASTER_KEY": MASTER_KEY,
+           "MODELMIX_DB_URL": f"sqlite:///{ctx.tmp / 'usage-auto.db'}",
+           **dict(kv.split("=", 1) for kv in ctx.args.env)}
+    python_server(res, replace(ctx, body_file=body), ctx.args.variant, ctx.args.app, env,
+                  config)
+    res.notes.append(f"model: auto, router: learned (shipped artifact), policy: "
+                     f"{ctx.args.policy}" + ("" if ctx.args.usage else ", usage off")
+                     + "".join(f", {kv}" for kv in ctx.args.env))
+    res.notes.append(usage_note(ctx.tmp / "usage-auto.db"))
+    return res
+
+
 def bench_floor(ctx: RunContext) -> TargetResult:
     """A trivial ASGI app (fixed answer) on uvicorn in the gateway's place: the latency
     any Python server shows on this machine at this moment."""
@@ -527,6 +579,28 @@ def python_server(res: TargetResult, ctx: RunContext, variant: str, app: str,
     log = ctx.tmp / f"{res.name}.log"
     with launched(res.name, cmd, log, env) as proc:
         measure_server(res, proc, f"http://127.0.0.1:{port}", "/health", log, ctx)
+        if res.name.startswith("modelmix"):
+            res.notes.append(routing_note(f"http://127.0.0.1:{port}"))
+
+
+def routing_note(base: str) -> str:
+    """The gateway's own mean routing time over every request it served
+    (``modelmix_routing_latency_seconds`` sum / count on ``/metrics``): the router's
+    share of the added latency, measured inside the process."""
+    status, body = http(base + "/metrics")
+    if status != 200:
+        return f"routing time: /metrics answered {status}"
+    values = {}
+    for line in body.decode(errors="replace").splitlines():
+        for key in ("modelmix_routing_latency_seconds_sum",
+                    "modelmix_routing_latency_seconds_count"):
+            if line.startswith(key + " "):
+                values[key] = float(line.split()[1])
+    count = values.get("modelmix_routing_latency_seconds_count", 0.0)
+    if not count:
+        return "routing time: not reported"
+    mean_us = values["modelmix_routing_latency_seconds_sum"] / count * 1e6
+    return f"routing time (gateway metrics): mean {mean_us:.0f} us over {count:.0f} requests"
 
 
 def usage_note(db: Path) -> str:
@@ -579,7 +653,7 @@ def bench_litellm(ctx: RunContext) -> TargetResult:
 
 
 BENCHES = {"direct": bench_direct, "floor": bench_floor, "modelmix": bench_modelmix,
-           "litellm": bench_litellm}
+           "modelmix-auto": bench_modelmix_auto, "litellm": bench_litellm}
 
 
 @contextlib.contextmanager
@@ -655,6 +729,11 @@ def _gateway_options(p: argparse.ArgumentParser) -> None:
                    help="extra environment for the modelmix gateway (repeatable)")
     p.add_argument("--router", default=None,
                    help="set the catalog's `router` (default: modelmix's default)")
+    p.add_argument("--prompt-chars", type=int, default=0,
+                   help="user message of exactly this many characters (fixed prose, no "
+                   "personal data) instead of the short greeting; 0: the greeting")
+    p.add_argument("--policy", default="healthcare",
+                   help="the modelmix-auto target's data policy (a ready policy name)")
     p.add_argument("--no-usage", dest="usage", action="store_false",
                    help="turn modelmix's usage store off (store.enabled: false; experiments)")
 
@@ -670,7 +749,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="modelmix-bench-") as tmp_name:
         tmp = Path(tmp_name)
         body_file = tmp / "request.json"
-        body_file.write_text(json.dumps(REQUEST_BODY))
+        body_file.write_text(json.dumps(request_body(args.prompt_chars)))
         with nginx_upstream(tmp, cpus) as upstream:
             ctx = RunContext(args, cpus, tmp, upstream, body_file)
             for name in args.targets:
@@ -725,7 +804,7 @@ def build_report(args: argparse.Namespace, cpus: Cpus, results: dict[str, Target
         "modelmix_commit": git_commit(),
         "settings": settings,
         "machine": host,
-        "request_body": REQUEST_BODY,
+        "request_body": request_body(args.prompt_chars),
         "targets": targets,
         "summary": summ,
         "checks": checks(targets, summ),

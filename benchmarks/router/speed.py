@@ -1,16 +1,20 @@
 """Speed of the shipped router: load time, single-prompt latency, batch throughput.
 
-    .venv/bin/python benchmarks/router/speed.py            # ~1 min
+    .venv/bin/python benchmarks/router/speed.py            # ~1 min, benchmarks/.work/
+    .venv/bin/python benchmarks/router/speed.py --out benchmarks/router/speed.json
 
 Single prompts: ``strong_score([prompt])`` for 2,000 MMLU + GSM8K prompts in random order
 after 200 warm-up calls, one at a time (what the gateway does per request); p50/p90/p99
 in ms. Batch: ``strong_score`` over all 12,275 training prompts in batches of 1,024.
 Load: ``load_predictor("default")`` in a fresh interpreter (imports included), median of 5.
-Writes ``benchmarks/router/speed.json``; numbers go into RESULTS.md.
+Writes ``--out`` (default ``benchmarks/.work/router-speed.json``, so a trial run does not
+replace the committed ``benchmarks/router/speed.json``; name that file to regenerate it);
+numbers go into RESULTS.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -88,6 +92,11 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=HERE.parent / ".work" / "router-speed.json",
+                        help="where the JSON goes (benchmarks/router/speed.json: the committed "
+                        "one)")
+    args = parser.parse_args()
     prompts = list(read_outcome_tables(DATA).prompts)
     loads = load_seconds()
     result = {
@@ -97,8 +106,10 @@ def main() -> None:
         "single": single_latency(prompts),
         "batch": batch_throughput(prompts),
     }
-    (HERE / "speed.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

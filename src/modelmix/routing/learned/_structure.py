@@ -116,7 +116,19 @@ _OP_WORDS = frozenset({
     "fewer", "left", "remaining", "remain", "percent", "average", "difference", "sum",
     "product", "ratio", "rate", "increase", "decrease", "discount", "profit"})
 _FORMULA_WORDS = frozenset({"sin", "cos", "tan", "log", "ln", "sqrt", "lim"})
-_CODE_MARKS = ("{", "}", ";", "==", "def", "return", "for", "int")
+_CODE_WORDS = frozenset({"def", "return", "int"})
+_FOR_CALL = re.compile(r"\bfor\s*\(")
+
+
+def _code_marks(text: str, words: list[str]) -> int:
+    """``len(_CODE.findall(text))`` as a sum over its alternatives, whose matches never
+    overlap (``{};=(`` and spaces are not word characters): marks, ``==`` pairs, the
+    words def/return/int, and ``for (``."""
+    found = sum(text.count(c) for c in "{};") + text.count("==")
+    found += sum(w in _CODE_WORDS for w in words)
+    if "(" in text and "for" in text:
+        found += len(_FOR_CALL.findall(text))
+    return found
 
 
 def _op_words(stem: str) -> int:
@@ -180,7 +192,7 @@ def _structure(text: str) -> list[float]:
     words = _WORDS.findall(text)
     nums, vals = _numbers(stem)
     q_sent = [p for p in _SPLIT_SENT.split(stem) if p.strip()]
-    code = (len(_CODE.findall(text)) if any(m in text for m in _CODE_MARKS) else 0)
+    code = _code_marks(text, words)
     return [
         *_option_stats(opts, stem),
         _ci_search(_AOTA, " of the ", text),
