@@ -94,6 +94,15 @@ def summary(results: Targets) -> dict[str, Any]:
                     for pct in ("p50", "p99"):
                         diff = (g[f"{pct}_us"] - d[f"{pct}_us"]) / 1000
                         out[f"{gw}_c{conc}_{label}_{pct}_ms"] = round(diff, 3)
+    for conc in (1, 32):  # issue 15: model auto + learned router + data policy vs by name
+        m, auto = _load(results, "modelmix", conc), _load(results, "modelmix-auto", conc)
+        if m and auto:
+            for pct in ("p50", "p99"):
+                diff = (auto[f"{pct}_us"] - m[f"{pct}_us"]) / 1000
+                out[f"auto_over_named_c{conc}_{pct}_ms"] = round(diff, 3)
+            if auto["cpu_us_per_request"] and m["cpu_us_per_request"]:
+                out[f"auto_over_named_c{conc}_cpu_us"] = round(
+                    auto["cpu_us_per_request"] - m["cpu_us_per_request"], 1)
     for conc in (1, 32):
         m, lt = _load(results, "modelmix", conc), _load(results, "litellm", conc)
         if m and lt and lt["rps"]:
@@ -115,6 +124,8 @@ def checks(results: Targets, summ: dict[str, Any]) -> list[dict[str, Any]]:
          "x", lambda v: v >= 20),
         ("idle RSS, no local model", "<= 120 MB", mm["idle_rss_mb"] if mm else None, "MB",
          lambda v: v <= 120),
+        ("model auto + learned router + policy, added p50 over named (c=1)", "<= 1.0 ms",
+         summ.get("auto_over_named_c1_p50_ms"), "ms", lambda v: v <= 1.0),
     ]
     return [{"target": name, "goal": goal, "reached": val, "unit": unit,
              "met": None if val is None else bool(ok(val))}
