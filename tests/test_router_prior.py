@@ -126,8 +126,11 @@ def test_shipped_router_beats_random_on_chat() -> None:
     assert evaluate_scores(scores, weak, strong).apgr >= 0.55
 
 
-_HOSTILE = ['"\\n" * 200_000', '" \\n" * 100_000', '"what " * 100_000 + "1 2"', '"1 " * 200_000',
-            '"A. x\\n" * 50_000']
+_HOSTILE = [
+    '"Which?\\nA. 1" + " " * 100_000 + "x!\\nB. 2\\nC. 3"',  # numeric-option backtracking
+    '"\\n" * 200_000', '" \\n" * 100_000', '"what " * 100_000 + "1 2"', '"1 " * 200_000',
+    '"A. x\\n" * 50_000',
+]
 
 
 def test_hostile_prompts_are_scored_in_linear_time() -> None:
@@ -142,3 +145,12 @@ def test_hostile_prompts_are_scored_in_linear_time() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_numbers_too_large_for_a_float_do_not_make_the_score_nan() -> None:
+    """``float`` of 309+ digits is inf; the magnitude feature is capped instead, so the
+    router still scores (it used to answer NaN and fall back to the rules)."""
+    router = load_predictor("default")
+    for text in (f"Is 2^1024 equal to {2**1024}?", "7" * 10_000 + " how much is that?"):
+        score = router.strong_score([text])[0]
+        assert np.isfinite(score) and 0.0 <= score <= 1.0
