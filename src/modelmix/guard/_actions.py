@@ -45,7 +45,7 @@ from modelmix.guard._policy_patterns import PatternDetector, PolicyPatterns
 from modelmix.guard._pseudonym import Pseudonymizer
 from modelmix.guard._screening import Screening
 from modelmix.guard._stack import STACK_SEPARATOR, policy_verdict, stack_verdicts
-from modelmix.guard._texts import TextMap, request_texts, rewrite
+from modelmix.guard._texts import TextMap, check_text_count, request_texts, rewrite
 from modelmix.protocol import ChatRequest
 from modelmix.store import AuditRecord, UsageRecord
 
@@ -154,8 +154,13 @@ class Guard:
                      key_id: str | None = None, tags: Iterable[str] = ()) -> Screening:
         """Detect, classify and decide for ``request``; never raises for a blocked
         request (call :meth:`Screening.enforce`). ``rec``, when given, gets the audit
-        record and is scrubbed when it is finished."""
+        record and is scrubbed when it is finished.
+
+        Raises:
+            InvalidRequest: more than :data:`~modelmix.guard._texts.MAX_TEXTS` texts.
+        """
         texts = request_texts(request)
+        check_text_count(request, texts)
         try:
             if self._in_thread and sum(map(len, texts)) > _INLINE_CHARS:
                 found = await asyncio.to_thread(self._detect, texts)
