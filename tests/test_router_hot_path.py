@@ -125,7 +125,9 @@ class _Counting:
 def test_one_request_scores_its_prompt_once(predictor: LearnedPredictor,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     counting = _Counting(predictor, monkeypatch)
-    prompt = _fresh("Write a short poem about the sea, and explain its metre.")
+    # exam format: the shipped router's heads score it (its prior scores other prompts)
+    prompt = _fresh("Which metre does a limerick use?\nA. iambic\nB. anapaestic\n"
+                    "C. trochaic\nD. dactylic\nAnswer:")
     row = predictor.predict([prompt])[0]
     score = predictor.strong_score([prompt])[0]
     assert counting.calls == 1  # strong_score read what predict computed
@@ -139,7 +141,8 @@ def test_one_request_scores_its_prompt_once(predictor: LearnedPredictor,
 
 def test_remembered_answer_equals_a_fresh_one_and_is_a_copy(
         predictor: LearnedPredictor) -> None:
-    prompt = _fresh("How do I reverse a linked list in C? Show the code.")
+    prompt = _fresh("Which structure reverses in O(n)?\nA. array\nB. linked list\n"
+                    "C. heap\nD. trie\nAnswer:")
     first = predictor.predict_array([prompt])
     first[0, 0] = -1.0  # the caller's copy: the remembered answer must not change
     hit = predictor.predict_array([prompt])
@@ -149,7 +152,8 @@ def test_remembered_answer_equals_a_fresh_one_and_is_a_copy(
 
 
 def test_a_reloaded_or_changed_router_scores_afresh(predictor: LearnedPredictor) -> None:
-    prompt = _fresh("Summarise the causes of the First World War in three bullet points.")
+    prompt = _fresh("Which event started the First World War?\nA. an assassination\n"
+                    "B. a flood\nC. an election\nD. a treaty\nAnswer:")
     before = predictor.predict_array([prompt])
     model = predictor.model
     shifted = dataclasses.replace(model, arrays={**model.arrays,

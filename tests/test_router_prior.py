@@ -61,20 +61,38 @@ def test_supplied_material_lowers_the_need() -> None:
     assert 0.05 <= prior.strong_need("x" * 100_000) <= 0.95
 
 
-def test_apply_sets_the_strong_score_outside_the_gate_only() -> None:
+def test_prior_predictions_give_the_need_as_the_strong_score() -> None:
     prior = TaskPrior()
-    prompts = [MC, CHAT_PROMPTS["open"], CHAT_PROMPTS["transform"]]
-    probs = np.array([[0.6, 0.9], [0.95, 0.99], [0.1, 0.3]])
-    before = probs.copy()
-    out = prior.apply(prompts, probs, weak=0, strong=1)
-    assert np.array_equal(probs, before)  # not changed in place
-    assert np.array_equal(out[0], probs[0])  # inside the gate: the heads' values
-    for i in (1, 2):
-        score = (1 + out[i, 1] - out[i, 0]) / 2
-        assert score == pytest.approx(prior.strong_need(prompts[i]))
-        assert 0.0 <= out[i].min() and out[i].max() <= 1.0
-    # the mean is kept where the bounds allow it
-    assert out[2].mean() == pytest.approx(probs[2].mean())
+    prompts = [CHAT_PROMPTS["open"], CHAT_PROMPTS["transform"]]
+    out = prior.predictions(prompts, models=3, weak=0, strong=2)
+    for i, prompt in enumerate(prompts):
+        assert (1 + out[i, 2] - out[i, 0]) / 2 == pytest.approx(prior.strong_need(prompt))
+        assert out[i, 1] == 0.5  # a column the prior knows nothing about
+
+
+def test_heads_score_only_prompts_inside_the_gate() -> None:
+    """A batch mixing exam and chat prompts: the exam prompt gets exactly what the heads
+    give alone; the heads never see the chat prompts (their features are not computed)."""
+    router = load_predictor("default")
+    prior = router.prior
+    assert prior is not None
+    chat = [CHAT_PROMPTS["open"], CHAT_PROMPTS["creative"]]
+    mixed = router.predict_array([chat[0], MC, chat[1]])
+    router.prior = None
+    heads_alone = router.predict_array([MC])
+    assert np.array_equal(mixed[1], heads_alone[0])
+    router.prior = prior
+    seen: list[list[str]] = []
+    original = router.model.features
+
+    def spy(embedder, prompts):  # type: ignore[no-untyped-def]
+        seen.append(list(prompts))
+        return original(embedder, prompts)
+
+    router.model.features = spy  # type: ignore[method-assign]
+    router.predict_array([chat[0], MC, chat[1]])
+    router.predict_array(chat)
+    assert seen == [[MC]]
 
 
 def test_shipped_router_carries_the_prior_and_uses_it() -> None:

@@ -81,9 +81,9 @@ class LearnedPredictor:
     prior: TaskPrior | None = None
     #: The last single prompt scored: (prompt, model, embedder, prior, features, P)
     #: (see :meth:`predict_array`).
-    _last: tuple[str, RouterModel, StaticEmbedder, TaskPrior | None, PromptFeatures,
-                 np.ndarray] | None = field(default=None, init=False, repr=False,
-                                            compare=False)
+    _last: tuple[str, RouterModel, StaticEmbedder, TaskPrior | None,
+                 PromptFeatures | None, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     @property
     def info(self) -> Manifest:
@@ -119,8 +119,7 @@ class LearnedPredictor:
                 and last[1] is self.model and last[2] is self.embedder
                 and last[3] is self.prior):
             return last[5].copy()
-        features = self.model.features(self.embedder, prompts)
-        probs = self._probabilities(features)
+        probs, features = self._probabilities(prompts)
         if len(prompts) == 1:
             self._last = (prompts[0], self.model, self.embedder, self.prior, features,
                           probs.copy())
@@ -131,17 +130,34 @@ class LearnedPredictor:
         them; the last single prompt's are reused as :meth:`predict_array` says."""
         last = self._last
         if (last is not None and len(prompts) == 1 and last[0] is prompts[0]
-                and last[1] is self.model and last[2] is self.embedder):
+                and last[1] is self.model and last[2] is self.embedder
+                and last[4] is not None):
             return last[4]
         return self.model.features(self.embedder, prompts)
 
-    def _probabilities(self, features: PromptFeatures) -> np.ndarray:
-        probs = np.clip(self.model.predict_prompts(features), 0.0, 1.0)
-        if self.prior is not None and self.weak_model and self.strong_model:
-            probs = self.prior.apply(features.prompts, probs,
-                                     self.model_names.index(self.weak_model),
-                                     self.model_names.index(self.strong_model))
-        return np.asarray(probs)
+    def _probabilities(self, prompts: Sequence[str]
+                       ) -> tuple[np.ndarray, PromptFeatures | None]:
+        """Predictions and the heads' features (None when no prompt needed the heads).
+        With a prior, the prompts its gate rejects are scored by the prior alone: their
+        features are never computed (the costly part of scoring)."""
+        prior, weak, strong = self.prior, self.weak_model, self.strong_model
+        if prior is None or weak is None or strong is None:
+            prior = None
+        outside = (prior.outside(prompts) if prior is not None
+                   else np.zeros(len(prompts), dtype=bool))
+        probs = np.empty((len(prompts), len(self.model_names)))
+        features = None
+        inside = np.flatnonzero(~outside)
+        if len(inside):
+            heads = (prompts if len(inside) == len(prompts)
+                     else [prompts[int(i)] for i in inside])
+            features = self.model.features(self.embedder, heads)
+            probs[inside] = np.clip(self.model.predict_prompts(features), 0.0, 1.0)
+        if prior is not None and weak is not None and strong is not None and outside.any():
+            probs[outside] = prior.predictions(
+                [prompts[int(i)] for i in np.flatnonzero(outside)], len(self.model_names),
+                self.model_names.index(weak), self.model_names.index(strong))
+        return probs, features
 
     def strong_score(self, prompts: Sequence[str]) -> list[float]:
         """P(strong needed) = ``(1 + p_strong - p_weak) / 2``, per prompt.

@@ -195,18 +195,16 @@ class TaskPrior:
         accepts = GATES[self.gate]
         return np.fromiter((not accepts(p) for p in prompts), dtype=bool, count=len(prompts))
 
-    def apply(self, prompts: Sequence[str], probs: np.ndarray, weak: int,
-              strong: int) -> np.ndarray:
-        """Per-model predictions ``probs`` (``(n, M)``, in [0, 1]) with the weak and
-        strong columns of the prompts outside the gate replaced so that
-        ``(1 + p_strong - p_weak) / 2`` is the prior's :meth:`strong_need`, keeping their
-        mean where the bounds allow it. Returns a new array; ``probs`` is not changed."""
-        out = np.array(probs, dtype=np.float64, copy=True)
-        for i in np.flatnonzero(self.outside(prompts)):
-            half_gap = self.strong_need(prompts[int(i)]) - 0.5
-            low = abs(half_gap)
-            centre = min(max((out[i, strong] + out[i, weak]) / 2.0, low), 1.0 - low)
-            out[i, strong], out[i, weak] = centre + half_gap, centre - half_gap
+    def predictions(self, prompts: Sequence[str], models: int, weak: int,
+                    strong: int) -> np.ndarray:
+        """``(n, models)`` per-model predictions for prompts the prior scores: the strong
+        column is :meth:`strong_need`, the weak one its complement, so that
+        ``(1 + p_strong - p_weak) / 2`` is the need; other columns 0.5 (no information).
+        The learned heads are not consulted: outside the gate they are not trusted."""
+        out = np.full((len(prompts), models), 0.5)
+        for i, prompt in enumerate(prompts):
+            need = self.strong_need(prompt)
+            out[i, strong], out[i, weak] = need, 1.0 - need
         return out
 
     def strong_need(self, prompt: str) -> float:
