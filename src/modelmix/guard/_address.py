@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
-from modelmix.guard._patterns import Anchored, Recognizer, anchors_of, register
+from modelmix.guard._patterns import Anchored, Recognizer, anchors_of, has_digit, register
 
 __all__ = ["AddressRecognizer"]
 
@@ -143,6 +143,9 @@ _YEAR_LEAD = re.compile(r"(?:in|since|by|of|until|from|during|before|after|circa
 # Japan: the postal mark, the postcode and the address written after it (〒150-0002 東京都...).
 _JP_POSTAL = re.compile(r"〒\s?\d{3}-?\d{4}(?:[ \t\u3000]*[^\s,\uff0c\u3001\u3002]{1,40})?")
 
+#: The anchors that can match text without a digit.
+_DIGIT_FREE = (_HOUSE_NO, _STREET_RO)
+
 
 @register
 class AddressRecognizer(Recognizer):
@@ -159,6 +162,19 @@ class AddressRecognizer(Recognizer):
                 yield Entity("ADDRESS", match.start(), match.end(), 0.9)
 
     def _anchors(self, text: str) -> Iterator[tuple[int, int, float]]:
+        # Every anchor but a house-number label and a Romanian street needs a digit: without
+        # one (most prose) those scans are skipped (``has_digit``: nothing they could match).
+        digit = has_digit(text)
+        if digit:
+            yield from self._streets(text)
+        for other in (_DIGIT_FREE if not digit else
+                      (_STREET_COMPOUND, _PO_BOX, _HOUSE_NO, _STREET_AFTER, _STREET_RO)):
+            for match in other.finditer(text):
+                yield match.start(), match.end(), 0.85
+        if digit:
+            yield from self._regions(text)
+
+    def _streets(self, text: str) -> Iterator[tuple[int, int, float]]:
         for match in _STREET_US.finditer(text):
             if not self._year_not_number(text, match):
                 yield match.start(), match.end(), 0.9
@@ -170,9 +186,9 @@ class AddressRecognizer(Recognizer):
                     continue
                 if before or pattern is _STREET_EU:
                     yield (before.start() if before else match.start()), match.end(), 0.85
-        for other in (_STREET_COMPOUND, _PO_BOX, _HOUSE_NO, _STREET_AFTER, _STREET_RO):
-            for match in other.finditer(text):
-                yield match.start(), match.end(), 0.85
+
+    @staticmethod
+    def _regions(text: str) -> Iterator[tuple[int, int, float]]:
         for match in _MILITARY.finditer(text):
             line = _MILITARY_LINE.search(text, max(0, match.start() - 50), match.start())
             yield (line.start() if line else match.start()), match.end(), 0.85

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from modelmix.guard._patterns import windows
+from modelmix.guard._patterns import has_digit, windows
 
 __all__ = ["DecodedView", "decode"]
 
@@ -505,6 +505,8 @@ def _regular(value: str) -> bool:
 
 
 def _split_digits(text: str) -> Iterator[_Sub]:
+    if not has_digit(text):
+        return  # each pattern starts with a digit
     for pattern in (_SPLIT, _SPACED_GROUPS, _VERTICAL_OR_INTERLEAVED):
         for match in pattern.finditer(text):
             value = match.group()
@@ -544,6 +546,8 @@ _DIGITISH = re.compile(rf"(?<![^\W\d_])\(?[0-9{_LOOKALIKE_DIGITS}]{{1,6}}"
 
 
 def _lookalike_digits(text: str) -> Iterator[_Sub]:
+    if not has_digit(text):
+        return  # the hint is a digit next to a look-alike
     for start, end in windows(text, _LOOKALIKE_HINT, 60, 60):
         yield from _lookalike_run(text, start, end)
 
@@ -598,7 +602,7 @@ _SSN_PARTS = re.compile(
 
 
 def _scattered_ssn(text: str) -> Iterator[_Sub]:
-    if "irst" not in text and "IRST" not in text:
+    if ("irst" not in text and "IRST" not in text) or not has_digit(text):
         return
     for match in _SSN_PARTS.finditer(text):
         yield _Sub(match.start(1), match.end(3), f"{match[1]}-{match[2]}-{match[3]}")
@@ -623,7 +627,8 @@ def _reversed(text: str) -> Iterator[_Sub]:
             yield _Sub(match.start(), match.end(), value[::-1],
                        tuple((start + i, start + i + 1) for i in reversed(range(len(value)))))
     lower = text.lower()
-    if len(lower) != len(text) or not any(word in lower for word in _REVERSE_WORDS):
+    if len(lower) != len(text) or not any(word in lower for word in _REVERSE_WORDS) or (
+            not has_digit(text)):
         return
     for cue in _REVERSE_CUE.finditer(lower):
         for match in _DIGIT_RUN.finditer(text, cue.start(), min(len(text), cue.end() + 120)):

@@ -14,6 +14,7 @@ from modelmix.guard._patterns import (
     Recognizer,
     cue_regex,
     digits_of,
+    has_digit,
     register,
 )
 from modelmix.guard._validators import (
@@ -80,6 +81,8 @@ class MedicalIdRecognizer(Recognizer):
     _PLAN = cue_regex(_PLAN_CUES, _PLAN_VALUE)
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         yield from _cued(self._MRN, text, "MEDICAL_RECORD_NUMBER", 0.95, min_digits=5)
         for match in self._PLAN.finditer(text):
             value = match.group("value")
@@ -108,6 +111,8 @@ class TravelIdRecognizer(Recognizer):
     _LICENSE = cue_regex(_LICENSE_CUES, _ID_VALUE, gap=30)
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         yield from _cued(self._PASSPORT, text, "PASSPORT", 0.9, min_digits=5)
         yield from _cued(self._LICENSE, text, "DRIVER_LICENSE", 0.85, min_digits=4)
 
@@ -155,6 +160,8 @@ class NationalIdRecognizer(Recognizer):
                               r"(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\w])")
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         checks: list[tuple[re.Pattern[str], Callable[[str], bool]]] = [
             (self._NINO, lambda v: nino_ok(_compact(v))),
             (self._DNI, lambda v: dni_ok(_compact(v))),
@@ -202,6 +209,8 @@ class BankAccountRecognizer(Recognizer):
     _ROUTING = cue_regex(_ROUTING_CUES, r"\d{9}", gap=30)
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         for match in self._ACCOUNT.finditer(text):
             value = match.group("value")
             if len(digits_of(value)) >= 6:

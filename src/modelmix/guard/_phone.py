@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from modelmix.guard._base import Entity
-from modelmix.guard._patterns import Recognizer, digits_of, register
+from modelmix.guard._patterns import Recognizer, digits_of, has_digit, register
 
 __all__ = ["PhoneRecognizer"]
 
@@ -127,6 +127,8 @@ class PhoneRecognizer(Recognizer):
     types = ("PHONE_NUMBER",)
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # a candidate holds 7-15 digits
         for match in _CANDIDATE.finditer(text):
             value = match.group()
             core = _EXTENSION.sub("", value)

@@ -19,6 +19,7 @@ from modelmix.guard._patterns import (
     anchors_of,
     cue_regex,
     digits_of,
+    has_digit,
     preceded_by_word,
     register,
     windows,
@@ -106,6 +107,8 @@ class CreditCardRecognizer(Recognizer):
     _SIXTEEN = re.compile(rf"\d{{4}}{_SEP}\d{{4}}{_SEP}\d{{4}}{_SEP}\d{{4}}")
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         for match in self._PATTERN.finditer(text):
             start, value = match.start(), match.group()
             digits = digits_of(value)
@@ -133,6 +136,8 @@ class IbanRecognizer(Recognizer):
     _START = re.compile(r"\d(?:(?<=[A-Za-z]{2}\d)|(?<=[A-Za-z]{2} \d))[ \-.]?\d")
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         for match in self._START.finditer(text):
             start = match.start() - (2 if text[match.start() - 1] != " " else 3)
             country = text[start:start + 2].upper()
@@ -186,6 +191,8 @@ class SsnRecognizer(Recognizer):
                       r"|\d(?:[ \-.]\d){8}", gap=30)
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         for pattern in (self._GROUPED, self._SPACED):
             for match in pattern.finditer(text):
                 if ssn_ok(digits_of(match.group())):
@@ -213,6 +220,12 @@ class IpRecognizer(Recognizer):
     _V6_RUN = re.compile(r"[0-9A-Fa-f:.]+")
 
     def find(self, text: str) -> Iterator[Entity]:
+        yield from self._v4(text)
+        yield from self._v6(text)
+
+    def _v4(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return
         for match in self._V4.finditer(text):
             start = match.start()
             if preceded_by_word(text, start, ".") or self._VERSION.search(
@@ -221,7 +234,6 @@ class IpRecognizer(Recognizer):
             octets = [int(octet) for octet in match.group().split(".")]
             if max(octets) <= 255 and octets[0] not in (0, 127, 255):
                 yield Entity("IP_ADDRESS", start, match.end(), 0.95)
-        yield from self._v6(text)
 
     def _v6(self, text: str) -> Iterator[Entity]:
         seen = -1
@@ -281,6 +293,8 @@ class DateOfBirthRecognizer(Recognizer):
         anchors_of(_DOB_CUES))
 
     def find(self, text: str) -> Iterator[Entity]:
+        if not has_digit(text):
+            return  # every pattern here needs a digit
         for match in self._PATTERN.finditer(text):
             years = _YEAR.findall(match.group("value"))
             if years and int(years[-1]) < _OLDEST_BIRTH_YEAR:
@@ -302,18 +316,26 @@ class VehicleRecognizer(Recognizer):
                            r"(?![\w:\-])")
     _VIN_CUE = re.compile(r"\bvin\b|vehicle", re.IGNORECASE)
 
-    def find(self, text: str) -> Iterator[Entity]:
-        cue = self._VIN_CUE.search(text) is not None
+    def _vins(self, text: str) -> Iterator[Entity]:
+        cue: bool | None = None  # looked for once, at the first VIN-shaped run that needs it
         for match in self._VIN.finditer(text):
             value = match.group()
-            if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and (
-                    vin_ok(value) or cue):
+            if not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
+                continue
+            valid = vin_ok(value)
+            if not valid and cue is None:
+                cue = self._VIN_CUE.search(text) is not None
+            if valid or cue:
                 yield Entity("VEHICLE_ID", match.start(), match.end(), 0.85)
+
+    def find(self, text: str) -> Iterator[Entity]:
+        if has_digit(text):  # a VIN holds a digit
+            yield from self._vins(text)
         for start, end in windows(text, self._MAC, 12, 12):
             for match in self._MAC_FULL.finditer(text, start, end):
                 if not preceded_by_word(text, match.start(), ":-"):
                     yield Entity("DEVICE_ID", match.start(), match.end(), 0.85)
-        if "imei" in text.lower():
+        if "imei" in text.lower() and has_digit(text):
             for match in _IMEI.finditer(text):
                 if luhn_ok(digits_of(match.group("value"))[:15]):
                     yield Entity("DEVICE_ID", match.start("value"), match.end("value"), 0.95)
