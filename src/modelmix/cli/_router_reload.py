@@ -156,16 +156,24 @@ def events_command(
         _fail(f"cannot read router events: {type(exc).__name__}: {exc}"[:500], code=1)
     for event in events:
         if as_json:
-            print(json.dumps(event.to_dict()))
+            print(json.dumps(event.to_dict()))  # JSON escapes control characters itself
         else:
-            import time
-
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.created_at))
-            print(f"{when}  {event.result:6}  {event.trigger:9}  {event.actor:12}  "
-                  f"{event.old_fingerprint} -> {event.new_fingerprint}  {event.artifact}  "
-                  f"{event.reason}")
+            print(_event_line(event))
     if not events and not as_json:
         _err.print("no router reloads recorded", highlight=False)
+
+
+def _event_line(event: Any) -> str:
+    """One event as a line of text; stored values go through ``printable`` so a value
+    holding a newline or a terminal escape cannot forge a row or drive the terminal."""
+    import time
+
+    from modelmix.store._router_events import printable as p
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.created_at))
+    return (f"{when}  {p(event.result):7}  {p(event.trigger):9}  {p(event.actor):12}  "
+            f"{p(event.old_fingerprint)} -> {p(event.new_fingerprint)}  {p(event.artifact)}  "
+            f"{p(event.reason)}")
 
 
 def register(router_app: typer.Typer) -> None:

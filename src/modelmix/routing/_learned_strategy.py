@@ -29,10 +29,10 @@ the learned router.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,12 +47,17 @@ from modelmix.routing._calibration import (
     CALIBRATION_FILE,
     Calibration,
     load_calibration,
-    router_fingerprint,
 )
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingInput
-from modelmix.routing._router_swap import LoadedRouter, describe_loaded, load_router
+from modelmix.routing._router_swap import (
+    LoadedRouter,
+    describe_loaded,
+    is_fatal,
+    load_router,
+    resolved_artifact,
+)
 from modelmix.routing._strategies import STRATEGIES, RulesStrategy, Strategy
 
 if TYPE_CHECKING:  # the learned package imports numpy: load it only when routing needs it
@@ -173,18 +178,30 @@ class LearnedStrategy(Strategy):
         return self._predictor
 
     def _load(self) -> None:
+        """Load the predictor (a ``current`` symlink resolved first) and describe it at
+        once: its fingerprint is of the files loaded, whatever the link points at later."""
+        s = self.settings
         if self._predictor is None:
             try:
-                self._predictor = self._loader(self.settings.artifact)
-            except Exception as exc:  # any failure must leave routing working
+                self._predictor = self._loader(resolved_artifact(s.artifact))
+            except BaseException as exc:  # any failure must leave routing working
+                if is_fatal(exc):
+                    raise
                 self._unavailable = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning("learned router %r unavailable, routing by rules: %s",
-                            self.settings.artifact, self._unavailable)
+                            s.artifact, self._unavailable)
+        if self._predictor is None:
+            self._calibration = self._calibration or Calibration()
+            return
+        described = describe_loaded(self._predictor, Calibration(), s.artifact,
+                                    calibration_path=s.calibration, target=s.target,
+                                    loaded_at=time.time())
         if self._calibration is None:
-            self._calibration = self._read_calibration()
+            self._calibration = self._read_calibration(described.directory,
+                                                       described.fingerprint)
+        self._active = dataclasses.replace(described, calibration=self._calibration)
 
-    def _read_calibration(self) -> Calibration:
-        folder = self._artifact_dir()
+    def _read_calibration(self, folder: Path | None, fingerprint: str | None) -> Calibration:
         path = (Path(self.settings.calibration) if self.settings.calibration
                 else None if folder is None else folder / CALIBRATION_FILE)
         if path is None:
@@ -194,21 +211,10 @@ class LearnedStrategy(Strategy):
         except ModelmixError as exc:
             log.error("ignoring the router calibration: %s", exc.message)
             return Calibration()
-        if calibration.fingerprint and folder is not None and router_fingerprint(
-                folder) not in (None, calibration.fingerprint):
+        if calibration.fingerprint and fingerprint not in (None, calibration.fingerprint):
             log.warning("%s was calibrated for another version of the router in %s; its "
                         "thresholds may be off: re-run modelmix router calibrate", path, folder)
         return calibration
-
-    def _artifact_dir(self) -> Path | None:
-        """The loaded router's directory (its ``artifact_dir``), else ``settings.artifact``
-        when that is a directory."""
-        for attr in ("artifact_dir", "path", "directory"):
-            value = getattr(self._predictor, attr, None)
-            if isinstance(value, str | os.PathLike):
-                return Path(value)
-        given = Path(self.settings.artifact)
-        return given if given.is_dir() else None
 
     # -- hot swap (docs/decisions/0014-router-hot-swap.md) --------------------------------
 
@@ -282,7 +288,9 @@ class LearnedStrategy(Strategy):
         threshold, _ = self._threshold(target)
         try:
             score = _unit(predictor.strong_score([prompt])[0])
-        except Exception:  # a broken predictor must not fail the request
+        except BaseException as exc:  # a broken predictor must not fail the request
+            if is_fatal(exc):
+                raise
             log.exception("learned router failed scoring for a classify step")
             return None
         return score, threshold
@@ -316,7 +324,9 @@ class LearnedStrategy(Strategy):
                                   f"learned router unavailable ({self._unavailable})")
         try:
             return self._predicted(predictor, kept, request, threshold, excluded)
-        except Exception as exc:  # a broken predictor must not fail the request
+        except BaseException as exc:  # a broken predictor (a tokenizer panic included)
+            if is_fatal(exc):  # must not fail the request
+                raise
             self._failures += 1
             if self._failures == 1 or self._failures % 1000 == 0:
                 log.exception("learned router failed (%d times); routing by rules",

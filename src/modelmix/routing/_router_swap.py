@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -35,10 +36,30 @@ if TYPE_CHECKING:
     from modelmix.routing.learned._base import QualityPredictor
 
 __all__ = ["LoadedRouter", "RouterReloadFailed", "artifact_dir_of", "describe_loaded",
-           "load_router"]
+           "is_fatal", "load_router", "resolved_artifact"]
 
 #: The prompt of the test prediction every loaded router must answer.
 _PROBE = "Summarise the plot of a short story in two sentences."
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` must propagate: the process or task is being stopped.
+
+    Everything else, ``BaseException`` subclasses included, is a failure of the router
+    to handle: ``tokenizers`` (PyO3) raises ``pyo3_runtime.PanicException``, a
+    ``BaseException``, when its Rust code panics (e.g. an onig regex retry-limit
+    overflow), and that must not kill a request or a reload."""
+    return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit
+                      | asyncio.CancelledError)
+
+
+def resolved_artifact(artifact: str) -> str:
+    """``artifact`` with symlinks resolved when it names a directory (``current`` -> the
+    version it points at now), else as given (``default``). Loading and fingerprinting
+    the resolved directory keeps both on the same files when ``current`` is flipped
+    later."""
+    path = Path(artifact).expanduser()
+    return str(path.resolve()) if path.is_dir() else artifact
 
 
 class RouterReloadFailed(InvalidRequest):
@@ -57,11 +78,13 @@ class LoadedRouter:
         predictor: the quality predictor.
         calibration: its calibrated targets (empty when none was found).
         artifact: what was asked for (``default`` or a directory).
-        directory: the artifact's resolved directory, when known.
+        directory: the artifact's directory with symlinks resolved (the version a
+            ``current`` link pointed at when it was loaded), when known.
         calibration_path: the calibration file given instead of the artifact's own.
         target: the calibrated target requests use when they name none (None: the
             calibration's default).
-        fingerprint: :func:`~modelmix.routing.router_fingerprint` of ``directory``.
+        fingerprint: :func:`~modelmix.routing.router_fingerprint` of ``directory``,
+            computed when the router was loaded.
         loaded_at: Unix time (s) the router was loaded.
     """
 
@@ -104,13 +127,13 @@ class LoadedRouter:
 
 def artifact_dir_of(predictor: object, artifact: str) -> Path | None:
     """A predictor's directory (its ``artifact_dir``), else ``artifact`` when that is a
-    directory, else None."""
+    directory, else None; symlinks resolved."""
     for attr in ("artifact_dir", "path", "directory"):
         value = getattr(predictor, attr, None)
         if isinstance(value, str | Path):
-            return Path(value)
+            return Path(value).resolve()
     given = Path(artifact)
-    return given if given.is_dir() else None
+    return given.resolve() if given.is_dir() else None
 
 
 def load_router(artifact: str, loader: Callable[[str], QualityPredictor], *,
@@ -129,16 +152,19 @@ def load_router(artifact: str, loader: Callable[[str], QualityPredictor], *,
             row of numbers in [0, 1], the calibration is malformed or was computed for
             another router (fingerprint), or ``target`` is not calibrated.
     """
+    source = resolved_artifact(artifact)  # `current` flipped later: still these files
     try:
-        predictor = loader(artifact)
+        predictor = loader(source)
     except ModelmixError as exc:
         raise RouterReloadFailed(f"cannot load router {artifact!r}: {exc.message}",
                                  param="artifact") from exc
-    except Exception as exc:  # a loader may raise anything; a reload must answer, not crash
+    except BaseException as exc:  # a loader may raise anything; a reload must answer
+        if is_fatal(exc):
+            raise
         raise RouterReloadFailed(f"cannot load router {artifact!r}: "
                                  f"{type(exc).__name__}: {exc}"[:500], param="artifact") from exc
     _probe(predictor, artifact)
-    directory = artifact_dir_of(predictor, artifact)
+    directory = artifact_dir_of(predictor, source)
     fingerprint = None if directory is None else router_fingerprint(directory)
     found = _calibration(directory, calibration, fingerprint)
     if target is not None and target not in found.targets:
@@ -153,8 +179,9 @@ def load_router(artifact: str, loader: Callable[[str], QualityPredictor], *,
 def describe_loaded(predictor: QualityPredictor, calibration: Calibration, artifact: str,
                     *, calibration_path: str | None, target: str | None,
                     loaded_at: float) -> LoadedRouter:
-    """A :class:`LoadedRouter` for a router loaded some other way (the strategy's lazy
-    start-up load), with its fingerprint computed now (blocking: hashes the files)."""
+    """A :class:`LoadedRouter` for a router loaded some other way (the strategy's
+    start-up load: call it right after loading), with its fingerprint computed now from
+    its resolved directory (blocking: hashes the files)."""
     directory = artifact_dir_of(predictor, artifact)
     return LoadedRouter(predictor=predictor, calibration=calibration, artifact=artifact,
                         directory=directory, calibration_path=calibration_path, target=target,
@@ -173,7 +200,9 @@ def _probe(predictor: QualityPredictor, artifact: str) -> None:
             width = len(values) - 1
         else:
             width = len(values)
-    except Exception as exc:  # any failure of the new router is a failed reload
+    except BaseException as exc:  # any failure of the new router is a failed reload
+        if is_fatal(exc):
+            raise
         raise RouterReloadFailed(f"router {artifact!r} failed its test prediction: "
                                  f"{type(exc).__name__}: {exc}"[:500], param="artifact") from exc
     if width != len(predictor.model_names):

@@ -7,8 +7,12 @@ A reload loads and checks the new router in a worker thread
 event loop (:meth:`~modelmix.routing.LearnedStrategy.install`): requests already routed
 finish on the old router, the next ones use the new one, and a router that fails its
 checks never serves (422 ``router_reload_failed``; the old one keeps serving). Reloads
-take turns (one lock). Every attempt, successful or not, is logged at WARNING and stored
-in the ``router_events`` table (``modelmix router events``).
+take turns (one lock); SIGHUPs, and broadcasts, arriving while one of theirs runs are
+merged into one follow-up reload (the latest request wins). Every reload attempt,
+successful or not, is logged at WARNING and stored in the ``router_events`` table
+(``modelmix router events``); a refused call (401/403) is logged at WARNING (at most
+:data:`REFUSALS_LOGGED_PER_MINUTE` lines a minute) and, for a reload asked with a
+virtual key, stored as a ``refused`` row.
 
 Example::
 
@@ -20,11 +24,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,10 +47,15 @@ from modelmix.routing._router_swap import LoadedRouter, RouterReloadFailed
 from modelmix.server._auth import Authenticator
 from modelmix.server._body_read import read_body
 from modelmix.server._gateway import error_response
-from modelmix.store._router_events import RouterEvent, RouterEventStore
+from modelmix.store._router_events import (
+    MAX_NAME_CHARS,
+    RouterEvent,
+    RouterEventStore,
+    printable,
+)
 
-__all__ = ["ROUTER_CHANNEL", "ReloadRequest", "RouterAdmin", "build_router_admin",
-           "router_admin_routes"]
+__all__ = ["REFUSALS_LOGGED_PER_MINUTE", "ROUTER_CHANNEL", "ReloadRequest", "RouterAdmin",
+           "build_router_admin", "router_admin_routes"]
 
 log = logging.getLogger("modelmix.router.admin")
 
@@ -52,6 +63,36 @@ log = logging.getLogger("modelmix.router.admin")
 ROUTER_CHANNEL = "router"
 
 _BODY_LIMIT = 16 * 1024
+#: Refused admin calls logged (and, for virtual keys, stored) per minute and replica at
+#: most: enough to see who is knocking, too few for a flood to fill logs or the table.
+#: The next line logged says how many were left out.
+REFUSALS_LOGGED_PER_MINUTE = 20
+
+
+class _Allowance:
+    """At most ``per_minute`` events a minute pass; the others are counted."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._start, self._passed, self.dropped = time.monotonic(), 0, 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        if now - self._start >= 60.0:
+            self._start, self._passed = now, 0
+        if self._passed >= self.per_minute:
+            self.dropped += 1
+            return False
+        self._passed += 1
+        return True
+
+
+def _key_tag(authorization: str | None) -> str:
+    """Who presented an unknown key, without logging the key: a short SHA-256 prefix."""
+    token = (authorization or "").removeprefix("Bearer ").strip()
+    if not token:
+        return "no key"
+    return "key sha256:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 class ReloadRequest(BaseModel):
@@ -90,7 +131,11 @@ class RouterAdmin:
         self.replica = replica or (f"{socket.gethostname()}:{os.getpid()}:"
                                    f"{uuid.uuid4().hex[:6]}")
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # per trigger: the reload worker running, and the one request waiting behind it
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, tuple[ReloadRequest, str]] = {}
+        self._merged: dict[str, int] = {}
+        self._refusals = _Allowance(REFUSALS_LOGGED_PER_MINUTE)
         shared = service.shared
         if shared is not None:  # before shared.start(): create_app runs before lifespan
             shared.subscribe(shared.channel(ROUTER_CHANNEL), self._on_broadcast)
@@ -143,31 +188,77 @@ class RouterAdmin:
 
     async def check_admin(self, request: Request) -> str:
         """The caller's key id when it is the master key. Fails closed: with no master key
-        configured (open mode) nobody may swap the router.
+        configured (open mode) nobody may swap the router. A refusal is logged (rate
+        limited) and, for a reload asked with a virtual key, stored as ``refused``.
 
         Raises:
             AuthenticationFailed: missing or unknown key (401).
             PermissionDenied: not the master key, or none configured (403).
         """
-        info = await self.auth.authenticate(request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        try:
+            info = await self.auth.authenticate(header)
+        except ModelmixError as exc:
+            await self._refused(request, exc, _key_tag(header), None)
+            raise
         if info.key_id is None:
-            raise PermissionDenied(
+            denied = PermissionDenied(
                 f"router administration is disabled: no master key is configured. Set "
                 f"{self.service.config.server.master_key_env} and restart the gateway.",
                 code="master_key_not_configured")
+            await self._refused(request, denied, "open mode", None)
+            raise denied
         if not info.is_admin:
-            raise PermissionDenied("router administration needs the master key",
+            denied = PermissionDenied("router administration needs the master key",
                                    code="admin_key_required")
+            await self._refused(request, denied, f"key {info.key_id}", info.key_id)
+            raise denied
         return info.key_id
+
+    async def _refused(self, request: Request, exc: ModelmixError, who: str,
+                       key_id: str | None) -> None:
+        """Log a refused admin call (WARNING, rate limited); store a ``refused`` row when a
+        known non-master key asked for a reload."""
+        if not self._refusals.take():
+            return
+        dropped, self._refusals.dropped = self._refusals.dropped, 0
+        client = request.client.host if request.client else "unknown"
+        log.warning("router admin refused (%d): %s %s by %s from %s: %s%s",
+                    exc.status_code, request.method, request.url.path, printable(who),
+                    client, exc.code,
+                    f" ({dropped} earlier refusals not logged)" if dropped else "")
+        if key_id is not None and request.url.path.endswith("/reload"):
+            await self._store(RouterEvent(
+                actor=key_id, trigger="endpoint", result="refused", replica=self.replica,
+                reason=f"{exc.code}: {exc.message} (from {client})"))
 
     # -- signal and broadcast ------------------------------------------------------------
 
     def reload_soon(self, body: ReloadRequest, *, actor: str, trigger: str) -> None:
-        """Start a reload in the background (from a signal or a broadcast): its outcome is
-        audited and logged, never raised."""
-        task = asyncio.get_running_loop().create_task(self._quiet(body, actor, trigger))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Reload in the background (from a signal or a broadcast): its outcome is
+        audited and logged, never raised. Coalesced per ``trigger``: while a reload of
+        this trigger runs, at most one more waits, and a newer request replaces the
+        waiting one (30 SIGHUPs in a row: two reloads, the last reading the files as they
+        are after the last signal)."""
+        if trigger in self._pending:
+            self._merged[trigger] = self._merged.get(trigger, 0) + 1
+        self._pending[trigger] = (body, actor)
+        if trigger not in self._workers:
+            task = asyncio.get_running_loop().create_task(self._drain(trigger))
+            self._workers[trigger] = task
+
+    async def _drain(self, trigger: str) -> None:
+        """Run the waiting reload of ``trigger`` until none waits."""
+        try:
+            while trigger in self._pending:
+                body, actor = self._pending.pop(trigger)
+                merged = self._merged.pop(trigger, 0)
+                if merged:
+                    log.warning("router reload by %s: %d earlier requests merged into this "
+                                "one", trigger, merged)
+                await self._quiet(body, actor, trigger)
+        finally:
+            self._workers.pop(trigger, None)
 
     async def _quiet(self, body: ReloadRequest, actor: str, trigger: str) -> None:
         try:
@@ -212,21 +303,32 @@ class RouterAdmin:
         return True
 
     def _on_broadcast(self, message: str) -> None:
+        if len(message) > _BODY_LIMIT:  # ours are a few hundred bytes
+            log.warning("ignoring a router broadcast of %d characters (at most %d)",
+                        len(message), _BODY_LIMIT)
+            return
         try:
             raw = json.loads(message)
             origin, actor = str(raw.pop("origin")), str(raw.pop("actor"))
+            if len(origin) + len(actor) > MAX_NAME_CHARS:
+                raise ValueError("origin and actor too long")
             body = ReloadRequest(**raw, broadcast=False)
         except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("ignoring a malformed router broadcast: %.200s", message)
+            log.warning("ignoring a malformed router broadcast: %s", printable(message[:200]))
             return
         if origin != self.replica:
             self.reload_soon(body, actor=f"{actor}@{origin}", trigger="broadcast")
 
     async def _audit(self, event: RouterEvent) -> None:
+        shown = event.capped()
         log.warning("router reload %s: actor=%s trigger=%s replica=%s artifact=%s old=%s "
-                    "new=%s reason=%s", event.result, event.actor, event.trigger,
-                    event.replica, event.artifact, event.old_fingerprint,
-                    event.new_fingerprint, event.reason)
+                    "new=%s reason=%s", *(printable(v) for v in (
+                        shown.result, shown.actor, shown.trigger, shown.replica,
+                        shown.artifact, shown.old_fingerprint, shown.new_fingerprint,
+                        shown.reason)))
+        await self._store(event)
+
+    async def _store(self, event: RouterEvent) -> None:
         if self.events is None:
             return
         try:

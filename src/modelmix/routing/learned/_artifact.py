@@ -24,6 +24,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from modelmix.errors import ConfigError
+from modelmix.routing.learned._artifact_check import (
+    check_array_headers,
+    check_consistency,
+    check_values,
+)
 from modelmix.routing.learned._base import QualityPredictor
 from modelmix.routing.learned._embed import StaticEmbedder
 from modelmix.routing.learned._features import LEXICAL_FEATURES
@@ -261,16 +266,43 @@ def load_predictor(name_or_dir: str | Path = "default") -> LearnedPredictor:
         raise ConfigError(f"{directory}: {exc}") from None
     if prior is not None and (manifest.weak_model is None or manifest.strong_model is None):
         raise ConfigError(f"{directory}: a router prior needs a weak/strong model pair")
+    shapes = check_array_headers(directory)  # before decompressing anything
     try:
         embedder = StaticEmbedder.load(directory,
                                        max_tokens=manifest.features.embedding.max_tokens)
         model = RouterModel.load(directory, learner)
     except Exception as exc:  # numpy, zipfile and tokenizers each raise their own kinds
         raise ConfigError(f"{directory}: cannot load router files ({exc})") from exc
+    _check_fits(directory, embedder, model, manifest, shapes)
     return LearnedPredictor(
         model_names=tuple(manifest.model_names), weak_model=manifest.weak_model,
         strong_model=manifest.strong_model, embedder=embedder, model=model,
         manifest=raw, artifact_dir=directory, prior=prior)
+
+
+def _check_fits(directory: Path, embedder: StaticEmbedder, model: RouterModel,
+                manifest: Manifest, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The loaded arrays fit the tokenizer, each other and the manifest
+    (:func:`~._artifact_check.check_consistency`).
+
+    Raises:
+        ConfigError: naming the directory and what is inconsistent.
+    """
+    from modelmix.routing.learned._structure import STRUCTURE_FEATURES
+
+    vocab = embedder._tokenizer.get_vocab_size()
+    domains = (manifest.features.model_extra or {}).get("domains")
+    try:
+        check_consistency(
+            vocab_size=vocab, table=embedder.table.shape, learner=model.learner,
+            arrays={k.removeprefix("learner_"): v for k, v in shapes.items()},
+            models=len(manifest.model_names),
+            lexical=len(LEXICAL_FEATURES) + (len(STRUCTURE_FEATURES) if model.structure
+                                             else 0),
+            domains=domains if isinstance(domains, list) else None)
+        check_values(model.arrays, vocab)
+    except ConfigError as exc:
+        raise ConfigError(f"{directory}: {exc.message}") from None
 
 
 def _conforms(predictor: LearnedPredictor) -> QualityPredictor:
