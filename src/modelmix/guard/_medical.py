@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
 from modelmix.guard._lexicon import load_words
-from modelmix.guard._patterns import Anchored, Recognizer, register, word_index
+from modelmix.guard._patterns import Anchored, Recognizer, gated, register, word_index
 
 __all__ = ["TIED_SCORE", "UNTIED_SCORE", "MedicalRecognizer"]
 
@@ -133,6 +133,8 @@ _GENERIC_SUBJECT = frozenset(
 
 
 _WORD = re.compile(r"[a-z\u00e0-\u00ff][a-z\u00e0-\u00ff'\-]*")
+_WORD_START = re.compile(r"[a-z\u00e0-\u00ff]")
+_HEAD = re.compile(r"[^\W_]+")
 
 
 # Conditions and drugs outside the lexicon, recognised by the phrase that introduces them.
@@ -200,6 +202,10 @@ class MedicalRecognizer(Recognizer):
         self._index = _index(load_words("conditions"), "MEDICAL_CONDITION")
         for word, phrases in _index(load_words("medications"), "MEDICATION").items():
             self._index.setdefault(word, []).extend(phrases)
+        # A key that starts with no letter or digit ("÷" is in _WORD's range) has no head:
+        # then every text gets the full scan.
+        self._heads = (_Heads(iter(self._index)) if all(_HEAD.match(key) for key in self._index)
+                       else None)
 
     def find(self, text: str) -> Iterator[Entity]:
         hits = list(self._lexicon(text))
@@ -215,7 +221,9 @@ class MedicalRecognizer(Recognizer):
 
     def _lexicon(self, text: str) -> Iterator[tuple[str, int, int]]:
         lower = text.lower()
-        for word in _WORD.finditer(lower):
+        starts = self._heads.starts(lower) if gated() and self._heads is not None else None
+        words = _WORD.finditer(lower) if starts is None else _words_at(lower, starts)
+        for word in words:
             candidates = self._index.get(word.group().rstrip("'-"))
             if candidates is None:
                 continue
@@ -228,6 +236,44 @@ class MedicalRecognizer(Recognizer):
                         end == len(lower) or not (lower[end].isalnum() or lower[end] == "-")):
                     yield kind, start, end
                     break
+
+
+class _Heads:
+    """Where a lexicon phrase can start, from the shared word index (:func:`word_index`).
+
+    A phrase found at ``s`` starts with its key, the key with its *head* (its leading
+    letters and digits) and ``s`` follows no letter or digit, so the index's word at ``s``
+    begins with a head. The words that do (four-character heads looked up in the index's
+    by-prefix table, shorter heads by prefix) give every start the full scan would try
+    that can hold a phrase; the lexicon loop then reads only those.
+    """
+
+    def __init__(self, keys: Iterator[str]) -> None:
+        heads = [_HEAD.match(key) for key in keys]
+        self.long = frozenset(h.group()[:4] for h in heads if h and len(h.group()) >= 4)
+        self.short = frozenset(h.group() for h in heads if h and len(h.group()) < 4)
+        self.lengths = sorted({len(h) for h in self.short})
+
+    def starts(self, lower: str) -> list[int]:
+        """Sorted offsets in ``lower`` where a lexicon phrase may start."""
+        index, by_prefix = word_index(lower)
+        words = {w for head in by_prefix.keys() & self.long for w in by_prefix[head]}
+        for size in self.lengths:
+            words.update(w for w in index if w[:size] in self.short)
+        return sorted(p for w in words for p in index[w])
+
+
+def _words_at(lower: str, starts: list[int]) -> Iterator[re.Match[str]]:
+    """The matches ``_WORD.finditer(lower)`` gives that start at one of ``starts``."""
+    for start in starts:
+        before = start - 1
+        while before >= 0 and lower[before] in "'-":
+            before -= 1
+        if before >= 0 and _WORD_START.match(lower, before):
+            continue  # inside the run of letters, apostrophes and hyphens before it
+        word = _WORD.match(lower, start)
+        if word is not None:
+            yield word
 
 
 class _Cues:

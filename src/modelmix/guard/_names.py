@@ -212,7 +212,7 @@ class NameRecognizer(Recognizer):
                     continue  # one unknown word is a name only after "my name is" and such
             yield from self._split(text, run.start(), value)
         yield from self._lower_case(text)
-        if _CJK_CHAR.search(text):
+        if not text.isascii() and _CJK_CHAR.search(text):
             yield from self._cjk(text)
 
     def _cjk(self, text: str) -> Iterator[Entity]:

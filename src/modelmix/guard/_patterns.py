@@ -24,6 +24,7 @@ __all__ = [
     "anchors_of",
     "cue_regex",
     "digits_of",
+    "gated",
     "has_digit",
     "preceded_by_word",
     "register",
@@ -65,6 +66,12 @@ def digits_of(value: str) -> str:
 _DIGIT = re.compile(r"\d")
 #: Off inside :func:`ungated`: every gate then says "run" (tests compare both paths).
 _GATED: ContextVar[bool] = ContextVar("modelmix_guard_gated", default=True)
+
+
+def gated() -> bool:
+    """Whether gates may skip scans: ``False`` inside :func:`ungated`. A recognizer with its
+    own precondition (a literal the pattern needs) writes ``if not gated() or ...``."""
+    return _GATED.get()
 
 
 def has_digit(text: str) -> bool:

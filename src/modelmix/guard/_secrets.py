@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from modelmix.guard._base import Entity
-from modelmix.guard._patterns import Anchored, Recognizer, anchors_of, register
+from modelmix.guard._patterns import Anchored, Recognizer, anchors_of, gated, register
 
 __all__ = ["SecretRecognizer", "entropy"]
 
@@ -35,6 +35,14 @@ _PREFIXED = re.compile(
     r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
     r")(?![A-Za-z0-9_\-])"
 )
+#: Literal pieces one of which every :data:`_PREFIXED` match holds: ``in`` tests for them
+#: (~4 µs per 400 characters) gate a scan that costs ~17 µs even when nothing matches
+#: (``gh[pousr]_`` is spelt out; ``(?:sk|rk|pk)_(?:live|test)_`` holds ``k_live_`` or
+#: ``k_test_``; ``xox[abposre]-`` holds ``xox``).
+_PREFIX_PIECES = ("sk-", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ghp_", "gho_", "ghu_",
+                  "ghs_", "ghr_", "github_pat_", "xox", "xapp-", "AIza", "k_live_", "k_test_",
+                  "whsec_", "glpat-", "hf_", "npm_", "SG.", "key-", "dop_v1_", "shpat_", "pypi-",
+                  "eyJ")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
                   r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)")
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^\s:/@]{1,64}:(?P<value>[^\s@/]{3,128})@")
@@ -93,8 +101,9 @@ class SecretRecognizer(Recognizer):
     types = ("API_KEY", "PASSWORD")
 
     def find(self, text: str) -> Iterator[Entity]:
-        for match in _PREFIXED.finditer(text):
-            yield Entity("API_KEY", match.start(), match.end(), 1.0)
+        if not gated() or any(piece in text for piece in _PREFIX_PIECES):
+            for match in _PREFIXED.finditer(text):
+                yield Entity("API_KEY", match.start(), match.end(), 1.0)
         if "PRIVATE KEY" in text:
             for match in _PEM.finditer(text):
                 yield Entity("API_KEY", match.start(), match.end(), 1.0)
@@ -111,7 +120,8 @@ class SecretRecognizer(Recognizer):
                 kind = "PASSWORD" if is_password else "API_KEY"
                 start = match.start("value")
                 yield Entity(kind, start, start + len(value), 0.9)
-        for match in _BEARER.finditer(text):
+        for match in (_BEARER.finditer(text) if not gated() or "Bearer" in text
+                      or "Basic" in text or "Token" in text else ()):
             value = match.group("value")
             if _secret_like(value, password=False):
                 yield Entity("API_KEY", match.start("value"), match.end("value"), 0.9)
@@ -120,7 +130,8 @@ class SecretRecognizer(Recognizer):
 
 def _aws_secrets(text: str) -> Iterator[Entity]:
     """40-character AWS secret access keys near an access key id or the word "secret"."""
-    anchors = [*_AWS_KEY_ID.finditer(text)]
+    anchors = ([*_AWS_KEY_ID.finditer(text)] if not gated() or "AKIA" in text
+               or "ASIA" in text else [])
     if "ecret" in text or "ECRET" in text:
         anchors += _SECRET_WORD.finditer(text)
     for anchor in anchors:
