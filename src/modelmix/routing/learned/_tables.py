@@ -25,17 +25,22 @@ import json
 import math
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelmix.errors import ModelmixError
-from modelmix.routing.learned._shape import reference_column
+from modelmix.routing.learned._shape import near_range_cells, reference_column
 
-__all__ = ["OutcomeTable", "RouterDataError", "header_of", "model_columns", "outcome_value",
-           "prompt_of", "read_outcome_tables", "read_prompts", "read_rows"]
+__all__ = ["MIN_TRAIN_ROWS", "OutcomeTable", "RouterDataError", "check_trainable", "header_of",
+           "model_columns", "outcome_value", "prompt_of", "read_outcome_tables",
+           "read_prompts", "read_rows"]
+
+#: Fewest rows with an outcome that ``router train`` fits a router on: below it a fit
+#: (and any cross-validation fold) says nothing about routing.
+MIN_TRAIN_ROWS = 10
 
 # No single letters: an answer-key column (A-J) would read as outcomes.
 _TRUE = frozenset({"true", "yes", "correct"})
@@ -69,6 +74,8 @@ class OutcomeTable:
         domain_column: the domain column when some file had it, else None (domains
             are then the file stems).
         scaled: whether some file's numeric grades were min-max scaled to [0, 1].
+        ignored: columns left out because no row had an outcome in them (all empty),
+            named by :func:`~modelmix.routing.learned._shape.describe_table`.
     """
 
     prompts: tuple[str, ...]
@@ -79,6 +86,7 @@ class OutcomeTable:
     reference: str | None = None
     domain_column: str | None = None
     scaled: bool = False
+    ignored: tuple[str, ...] = ()
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -280,6 +288,7 @@ def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
         cells = [_cell(r.get(col)) for r in rows]
         values = [v for ok, v in cells if ok and v is not None]
         if not values:
+            _refuse_non_finite(path, col, rows)
             continue
         bad = next((i for i, (ok, _) in enumerate(cells) if not ok), None)
         if bad is not None:
@@ -298,6 +307,47 @@ def model_columns(path: Path | str, rows: Sequence[dict[str, Any]],
             f"column(s) {binary}; if they are not model scores (ids, answers), name the "
             "model columns with --models")
     return [c for c in header_of(rows) if c in binary or c in graded]
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is a number that is infinite (JSON ``1e999``, CSV ``inf``)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return math.isinf(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _refuse_non_finite(path: Path | str, col: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Refuse a column with no outcome whose filled cells are all infinite numbers: a
+    model column overflowed, not a text column to leave out."""
+    filled = [(i, r.get(col)) for i, r in enumerate(rows, 1) if _cell(r.get(col)) != (True, None)]
+    if filled and all(_non_finite(v) for _, v in filled):
+        row, value = filled[0]
+        raise RouterDataError(f"{path}: row {row}, column {col!r}: {value!r} is not a finite "
+                              f"number, and no cell of {col!r} is (name the model columns "
+                              "with --models if it is not one)")
+
+
+def _empty_columns(rows: Sequence[dict[str, Any]], header: Sequence[str],
+                   skip: Sequence[str]) -> list[str]:
+    """Columns (not ``skip``, ids or responses) with no value in any row."""
+    return [c for c in header if c not in skip and not c.endswith("_response")
+            and not _is_id(c) and all(_cell(r.get(c)) == (True, None) for r in rows)]
+
+
+def _refuse_near_range(path: Path, columns: dict[str, list[float]]) -> None:
+    """Refuse a preference table with a few cells outside [0, 1]
+    (:func:`~modelmix.routing.learned._shape.near_range_cells`), naming them."""
+    cells = near_range_cells(columns)
+    if cells:
+        shown = ", ".join(f"row {r} column {c!r} = {v:g}" for r, c, v in cells[:5])
+        more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
+        raise RouterDataError(
+            f"{path}: reads as a preference table (one column is 0.5 throughout) but "
+            f"{len(cells)} cell(s) lie outside 0-1: {shown}{more}; fix them (grades would "
+            "be min-max scaled and the reference column lost)")
 
 
 def _scale_grades(columns: dict[str, list[float]]) -> bool:
@@ -323,6 +373,7 @@ class _Part:
     source: str
     scaled: bool = False
     has_domain: bool = False
+    ignored: list[str] = field(default_factory=list)
 
 
 def _read_part(path: Path, prompt_column: str, domain_column: str | None,
@@ -344,12 +395,14 @@ def _read_part(path: Path, prompt_column: str, domain_column: str | None,
         values = [outcome_value(r.get(col), where=f"{path}: row {i}, column {col!r}")
                   for i, r in enumerate(rows, 1)]
         columns[col] = [math.nan if v is None else v for v in values]
+    _refuse_near_range(path, columns)
     scaled = _scale_grades(columns)
     stem = path.stem
     has_domain = domain_column is not None and domain_column in header
     domains = [str(r.get(domain_column) or stem) if has_domain and domain_column else stem
                for r in rows]
-    return _Part(prompts, columns, domains, stem, scaled, has_domain)
+    ignored = [] if models else _empty_columns(rows, header, skip)
+    return _Part(prompts, columns, domains, stem, scaled, has_domain, ignored)
 
 
 def read_outcome_tables(
@@ -389,4 +442,18 @@ def read_outcome_tables(
         reference=reference_column(names, outcomes),
         domain_column=domain_column if any(part.has_domain for part in parts) else None,
         scaled=any(part.scaled for part in parts),
+        ignored=tuple(c for c in dict.fromkeys(c for part in parts for c in part.ignored)
+                      if c not in names),
     )
+
+
+def check_trainable(table: OutcomeTable) -> None:
+    """Refuse a table too small to train on.
+
+    Raises:
+        RouterDataError: fewer than :data:`MIN_TRAIN_ROWS` rows with some outcome.
+    """
+    rows = int(np.isfinite(table.outcomes).any(axis=1).sum()) if table.outcomes.size else 0
+    if rows < MIN_TRAIN_ROWS:
+        raise RouterDataError(f"only {rows} row(s) with an outcome; training needs at least "
+                              f"{MIN_TRAIN_ROWS}")

@@ -36,7 +36,12 @@ from modelmix.routing.learned._features import LEXICAL_FEATURES, lexical_feature
 from modelmix.routing.learned._fit import FitOptions, Progress, _qualified, fit_router
 from modelmix.routing.learned._shape import describe_table
 from modelmix.routing.learned._structure import STRUCTURE_FEATURES
-from modelmix.routing.learned._tables import OutcomeTable, RouterDataError, read_outcome_tables
+from modelmix.routing.learned._tables import (
+    OutcomeTable,
+    RouterDataError,
+    check_trainable,
+    read_outcome_tables,
+)
 from modelmix.routing.learned._tokens import SparseRows, ngram_rows
 
 __all__ = ["EMBEDDING_SOURCE", "PREFERENCE_DEFAULTS", "choose_pair", "load_embedder",
@@ -228,7 +233,9 @@ def train_router(
     the tables list them), for calibrating thresholds without in-sample optimism.
 
     Raises:
-        RouterDataError: unusable data, or more ``cv_folds`` than distinct prompts.
+        RouterDataError: unusable data, fewer than
+            :data:`~modelmix.routing.learned._tables.MIN_TRAIN_ROWS` rows with an outcome,
+            or more ``cv_folds`` than distinct prompts.
         ConfigError: no artifact to take the embedding table from.
     """
     paths = [Path(p) for p in data]
@@ -239,6 +246,7 @@ def train_router(
     pair = choose_pair(table, weak, strong)
     options = options_for_table(table, options, given)
     cv, cv_scores = _cv_metrics(table, embedder, options, pair, cv_folds, progress)
+    check_trainable(table)  # after the shape checks above, whose messages say more
     predictor = train_on_table(table, embedder, options=options,
                                weak=pair[0], strong=pair[1], progress=progress)
     predictor.manifest.update({
