@@ -139,7 +139,18 @@ def _held_out(req: EvalRequest, router: str, options: EvalOptions,
                   "numbers measure memory, not routing; use --cv for honest ones",
                   highlight=False)
     tables = _tables(req, trained.weak_model, trained.strong_model)
-    return run_eval(tables, options=options, scorer=trained.scorer, router=trained.label)
+    start = last = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:  # every 5 s, and the end of a table
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= 5.0 or (done == total and now - start >= 5.0):
+            last = now
+            err.print(f"scored {done:,}/{total:,} prompts ({now - start:.0f} s)",
+                      highlight=False)
+
+    return run_eval(tables, options=options, scorer=trained.scorer, router=trained.label,
+                    on_batch=progress)
 
 
 def _cross_validated(req: EvalRequest, options: EvalOptions, err: Console) -> list[EvalReport]:
