@@ -53,6 +53,7 @@ from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingInput
 from modelmix.routing._router_swap import (
     LoadedRouter,
+    artifact_dir_of,
     describe_loaded,
     is_fatal,
     load_router,
@@ -190,8 +191,10 @@ class LearnedStrategy(Strategy):
                 self._unavailable = f"{type(exc).__name__}: {exc}"[:200]
                 log.warning("learned router %r unavailable, routing by rules: %s",
                             s.artifact, self._unavailable)
-        if self._predictor is None:
-            self._calibration = self._calibration or Calibration()
+        if self._predictor is None:  # rules route; a target named by requests still resolves
+            if self._calibration is None:
+                folder = artifact_dir_of(None, s.artifact)
+                self._calibration = self._read_calibration(folder, None)
             return
         described = describe_loaded(self._predictor, Calibration(), s.artifact,
                                     calibration_path=s.calibration, target=s.target,
