@@ -118,6 +118,6 @@ def test_gated_equals_ungated_on_random_texts(detector: GuardDetector) -> None:
     _assert_same(detector, list(_fuzz_texts(600, seed=15)))
 
 
-@pytest.mark.slow  # ~40 s: every text of the four corpora, each scanned twice
+@pytest.mark.slow  # ~30 s: every text of the four corpora, each scanned twice
 def test_gated_equals_ungated_on_every_corpus_text(detector: GuardDetector) -> None:
     _assert_same(detector, _corpus_texts())
