@@ -127,11 +127,16 @@ def task_type(prompt: str) -> str:
     for name, vocabulary, phrases in _TASKS:
         if not present.isdisjoint(vocabulary) or any(p in joined for p in phrases):
             return name
-        if name == "math" and _ARITHMETIC.search(head):
+        if name == "math" and (_has_digit(head) or not head.isascii()) and _ARITHMETIC.search(head):
             return name
         if name == "code" and ("```" in head or "c++" in head):
             return name
     return "open" if _OPEN.search(head) else "other"
+
+
+def _has_digit(text: str) -> bool:
+    """Whether ``text`` holds an ASCII digit (ten substring tests: cheaper than a regex)."""
+    return any(d in text for d in "0123456789")
 
 
 def _material(prompt: str) -> float:
@@ -144,7 +149,7 @@ def exam_format(prompt: str) -> bool:
     problem (one paragraph, two or more quantities, a final question or
     "calculate/find" instruction)."""
     text = prompt[:FORMAT_SCAN_CHARS]
-    if len(_OPTION.findall(text)) >= 2:
+    if "\n" in text and len(_OPTION.findall(text)) >= 2:  # two option lines need a newline
         return True
     text = text.strip().lower()
     if "\n" in text or "<br>" in text or _QUANTITY.search(text[-QUESTION_SCAN_CHARS:]) is None:
