@@ -55,6 +55,18 @@ _PARA = re.compile(r"\n\s*\n")
 _SENT = re.compile(r"[.!?](?:\s|$)")
 
 
+def _magnitudes(nums: list[str]) -> list[float]:
+    """Absolute values of the number strings ``float`` can read, capped at
+    :data:`_MAX_MAGNITUDE`."""
+    vals = []
+    for n in nums:
+        try:
+            vals.append(min(abs(float(n)), _MAX_MAGNITUDE))
+        except ValueError:
+            pass
+    return vals
+
+
 def _lg(x: float) -> float:
     return math.log1p(max(x, 0.0))
 
@@ -67,12 +79,7 @@ def _reference_structure(text: str) -> list[float]:
     stem = stem.replace("Answer:", "")
     olen = np.array([len(o) for o in opts], float) if opts else np.zeros(1)
     nums = [n.replace(",", "") for n in _NUM.findall(stem)]
-    vals = []
-    for n in nums:
-        try:
-            vals.append(min(abs(float(n)), _MAX_MAGNITUDE))
-        except ValueError:
-            pass
+    vals = _magnitudes(nums)
     numeric_opts = (sum(bool(_NUMERIC_OPT.match(o)) for o in opts) / len(opts)) if opts else 0.0
     q_sent = [s for s in re.split(r"(?<=[.!?])\s+", stem) if s.strip()]
     return [
@@ -179,13 +186,7 @@ def _option_stats(opts: list[str], stem: str) -> list[float]:
 def _numbers(stem: str) -> tuple[list[str], list[float]]:
     nums = [n.replace(",", "") for n in _NUM.findall(stem)] if not (
         stem.isascii() and not _ASCII_DIGIT.search(stem)) else []
-    vals = []
-    for n in nums:
-        try:
-            vals.append(min(abs(float(n)), _MAX_MAGNITUDE))
-        except ValueError:
-            pass
-    return nums, vals
+    return nums, _magnitudes(nums)
 
 
 def _structure(text: str) -> list[float]:
