@@ -611,7 +611,7 @@ def test_calibration_made_for_another_router_is_flagged(
 
 
 def test_route_reason_shows_enough_digits_to_compare() -> None:
-    from modelmix.routing._learned_strategy import _distinct
+    from modelmix.routing._learned_order import _distinct
 
     assert _distinct(0.10, 0.5) == ("0.10", "0.50")
     assert _distinct(0.5793, 0.58) == ("0.579", "0.580")  # not "0.58 < 0.58"

@@ -22,6 +22,8 @@ How one request is decided (docs/routing-in-gateway.md has the long form):
    (RouterBench's predictive router, Hu et al. 2024, arXiv:2403.12031).
 5. ``prefer_open`` hint: open deployments first (cheapest first), whatever ``p``.
 
+The orderings themselves are in :mod:`modelmix.routing._learned_order`.
+
 When no predictor can be loaded (numpy missing, no artifact) or it fails on a request,
 the ``rules`` ordering serves and the reason says why: routing never fails because of
 the learned router.
@@ -36,9 +38,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from modelmix.catalog import Config, Deployment, LearnedRouterSettings, Tier
 from modelmix.errors import InvalidRequest, ModelmixError
@@ -51,6 +52,14 @@ from modelmix.routing._calibration import (
 from modelmix.routing._decision import RouteDecision
 from modelmix.routing._exclusion import Exclusion, ExclusionKind
 from modelmix.routing._input import RoutingInput
+from modelmix.routing._learned_order import (
+    Choice,
+    by_quality,
+    by_threshold,
+    by_utility,
+    estimated_cost_usd,
+    open_first,
+)
 from modelmix.routing._router_swap import (
     LoadedRouter,
     artifact_dir_of,
@@ -82,26 +91,11 @@ UNCALIBRATED_THRESHOLD = 0.5
 PredictorLoader = Callable[[str], "QualityPredictor"]
 
 
-def estimated_cost_usd(dep: Deployment, request: RoutingInput) -> float:
-    """USD of one request on ``dep``: estimated prompt tokens and ``max_tokens`` (or
-    :data:`~modelmix.routing._input.DEFAULT_OUTPUT_TOKENS`) at catalog prices."""
-    return dep.cost_usd(request.needs.prompt_tokens_estimate, request.output_tokens_estimate())
-
-
 def default_predictor_loader(name: str) -> QualityPredictor:
     """``modelmix.routing.learned.load_predictor(name)``, imported on first use."""
     module = importlib.import_module("modelmix.routing.learned")
     load: PredictorLoader = module.load_predictor
     return load(name)
-
-
-@dataclass(slots=True)
-class _Choice:
-    ordered: list[Deployment]
-    reason: str
-    score: float | None = None
-    quality: dict[str, float] = field(default_factory=dict)
-    threshold: float | None = None
 
 
 def _unit(value: float) -> float:
@@ -125,8 +119,6 @@ class LearnedStrategy(Strategy):
     """
 
     name = "learned"
-
-    _HOSTING_RANK: ClassVar[dict[str, int]] = {"local": 0, "self-hosted": 1, "cloud": 2}
 
     def __init__(
         self,
@@ -318,7 +310,7 @@ class LearnedStrategy(Strategy):
             predicted_quality=choice.quality, threshold=choice.threshold)
 
     def _choose(self, candidates: Sequence[Deployment], request: RoutingInput,
-                excluded: dict[str, Exclusion]) -> _Choice:
+                excluded: dict[str, Exclusion]) -> Choice:
         kept = self._within_budget(candidates, request, excluded)
         predictor = self._ready()
         threshold = self._threshold(request.hints.target)
@@ -338,9 +330,9 @@ class LearnedStrategy(Strategy):
                                   f"learned router failed ({type(exc).__name__})")
 
     def _by_rules(self, candidates: list[Deployment], request: RoutingInput,
-                  excluded: dict[str, Exclusion], why: str) -> _Choice:
+                  excluded: dict[str, Exclusion], why: str) -> Choice:
         ordered, reason, _ = self._rules.order(candidates, request, excluded)
-        return _Choice(ordered, f"{why}; {reason}")
+        return Choice(ordered, f"{why}; {reason}")
 
     def _within_budget(self, candidates: Sequence[Deployment], request: RoutingInput,
                        excluded: dict[str, Exclusion]) -> list[Deployment]:
@@ -404,103 +396,22 @@ class LearnedStrategy(Strategy):
 
     def _predicted(self, predictor: QualityPredictor, candidates: list[Deployment],
                    request: RoutingInput, threshold: tuple[float, str],
-                   excluded: dict[str, Exclusion]) -> _Choice:
+                   excluded: dict[str, Exclusion]) -> Choice:
         columns = {d.name: self._column(d, predictor) for d in candidates}
         row = [_unit(v) for v in predictor.predict([request.prompt])[0]]
         index = {name: i for i, name in enumerate(predictor.model_names)}
         quality = {n: row[index[c]] for n, c in columns.items() if c is not None}
         hints = request.hints
         if hints.prefer_open:
-            return self._open_first(candidates, request, quality)
+            return open_first(candidates, request, quality)
         weak, strong = predictor.weak_model, predictor.strong_model
         if hints.min_quality is not None or weak is None or strong is None:
             if hints.min_quality is None and self.settings.quality_rule == "utility":
-                return self._by_utility(candidates, request, quality,
-                                        self.settings.cost_weight)
+                return by_utility(candidates, request, quality, self.settings.cost_weight)
             bar = self.settings.min_quality if hints.min_quality is None else hints.min_quality
-            return self._by_quality(candidates, request, quality, bar)
+            return by_quality(candidates, request, quality, bar)
         score = _unit(predictor.strong_score([request.prompt])[0])
-        return self._by_threshold(candidates, request, columns, strong, score, threshold,
-                                  quality, excluded)
-
-    def _cost_key(self, request: RoutingInput) -> Callable[[Deployment], tuple[float, int]]:
-        def key(dep: Deployment) -> tuple[float, int]:
-            return estimated_cost_usd(dep, request), self._HOSTING_RANK[dep.hosting.value]
-        return key
-
-    def _open_first(self, candidates: list[Deployment], request: RoutingInput,
-                    quality: dict[str, float]) -> _Choice:
-        cost = self._cost_key(request)
-        ordered = sorted(candidates, key=lambda d: (d.tier is not Tier.OPEN, *cost(d)))
-        why = ("open deployment first" if ordered[0].tier is Tier.OPEN
-               else "no open deployment allowed")
-        return _Choice(ordered, f"learned: prefer_open hint, {why}", quality=quality)
-
-    def _by_quality(self, candidates: list[Deployment], request: RoutingInput,
-                    quality: dict[str, float], bar: float) -> _Choice:
-        cost = self._cost_key(request)
-        meets = sorted((d for d in candidates if quality.get(d.name, -1.0) >= bar), key=cost)
-        rest = sorted((d for d in candidates if quality.get(d.name, -1.0) < bar),
-                      key=lambda d: (-quality.get(d.name, -1.0), *cost(d)))
-        ordered = [*meets, *rest]
-        first = ordered[0]
-        q = quality.get(first.name)
-        shown = "unknown" if q is None else f"{q:.2f}"
-        if meets:
-            reason = (f"learned: cheapest with predicted quality >= {bar:.2f}: "
-                      f"{first.name} ({shown})")
-        else:
-            reason = (f"learned: no candidate reaches predicted quality {bar:.2f}; best "
-                      f"predicted: {first.name} ({shown})")
-        return _Choice(ordered, reason, score=q, quality=quality, threshold=bar)
-
-    def _by_utility(self, candidates: list[Deployment], request: RoutingInput,
-                    quality: dict[str, float], weight: float) -> _Choice:
-        """Highest predicted quality - ``weight`` * USD per 1k requests first (equal: the
-        cheaper); candidates without a predictor column last, cheapest first."""
-        cost = self._cost_key(request)
-        usd = {d.name: 1000 * estimated_cost_usd(d, request) for d in candidates}
-        known = sorted((d for d in candidates if d.name in quality),
-                       key=lambda d: (-(quality[d.name] - weight * usd[d.name]), *cost(d)))
-        ordered = [*known, *sorted((d for d in candidates if d.name not in quality), key=cost)]
-        first = ordered[0]
-        q = quality.get(first.name)
-        shown = "unknown" if q is None else f"{q:.2f}"
-        reason = (f"learned: highest predicted quality - {weight:g} x USD/1k: {first.name} "
-                  f"(quality {shown}, ${usd[first.name]:.3f}/1k)")
-        return _Choice(ordered, reason, score=q, quality=quality)
-
-    def _by_threshold(self, candidates: list[Deployment], request: RoutingInput,
-                      columns: dict[str, str | None], strong: str, score: float,
-                      threshold: tuple[float, str], quality: dict[str, float],
-                      excluded: dict[str, Exclusion]) -> _Choice:
-        limit, label = threshold
-        need_strong = score >= limit
-        cost = self._cost_key(request)
-        primary = sorted((d for d in candidates if (columns[d.name] == strong) == need_strong),
-                         key=cost)
-        secondary = sorted((d for d in candidates if (columns[d.name] == strong) != need_strong),
-                           key=cost)
-        shown, bound = _distinct(score, limit)
-        reason = (f"learned: p(strong needed)={shown} {'>=' if need_strong else '<'} "
-                  f"{bound} ({label})")
-        if not primary or (not secondary and excluded):  # policy, not p, decided
-            missing_strong = need_strong if not primary else not need_strong
-            kind = "strong" if missing_strong else "weak"
-            why = "; ".join(f"{n}: {w}" for n, w in excluded.items()) or "none configured"
-            reason += f"; no {kind}-model deployment allowed (excluded: {why})"
-        return _Choice([*primary, *secondary], reason, score=score, quality=quality,
-                       threshold=limit)
-
+        return by_threshold(candidates, request, columns, strong, score, threshold, quality,
+                            excluded)
 
 STRATEGIES[LearnedStrategy.name] = LearnedStrategy
-
-
-def _distinct(score: float, limit: float) -> tuple[str, str]:
-    """Score and threshold with 2 decimals, or as many more (up to 6) as it takes for
-    the comparison to be visible ("0.579 < 0.580", not "0.58 < 0.58")."""
-    for digits in range(2, 7):
-        shown, bound = f"{score:.{digits}f}", f"{limit:.{digits}f}"
-        if shown != bound:
-            break
-    return shown, bound
