@@ -197,6 +197,26 @@ def test_min_quality_picks_the_cheapest_candidate_that_meets_it() -> None:
     assert d.deployment.name == "prop-pricey" and "no candidate reaches" in d.reason
 
 
+def test_utility_rule_applies_to_a_weak_strong_router_when_configured() -> None:
+    """quality_rule: utility is what the operator asked for, pair or not: a hard prompt
+    (weak 0.2, strong 0.95) goes to the strong model when quality is worth its price,
+    to the weak one when cost weighs more; the default keeps the threshold rule."""
+    def decide(**settings: Any) -> Any:
+        strategy = LearnedStrategy(FakePredictor(), calibration=CAL,
+                                   settings=LearnedRouterSettings(**settings))
+        router = Router(CFG, health=healthy, strategies={"learned": strategy})
+        req = ChatRequest.model_validate({"model": "auto", "max_tokens": 100,
+                                          "messages": [{"role": "user", "content": "hard"}]})
+        return router.route("auto", req.needs(), prompt="hard")
+
+    cheap_quality = decide(quality_rule="utility", cost_weight=0.0001)
+    assert cheap_quality.deployment.tier.value == "proprietary"
+    assert cheap_quality.reason.startswith("learned: highest predicted quality")
+    dear_quality = decide(quality_rule="utility", cost_weight=1000.0)
+    assert dear_quality.deployment.tier.value == "open"
+    assert decide().reason.startswith("learned: p(strong needed)")
+
+
 def test_n_model_predictor_uses_the_configured_min_quality() -> None:
     pred = TablePredictor({"m-open-small": 0.4, "m-open-big": 0.6, "m-prop-cheap": 0.9,
                            "m-prop-pricey": 0.9})

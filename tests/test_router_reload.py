@@ -299,6 +299,12 @@ def test_router_reload_cli_swaps_checks_cv_and_lists_events(
                                   str(routers["strong-wins"]), "--check-cv-margin", "0.01"])
     assert checked.exit_code == 1 and "no CV metrics" in checked.output
     assert gw.served_by(client) == "cheap"
+    # "default" names the shipped router for the check too, as it does for the endpoint
+    shipped = runner.invoke(app, ["router", "reload", "--url", gw.url, "--artifact",
+                                  "default", "--check-cv-margin", "0.02"])
+    assert shipped.exit_code == 1 and "cannot read" not in shipped.output
+    assert "live router has no CV metrics" in shipped.output
+    assert gw.served_by(client) == "cheap"
     swapped = runner.invoke(app, ["router", "reload", "--url", gw.url, "--artifact",
                                   str(routers["strong-wins"])])
     assert swapped.exit_code == 0, swapped.output

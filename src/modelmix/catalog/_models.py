@@ -373,10 +373,11 @@ class LearnedRouterSettings(_Strict):
             calibration's own default).
         min_quality: threshold on predicted quality for predictors without a weak/strong
             pair (and the fallback when nothing is calibrated: see the docs).
-        quality_rule: how quality mode (predictors without a weak/strong pair) picks:
-            ``threshold``, the cheapest candidate predicted ``>= min_quality``; or
-            ``utility``, the highest ``predicted quality - cost_weight * estimated USD per
-            1k requests`` (RouterBench's predictive router, Hu et al. 2024,
+        quality_rule: ``threshold`` (default): a weak/strong router compares P(strong
+            needed) with the calibrated threshold, a router without a pair takes the
+            cheapest candidate predicted ``>= min_quality``; ``utility``: any router
+            takes the highest ``predicted quality - cost_weight * estimated USD per 1k
+            requests`` (RouterBench's predictive router, Hu et al. 2024,
             arXiv:2403.12031). A request's ``router.min_quality`` uses ``threshold``.
         cost_weight: ``utility``'s weight, quality per USD per 1k requests (0.1: $1 more
             per 1k requests is worth 0.1 more predicted quality).

@@ -53,8 +53,13 @@ def cv_regressions(new: dict[str, Any] | None, live: dict[str, Any] | None,
 
 def _check_cv(client: Any, url: str, artifact: str, margin: float) -> None:
     """Exit 1 unless ``artifact``'s CV metrics are within ``margin`` of the live router's."""
+    directory = Path(artifact)
+    if artifact == "default" and not directory.is_dir():  # the shipped router, as the
+        from modelmix.routing.learned import default_artifact_dir  # endpoint reads it
+
+        directory = default_artifact_dir(artifact)
     try:
-        manifest = json.loads((Path(artifact) / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         _fail(f"cannot read {artifact}/manifest.json: {exc}")
     live = _call(client, "GET", url + "/router/info")

@@ -16,11 +16,12 @@ How one request is decided (docs/routing-in-gateway.md has the long form):
    :data:`UNCALIBRATED_THRESHOLD`.
 4. Quality mode (a ``min_quality`` hint, or a predictor without a weak/strong pair):
    the cheapest candidate whose predicted quality reaches the bar goes first, then the
-   others that reach it by price, then the rest by predicted quality. With
-   ``learned_router.quality_rule: utility`` (and no ``min_quality`` hint) candidates go
-   by ``predicted quality - cost_weight * estimated USD per 1k requests``, highest first
-   (RouterBench's predictive router, Hu et al. 2024, arXiv:2403.12031).
-5. ``prefer_open`` hint: open deployments first (cheapest first), whatever ``p``.
+   others that reach it by price, then the rest by predicted quality.
+5. ``learned_router.quality_rule: utility`` (any predictor, no ``min_quality`` hint):
+   candidates go by ``predicted quality - cost_weight * estimated USD per 1k requests``,
+   highest first (RouterBench's predictive router, Hu et al. 2024, arXiv:2403.12031),
+   instead of steps 3-4.
+6. ``prefer_open`` hint: open deployments first (cheapest first), whatever ``p``.
 
 The orderings themselves are in :mod:`modelmix.routing._learned_order`.
 
@@ -405,9 +406,9 @@ class LearnedStrategy(Strategy):
         if hints.prefer_open:
             return open_first(candidates, request, quality)
         weak, strong = predictor.weak_model, predictor.strong_model
+        if hints.min_quality is None and self.settings.quality_rule == "utility":
+            return by_utility(candidates, request, quality, self.settings.cost_weight)
         if hints.min_quality is not None or weak is None or strong is None:
-            if hints.min_quality is None and self.settings.quality_rule == "utility":
-                return by_utility(candidates, request, quality, self.settings.cost_weight)
             bar = self.settings.min_quality if hints.min_quality is None else hints.min_quality
             return by_quality(candidates, request, quality, bar)
         score = _unit(predictor.strong_score([request.prompt])[0])
