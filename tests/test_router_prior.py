@@ -172,3 +172,29 @@ def test_numbers_too_large_for_a_float_do_not_make_the_score_nan() -> None:
     for text in (f"Is 2^1024 equal to {2**1024}?", "7" * 10_000 + " how much is that?"):
         score = router.strong_score([text])[0]
         assert np.isfinite(score) and 0.0 <= score <= 1.0
+
+
+@pytest.mark.skipif(not CHAT.is_file(), reason="../shared/data/alpacaeval/chat.csv absent")
+def test_router_eval_maps_the_shipped_pair_onto_the_chat_columns(tmp_path: Path) -> None:
+    """`router eval --router default --weak COL --strong COL`: the table names the router's
+    pair differently; the CLI scores the same APGR as scoring by hand (the first test)."""
+    from typer.testing import CliRunner
+
+    from modelmix.cli import app
+
+    done = CliRunner().invoke(app, [
+        "router", "eval", "--data", str(CHAT), "--router", "default",
+        "--weak", "Mixtral-8x7B-Instruct-v0.1", "--strong", "gpt4_1106_preview",
+        "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    with CHAT.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    scores = load_predictor("default").strong_score([r["prompt"] for r in rows])
+    expected = evaluate_scores(scores, np.array([float(r["Mixtral-8x7B-Instruct-v0.1"])
+                                                 for r in rows]),
+                               np.array([float(r["gpt4_1106_preview"]) for r in rows])).apgr
+    chat = results["datasets"][0]
+    assert (chat["weak_model"], chat["strong_model"]) == ("Mixtral-8x7B-Instruct-v0.1",
+                                                          "gpt4_1106_preview")
+    assert chat["methods"]["router"]["apgr"]["mean"] == pytest.approx(expected)

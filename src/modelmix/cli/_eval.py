@@ -44,7 +44,9 @@ class EvalRequest:
         folds / seed: k and the split seed of cross-validation.
         learner / c / embedder: learned-router settings for retraining per fold (``c``
             None: the trainer's default, which the shipped router uses).
-        weak / strong: table columns of the pair (cross-validation; default: inferred).
+        weak / strong: table columns of the pair (cross-validation: default inferred;
+            with ``router``: the columns holding the router's weak / strong model,
+            default the router's own names).
         config: catalog file (default ``$MODELMIX_CONFIG`` or the embedded catalog).
         weak_deployment / strong_deployment: catalog deployments that price the points
             (default: the cheapest open and the cheapest proprietary deployment, as
@@ -138,7 +140,8 @@ def _held_out(req: EvalRequest, router: str, options: EvalOptions,
         err.print(f"[yellow]warning:[/] {path} is in this router's training data: its "
                   "numbers measure memory, not routing; use --cv for honest ones",
                   highlight=False)
-    tables = _tables(req, trained.weak_model, trained.strong_model)
+    # the table's own columns may name the router's pair differently (--weak/--strong)
+    tables = _tables(req, req.weak or trained.weak_model, req.strong or trained.strong_model)
     start = last = time.perf_counter()
 
     def progress(done: int, total: int) -> None:  # every 5 s, and the end of a table

@@ -245,8 +245,11 @@ def eval_(
         min=1e-6, help="CV: inverse L2 strength (default: the trainer's).")] = None,
     embedder: Annotated[str, typer.Option(help="CV: artifact to take the embedding table "
                                           "from.")] = "default",
-    weak: Annotated[str | None, typer.Option(help="CV: weak model column.")] = None,
-    strong: Annotated[str | None, typer.Option(help="CV: strong model column.")] = None,
+    weak: Annotated[str | None, typer.Option(
+        help="Weak model column (with --router: the column of the router's weak model).")
+    ] = None,
+    strong: Annotated[str | None, typer.Option(
+        help="Strong model column (with --router: the router's strong model's).")] = None,
     config: Annotated[Path | None, typer.Option(help="Catalog YAML.")] = None,
     weak_deployment: Annotated[str | None, typer.Option(
         help="Deployment pricing the weak model (default: cheapest open).")] = None,
