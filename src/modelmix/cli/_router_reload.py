@@ -173,7 +173,10 @@ def _event_line(event: Any) -> str:
     holding a newline or a terminal escape cannot forge a row or drive the terminal."""
     import time
 
-    from modelmix.store._router_events import printable as p
+    from modelmix.store._router_events import printable
+
+    def p(value: object) -> str:  # an absent value (no fingerprint, no reason) prints "-"
+        return "-" if value is None else printable(value)
 
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.created_at))
     return (f"{when}  {p(event.result):7}  {p(event.trigger):9}  {p(event.actor):12}  "
