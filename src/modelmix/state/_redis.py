@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from modelmix.catalog import Config, StateSettings
 from modelmix.errors import ConfigError, StateUnavailable, require_extra
@@ -241,7 +241,9 @@ class SharedRedis:
                     await asyncio.sleep(_RESUBSCRIBE_S)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # typed from redis-py 8.2 on, untyped before: one cast suits both
+                    close = cast("Callable[[], Awaitable[object]]", pubsub.aclose)
+                    await close()
 
     async def aclose(self) -> None:
         """Stop the listener and close the pool."""
