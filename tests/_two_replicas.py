@@ -37,8 +37,10 @@ class CountingUpstream(FaultyUpstream):
 
 def catalog(ups: dict[str, FaultyUpstream], *, limits: dict[str, dict[str, Any]] | None = None,
             threshold: int = 3, cooldown_s: float = 1.0, timeout_s: float = 5.0,
-            on_redis_down: str = "closed", groups: dict[str, list[str]] | None = None
-            ) -> Config:
+            on_redis_down: str = "closed", groups: dict[str, list[str]] | None = None,
+            state_timeout_s: float = 0.3) -> Config:
+    """Deployments on ``ups``; ``state_timeout_s`` bounds each Redis call (short, so the
+    Redis-down tests are quick; a test of many concurrent calls on a busy host needs more)."""
     limits = limits or {}
     return config_from_dict({
         "deployments": [{"name": name, "provider": "openai-compatible", "base_url": up.url,
@@ -48,7 +50,7 @@ def catalog(ups: dict[str, FaultyUpstream], *, limits: dict[str, dict[str, Any]]
         "reliability": {"num_retries": 0, "timeout_s": timeout_s * 2,
                         "circuit_breaker": {"failure_threshold": threshold,
                                             "cooldown_s": cooldown_s}},
-        "state": {"on_redis_down": on_redis_down, "timeout_s": 0.3},
+        "state": {"on_redis_down": on_redis_down, "timeout_s": state_timeout_s},
     })
 
 
